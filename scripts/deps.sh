@@ -1,0 +1,25 @@
+# deps.sh: sourced by ./demo and ./run-tests. Checks that the Debian packages the
+# build and the tests need are installed; as root installs the missing ones with
+# apt-get, otherwise prints the exact apt-get line and stops.
+FLECHEFS_PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev \
+libfuse3-dev fuse3 libssh2-1-dev libmsgpack-dev libsqlite3-dev zlib1g-dev libssl-dev \
+python3 python3-msgpack python3-numpy jq openssh-client openssh-server sshfs procps psmisc"
+
+flechefs_deps() {
+	missing=""
+	for p in $FLECHEFS_PACKAGES; do
+		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" ||
+			missing="$missing $p"
+	done
+	[ -z "$missing" ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "flechefs: missing Debian packages; install them with:" >&2
+		echo "  sudo apt-get install -y$missing" >&2
+		exit 1
+	fi
+	echo "flechefs: installing$missing" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	# shellcheck disable=SC2086
+	apt-get install -y -qq $missing >/dev/null
+}

@@ -1,0 +1,188 @@
+/*
+ * cache.h: a fleche cache as the server sees it: call storage (record files or a
+ * SQLite database) and value storage (value files), with fleche's semantics for
+ * prefixes, contains, expand, shrink and evict. Everything here is independent of
+ * the wire: dispatch.c turns these results into msgpack.
+ *
+ * Invariants:
+ *   1. No path or SQL statement is built from a string that rpc_key_prefix_valid
+ *      has not accepted.
+ *   2. Nothing is ever written to the cache except by srv_evict, and srv_evict
+ *      refuses on a read-only cache.
+ *   3. Files whose names start with '.' or end in ".lock", and names that are not
+ *      64 lowercase hex characters, are invisible: never listed, never matched.
+ *   4. A signed file is served only after its HMAC was checked (when keys are
+ *      configured); a file whose signature is missing or wrong is EBADMSG.
+ *
+ * Errors: every function returns 0 on success or -1 on failure, and on failure
+ * fills *err (code from rpc.h's table and a message naming the key or file).
+ */
+#ifndef FLECHEFS_SERVER_CACHE_H
+#define FLECHEFS_SERVER_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "rpc.h"
+
+#define SRV_MAX_CANDIDATES 64
+#define SRV_MAX_HMAC_KEYS  16
+
+struct srv_error {
+	enum rpc_error code;
+	char message[512];
+	/* AMBIGUOUS only */
+	size_t ncandidates;
+	char candidates[SRV_MAX_CANDIDATES][RPC_KEY_LEN + 1];
+	unsigned needed;
+};
+
+/* Sets err->code and a printf-style message; returns -1 for `return srv_fail(...)`. */
+int srv_fail(struct srv_error *err, enum rpc_error code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+struct srv_hmac_key {
+	uint8_t *bytes;
+	size_t len;
+};
+
+struct srv_config {
+	const char *root;   /* template layout root, or NULL */
+	const char *calls;  /* a directory, or "sqlite:///PATH"; NULL: found under root */
+	const char *values; /* a directory; NULL: root/values */
+	bool read_only;
+	struct srv_hmac_key keys[SRV_MAX_HMAC_KEYS]; /* borrowed; first signs, any verifies */
+	size_t nkeys;
+};
+
+enum srv_kind { SRV_CALLS, SRV_VALUES };
+
+struct srv_cache; /* opaque */
+
+/*
+ * Opens the cache described by cfg (detecting the template layout under cfg->root:
+ * root/calls.db if it exists, else root/calls/; values in root/values/). Fails
+ * (returns -1, message in err) when a storage cannot be opened. Caller frees with
+ * srv_cache_free. cfg's strings and keys are copied.
+ */
+int srv_cache_open(const struct srv_config *cfg, struct srv_cache **out, struct srv_error *err);
+void srv_cache_free(struct srv_cache *cache);
+
+/* The layout for hello/info (secrets left out). Strings borrowed from the cache. */
+struct srv_layout {
+	const char *root;        /* absolute or NULL */
+	const char *calls_type;  /* "files" or "sql" */
+	const char *calls_path;  /* absolute directory or database file */
+	const char *calls_url;   /* sql: "sqlite:///..." with any password as "***"; else NULL */
+	const char *values_type; /* "files" */
+	const char *values_path; /* absolute */
+	bool read_only;
+	size_t key_count;
+};
+void srv_cache_layout(const struct srv_cache *cache, struct srv_layout *out);
+
+/* Counts call records and value files (may scan). */
+int srv_count(struct srv_cache *cache, uint64_t *calls, uint64_t *values, struct srv_error *err);
+
+/* One entry of a page; detail fields are set only when detail was asked for. */
+struct srv_entry {
+	char key[RPC_KEY_LEN + 1];
+	double mtime;  /* detail */
+	int64_t size;  /* detail, values: -1 when unknown */
+	char *name;    /* detail, calls: owned by the page, may be NULL */
+};
+
+struct srv_page {
+	struct srv_entry *entries;
+	size_t n;
+	bool complete;
+};
+void srv_page_release(struct srv_page *page);
+
+/*
+ * Keys of one kind strictly after `after` (NULL: from the start), ascending, at most
+ * limit of them. Caller releases page.
+ */
+int srv_list(struct srv_cache *cache, enum srv_kind kind, const char *after, size_t limit,
+	     bool detail, struct srv_page *page, struct srv_error *err);
+
+struct srv_argument {
+	char *name;
+	char value[RPC_KEY_LEN + 1];
+};
+
+enum srv_version_kind { SRV_VERSION_NONE, SRV_VERSION_STR, SRV_VERSION_INT };
+
+struct srv_record {
+	char key[RPC_KEY_LEN + 1];
+	char *name;
+	char *module; /* may be NULL */
+	enum srv_version_kind version_kind;
+	char *version_str;
+	int64_t version_int;
+	char *code_digest; /* may be NULL */
+	struct srv_argument *arguments;
+	size_t narguments;
+	bool has_result;
+	char result[RPC_KEY_LEN + 1];
+	/* The metadata as one msgpack map (block -> map), ready to be copied into a
+	 * response; PROTOCOL.md section 3 says how values are mapped. */
+	char *metadata;
+	size_t metadata_len;
+	double mtime;
+};
+void srv_record_release(struct srv_record *rec);
+
+/* Loads a call record by full key or unique call prefix. Caller releases rec. */
+int srv_load(struct srv_cache *cache, const char *key, size_t len, struct srv_record *rec,
+	     struct srv_error *err);
+
+/* contains: *found true for a stored call key or a prefix unique among calls. */
+int srv_contains(struct srv_cache *cache, const char *key, size_t len, bool *found,
+		 struct srv_error *err);
+/* expand: out receives the full key (65 bytes with NUL). */
+int srv_expand(struct srv_cache *cache, const char *prefix, size_t len, char *out,
+	       struct srv_error *err);
+/* shrink: out receives the shortest unique prefix (65 bytes with NUL). */
+int srv_shrink(struct srv_cache *cache, const char *key, size_t len, char *out,
+	       struct srv_error *err);
+/* evict: removes one call record; see PROTOCOL.md. */
+int srv_evict(struct srv_cache *cache, const char *key, size_t len, struct srv_error *err);
+
+/*
+ * query: call keys whose record matches template (a msgpack map as PROTOCOL.md's
+ * query describes; already checked to be a map), after/limit/detail as srv_list.
+ */
+int srv_query(struct srv_cache *cache, const msgpack_object *template, const char *after,
+	      size_t limit, bool detail, struct srv_page *page, struct srv_error *err);
+
+/* Distinct function names strictly after `after` (NULL: start), at most limit. */
+struct srv_names {
+	char **names;
+	size_t n;
+	bool complete;
+};
+void srv_names_release(struct srv_names *names);
+int srv_names(struct srv_cache *cache, const char *after, size_t limit, struct srv_names *out,
+	      struct srv_error *err);
+
+/*
+ * An open value: its pickle stream (after gunzip and signature check) as one
+ * contiguous read-only byte range. Values are opened by full key or unique value
+ * prefix. The cache may keep recently opened values (bounded) so that reading a large
+ * value in ranges does not reopen or re-verify it each time.
+ */
+struct srv_value;
+int srv_value_open(struct srv_cache *cache, const char *key, size_t len, struct srv_value **out,
+		   struct srv_error *err);
+const char *srv_value_key(const struct srv_value *v);
+uint64_t srv_value_size(const struct srv_value *v);
+double srv_value_mtime(const struct srv_value *v);
+/* The whole pickle stream; borrowed until srv_value_close. */
+const uint8_t *srv_value_bytes(const struct srv_value *v);
+void srv_value_close(struct srv_value *v);
+
+#endif
