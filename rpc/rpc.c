@@ -1,0 +1,88 @@
+/*
+ * rpc.c: the error table of rpc.h (names, errnos, messages, generated from the
+ * RPC_ERRORS X-macro) and the key syntax checks.
+ */
+#include "rpc.h"
+
+#include <string.h>
+
+static const struct {
+	const char *name;
+	int err_no;
+	const char *message;
+} rpc_error_table[RPC_E__COUNT] = {[RPC_OK] = {"OK", 0, "success"},
+#define RPC_ERROR_ENTRY(n, e, m) [RPC_E_##n] = {#n, e, m},
+                                   RPC_ERRORS(RPC_ERROR_ENTRY)
+#undef RPC_ERROR_ENTRY
+};
+
+static int rpc_error_known(enum rpc_error e)
+{
+	return (unsigned)e < RPC_E__COUNT;
+}
+
+const char *rpc_error_name(enum rpc_error e)
+{
+	return rpc_error_known(e) ? rpc_error_table[e].name : "UNKNOWN";
+}
+
+int rpc_error_errno(enum rpc_error e)
+{
+	if (!rpc_error_known(e) || e == RPC_OK)
+		return EIO;
+	return rpc_error_table[e].err_no;
+}
+
+const char *rpc_error_message(enum rpc_error e)
+{
+	return rpc_error_known(e) ? rpc_error_table[e].message : "unknown error";
+}
+
+enum rpc_error rpc_error_from_name(const char *name, size_t len)
+{
+	if (!name)
+		return RPC_E__COUNT;
+	for (int e = RPC_OK + 1; e < RPC_E__COUNT; e++) {
+		const char *n = rpc_error_table[e].name;
+		if (strlen(n) == len && memcmp(n, name, len) == 0)
+			return (enum rpc_error)e;
+	}
+	return RPC_E__COUNT;
+}
+
+enum rpc_error rpc_error_from_errno(int err)
+{
+	if (err < 0)
+		err = -err;
+	if (err == EOPNOTSUPP)
+		return RPC_E_ENOTSUP;
+	/* The first entry with that errno: ENOENT before AMBIGUOUS, EIO's own entry. */
+	if (err == EIO)
+		return RPC_E_EIO;
+	if (err == EPROTO)
+		return RPC_E_EPROTO;
+	for (int e = RPC_OK + 1; e < RPC_E__COUNT; e++)
+		if (rpc_error_table[e].err_no == err)
+			return (enum rpc_error)e;
+	return RPC_E_EIO;
+}
+
+static int rpc_is_lower_hex(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return 0;
+	}
+	return 1;
+}
+
+int rpc_key_prefix_valid(const char *s, size_t len)
+{
+	return s && len >= RPC_PREFIX_MIN && len <= RPC_KEY_LEN && rpc_is_lower_hex(s, len);
+}
+
+int rpc_key_valid(const char *s, size_t len)
+{
+	return s && len == RPC_KEY_LEN && rpc_is_lower_hex(s, len);
+}
