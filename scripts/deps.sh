@@ -1,11 +1,18 @@
+# shellcheck shell=sh
 # deps.sh: sourced by ./demo and ./run-tests. Checks that the Debian packages the
 # build and the tests need are installed; as root installs the missing ones with
-# apt-get, otherwise prints the exact apt-get line and stops.
+# apt-get, otherwise prints the exact apt-get line and stops. On a system without
+# dpkg it only says which packages it would have wanted, and goes on.
 FLECHEFS_PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev \
 libfuse3-dev fuse3 libssh2-1-dev libmsgpack-dev libsqlite3-dev zlib1g-dev libssl-dev \
 python3 python3-msgpack python3-numpy jq openssh-client openssh-server sshfs procps psmisc"
 
 flechefs_deps() {
+	if ! command -v dpkg-query >/dev/null 2>&1; then
+		echo "flechefs: not a Debian system (no dpkg-query); make sure the equivalents" \
+			"of these Debian packages are installed: $FLECHEFS_PACKAGES" >&2
+		return 0
+	fi
 	missing=""
 	for p in $FLECHEFS_PACKAGES; do
 		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" ||
@@ -19,7 +26,14 @@ flechefs_deps() {
 	fi
 	echo "flechefs: installing$missing" >&2
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
+	if ! apt-get update -qq; then
+		echo "flechefs: 'apt-get update' failed; check the network and" \
+			"/etc/apt/sources.list" >&2
+		exit 1
+	fi
 	# shellcheck disable=SC2086
-	apt-get install -y -qq $missing >/dev/null
+	if ! apt-get install -y -qq $missing >/dev/null; then
+		echo "flechefs: could not install:$missing" >&2
+		exit 1
+	fi
 }
