@@ -14,6 +14,7 @@
  *      against the bytes left before use, and limits cap nodes, memo and depth.
  *   4. The graph may contain cycles (a list appended to itself): consumers walk it
  *      with a depth limit or a visited set.
+ *   5. None, True and False are shared nodes of the doc: compare kinds, not pointers.
  */
 #ifndef FLECHEFS_PICKLE_H
 #define FLECHEFS_PICKLE_H
@@ -46,7 +47,8 @@ enum pk_kind {
 struct pk_node;
 
 struct pk_str {
-	const char *ptr; /* not NUL-terminated; may contain NULs */
+	const char *ptr; /* not NUL-terminated; may contain NULs; never NULL (an empty
+			  * string points at "") */
 	size_t len;
 	/* Offset of ptr's first byte in the input buffer, or SIZE_MAX when the bytes
 	 * live in the arena (decoded from protocol 0 text). Lets a caller serve a large
@@ -72,7 +74,10 @@ struct pk_global {
 };
 
 struct pk_object {
-	struct pk_global cls; /* the callable or class */
+	struct pk_global cls; /* the callable or class; "" and "" when the callable is not
+			       * a global (then see callable) */
+	struct pk_node *callable; /* the node called: the PK_GLOBAL of cls, or a computed
+				   * callable (e.g. the result of another REDUCE) */
 	struct pk_node *args; /* PK_TUPLE (REDUCE/NEWOBJ args), never NULL */
 	struct pk_node *kwargs;   /* PK_DICT from NEWOBJ_EX, or NULL */
 	struct pk_node *state;    /* from BUILD, or NULL */
@@ -101,7 +106,9 @@ struct pk_node {
 struct pk_limits {
 	size_t max_nodes; /* total nodes (default 1,000,000) */
 	size_t max_memo;  /* memo entries (default 1,000,000) */
-	size_t max_depth; /* stack + mark depth (default 10,000) */
+	size_t max_depth; /* open MARKs, i.e. nesting (default 10,000); the value stack
+			   * is capped by max(max_nodes, max_depth), as every entry is a
+			   * node reference */
 	size_t max_arena; /* bytes of decoded text and arrays (default 64 MiB) */
 };
 
