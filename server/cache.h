@@ -16,6 +16,17 @@
  *
  * Errors: every function returns 0 on success or -1 on failure, and on failure
  * fills *err (code from rpc.h's table and a message naming the key or file).
+ *
+ * Threads: a srv_cache serialises its operations with one internal mutex, so it may
+ * be shared by threads. Every srv_value must be closed before srv_cache_free.
+ *
+ * Details (implementation notes, engineer S): srv_list/srv_query/srv_names answer
+ * EINVAL for limit 0 and cut limits above RPC_PAGE_MAX; srv_contains answers
+ * *found = false with 0 for malformed input; srv_shrink of a valid prefix shorter
+ * than 64 is ENOENT; srv_record.mtime is always set (timestop, else the file's or
+ * database's mtime); a detail entry's name is NULL when a record cannot be read.
+ * Opening a SQLite cache creates -shm/-wal files beside the database (as every
+ * SQLite reader of a WAL database does): tests copy the fixtures first.
  */
 #ifndef FLECHEFS_SERVER_CACHE_H
 #define FLECHEFS_SERVER_CACHE_H

@@ -1,0 +1,898 @@
+/*
+ * cache.c: the storage contract of cache.h on top of the call storage (record
+ * files, store_files.c, or SQLite, store_sql.c) and the value files: layout
+ * detection, fleche's prefix semantics (contains, expand, shrink, evict) and the
+ * small LRU of open values.
+ *
+ * Invariants:
+ *   1. Every public function takes cache->lock for its whole run: the cache may be
+ *      used from several threads, one operation at a time.
+ *   2. Keys and prefixes are checked with rpc_key_prefix_valid/rpc_key_valid before
+ *      any path or SQL statement sees them.
+ *   3. An open value is reference counted: the LRU holds one reference, every
+ *      srv_value_open one more; bytes stay mapped until the last is dropped. The LRU
+ *      holds at most SRV_VALUE_LRU values, each keyed by key and file identity
+ *      (dev, ino, size, mtime), so a replaced file is never served from the LRU.
+ */
+#include "cache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "filecodec.h"
+#include "keyindex.h"
+#include "query.h"
+#include "record.h"
+#include "store_files.h"
+#include "store_sql.h"
+
+#define SRV_VALUE_LRU 8
+
+struct srv_value {
+	struct srv_cache *cache;
+	unsigned refs;
+	char key[RPC_KEY_LEN + 1];
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	double mtime_f;
+	struct srv_blob blob;
+	struct srv_value *next; /* LRU order, most recent first */
+	bool cached;
+};
+
+struct srv_cache {
+	pthread_mutex_t lock;
+	char *root, *calls_path, *calls_url, *values_path;
+	bool sql, read_only;
+	struct srv_hmac_key keys[SRV_MAX_HMAC_KEYS];
+	size_t nkeys;
+	struct srv_sign sign;
+	struct srv_fstore calls;
+	struct srv_sqlstore db;
+	struct srv_fstore values;
+	struct srv_value *lru;
+};
+
+/* A list of full keys (candidates of a prefix), ascending. */
+struct keylist {
+	char (*k)[RPC_KEY_LEN + 1];
+	size_t n, total;
+};
+
+int srv_fail(struct srv_error *err, enum rpc_error code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err)
+		return -1;
+	err->code = code;
+	err->ncandidates = 0;
+	err->needed = 0;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static const char *kind_name(enum srv_kind kind)
+{
+	return kind == SRV_CALLS ? "call" : "value";
+}
+
+/* ---- opening ---- */
+
+static char *absolute(const char *path)
+{
+	char buf[PATH_MAX], *r, *out;
+	size_t n;
+
+	r = realpath(path, NULL);
+	if (r)
+		return r;
+	if (path[0] == '/')
+		return strdup(path);
+	if (!getcwd(buf, sizeof(buf)))
+		return NULL;
+	n = strlen(buf) + strlen(path) + 2;
+	out = malloc(n);
+	if (out)
+		snprintf(out, n, "%s/%s", buf, path);
+	return out;
+}
+
+static char *join(const char *a, const char *b)
+{
+	size_t n = strlen(a) + strlen(b) + 2;
+	char *out = malloc(n);
+
+	if (out)
+		snprintf(out, n, "%s/%s", a, b);
+	return out;
+}
+
+static bool is_file(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* The URL with anything between "://" and '@' (a password) replaced by "***". */
+static char *redact_url(const char *url)
+{
+	const char *s = strstr(url, "://"), *at, *slash;
+	char *out;
+	size_t n;
+
+	if (!s)
+		return strdup(url);
+	s += 3;
+	at = strchr(s, '@');
+	slash = strchr(s, '/');
+	if (!at || (slash && slash < at))
+		return strdup(url);
+	n = (size_t)(s - url) + 3 + strlen(at) + 1;
+	out = malloc(n);
+	if (out)
+		snprintf(out, n, "%.*s***%s", (int)(s - url), url, at);
+	return out;
+}
+
+/* The database path of "sqlite:///PATH" (relative to the cwd; 4 slashes: absolute). */
+static char *sqlite_path(const char *url, struct srv_error *err)
+{
+	const char *p = url + strlen("sqlite:///");
+	size_t n = strcspn(p, "?");
+	char *rel, *abs;
+
+	if (n == 0) {
+		srv_fail(err, RPC_E_EINVAL, "'%s' names no database file", url);
+		return NULL;
+	}
+	rel = srv_strndup(p, n);
+	if (!rel) {
+		srv_fail(err, RPC_E_ENOMEM, "out of memory");
+		return NULL;
+	}
+	abs = absolute(rel);
+	free(rel);
+	if (!abs)
+		srv_fail(err, RPC_E_ENOMEM, "out of memory");
+	return abs;
+}
+
+static int resolve_layout(struct srv_cache *c, const struct srv_config *cfg, struct srv_error *err)
+{
+	struct stat st;
+	char *db;
+
+	if (cfg->root) {
+		if (stat(cfg->root, &st) != 0)
+			return srv_fail(err, rpc_error_from_errno(errno),
+			                "cannot open cache root '%s': %s", cfg->root,
+			                strerror(errno));
+		if (!S_ISDIR(st.st_mode))
+			return srv_fail(err, RPC_E_EINVAL, "cache root '%s' is not a directory",
+			                cfg->root);
+		if (!(c->root = absolute(cfg->root)))
+			return srv_fail(err, RPC_E_ENOMEM, "out of memory");
+	}
+	if (cfg->calls) {
+		if (strncmp(cfg->calls, "sqlite:", 7) == 0) {
+			if (strncmp(cfg->calls, "sqlite:///", 10) != 0)
+				return srv_fail(err, RPC_E_EINVAL,
+				                "'%s' is not a sqlite:///PATH database URL",
+				                cfg->calls);
+			c->sql = true;
+			if (!(c->calls_path = sqlite_path(cfg->calls, err)))
+				return -1;
+			c->calls_url = redact_url(cfg->calls);
+		} else {
+			/* an explicit directory must exist (a typo must not serve an empty
+			 * cache); a regular file there is taken as a SQLite database */
+			if (stat(cfg->calls, &st) != 0)
+				return srv_fail(err, rpc_error_from_errno(errno),
+				                "cannot open call storage '%s': %s", cfg->calls,
+				                strerror(errno));
+			c->calls_path = absolute(cfg->calls);
+			c->sql = S_ISREG(st.st_mode);
+		}
+	} else if (c->root) {
+		if (!(db = join(c->root, "calls.db")))
+			return srv_fail(err, RPC_E_ENOMEM, "out of memory");
+		if (is_file(db)) {
+			c->sql = true;
+			c->calls_path = db;
+		} else {
+			free(db);
+			c->calls_path = join(c->root, "calls");
+		}
+	} else {
+		return srv_fail(err, RPC_E_EINVAL, "no cache root and no call storage given");
+	}
+	if (!c->calls_path)
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
+	if (c->sql && !c->calls_url) {
+		size_t n = strlen(c->calls_path) + 16;
+
+		if ((c->calls_url = malloc(n)))
+			snprintf(c->calls_url, n, "sqlite:///%s", c->calls_path);
+	}
+	if (c->sql && !c->calls_url)
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
+	if (cfg->values) {
+		if (stat(cfg->values, &st) != 0)
+			return srv_fail(err, rpc_error_from_errno(errno),
+			                "cannot open value storage '%s': %s", cfg->values,
+			                strerror(errno));
+		if (!S_ISDIR(st.st_mode))
+			return srv_fail(err, RPC_E_EINVAL, "value storage '%s' is not a directory",
+			                cfg->values);
+		c->values_path = absolute(cfg->values);
+	} else if (c->root)
+		c->values_path = join(c->root, "values");
+	else
+		return srv_fail(err, RPC_E_EINVAL, "no cache root and no value directory given");
+	if (!c->values_path)
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
+	return 0;
+}
+
+int srv_cache_open(const struct srv_config *cfg, struct srv_cache **out, struct srv_error *err)
+{
+	struct srv_cache *c = calloc(1, sizeof(*c));
+
+	*out = NULL;
+	if (!c)
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
+	pthread_mutex_init(&c->lock, NULL);
+	c->read_only = cfg->read_only;
+	if (cfg->nkeys > SRV_MAX_HMAC_KEYS) {
+		srv_fail(err, RPC_E_EINVAL, "at most %d HMAC keys", SRV_MAX_HMAC_KEYS);
+		goto fail;
+	}
+	for (size_t i = 0; i < cfg->nkeys; i++) {
+		c->keys[i].bytes = malloc(cfg->keys[i].len ? cfg->keys[i].len : 1);
+		if (!c->keys[i].bytes) {
+			srv_fail(err, RPC_E_ENOMEM, "out of memory");
+			goto fail;
+		}
+		if (cfg->keys[i].len)
+			memcpy(c->keys[i].bytes, cfg->keys[i].bytes, cfg->keys[i].len);
+		c->keys[i].len = cfg->keys[i].len;
+		c->nkeys++;
+	}
+	c->sign.keys = c->keys;
+	c->sign.nkeys = c->nkeys;
+	if (resolve_layout(c, cfg, err) != 0)
+		goto fail;
+	if (c->sql) {
+		if (srv_sql_open(&c->db, c->calls_path, err) != 0)
+			goto fail;
+	} else if (srv_fstore_init(&c->calls, c->calls_path, SRV_CALLS, &c->sign, err) != 0) {
+		goto fail;
+	}
+	if (srv_fstore_init(&c->values, c->values_path, SRV_VALUES, &c->sign, err) != 0)
+		goto fail;
+	*out = c;
+	return 0;
+fail:
+	srv_cache_free(c);
+	return -1;
+}
+
+static void value_unref(struct srv_value *v)
+{
+	if (v && --v->refs == 0) {
+		srv_blob_release(&v->blob);
+		free(v);
+	}
+}
+
+void srv_cache_free(struct srv_cache *c)
+{
+	if (!c)
+		return;
+	while (c->lru) {
+		struct srv_value *v = c->lru;
+
+		c->lru = v->next;
+		v->cached = false;
+		value_unref(v);
+	}
+	if (c->sql)
+		srv_sql_close(&c->db);
+	else
+		srv_fstore_release(&c->calls);
+	srv_fstore_release(&c->values);
+	for (size_t i = 0; i < c->nkeys; i++) {
+		if (c->keys[i].bytes)
+			memset(c->keys[i].bytes, 0, c->keys[i].len);
+		free(c->keys[i].bytes);
+	}
+	free(c->root);
+	free(c->calls_path);
+	free(c->calls_url);
+	free(c->values_path);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+void srv_cache_layout(const struct srv_cache *c, struct srv_layout *out)
+{
+	out->root = c->root;
+	out->calls_type = c->sql ? "sql" : "files";
+	out->calls_path = c->calls_path;
+	out->calls_url = c->sql ? c->calls_url : NULL;
+	out->values_type = "files";
+	out->values_path = c->values_path;
+	out->read_only = c->read_only;
+	out->key_count = c->nkeys;
+}
+
+int srv_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv_error *err)
+{
+	int rc = -1;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->sql) {
+		if (srv_sql_count(&c->db, calls, err) != 0)
+			goto out;
+	} else {
+		if (srv_keyindex_refresh(&c->calls.index, err) != 0)
+			goto out;
+		*calls = c->calls.index.n;
+	}
+	if (srv_keyindex_refresh(&c->values.index, err) != 0)
+		goto out;
+	*values = c->values.index.n;
+	rc = 0;
+out:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+/* ---- prefixes ---- */
+
+static void keylist_release(struct keylist *l)
+{
+	free(l->k);
+	memset(l, 0, sizeof(*l));
+}
+
+/* Keys of one kind starting with p[0..len) (4 <= len < 64), at most SRV_SQL_MAX_RANGE. */
+static int candidates(struct srv_cache *c, enum srv_kind kind, const char *p, size_t len,
+                      struct keylist *l, struct srv_error *err)
+{
+	memset(l, 0, sizeof(*l));
+	if (kind == SRV_CALLS && c->sql) {
+		size_t max = SRV_MAX_CANDIDATES;
+
+		for (;;) {
+			l->k = calloc(max, sizeof(*l->k));
+			if (!l->k)
+				return srv_fail(err, RPC_E_ENOMEM, "out of memory");
+			if (srv_sql_range(&c->db, p, len, l->k, max, &l->total, NULL, err) != 0) {
+				keylist_release(l);
+				return -1;
+			}
+			if (l->total <= max)
+				break;
+			free(l->k);
+			max = l->total;
+		}
+		l->n = l->total;
+	} else {
+		struct srv_fstore *fs = kind == SRV_CALLS ? &c->calls : &c->values;
+		size_t lo, hi;
+
+		if (srv_keyindex_refresh(&fs->index, err) != 0)
+			return -1;
+		srv_keyindex_range(&fs->index, p, len, &lo, &hi);
+		l->total = hi - lo;
+		l->n = l->total > SRV_SQL_MAX_RANGE ? SRV_SQL_MAX_RANGE : l->total;
+		if (l->n) {
+			l->k = calloc(l->n, sizeof(*l->k));
+			if (!l->k)
+				return srv_fail(err, RPC_E_ENOMEM, "out of memory");
+		}
+		for (size_t i = 0; i < l->n; i++)
+			srv_key_to_hex(srv_keyindex_key(&fs->index, lo + i), l->k[i]);
+	}
+	return 0;
+}
+
+/* Fills err as AMBIGUOUS for the sorted candidates of prefix. */
+static int ambiguous(struct srv_error *err, const char *p, size_t len, const struct keylist *l,
+                     const char *what)
+{
+	unsigned need = 0;
+	char names[200];
+	size_t o = 0;
+
+	for (size_t i = 1; i < l->n; i++) {
+		unsigned cmn = 0;
+
+		while (cmn < RPC_KEY_LEN && l->k[i - 1][cmn] == l->k[i][cmn])
+			cmn++;
+		if (cmn + 1 > need)
+			need = cmn + 1;
+	}
+	if (need > RPC_KEY_LEN)
+		need = RPC_KEY_LEN;
+	names[0] = '\0';
+	for (size_t i = 0; i < l->n && i < 3; i++)
+		o += (size_t)snprintf(names + o, sizeof(names) - o, "%s%s", i ? ", " : "", l->k[i]);
+	srv_fail(err, RPC_E_AMBIGUOUS,
+	         "prefix '%.*s' is ambiguous among %s keys: it matches %zu (%s%s); need at least "
+	         "%u characters",
+	         (int)len, p, what, l->total, names, l->total > 3 ? ", ..." : "", need);
+	err->needed = need;
+	for (size_t i = 0; i < l->n && i < SRV_MAX_CANDIDATES; i++)
+		memcpy(err->candidates[i], l->k[i], RPC_KEY_LEN + 1);
+	err->ncandidates = l->n < SRV_MAX_CANDIDATES ? l->n : SRV_MAX_CANDIDATES;
+	return -1;
+}
+
+/* The one key of kind that key[0..len) (valid, 4..63 chars) stands for. */
+static int unique(struct srv_cache *c, enum srv_kind kind, const char *key, size_t len,
+                  char out[RPC_KEY_LEN + 1], struct srv_error *err)
+{
+	struct keylist l;
+	int rc = 0;
+
+	if (candidates(c, kind, key, len, &l, err) != 0)
+		return -1;
+	if (l.total == 0)
+		rc = srv_fail(err, RPC_E_ENOENT, "no %s key starts with '%.*s'", kind_name(kind),
+		              (int)len, key);
+	else if (l.total > 1)
+		rc = ambiguous(err, key, len, &l, kind_name(kind));
+	else
+		memcpy(out, l.k[0], RPC_KEY_LEN + 1);
+	keylist_release(&l);
+	return rc;
+}
+
+static int check_key(const char *key, size_t len, struct srv_error *err)
+{
+	if (!key || !rpc_key_prefix_valid(key, len))
+		return srv_fail(
+		    err, RPC_E_EINVAL,
+		    "'%.*s' is not a key or a prefix of 4 to 64 lowercase hex characters",
+		    (int)(key && len <= RPC_KEY_LEN ? len : 0), key ? key : "");
+	return 0;
+}
+
+/* Full key of a call: len 64 as is, else the unique call prefix. */
+static int resolve_call(struct srv_cache *c, const char *key, size_t len, char out[RPC_KEY_LEN + 1],
+                        struct srv_error *err)
+{
+	if (len == RPC_KEY_LEN) {
+		memcpy(out, key, RPC_KEY_LEN);
+		out[RPC_KEY_LEN] = '\0';
+		return 0;
+	}
+	return unique(c, SRV_CALLS, key, len, out, err);
+}
+
+int srv_load(struct srv_cache *c, const char *key, size_t len, struct srv_record *rec,
+             struct srv_error *err)
+{
+	char full[RPC_KEY_LEN + 1];
+	int rc = -1;
+
+	memset(rec, 0, sizeof(*rec));
+	if (check_key(key, len, err) != 0)
+		return -1;
+	pthread_mutex_lock(&c->lock);
+	if (resolve_call(c, key, len, full, err) != 0)
+		goto out;
+	if (c->sql)
+		rc = srv_sql_load(&c->db, full, rec, err);
+	else
+		rc = srv_fstore_load(&c->calls, full, rec, err);
+out:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int srv_contains(struct srv_cache *c, const char *key, size_t len, bool *found,
+                 struct srv_error *err)
+{
+	struct keylist l;
+	struct stat st;
+	int rc = 0;
+
+	*found = false;
+	if (!key || !rpc_key_prefix_valid(key, len))
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	if (len == RPC_KEY_LEN) {
+		char full[RPC_KEY_LEN + 1];
+
+		memcpy(full, key, RPC_KEY_LEN);
+		full[RPC_KEY_LEN] = '\0';
+		if (c->sql)
+			rc = srv_sql_exists(&c->db, full, found, err);
+		else
+			rc = srv_fstore_stat(&c->calls, full, &st, found, err);
+		goto out;
+	}
+	if ((rc = candidates(c, SRV_CALLS, key, len, &l, err)) != 0)
+		goto out;
+	if (l.total > 1)
+		rc = ambiguous(err, key, len, &l, "call");
+	else
+		*found = l.total == 1;
+	keylist_release(&l);
+out:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int srv_expand(struct srv_cache *c, const char *prefix, size_t len, char *out,
+               struct srv_error *err)
+{
+	struct keylist a = {0}, b = {0}, m = {0};
+	size_t i = 0, j = 0;
+	int rc = -1;
+
+	if (check_key(prefix, len, err) != 0)
+		return -1;
+	if (len == RPC_KEY_LEN) {
+		memcpy(out, prefix, RPC_KEY_LEN);
+		out[RPC_KEY_LEN] = '\0';
+		return 0;
+	}
+	pthread_mutex_lock(&c->lock);
+	if (candidates(c, SRV_CALLS, prefix, len, &a, err) != 0 ||
+	    candidates(c, SRV_VALUES, prefix, len, &b, err) != 0)
+		goto out;
+	/* merge the two sorted lists, a key stored as both counted once */
+	m.k = calloc(a.n + b.n + 1, sizeof(*m.k));
+	if (!m.k) {
+		srv_fail(err, RPC_E_ENOMEM, "out of memory");
+		goto out;
+	}
+	while (i < a.n || j < b.n) {
+		int cmp = i == a.n ? 1 : j == b.n ? -1 : strcmp(a.k[i], b.k[j]);
+
+		memcpy(m.k[m.n++], cmp <= 0 ? a.k[i] : b.k[j], RPC_KEY_LEN + 1);
+		if (cmp <= 0)
+			i++;
+		if (cmp >= 0)
+			j++;
+	}
+	m.total = m.n + (a.total - a.n) + (b.total - b.n);
+	if (m.total == 0) {
+		srv_fail(err, RPC_E_ENOENT, "no key starts with '%.*s'", (int)len, prefix);
+		goto out;
+	}
+	if (m.total > 1) {
+		ambiguous(err, prefix, len, &m, "call and value");
+		goto out;
+	}
+	memcpy(out, m.k[0], RPC_KEY_LEN + 1);
+	rc = 0;
+out:
+	pthread_mutex_unlock(&c->lock);
+	keylist_release(&a);
+	keylist_release(&b);
+	keylist_release(&m);
+	return rc;
+}
+
+int srv_shrink(struct srv_cache *c, const char *key, size_t len, char *out, struct srv_error *err)
+{
+	char full[RPC_KEY_LEN + 1];
+	uint8_t bk[SRV_KEY_BYTES];
+	unsigned n = 0;
+	size_t pos;
+	int rc = -1;
+
+	if (check_key(key, len, err) != 0)
+		return -1;
+	if (len != RPC_KEY_LEN)
+		return srv_fail(err, RPC_E_ENOENT, "shrink needs a full stored key, not '%.*s'",
+		                (int)len, key);
+	memcpy(full, key, RPC_KEY_LEN);
+	full[RPC_KEY_LEN] = '\0';
+	srv_key_from_hex(full, bk);
+	pthread_mutex_lock(&c->lock);
+	if (c->sql) {
+		if (srv_sql_shrink(&c->db, full, &n, err) != 0 && err->code != RPC_E_ENOENT)
+			goto out;
+	} else {
+		if (srv_keyindex_refresh(&c->calls.index, err) != 0)
+			goto out;
+		if (srv_keyindex_find(&c->calls.index, bk, &pos))
+			n = srv_keyindex_shrink(&c->calls.index, pos);
+	}
+	if (n == 0) {
+		if (srv_keyindex_refresh(&c->values.index, err) != 0)
+			goto out;
+		if (!srv_keyindex_find(&c->values.index, bk, &pos)) {
+			srv_fail(err, RPC_E_ENOENT, "no call or value '%s' in the cache", full);
+			goto out;
+		}
+		n = srv_keyindex_shrink(&c->values.index, pos);
+	}
+	memcpy(out, full, n);
+	out[n] = '\0';
+	rc = 0;
+out:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int srv_evict(struct srv_cache *c, const char *key, size_t len, struct srv_error *err)
+{
+	char full[RPC_KEY_LEN + 1];
+	int rc = -1;
+
+	if (check_key(key, len, err) != 0)
+		return -1;
+	if (c->read_only)
+		return srv_fail(err, RPC_E_EROFS,
+		                "cannot evict '%.*s': the cache is served read-only", (int)len,
+		                key);
+	pthread_mutex_lock(&c->lock);
+	if (resolve_call(c, key, len, full, err) != 0)
+		goto out;
+	if (c->sql)
+		rc = srv_sql_delete(&c->db, full, err);
+	else
+		rc = srv_fstore_unlink(&c->calls, full, err);
+out:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+/* ---- listing ---- */
+
+void srv_page_release(struct srv_page *page)
+{
+	if (!page)
+		return;
+	for (size_t i = 0; i < page->n; i++)
+		free(page->entries[i].name);
+	free(page->entries);
+	memset(page, 0, sizeof(*page));
+}
+
+void srv_names_release(struct srv_names *names)
+{
+	if (!names)
+		return;
+	for (size_t i = 0; i < names->n; i++)
+		free(names->names[i]);
+	free(names->names);
+	memset(names, 0, sizeof(*names));
+}
+
+static int check_page(const char *after, size_t *limit, struct srv_error *err)
+{
+	if (after && !rpc_key_valid(after, strnlen(after, RPC_KEY_LEN + 1)))
+		return srv_fail(err, RPC_E_EINVAL, "'after' is not a key");
+	if (*limit == 0)
+		return srv_fail(err, RPC_E_EINVAL, "the page limit must be at least 1");
+	if (*limit > RPC_PAGE_MAX)
+		*limit = RPC_PAGE_MAX;
+	return 0;
+}
+
+int srv_list(struct srv_cache *c, enum srv_kind kind, const char *after, size_t limit, bool detail,
+             struct srv_page *page, struct srv_error *err)
+{
+	int rc;
+
+	memset(page, 0, sizeof(*page));
+	if (check_page(after, &limit, err) != 0)
+		return -1;
+	pthread_mutex_lock(&c->lock);
+	if (kind == SRV_CALLS && c->sql)
+		rc = srv_sql_list(&c->db, after, limit, detail, page, err);
+	else
+		rc = srv_fstore_list(kind == SRV_CALLS ? &c->calls : &c->values, after, limit,
+		                     detail, page, err);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int srv_query(struct srv_cache *c, const msgpack_object *tmpl, const char *after, size_t limit,
+              bool detail, struct srv_page *page, struct srv_error *err)
+{
+	int rc;
+
+	memset(page, 0, sizeof(*page));
+	if (check_page(after, &limit, err) != 0 || srv_query_check(tmpl, err) != 0)
+		return -1;
+	pthread_mutex_lock(&c->lock);
+	if (c->sql)
+		rc = srv_sql_query(&c->db, tmpl, after, limit, detail, page, err);
+	else
+		rc = srv_fstore_query(&c->calls, tmpl, after, limit, detail, page, err);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int srv_names(struct srv_cache *c, const char *after, size_t limit, struct srv_names *out,
+              struct srv_error *err)
+{
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (limit == 0)
+		return srv_fail(err, RPC_E_EINVAL, "the page limit must be at least 1");
+	if (limit > RPC_PAGE_MAX)
+		limit = RPC_PAGE_MAX;
+	pthread_mutex_lock(&c->lock);
+	if (c->sql)
+		rc = srv_sql_names(&c->db, after, limit, out, err);
+	else
+		rc = srv_fstore_names(&c->calls, after, limit, out, err);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+/* ---- values ---- */
+
+static bool same_file(const struct srv_value *v, const struct stat *st)
+{
+	return v->dev == st->st_dev && v->ino == st->st_ino && v->size == st->st_size &&
+	       v->mtime.tv_sec == st->st_mtim.tv_sec && v->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+/* Removes v from the LRU list (dropping the LRU's reference). */
+static void lru_remove(struct srv_cache *c, struct srv_value *v)
+{
+	struct srv_value **pp = &c->lru;
+
+	while (*pp && *pp != v)
+		pp = &(*pp)->next;
+	if (*pp) {
+		*pp = v->next;
+		v->next = NULL;
+		v->cached = false;
+		value_unref(v);
+	}
+}
+
+static void lru_add(struct srv_cache *c, struct srv_value *v)
+{
+	struct srv_value *p;
+	size_t n = 1;
+
+	v->refs++;
+	v->cached = true;
+	v->next = c->lru;
+	c->lru = v;
+	for (p = v; p->next; p = p->next) {
+		if (++n > SRV_VALUE_LRU) {
+			lru_remove(c, p->next);
+			break;
+		}
+	}
+}
+
+int srv_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_value **out,
+                   struct srv_error *err)
+{
+	char full[RPC_KEY_LEN + 1], path[PATH_MAX];
+	struct srv_value *v = NULL, *p;
+	struct stat st;
+	int fd = -1, rc = -1;
+
+	*out = NULL;
+	if (check_key(key, len, err) != 0)
+		return -1;
+	pthread_mutex_lock(&c->lock);
+	if (len == RPC_KEY_LEN) {
+		memcpy(full, key, RPC_KEY_LEN);
+		full[RPC_KEY_LEN] = '\0';
+	} else if (unique(c, SRV_VALUES, key, len, full, err) != 0) {
+		goto out;
+	}
+	if (srv_fstore_path(&c->values, full, path, sizeof(path), err) != 0)
+		goto out;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			srv_fail(err, RPC_E_ENOENT, "no value '%s' in the cache", full);
+		else
+			srv_fail(err, rpc_error_from_errno(errno), "cannot open '%s': %s", path,
+			         strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &st) != 0) {
+		srv_fail(err, RPC_E_EIO, "cannot stat '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		srv_fail(err, RPC_E_CORRUPT, "'%s' is not a regular file", path);
+		goto out;
+	}
+	for (p = c->lru; p; p = p->next) {
+		if (strcmp(p->key, full) != 0)
+			continue;
+		if (same_file(p, &st)) {
+			/* move to the front */
+			p->refs++;
+			lru_remove(c, p);
+			lru_add(c, p);
+			*out = p;
+			rc = 0;
+			goto out;
+		}
+		lru_remove(c, p); /* replaced on disk */
+		break;
+	}
+	v = calloc(1, sizeof(*v));
+	if (!v) {
+		srv_fail(err, RPC_E_ENOMEM, "out of memory");
+		goto out;
+	}
+	if (srv_codec_map_value(fd, path, &st, &c->sign, &v->blob, err) != 0) {
+		free(v);
+		goto out;
+	}
+	v->cache = c;
+	v->refs = 1;
+	memcpy(v->key, full, sizeof(full));
+	v->dev = st.st_dev;
+	v->ino = st.st_ino;
+	v->size = st.st_size;
+	v->mtime = st.st_mtim;
+	v->mtime_f = (double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec / 1e9;
+	lru_add(c, v);
+	*out = v;
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+const char *srv_value_key(const struct srv_value *v)
+{
+	return v->key;
+}
+
+uint64_t srv_value_size(const struct srv_value *v)
+{
+	return v->blob.len;
+}
+
+double srv_value_mtime(const struct srv_value *v)
+{
+	return v->mtime_f;
+}
+
+const uint8_t *srv_value_bytes(const struct srv_value *v)
+{
+	return v->blob.data;
+}
+
+void srv_value_close(struct srv_value *v)
+{
+	struct srv_cache *c;
+
+	if (!v)
+		return;
+	c = v->cache;
+	pthread_mutex_lock(&c->lock);
+	value_unref(v);
+	pthread_mutex_unlock(&c->lock);
+}

@@ -1,0 +1,459 @@
+/*
+ * filecodec.c: gzip unwrapping (zlib, bounded, spilling large values to an
+ * unlinked temporary file) and HMAC-SHA256 trailer checking (OpenSSL) for stored
+ * fleche files. See filecodec.h for the invariants.
+ */
+#include "filecodec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <zlib.h>
+
+#define CHUNK (256u * 1024)
+
+void srv_blob_release(struct srv_blob *b)
+{
+	if (b->map)
+		munmap(b->map, b->maplen);
+	free(b->heap);
+	memset(b, 0, sizeof(*b));
+}
+
+static int hexval(uint8_t c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+bool srv_codec_has_trailer(const uint8_t *d, size_t len)
+{
+	if (len < SRV_SIG_HEX + 1 || d[len - SRV_SIG_HEX - 1] != '.')
+		return false;
+	for (size_t i = len - SRV_SIG_HEX; i < len; i++)
+		if (hexval(d[i]) < 0)
+			return false;
+	return true;
+}
+
+static void warn_unverified(void)
+{
+	static bool warned;
+
+	if (!warned) {
+		warned = true;
+		fprintf(stderr, "flechefs-server: serving HMAC-signed files unverified: no secret "
+		                "key is configured, signatures go unchecked\n");
+	}
+}
+
+int srv_codec_unsign(const uint8_t *d, size_t len, const char *path, const struct srv_sign *sign,
+                     size_t *payload, struct srv_error *err)
+{
+	bool trailer = srv_codec_has_trailer(d, len);
+	uint8_t want[SRV_SIG_HEX / 2], got[EVP_MAX_MD_SIZE];
+	unsigned gotlen;
+
+	if (!sign || sign->nkeys == 0) {
+		if (trailer)
+			warn_unverified();
+		*payload = trailer ? len - SRV_SIG_HEX : len;
+		return 0;
+	}
+	if (!trailer) {
+		fprintf(stderr, "flechefs-server: refusing '%s': it carries no HMAC signature\n",
+		        path);
+		return srv_fail(err, RPC_E_EBADMSG, "'%s' carries no HMAC signature", path);
+	}
+	for (size_t i = 0; i < sizeof(want); i++) {
+		const uint8_t *h = d + len - SRV_SIG_HEX + 2 * i;
+
+		want[i] = (uint8_t)(hexval(h[0]) << 4 | hexval(h[1]));
+	}
+	for (size_t k = 0; k < sign->nkeys; k++) {
+		if (!HMAC(EVP_sha256(), sign->keys[k].bytes, (int)sign->keys[k].len, d,
+		          len - SRV_SIG_HEX, got, &gotlen))
+			continue;
+		if (gotlen == sizeof(want) && CRYPTO_memcmp(got, want, sizeof(want)) == 0) {
+			*payload = len - SRV_SIG_HEX;
+			return 0;
+		}
+	}
+	fprintf(stderr, "flechefs-server: refusing '%s': its HMAC signature is wrong\n", path);
+	return srv_fail(err, RPC_E_EBADMSG, "the HMAC signature of '%s' does not verify", path);
+}
+
+/* ---- gunzip ---- */
+
+enum sink_mode { SINK_HEAP, SINK_VALUE, SINK_COUNT };
+
+struct sink {
+	enum sink_mode mode;
+	const char *path;
+	uint64_t total, cap;
+	uint8_t *heap;
+	size_t heaplen, heapcap;
+	int fd; /* SINK_VALUE after spilling, else -1 */
+	uint8_t tail[SRV_SIG_HEX + 1];
+	size_t taillen;
+};
+
+static bool is_gzip(const uint8_t *d, size_t len)
+{
+	return len >= 2 && d[0] == 0x1f && d[1] == 0x8b;
+}
+
+static int open_tmpfile(void)
+{
+	const char *dir = getenv("TMPDIR");
+	char tmpl[4096];
+	int fd;
+
+	if (!dir || !*dir)
+		dir = "/tmp";
+	fd = open(dir, O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		return fd;
+	if ((size_t)snprintf(tmpl, sizeof(tmpl), "%s/flechefs-gunzip-XXXXXX", dir) >= sizeof(tmpl))
+		return -1;
+	fd = mkstemp(tmpl);
+	if (fd >= 0)
+		unlink(tmpl);
+	return fd;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int sink_add(struct sink *s, const uint8_t *p, size_t n, struct srv_error *err)
+{
+	if (n > s->cap - s->total)
+		return srv_fail(err, s->mode == SINK_HEAP ? RPC_E_CORRUPT : RPC_E_EFBIG,
+		                "'%s' decompresses to more than %llu bytes", s->path,
+		                (unsigned long long)s->cap);
+	s->total += n;
+	if (s->mode == SINK_COUNT) {
+		if (n >= sizeof(s->tail)) {
+			memcpy(s->tail, p + n - sizeof(s->tail), sizeof(s->tail));
+			s->taillen = sizeof(s->tail);
+		} else {
+			size_t keep = sizeof(s->tail) - n;
+
+			if (keep > s->taillen)
+				keep = s->taillen;
+			memmove(s->tail, s->tail + s->taillen - keep, keep);
+			memcpy(s->tail + keep, p, n);
+			s->taillen = keep + n;
+		}
+		return 0;
+	}
+	if (s->fd >= 0) {
+		if (write_all(s->fd, p, n) != 0)
+			return srv_fail(err, RPC_E_EIO, "cannot write the decompressed '%s': %s",
+			                s->path, strerror(errno));
+		return 0;
+	}
+	if (s->mode == SINK_VALUE && s->heaplen + n > SRV_GUNZIP_HEAP_MAX) {
+		s->fd = open_tmpfile();
+		if (s->fd < 0)
+			return srv_fail(err, RPC_E_EIO,
+			                "cannot create a temporary file to decompress '%s': %s",
+			                s->path, strerror(errno));
+		if (write_all(s->fd, s->heap, s->heaplen) != 0 || write_all(s->fd, p, n) != 0)
+			return srv_fail(err, RPC_E_EIO, "cannot write the decompressed '%s': %s",
+			                s->path, strerror(errno));
+		free(s->heap);
+		s->heap = NULL;
+		s->heaplen = s->heapcap = 0;
+		return 0;
+	}
+	if (s->heaplen + n > s->heapcap) {
+		size_t ncap = s->heapcap ? s->heapcap : 64 * 1024;
+		uint8_t *nh;
+
+		while (ncap < s->heaplen + n)
+			ncap *= 2;
+		nh = realloc(s->heap, ncap);
+		if (!nh)
+			return srv_fail(err, RPC_E_ENOMEM, "out of memory decompressing '%s'",
+			                s->path);
+		s->heap = nh;
+		s->heapcap = ncap;
+	}
+	memcpy(s->heap + s->heaplen, p, n);
+	s->heaplen += n;
+	return 0;
+}
+
+static int gunzip(const uint8_t *in, size_t inlen, struct sink *s, struct srv_error *err)
+{
+	z_stream zs;
+	uint8_t *out = malloc(CHUNK);
+	int rc = -1, zr;
+	bool started = false;
+
+	memset(&zs, 0, sizeof(zs));
+	if (!out)
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory decompressing '%s'", s->path);
+	if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) {
+		srv_fail(err, RPC_E_ENOMEM, "cannot start decompressing '%s'", s->path);
+		goto out;
+	}
+	started = true;
+	/* zlib counts in uInt: feed at most 1 GiB at a time. */
+	for (;;) {
+		size_t produced;
+
+		if (zs.avail_in == 0 && inlen > 0) {
+			size_t n = inlen > (1u << 30) ? (1u << 30) : inlen;
+
+			zs.next_in = (Bytef *)in;
+			zs.avail_in = (uInt)n;
+			in += n;
+			inlen -= n;
+		}
+		zs.next_out = out;
+		zs.avail_out = CHUNK;
+		zr = inflate(&zs, Z_NO_FLUSH);
+		if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) {
+			srv_fail(err, RPC_E_CORRUPT, "cannot decompress '%s': %s", s->path,
+			         zs.msg ? zs.msg : "bad gzip data");
+			goto out;
+		}
+		produced = CHUNK - zs.avail_out;
+		if (sink_add(s, out, produced, err) != 0)
+			goto out;
+		if (zr == Z_STREAM_END) {
+			/* Another gzip member may follow (Python's gzip reads them all). */
+			if (zs.avail_in == 0 && inlen > 0) {
+				size_t n = inlen > (1u << 30) ? (1u << 30) : inlen;
+
+				zs.next_in = (Bytef *)in;
+				zs.avail_in = (uInt)n;
+				in += n;
+				inlen -= n;
+			}
+			if (zs.avail_in == 0) {
+				rc = 0;
+				goto out;
+			}
+			if (zs.avail_in < 2 || zs.next_in[0] != 0x1f || zs.next_in[1] != 0x8b) {
+				srv_fail(err, RPC_E_CORRUPT,
+				         "'%s' has trailing garbage after gzip data", s->path);
+				goto out;
+			}
+			inflateReset(&zs);
+			continue;
+		}
+		if (produced == 0 && zs.avail_in == 0 && inlen == 0)
+			break;
+	}
+	srv_fail(err, RPC_E_CORRUPT, "'%s' is a truncated gzip file", s->path);
+out:
+	if (started)
+		inflateEnd(&zs);
+	free(out);
+	return rc;
+}
+
+static int read_whole(int fd, const char *path, size_t size, uint8_t **out, size_t *outlen,
+                      struct srv_error *err)
+{
+	uint8_t *buf = malloc(size ? size : 1);
+	size_t got = 0;
+
+	if (!buf)
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory reading '%s'", path);
+	while (got < size) {
+		ssize_t r = read(fd, buf + got, size - got);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			free(buf);
+			return srv_fail(err, rpc_error_from_errno(errno), "cannot read '%s': %s",
+			                path, strerror(errno));
+		}
+		if (r == 0)
+			break; /* shrank: a rename replaced it, take what we have */
+		got += (size_t)r;
+	}
+	*out = buf;
+	*outlen = got;
+	return 0;
+}
+
+int srv_codec_read_record(const char *path, const struct srv_sign *sign, struct srv_blob *out,
+                          struct stat *st, struct srv_error *err)
+{
+	int fd = -1, rc = -1;
+	uint8_t *raw = NULL;
+	size_t rawlen = 0, payload;
+
+	memset(out, 0, sizeof(*out));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return srv_fail(err, RPC_E_ENOENT, "no such file '%s'", path);
+		return srv_fail(err, rpc_error_from_errno(errno), "cannot open '%s': %s", path,
+		                strerror(errno));
+	}
+	if (fstat(fd, st) != 0) {
+		srv_fail(err, RPC_E_EIO, "cannot stat '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		srv_fail(err, RPC_E_CORRUPT, "'%s' is not a regular file", path);
+		goto out;
+	}
+	if ((uint64_t)st->st_size > SRV_RECORD_MAX) {
+		srv_fail(err, RPC_E_CORRUPT, "record file '%s' is larger than %u bytes", path,
+		         SRV_RECORD_MAX);
+		goto out;
+	}
+	if (read_whole(fd, path, (size_t)st->st_size, &raw, &rawlen, err) != 0)
+		goto out;
+	if (is_gzip(raw, rawlen)) {
+		struct sink s = {.mode = SINK_HEAP, .path = path, .cap = SRV_RECORD_MAX, .fd = -1};
+
+		if (gunzip(raw, rawlen, &s, err) != 0) {
+			free(s.heap);
+			goto out;
+		}
+		free(raw);
+		raw = s.heap;
+		rawlen = s.heaplen;
+	}
+	if (srv_codec_unsign(raw, rawlen, path, sign, &payload, err) != 0)
+		goto out;
+	out->heap = raw;
+	out->data = raw ? raw : (const uint8_t *)"";
+	out->len = payload;
+	raw = NULL;
+	rc = 0;
+out:
+	free(raw);
+	close(fd);
+	return rc;
+}
+
+static int map_fd(int fd, const char *path, size_t len, struct srv_blob *out, struct srv_error *err)
+{
+	void *m;
+
+	if (len == 0) {
+		out->data = (const uint8_t *)"";
+		return 0;
+	}
+	m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (m == MAP_FAILED)
+		return srv_fail(err, errno == ENOMEM ? RPC_E_ENOMEM : RPC_E_EIO,
+		                "cannot map '%s': %s", path, strerror(errno));
+	out->map = m;
+	out->maplen = len;
+	out->data = m;
+	return 0;
+}
+
+int srv_codec_map_value(int fd, const char *path, const struct stat *st,
+                        const struct srv_sign *sign, struct srv_blob *out, struct srv_error *err)
+{
+	struct srv_blob raw = {0};
+	struct sink s = {.mode = SINK_VALUE, .path = path, .cap = SRV_GUNZIP_MAX, .fd = -1};
+	size_t payload;
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	if ((uint64_t)st->st_size > SIZE_MAX / 2)
+		return srv_fail(err, RPC_E_EFBIG, "'%s' is too large to map", path);
+	if (map_fd(fd, path, (size_t)st->st_size, &raw, err) != 0)
+		return -1;
+	raw.len = (size_t)st->st_size;
+	if (!is_gzip(raw.data, raw.len)) {
+		*out = raw;
+		raw.map = NULL;
+	} else {
+		if (gunzip(raw.data, raw.len, &s, err) != 0)
+			goto out;
+		if (s.fd >= 0) {
+			if (map_fd(s.fd, path, (size_t)s.total, out, err) != 0)
+				goto out;
+		} else {
+			out->heap = s.heap;
+			out->data = s.heap ? s.heap : (const uint8_t *)"";
+			s.heap = NULL;
+		}
+		out->len = (size_t)s.total;
+	}
+	if (srv_codec_unsign(out->data, out->len, path, sign, &payload, err) != 0) {
+		srv_blob_release(out);
+		goto out;
+	}
+	out->len = payload;
+	rc = 0;
+out:
+	if (s.fd >= 0)
+		close(s.fd);
+	free(s.heap);
+	srv_blob_release(&raw);
+	return rc;
+}
+
+int srv_codec_value_size(int fd, const char *path, const struct stat *st, uint64_t *size,
+                         struct srv_error *err)
+{
+	uint8_t head[2], tail[SRV_SIG_HEX + 1];
+	struct srv_blob raw = {0};
+	struct sink s = {.mode = SINK_COUNT, .path = path, .cap = SRV_GUNZIP_MAX, .fd = -1};
+	uint64_t n = (uint64_t)st->st_size;
+	ssize_t r;
+	int rc = -1;
+
+	if (n >= 2 && pread(fd, head, 2, 0) == 2 && is_gzip(head, 2)) {
+		if (map_fd(fd, path, (size_t)n, &raw, err) != 0)
+			return -1;
+		if (gunzip(raw.data, (size_t)n, &s, err) == 0) {
+			*size = srv_codec_has_trailer(s.tail, s.taillen) ? s.total - SRV_SIG_HEX
+			                                                 : s.total;
+			rc = 0;
+		}
+		srv_blob_release(&raw);
+		return rc;
+	}
+	if (n >= sizeof(tail)) {
+		r = pread(fd, tail, sizeof(tail), (off_t)(n - sizeof(tail)));
+		if (r != (ssize_t)sizeof(tail))
+			return srv_fail(err, RPC_E_EIO, "cannot read '%s': %s", path,
+			                r < 0 ? strerror(errno) : "short read");
+		if (srv_codec_has_trailer(tail, sizeof(tail)))
+			n -= SRV_SIG_HEX;
+	}
+	*size = n;
+	return 0;
+}

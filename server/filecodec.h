@@ -1,0 +1,77 @@
+/*
+ * filecodec.h: turns the bytes of a stored fleche file into its pickle stream:
+ * gzip (detected by the magic 1f 8b, whatever the configuration says) is unwrapped
+ * with bounded output, and an HMAC-SHA256 signature trailer (64 ASCII hex after the
+ * pickle's STOP) is checked and removed.
+ *
+ * Invariants:
+ *   1. With keys configured, bytes are handed out only after one of the keys
+ *      verified them (CRYPTO_memcmp); a missing or wrong signature is EBADMSG and is
+ *      logged on stderr naming the file.
+ *   2. With no key, a file that carries a signature trailer is served without it,
+ *      unverified, as fleche does; stderr says so once per process.
+ *   3. Decompressed records never exceed SRV_RECORD_MAX bytes in memory; decompressed
+ *      values larger than SRV_GUNZIP_HEAP_MAX go to an unlinked temporary file
+ *      (mmapped) and never exceed SRV_GUNZIP_MAX bytes.
+ */
+#ifndef FLECHEFS_SERVER_FILECODEC_H
+#define FLECHEFS_SERVER_FILECODEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "cache.h"
+
+#define SRV_RECORD_MAX      (64u * 1024 * 1024)
+#define SRV_GUNZIP_HEAP_MAX (4u * 1024 * 1024)
+#define SRV_GUNZIP_MAX      (16ull * 1024 * 1024 * 1024)
+#define SRV_SIG_HEX         64
+
+/* Signature settings, shared by the storages of one cache. */
+struct srv_sign {
+	const struct srv_hmac_key *keys;
+	size_t nkeys;
+};
+
+/* Decoded bytes: data[0..len) is the pickle stream. */
+struct srv_blob {
+	const uint8_t *data;
+	size_t len;
+	void *map; /* munmap(map, maplen) on release, or NULL */
+	size_t maplen;
+	uint8_t *heap; /* free on release, or NULL */
+};
+void srv_blob_release(struct srv_blob *b);
+
+/*
+ * Reads a small file (a call record) whole: at most SRV_RECORD_MAX bytes before and
+ * after gunzip. Fills *st with the file's stat. A missing file is ENOENT.
+ */
+int srv_codec_read_record(const char *path, const struct srv_sign *sign, struct srv_blob *out,
+                          struct stat *st, struct srv_error *err);
+
+/* Maps an open value file (st from fstat); gzip goes through a temporary file. */
+int srv_codec_map_value(int fd, const char *path, const struct stat *st,
+                        const struct srv_sign *sign, struct srv_blob *out, struct srv_error *err);
+
+/*
+ * The number of bytes srv_codec_map_value would serve, without verifying: the file's
+ * size, less the trailer when there is one; for gzip the decompressed size (this
+ * decompresses the file, discarding the output).
+ */
+int srv_codec_value_size(int fd, const char *path, const struct stat *st, uint64_t *size,
+                         struct srv_error *err);
+
+/*
+ * Where the pickle ends in d[0..len): len, or len - 64 when the bytes end in a STOP
+ * followed by 64 hex characters. Checks the signature as invariants 1 and 2 say.
+ */
+int srv_codec_unsign(const uint8_t *d, size_t len, const char *path, const struct srv_sign *sign,
+                     size_t *payload, struct srv_error *err);
+
+/* True when d ends with ".<64 hex>". */
+bool srv_codec_has_trailer(const uint8_t *d, size_t len);
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * sjson.h: a small strict JSON reader that turns the JSON text Python's json.dumps
+ * wrote (SQL metadata, the version column) into msgpack. It is strict JSON plus the
+ * bare tokens NaN, Infinity and -Infinity that Python writes for non-finite floats.
+ * Integers that do not fit in int64 become {"$int": "<digits>"}; numbers written
+ * with a fraction or exponent stay floats ("3.0" is a float).
+ *
+ * Invariants: nesting deeper than SRV_SJSON_MAX_DEPTH or input larger than
+ * SRV_SJSON_MAX_INPUT is refused; nothing is allocated beyond what the msgpack
+ * buffer needs for the output (which is never larger than a few times the input).
+ */
+#ifndef FLECHEFS_SERVER_SJSON_H
+#define FLECHEFS_SERVER_SJSON_H
+
+#include <stddef.h>
+
+#include <msgpack.h>
+
+#define SRV_SJSON_MAX_DEPTH 48
+#define SRV_SJSON_MAX_INPUT (64u * 1024 * 1024)
+
+/*
+ * Parses text[0..len) (one JSON value, whitespace around it allowed) and packs it.
+ * Returns 0, or -1 with a lower-case reason in why.
+ */
+int srv_sjson_pack(const char *text, size_t len, msgpack_packer *pk, char *why, size_t whylen);
+
+/*
+ * Looks the number stored under `key` in the top-level JSON object text[0..len) up
+ * without building anything. Returns 0 and sets *out when found and numeric, else -1.
+ */
+int srv_sjson_number(const char *text, size_t len, const char *key, double *out);
+
+#endif

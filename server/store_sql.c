@@ -1,0 +1,810 @@
+/*
+ * store_sql.c: reading (and, for evict only, deleting from) fleche's SQLite call
+ * storage. See store_sql.h for the invariants.
+ */
+#include "store_sql.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "keyindex.h"
+#include "query.h"
+#include "record.h"
+#include "sjson.h"
+
+static const char *const stmt_sql[SRV_SQ__COUNT] = {
+    [SRV_SQ_EXISTS] = "SELECT 1 FROM calls WHERE \"key\" = ?1",
+    [SRV_SQ_RANGE] =
+        "SELECT \"key\" FROM calls WHERE \"key\" >= ?1 AND \"key\" < ?2 ORDER BY \"key\"",
+    [SRV_SQ_PREV] = "SELECT \"key\" FROM calls WHERE \"key\" < ?1 ORDER BY \"key\" DESC",
+    [SRV_SQ_NEXT] = "SELECT \"key\" FROM calls WHERE \"key\" > ?1 ORDER BY \"key\"",
+    [SRV_SQ_LIST] = "SELECT \"key\" FROM calls WHERE \"key\" > ?1 ORDER BY \"key\"",
+    [SRV_SQ_LIST_DETAIL] =
+        "SELECT c.\"key\", c.name, m.data FROM calls AS c LEFT JOIN metadata AS m"
+        " ON m.call_key = c.\"key\" AND m.name = 'runtime'"
+        " WHERE c.\"key\" > ?1 ORDER BY c.\"key\"",
+    [SRV_SQ_CALL] = NULL, /* depends on the columns: built in srv_sql_open */
+    [SRV_SQ_ARGS] = "SELECT name, value FROM arguments WHERE call_key = ?1 ORDER BY position, id",
+    [SRV_SQ_META] = "SELECT name, data FROM metadata WHERE call_key = ?1 ORDER BY id",
+    [SRV_SQ_COUNT] = "SELECT count(*) FROM calls",
+    [SRV_SQ_NAMES] = "SELECT DISTINCT name FROM calls WHERE name > ?1 ORDER BY name",
+    [SRV_SQ_QUERY] = "SELECT \"key\" FROM calls WHERE \"key\" > ?1 ORDER BY \"key\"",
+    [SRV_SQ_QUERY_NAME] =
+        "SELECT \"key\" FROM calls WHERE name = ?2 AND \"key\" > ?1 ORDER BY \"key\"",
+};
+
+static int db_fail(struct srv_sqlstore *s, struct srv_error *err, const char *what, int rc)
+{
+	enum rpc_error code = RPC_E_EIO;
+
+	if (rc == SQLITE_NOMEM)
+		code = RPC_E_ENOMEM;
+	else if (rc == SQLITE_PERM || rc == SQLITE_AUTH)
+		code = RPC_E_EACCES;
+	return srv_fail(err, code, "cannot %s in '%s': %s", what, s->path,
+	                s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+}
+
+static sqlite3_stmt *stmt(struct srv_sqlstore *s, enum srv_sql_stmt i, struct srv_error *err)
+{
+	int rc;
+
+	if (!s->stmts[i]) {
+		rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+		                        &s->stmts[i], NULL);
+		if (rc != SQLITE_OK) {
+			db_fail(s, err, "prepare a query", rc);
+			return NULL;
+		}
+	}
+	return s->stmts[i];
+}
+
+static void done(sqlite3_stmt *st)
+{
+	if (st) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
+}
+
+static bool row_key(sqlite3_stmt *st, int col, char out[RPC_KEY_LEN + 1])
+{
+	const char *k = (const char *)sqlite3_column_text(st, col);
+	int n = sqlite3_column_bytes(st, col);
+
+	if (!k || n != RPC_KEY_LEN || !rpc_key_valid(k, RPC_KEY_LEN))
+		return false;
+	memcpy(out, k, RPC_KEY_LEN);
+	out[RPC_KEY_LEN] = '\0';
+	return true;
+}
+
+static int try_open(struct srv_sqlstore *s, bool immutable, struct srv_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	char *uri = NULL;
+	int rc, flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
+	bool has_key = false, has_name = false;
+
+	if (immutable) {
+		/* file: URI with the path percent-encoded where URIs need it */
+		size_t n = strlen(s->path), o = 0;
+
+		uri = malloc(3 * n + 32);
+		if (!uri)
+			return srv_fail(err, RPC_E_ENOMEM, "out of memory opening '%s'", s->path);
+		o += (size_t)sprintf(uri, "file:");
+		for (size_t i = 0; i < n; i++) {
+			unsigned char ch = (unsigned char)s->path[i];
+
+			if (ch == '%' || ch == '?' || ch == '#' || ch < 0x21 || ch >= 0x7f)
+				o += (size_t)sprintf(uri + o, "%%%02X", ch);
+			else
+				uri[o++] = (char)ch;
+		}
+		strcpy(uri + o, "?immutable=1");
+		flags |= SQLITE_OPEN_URI;
+	}
+	rc = sqlite3_open_v2(immutable ? uri : s->path, &s->db, flags, NULL);
+	free(uri);
+	if (rc != SQLITE_OK)
+		goto fail;
+	sqlite3_busy_timeout(s->db, SRV_SQL_BUSY_MS);
+	s->has_code_digest = false;
+	rc = sqlite3_prepare_v2(s->db, "PRAGMA table_info(calls)", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *col = (const char *)sqlite3_column_text(st, 1);
+
+		if (!col)
+			continue;
+		if (strcmp(col, "key") == 0)
+			has_key = true;
+		else if (strcmp(col, "name") == 0)
+			has_name = true;
+		else if (strcmp(col, "code_digest") == 0)
+			s->has_code_digest = true;
+	}
+	if (rc != SQLITE_DONE)
+		goto fail;
+	sqlite3_finalize(st);
+	st = NULL;
+	if (!has_key || !has_name) {
+		sqlite3_close(s->db);
+		s->db = NULL;
+		return srv_fail(err, RPC_E_CORRUPT,
+		                "'%s' is not a fleche call database (no calls table)", s->path);
+	}
+	return 0;
+fail:
+	srv_fail(err, rc == SQLITE_CANTOPEN ? RPC_E_ENOENT : RPC_E_EIO,
+	         "cannot open database '%s': %s", s->path,
+	         s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+	sqlite3_finalize(st);
+	sqlite3_close(s->db);
+	s->db = NULL;
+	return -(rc & 0xff) - 1;
+}
+
+int srv_sql_open(struct srv_sqlstore *s, const char *path, struct srv_error *err)
+{
+	char call_sql[256];
+	struct stat st;
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	if (stat(path, &st) != 0)
+		return srv_fail(err, rpc_error_from_errno(errno), "cannot open database '%s': %s",
+		                path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return srv_fail(err, RPC_E_EINVAL, "database '%s' is not a regular file", path);
+	s->path = strdup(path);
+	if (!s->path)
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
+	rc = try_open(s, false, err);
+	if (rc != 0 && rc != -1 && ((-rc - 1) == SQLITE_CANTOPEN || (-rc - 1) == SQLITE_READONLY)) {
+		/* A WAL database in a directory we cannot write (no -shm possible): read
+		 * it as an immutable file. Nobody can be writing it through that dir. */
+		if (try_open(s, true, err) == 0) {
+			s->immutable = true;
+			fprintf(stderr,
+			        "flechefs-server: '%s' cannot be opened for shared reading; "
+			        "reading it as an immutable file\n",
+			        path);
+			rc = 0;
+		}
+	}
+	if (rc != 0) {
+		free(s->path);
+		s->path = NULL;
+		return -1;
+	}
+	snprintf(call_sql, sizeof(call_sql),
+	         "SELECT name, module, version, %s, result FROM calls WHERE \"key\" = ?1",
+	         s->has_code_digest ? "code_digest" : "NULL");
+	rc = sqlite3_prepare_v3(s->db, call_sql, -1, SQLITE_PREPARE_PERSISTENT,
+	                        &s->stmts[SRV_SQ_CALL], NULL);
+	if (rc != SQLITE_OK) {
+		db_fail(s, err, "prepare a query", rc);
+		srv_sql_close(s);
+		return -1;
+	}
+	return 0;
+}
+
+void srv_sql_close(struct srv_sqlstore *s)
+{
+	for (int i = 0; i < SRV_SQ__COUNT; i++)
+		sqlite3_finalize(s->stmts[i]);
+	sqlite3_close(s->db);
+	free(s->path);
+	memset(s, 0, sizeof(*s));
+}
+
+int srv_sql_count(struct srv_sqlstore *s, uint64_t *n, struct srv_error *err)
+{
+	sqlite3_stmt *st = stmt(s, SRV_SQ_COUNT, err);
+	int rc;
+
+	if (!st)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		done(st);
+		return db_fail(s, err, "count calls", rc);
+	}
+	*n = (uint64_t)sqlite3_column_int64(st, 0);
+	done(st);
+	return 0;
+}
+
+int srv_sql_exists(struct srv_sqlstore *s, const char *key, bool *found, struct srv_error *err)
+{
+	sqlite3_stmt *st = stmt(s, SRV_SQ_EXISTS, err);
+	int rc;
+
+	if (!st)
+		return -1;
+	sqlite3_bind_text(st, 1, key, RPC_KEY_LEN, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	done(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_fail(s, err, "look a call up", rc);
+	*found = rc == SQLITE_ROW;
+	return 0;
+}
+
+int srv_sql_range(struct srv_sqlstore *s, const char *prefix, size_t len,
+                  char (*out)[RPC_KEY_LEN + 1], size_t max, size_t *total, unsigned *needed,
+                  struct srv_error *err)
+{
+	char lo[RPC_KEY_LEN + 1], hi[RPC_KEY_LEN + 1], prev[RPC_KEY_LEN + 1], k[RPC_KEY_LEN + 1];
+	sqlite3_stmt *st;
+	size_t n = 0;
+	unsigned need = 0;
+	int rc = SQLITE_DONE;
+
+	memcpy(lo, prefix, len);
+	lo[len] = '\0';
+	memcpy(hi, prefix, len);
+	hi[len] = '\0';
+	/* successor of the prefix: bump the last character (hex chars are < 0x7f) */
+	hi[len - 1]++;
+	st = stmt(s, SRV_SQ_RANGE, err);
+	if (!st)
+		return -1;
+	sqlite3_bind_text(st, 1, lo, (int)len, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, hi, (int)len, SQLITE_STATIC);
+	while (n < SRV_SQL_MAX_RANGE && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (!row_key(st, 0, k) || memcmp(k, prefix, len) != 0)
+			continue;
+		if (n > 0) {
+			unsigned c = 0;
+
+			while (c < RPC_KEY_LEN && prev[c] == k[c])
+				c++;
+			if (c + 1 > need)
+				need = c + 1;
+		}
+		memcpy(prev, k, sizeof(k));
+		if (n < max)
+			memcpy(out[n], k, sizeof(k));
+		n++;
+	}
+	if (n < SRV_SQL_MAX_RANGE && rc != SQLITE_DONE) {
+		done(st);
+		return db_fail(s, err, "look keys up", rc);
+	}
+	done(st);
+	*total = n;
+	if (needed)
+		*needed = need;
+	return 0;
+}
+
+/* First valid key from a PREV/NEXT statement; *found false when none. */
+static int neighbour(struct srv_sqlstore *s, enum srv_sql_stmt which, const char *key,
+                     char out[RPC_KEY_LEN + 1], bool *found, struct srv_error *err)
+{
+	sqlite3_stmt *st = stmt(s, which, err);
+	int rc;
+
+	*found = false;
+	if (!st)
+		return -1;
+	sqlite3_bind_text(st, 1, key, RPC_KEY_LEN, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (row_key(st, 0, out)) {
+			*found = true;
+			break;
+		}
+	}
+	done(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_fail(s, err, "look keys up", rc);
+	return 0;
+}
+
+int srv_sql_shrink(struct srv_sqlstore *s, const char *key, unsigned *len, struct srv_error *err)
+{
+	char other[RPC_KEY_LEN + 1];
+	bool found;
+	unsigned need = 0;
+
+	if (srv_sql_exists(s, key, &found, err) != 0)
+		return -1;
+	if (!found)
+		return srv_fail(err, RPC_E_ENOENT, "no call '%s' in the cache", key);
+	for (int i = 0; i < 2; i++) {
+		if (neighbour(s, i ? SRV_SQ_NEXT : SRV_SQ_PREV, key, other, &found, err) != 0)
+			return -1;
+		if (found) {
+			unsigned c = 0;
+
+			while (c < RPC_KEY_LEN && other[c] == key[c])
+				c++;
+			if (c > need)
+				need = c;
+		}
+	}
+	need++;
+	if (need < RPC_PREFIX_MIN)
+		need = RPC_PREFIX_MIN;
+	if (need > RPC_KEY_LEN)
+		need = RPC_KEY_LEN;
+	*len = need;
+	return 0;
+}
+
+static double db_mtime(const struct srv_sqlstore *s)
+{
+	struct stat st;
+
+	if (stat(s->path, &st) != 0)
+		return 0;
+	return (double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec / 1e9;
+}
+
+static int page_grow(struct srv_page *page, size_t limit, struct srv_error *err)
+{
+	if (!page->entries) {
+		page->entries = calloc(limit ? limit : 1, sizeof(*page->entries));
+		if (!page->entries)
+			return srv_fail(err, RPC_E_ENOMEM, "out of memory listing calls");
+	}
+	return 0;
+}
+
+int srv_sql_list(struct srv_sqlstore *s, const char *after, size_t limit, bool detail,
+                 struct srv_page *page, struct srv_error *err)
+{
+	sqlite3_stmt *st = stmt(s, detail ? SRV_SQ_LIST_DETAIL : SRV_SQ_LIST, err);
+	double fallback = detail ? db_mtime(s) : 0;
+	char k[RPC_KEY_LEN + 1];
+	int rc;
+
+	memset(page, 0, sizeof(*page));
+	if (!st)
+		return -1;
+	if (page_grow(page, limit, err) != 0)
+		return -1;
+	sqlite3_bind_text(st, 1, after ? after : "", after ? RPC_KEY_LEN : 0, SQLITE_STATIC);
+	page->complete = true;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct srv_entry *e;
+
+		if (!row_key(st, 0, k))
+			continue;
+		if (page->n == limit) {
+			page->complete = false;
+			break;
+		}
+		e = &page->entries[page->n];
+		memcpy(e->key, k, sizeof(k));
+		e->size = -1;
+		if (detail) {
+			const char *name = (const char *)sqlite3_column_text(st, 1);
+			const char *data = (const char *)sqlite3_column_text(st, 2);
+			double t;
+
+			e->mtime = fallback;
+			if (data && srv_sjson_number(data, (size_t)sqlite3_column_bytes(st, 2),
+			                             "timestop", &t) == 0)
+				e->mtime = t;
+			if (name && !(e->name = strdup(name))) {
+				done(st);
+				srv_page_release(page);
+				return srv_fail(err, RPC_E_ENOMEM, "out of memory listing calls");
+			}
+		}
+		page->n++;
+	}
+	done(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		srv_page_release(page);
+		return db_fail(s, err, "list calls", rc);
+	}
+	return 0;
+}
+
+static int exec(struct srv_sqlstore *s, sqlite3 *db, const char *sql, struct srv_error *err)
+{
+	int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+
+	if (rc != SQLITE_OK)
+		return srv_fail(err, rc == SQLITE_BUSY ? RPC_E_EIO : RPC_E_EIO,
+		                "cannot run '%s' on '%s': %s", sql, s->path, sqlite3_errmsg(db));
+	return 0;
+}
+
+/* The version column: JSON text ('2', '"1.0"'), an older INTEGER, or NULL. */
+static int read_version(sqlite3_stmt *st, int col, struct srv_record *rec)
+{
+	const char *t;
+	int n;
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_unpacked u;
+	size_t off = 0;
+	char why[64];
+	int rc = 0;
+
+	switch (sqlite3_column_type(st, col)) {
+	case SQLITE_NULL:
+		rec->version_kind = SRV_VERSION_NONE;
+		return 0;
+	case SQLITE_INTEGER:
+		rec->version_kind = SRV_VERSION_INT;
+		rec->version_int = sqlite3_column_int64(st, col);
+		return 0;
+	default:
+		break;
+	}
+	t = (const char *)sqlite3_column_text(st, col);
+	n = sqlite3_column_bytes(st, col);
+	if (!t)
+		return -1;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_unpacked_init(&u);
+	if (srv_sjson_pack(t, (size_t)n, &pk, why, sizeof(why)) == 0 &&
+	    msgpack_unpack_next(&u, sb.data, sb.size, &off) == MSGPACK_UNPACK_SUCCESS) {
+		if (u.data.type == MSGPACK_OBJECT_NIL) {
+			rec->version_kind = SRV_VERSION_NONE;
+			goto out;
+		}
+		if (u.data.type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
+		    u.data.type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+			rec->version_kind = SRV_VERSION_INT;
+			rec->version_int = u.data.via.i64;
+			goto out;
+		}
+		if (u.data.type == MSGPACK_OBJECT_STR) {
+			rec->version_kind = SRV_VERSION_STR;
+			rec->version_str = srv_strndup(u.data.via.str.ptr, u.data.via.str.size);
+			rc = rec->version_str ? 0 : -1;
+			goto out;
+		}
+	}
+	/* not JSON (an older writer stored the text itself) */
+	rec->version_kind = SRV_VERSION_STR;
+	rec->version_str = srv_strndup(t, (size_t)n);
+	rc = rec->version_str ? 0 : -1;
+out:
+	msgpack_unpacked_destroy(&u);
+	msgpack_sbuffer_destroy(&sb);
+	return rc;
+}
+
+static char *col_dup(sqlite3_stmt *st, int col)
+{
+	const char *t = (const char *)sqlite3_column_text(st, col);
+
+	return t ? srv_strndup(t, (size_t)sqlite3_column_bytes(st, col)) : NULL;
+}
+
+/* Loads key inside an open read transaction. */
+static int load_in_txn(struct srv_sqlstore *s, const char *key, struct srv_record *rec,
+                       struct srv_error *err)
+{
+	sqlite3_stmt *st;
+	msgpack_sbuffer body, whole;
+	msgpack_packer pk;
+	size_t nblocks = 0, cap = 0;
+	int rc, ret = -1;
+	char why[128];
+
+	msgpack_sbuffer_init(&body);
+	msgpack_sbuffer_init(&whole);
+	memset(rec, 0, sizeof(*rec));
+	memcpy(rec->key, key, RPC_KEY_LEN);
+
+	st = s->stmts[SRV_SQ_CALL];
+	sqlite3_bind_text(st, 1, key, RPC_KEY_LEN, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		done(st);
+		srv_fail(err, RPC_E_ENOENT, "no call '%s' in the cache", key);
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		done(st);
+		db_fail(s, err, "read a call", rc);
+		goto out;
+	}
+	rec->name = col_dup(st, 0);
+	if (sqlite3_column_type(st, 1) != SQLITE_NULL && !(rec->module = col_dup(st, 1)))
+		goto oom_st;
+	if (read_version(st, 2, rec) != 0)
+		goto oom_st;
+	if (sqlite3_column_type(st, 3) != SQLITE_NULL && !(rec->code_digest = col_dup(st, 3)))
+		goto oom_st;
+	if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
+		char r[RPC_KEY_LEN + 1];
+
+		if (!row_key(st, 4, r)) {
+			done(st);
+			srv_fail(err, RPC_E_CORRUPT, "call '%s' in '%s' has a malformed result key",
+			         key, s->path);
+			goto out;
+		}
+		memcpy(rec->result, r, sizeof(r));
+		rec->has_result = true;
+	}
+	if (!rec->name)
+		goto oom_st;
+	done(st);
+
+	if (!(st = stmt(s, SRV_SQ_ARGS, err)))
+		goto out;
+	sqlite3_bind_text(st, 1, key, RPC_KEY_LEN, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct srv_argument *a;
+		char v[RPC_KEY_LEN + 1];
+
+		if (!row_key(st, 1, v)) {
+			done(st);
+			srv_fail(err, RPC_E_CORRUPT,
+			         "call '%s' in '%s' has a malformed argument value key", key,
+			         s->path);
+			goto out;
+		}
+		if (rec->narguments == cap) {
+			size_t ncap = cap ? cap * 2 : 8;
+			void *p = realloc(rec->arguments, ncap * sizeof(*rec->arguments));
+
+			if (!p)
+				goto oom_st;
+			rec->arguments = p;
+			cap = ncap;
+		}
+		a = &rec->arguments[rec->narguments];
+		memcpy(a->value, v, sizeof(v));
+		if (!(a->name = col_dup(st, 0)))
+			goto oom_st;
+		rec->narguments++;
+	}
+	done(st);
+	if (rc != SQLITE_DONE) {
+		db_fail(s, err, "read arguments", rc);
+		goto out;
+	}
+
+	if (!(st = stmt(s, SRV_SQ_META, err)))
+		goto out;
+	sqlite3_bind_text(st, 1, key, RPC_KEY_LEN, SQLITE_STATIC);
+	msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		int nl = sqlite3_column_bytes(st, 0);
+		const char *data = (const char *)sqlite3_column_text(st, 1);
+		int dl = sqlite3_column_bytes(st, 1);
+
+		if (!name || !data)
+			continue;
+		if (msgpack_pack_str(&pk, (size_t)nl) ||
+		    msgpack_pack_str_body(&pk, name, (size_t)nl))
+			goto oom_st;
+		if (srv_sjson_pack(data, (size_t)dl, &pk, why, sizeof(why)) != 0) {
+			done(st);
+			srv_fail(err, RPC_E_CORRUPT,
+			         "metadata block '%.*s' of call '%s' in '%s' is not JSON: %s",
+			         nl > 64 ? 64 : nl, name, key, s->path, why);
+			goto out;
+		}
+		if (body.size > SRV_META_MAX_BYTES) {
+			done(st);
+			srv_fail(err, RPC_E_CORRUPT, "metadata of call '%s' in '%s' is too large",
+			         key, s->path);
+			goto out;
+		}
+		nblocks++;
+	}
+	done(st);
+	if (rc != SQLITE_DONE) {
+		db_fail(s, err, "read metadata", rc);
+		goto out;
+	}
+	msgpack_packer_init(&pk, &whole, msgpack_sbuffer_write);
+	if (msgpack_pack_map(&pk, nblocks) ||
+	    (body.size && msgpack_sbuffer_write(&whole, body.data, body.size)))
+		goto oom;
+	rec->metadata_len = whole.size;
+	rec->metadata = msgpack_sbuffer_release(&whole);
+	if (!rec->metadata)
+		goto oom;
+	if (srv_record_meta_number(rec->metadata, rec->metadata_len, "runtime", "timestop",
+	                           &rec->mtime) != 0)
+		rec->mtime = db_mtime(s);
+	ret = 0;
+	goto out;
+oom_st:
+	done(st);
+oom:
+	srv_fail(err, RPC_E_ENOMEM, "out of memory loading call '%s'", key);
+out:
+	msgpack_sbuffer_destroy(&body);
+	msgpack_sbuffer_destroy(&whole);
+	if (ret != 0)
+		srv_record_release(rec);
+	return ret;
+}
+
+int srv_sql_load(struct srv_sqlstore *s, const char *key, struct srv_record *rec,
+                 struct srv_error *err)
+{
+	int rc;
+
+	if (exec(s, s->db, "BEGIN", err) != 0)
+		return -1;
+	rc = load_in_txn(s, key, rec, err);
+	sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	return rc;
+}
+
+int srv_sql_delete(struct srv_sqlstore *s, const char *key, struct srv_error *err)
+{
+	static const char *const dels[] = {
+	    "DELETE FROM arguments WHERE call_key = ?1",
+	    "DELETE FROM metadata WHERE call_key = ?1",
+	    "DELETE FROM calls WHERE \"key\" = ?1",
+	};
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int rc, attempt, ret = -1;
+
+	if (s->immutable)
+		return srv_fail(err, RPC_E_EROFS, "database '%s' is read as an immutable file",
+		                s->path);
+	rc = sqlite3_open_v2(s->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		srv_fail(err, RPC_E_EACCES, "cannot open database '%s' for writing: %s", s->path,
+		         db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		goto out;
+	}
+	sqlite3_busy_timeout(db, SRV_SQL_BUSY_MS);
+	for (attempt = 0; attempt < 3; attempt++) {
+		rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+		if (rc == SQLITE_BUSY)
+			continue;
+		if (rc != SQLITE_OK)
+			break;
+		for (size_t i = 0; i < sizeof(dels) / sizeof(dels[0]); i++) {
+			rc = sqlite3_prepare_v2(db, dels[i], -1, &st, NULL);
+			if (rc != SQLITE_OK)
+				break;
+			sqlite3_bind_text(st, 1, key, RPC_KEY_LEN, SQLITE_STATIC);
+			rc = sqlite3_step(st);
+			sqlite3_finalize(st);
+			st = NULL;
+			if (rc != SQLITE_DONE)
+				break;
+			rc = SQLITE_OK;
+		}
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+		if (rc == SQLITE_OK) {
+			ret = 0;
+			goto out;
+		}
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		if ((rc & 0xff) != SQLITE_BUSY)
+			break;
+	}
+	if ((rc & 0xff) == SQLITE_READONLY || rc == SQLITE_PERM || rc == SQLITE_CANTOPEN)
+		srv_fail(err, RPC_E_EACCES, "cannot delete call '%s' from '%s': %s", key, s->path,
+		         sqlite3_errmsg(db));
+	else
+		srv_fail(err, RPC_E_EIO, "cannot delete call '%s' from '%s': %s", key, s->path,
+		         sqlite3_errmsg(db));
+out:
+	sqlite3_close(db);
+	return ret;
+}
+
+int srv_sql_names(struct srv_sqlstore *s, const char *after, size_t limit, struct srv_names *out,
+                  struct srv_error *err)
+{
+	sqlite3_stmt *st = stmt(s, SRV_SQ_NAMES, err);
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!st)
+		return -1;
+	out->names = calloc(limit ? limit : 1, sizeof(*out->names));
+	if (!out->names)
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory listing names");
+	sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC);
+	out->complete = true;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (out->n == limit) {
+			out->complete = false;
+			break;
+		}
+		if (!(out->names[out->n] = col_dup(st, 0))) {
+			done(st);
+			srv_names_release(out);
+			return srv_fail(err, RPC_E_ENOMEM, "out of memory listing names");
+		}
+		out->n++;
+	}
+	done(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		srv_names_release(out);
+		return db_fail(s, err, "list names", rc);
+	}
+	return 0;
+}
+
+int srv_sql_query(struct srv_sqlstore *s, const msgpack_object *tmpl, const char *after,
+                  size_t limit, bool detail, struct srv_page *page, struct srv_error *err)
+{
+	size_t nlen = 0;
+	const char *name = srv_query_name(tmpl, &nlen);
+	sqlite3_stmt *st;
+	char k[RPC_KEY_LEN + 1];
+	int rc, ret = -1;
+
+	memset(page, 0, sizeof(*page));
+	if (page_grow(page, limit, err) != 0)
+		return -1;
+	if (exec(s, s->db, "BEGIN", err) != 0) {
+		srv_page_release(page);
+		return -1;
+	}
+	st = stmt(s, name ? SRV_SQ_QUERY_NAME : SRV_SQ_QUERY, err);
+	if (!st)
+		goto out;
+	sqlite3_bind_text(st, 1, after ? after : "", after ? RPC_KEY_LEN : 0, SQLITE_STATIC);
+	if (name)
+		sqlite3_bind_text(st, 2, name, (int)nlen, SQLITE_STATIC);
+	page->complete = true;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct srv_record rec;
+		struct srv_entry *e;
+
+		if (!row_key(st, 0, k))
+			continue;
+		if (load_in_txn(s, k, &rec, err) != 0) {
+			if (err->code == RPC_E_ENOENT || err->code == RPC_E_CORRUPT)
+				continue; /* vanished or unreadable: not a match */
+			done(st);
+			goto out;
+		}
+		if (!srv_query_match(tmpl, &rec)) {
+			srv_record_release(&rec);
+			continue;
+		}
+		if (page->n == limit) {
+			srv_record_release(&rec);
+			page->complete = false;
+			break;
+		}
+		e = &page->entries[page->n++];
+		memcpy(e->key, k, sizeof(k));
+		e->size = -1;
+		if (detail) {
+			e->mtime = rec.mtime;
+			e->name = rec.name;
+			rec.name = NULL;
+		}
+		srv_record_release(&rec);
+	}
+	done(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		db_fail(s, err, "query calls", rc);
+		goto out;
+	}
+	ret = 0;
+out:
+	sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	if (ret != 0)
+		srv_page_release(page);
+	return ret;
+}

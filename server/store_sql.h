@@ -1,0 +1,78 @@
+/*
+ * store_sql.h: fleche's SQL call storage (SQLite, usually in WAL mode with a live
+ * writer next to us), read through one read-only connection.
+ *
+ * Invariants:
+ *   1. Reads never hold a statement or a read transaction across calls: every
+ *      statement is reset before the function that stepped it returns, so a
+ *      fleche writer is never blocked by us (busy_timeout SRV_SQL_BUSY_MS).
+ *   2. Only bound parameters carry keys and names into SQL; keys read from the
+ *      database that are not 64 lowercase hex characters are skipped.
+ *   3. The only writes are srv_sql_delete's, through a read-write connection opened
+ *      for that transaction and closed after it.
+ */
+#ifndef FLECHEFS_SERVER_STORE_SQL_H
+#define FLECHEFS_SERVER_STORE_SQL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+#include <sqlite3.h>
+
+#include "cache.h"
+
+#define SRV_SQL_BUSY_MS   2000
+#define SRV_SQL_MAX_RANGE 4096
+
+enum srv_sql_stmt {
+	SRV_SQ_EXISTS,
+	SRV_SQ_RANGE,
+	SRV_SQ_PREV,
+	SRV_SQ_NEXT,
+	SRV_SQ_LIST,
+	SRV_SQ_LIST_DETAIL,
+	SRV_SQ_CALL,
+	SRV_SQ_ARGS,
+	SRV_SQ_META,
+	SRV_SQ_COUNT,
+	SRV_SQ_NAMES,
+	SRV_SQ_QUERY,
+	SRV_SQ_QUERY_NAME,
+	SRV_SQ__COUNT
+};
+
+struct srv_sqlstore {
+	char *path; /* absolute database file */
+	sqlite3 *db;
+	bool has_code_digest;
+	bool immutable;
+	sqlite3_stmt *stmts[SRV_SQ__COUNT];
+};
+
+int srv_sql_open(struct srv_sqlstore *s, const char *path, struct srv_error *err);
+void srv_sql_close(struct srv_sqlstore *s);
+
+int srv_sql_count(struct srv_sqlstore *s, uint64_t *n, struct srv_error *err);
+int srv_sql_exists(struct srv_sqlstore *s, const char *key, bool *found, struct srv_error *err);
+/*
+ * Keys starting with prefix[0..len), ascending: at most max of them into out, the
+ * total number (up to SRV_SQL_MAX_RANGE) in *total.
+ */
+int srv_sql_range(struct srv_sqlstore *s, const char *prefix, size_t len,
+                  char (*out)[RPC_KEY_LEN + 1], size_t max, size_t *total, unsigned *needed,
+                  struct srv_error *err);
+/* Shortest unique prefix of a stored key (ENOENT when not stored). */
+int srv_sql_shrink(struct srv_sqlstore *s, const char *key, unsigned *len, struct srv_error *err);
+int srv_sql_list(struct srv_sqlstore *s, const char *after, size_t limit, bool detail,
+                 struct srv_page *page, struct srv_error *err);
+int srv_sql_load(struct srv_sqlstore *s, const char *key, struct srv_record *rec,
+                 struct srv_error *err);
+int srv_sql_delete(struct srv_sqlstore *s, const char *key, struct srv_error *err);
+int srv_sql_names(struct srv_sqlstore *s, const char *after, size_t limit, struct srv_names *out,
+                  struct srv_error *err);
+int srv_sql_query(struct srv_sqlstore *s, const msgpack_object *tmpl, const char *after,
+                  size_t limit, bool detail, struct srv_page *page, struct srv_error *err);
+
+#endif
