@@ -1,0 +1,1251 @@
+/*
+ * dispatch.c: flechefs-server's request loop and handler table. Every request is
+ * looked up by method name in handlers[] (sftp-server style); the table says how many
+ * parameters a method takes and whether it writes to the cache, so that parameter
+ * counts and read-only mode are enforced in one place. Each handler checks its
+ * parameters' types (keys and prefixes with rpc_key_prefix_valid before anything
+ * else), asks the cache (cache.h) and packs its result straight into the output
+ * buffer behind a response head; on failure the partial result is cut off and an
+ * error response is packed instead.
+ *
+ * Invariants:
+ *   1. Every request that decodes (or whose msgid is readable) is answered exactly
+ *      once, in arrival order; a frame or message without a readable msgid ends the
+ *      session with a message on stderr (PROTOCOL.md section 2).
+ *   2. Until hello has succeeded, every other request is EPROTO.
+ *   3. Nothing but complete response frames is ever written to the output fd; every
+ *      frame is at most max_frame bytes (a larger answer becomes EMSGSIZE).
+ *   4. Memory is bounded: one input frame (<= max_frame), and output batched up to
+ *      SRV_FLUSH_AT plus one response (<= max_frame) before it is written.
+ *   5. Under srv_serve, a load_value range of SRV_ZERO_COPY_MIN bytes or more is not
+ *      copied: its frame ends with the bin header in the output buffer, and the
+ *      bytes are written with writev straight from the value, which stays open
+ *      (session.held) until they are written, before anything else is packed.
+ *
+ * State of a session: NEW --hello ok--> READY; a VERSION or EINVAL answer to hello
+ * leaves it NEW. Both states end on end of file (exit 0) or on an unanswerable frame.
+ */
+#include "dispatch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "frame.h"
+#include "msg.h"
+#include "rpc.h"
+#include "views.h"
+
+/* How deep the metadata map of a load result may nest (it starts at depth 3). */
+#define METADATA_DEPTH (RPC_MAX_DEPTH - 2)
+/* load_value ranges at least this large are written from the value, not copied. */
+#define SRV_ZERO_COPY_MIN (128u * 1024)
+/* Write batched responses once this many bytes are waiting. */
+#define SRV_FLUSH_AT (256u * 1024)
+/* Read requests from the input fd in chunks of this size. */
+#define SRV_READ_CHUNK (256u * 1024)
+/* Pipe buffer size asked for on pipes (the kernel may give less). */
+#define SRV_PIPE_SIZE (1024 * 1024)
+
+/*
+ * The views this server renders, in the order hello lists them. A view is added with
+ * one line here: its name and its renderer (see srv_view_render_fn in dispatch.h).
+ */
+static const struct view {
+	const char *name;
+	srv_view_render_fn render; /* NULL: the stored pickle stream */
+} views[] = {
+    {.name = "pickle", .render = NULL},
+    {.name = "json", .render = srv_view_render},
+    {.name = "npy", .render = srv_view_render},
+    {.name = "txt", .render = srv_view_render},
+    {.name = "bin", .render = srv_view_render},
+};
+#define NVIEWS (sizeof(views) / sizeof(views[0]))
+
+/* An open value rendered in a view (view_open, view_close). */
+struct view_value {
+	struct srv_value *value;
+	struct srv_rendered r;
+	double mtime;
+	const char *key;
+	const char *view;
+};
+
+struct srv_session {
+	struct srv_cache *cache;
+	uint32_t max_frame;
+	uint32_t max_read;
+	bool read_only;
+	bool hello_done;
+	msgpack_zone zone;
+	/*
+	 * Zero copy (srv_serve only): a large load_value answer ends with a bin header
+	 * in the output buffer and its bytes are written from the value itself (tail),
+	 * which stays open (held) until srv_serve has written them.
+	 */
+	bool zero_copy;
+	struct view_value held;
+	const uint8_t *tail;
+	size_t tail_len;
+};
+
+/* One request being answered. */
+struct call {
+	const char *method;
+	const msgpack_object *params; /* an array */
+	uint32_t nparams;
+	msgpack_packer *pk;
+	msgpack_sbuffer *out;
+	struct srv_error err;
+	/* zero copy: bytes that follow what was packed (load_value) */
+	const uint8_t *tail;
+	size_t tail_len;
+};
+
+struct handler {
+	const char *method;
+	int (*fn)(struct srv_session *s, struct call *c);
+	uint32_t min_params, max_params;
+	bool needs_writable; /* refused with EROFS on a read-only cache */
+	bool before_hello;   /* allowed as the first request */
+};
+
+/* Fills c->err for a failed pack (the sbuffer could not grow). */
+static int pack_failed(struct call *c)
+{
+	return srv_fail(&c->err, RPC_E_ENOMEM, "out of memory answering %s", c->method);
+}
+
+#define PACK(c, expr)                                                                              \
+	do {                                                                                       \
+		if ((expr) != 0)                                                                   \
+			return pack_failed(c);                                                     \
+	} while (0)
+
+/*
+ * Quotes untrusted bytes for a message: printable ASCII as is, the rest as \xNN,
+ * cut at 70 characters. Returns out.
+ */
+static const char *quote(char *out, size_t outlen, const char *s, size_t len)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (o + 8 >= outlen || i >= 70) {
+			if (o + 4 < outlen) {
+				memcpy(out + o, "...", 3);
+				o += 3;
+			}
+			break;
+		}
+		if (ch >= 0x20 && ch < 0x7f && ch != '\\' && ch != '\'') {
+			out[o++] = (char)ch;
+		} else {
+			o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", ch);
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static const msgpack_object *param(const struct call *c, uint32_t i)
+{
+	return i < c->nparams ? &c->params->via.array.ptr[i] : NULL;
+}
+
+static bool param_absent(const struct call *c, uint32_t i)
+{
+	return rpc_obj_is_nil(param(c, i));
+}
+
+static int bad_type(struct call *c, uint32_t i, const char *name, const char *want)
+{
+	return srv_fail(&c->err, RPC_E_EINVAL, "parameter %u (%s) of %s must be %s", i + 1, name,
+	                c->method, want);
+}
+
+/* Parameter i as a str (not NUL-terminated). */
+static int param_str(struct call *c, uint32_t i, const char *name, const char **s, size_t *len)
+{
+	if (rpc_obj_str(param(c, i), s, len) != 0)
+		return bad_type(c, i, name, "a str");
+	return 0;
+}
+
+/* Parameter i as a key (full) or a prefix (4 to 64 lowercase hex). */
+static int param_key(struct call *c, uint32_t i, const char *name, bool full, const char **s,
+                     size_t *len)
+{
+	char q[256];
+	if (param_str(c, i, name, s, len) < 0)
+		return -1;
+	if (full ? !rpc_key_valid(*s, *len) : !rpc_key_prefix_valid(*s, *len))
+		return srv_fail(&c->err, RPC_E_EINVAL, "malformed %s '%s' in %s: %s", name,
+		                quote(q, sizeof(q), *s, *len), c->method,
+		                full ? "a key is 64 lowercase hex characters"
+		                     : "a key or prefix is 4 to 64 lowercase hex characters");
+	return 0;
+}
+
+/* Optional parameter i as a full key copied to out (NUL-terminated); "" when nil. */
+static int param_after_key(struct call *c, uint32_t i, char out[RPC_KEY_LEN + 1])
+{
+	const char *s;
+	size_t len;
+	out[0] = '\0';
+	if (param_absent(c, i))
+		return 0;
+	if (param_key(c, i, "after", true, &s, &len) < 0)
+		return -1;
+	memcpy(out, s, len);
+	out[len] = '\0';
+	return 0;
+}
+
+/* Optional limit: nil is the default page, 0 or negative EINVAL, larger cut to max. */
+static int param_limit(struct call *c, uint32_t i, size_t *limit)
+{
+	const msgpack_object *o = param(c, i);
+	uint64_t v;
+	*limit = RPC_PAGE_DEFAULT;
+	if (rpc_obj_is_nil(o))
+		return 0;
+	if (rpc_obj_uint(o, &v) != 0 || v == 0)
+		return bad_type(c, i, "limit", "a positive int or nil");
+	*limit = v > RPC_PAGE_MAX ? RPC_PAGE_MAX : (size_t)v;
+	return 0;
+}
+
+static int param_opt_bool(struct call *c, uint32_t i, const char *name, bool *v)
+{
+	*v = false;
+	if (param_absent(c, i))
+		return 0;
+	if (rpc_obj_bool(param(c, i), v) != 0)
+		return bad_type(c, i, name, "a bool or nil");
+	return 0;
+}
+
+/* -------------------------------------------------------------------------------- */
+/* Values and their views. A view turns a value into the bytes stat_value and
+ * load_value serve; "pickle" is the stored stream itself. */
+
+/* The view parameter: nil means "pickle"; a str must name a view of views[]. */
+static int param_view(struct call *c, uint32_t i, const struct view **view)
+{
+	const char *s;
+	size_t len;
+	char q[256];
+	*view = &views[0];
+	if (param_absent(c, i))
+		return 0;
+	if (param_str(c, i, "view", &s, &len) < 0)
+		return -1;
+	for (size_t k = 0; k < NVIEWS; k++) {
+		if (strlen(views[k].name) == len && memcmp(views[k].name, s, len) == 0) {
+			*view = &views[k];
+			return 0;
+		}
+	}
+	return srv_fail(&c->err, RPC_E_ENOTSUP, "this server does not render the view '%s'",
+	                quote(q, sizeof(q), s, len));
+}
+
+/* Opens a value and renders it in a view. Release with view_close. */
+static int view_open(struct srv_session *s, const char *key, size_t len, const struct view *view,
+                     struct view_value *vv, struct srv_error *err)
+{
+	memset(vv, 0, sizeof(*vv));
+	vv->view = view->name;
+	if (srv_value_open(s->cache, key, len, &vv->value, err) < 0)
+		return -1;
+	vv->mtime = srv_value_mtime(vv->value);
+	vv->key = srv_value_key(vv->value);
+	if (!view->render) {
+		vv->r.size = srv_value_size(vv->value);
+		vv->r.nseg = 1;
+		vv->r.seg[0].bytes = srv_value_bytes(vv->value);
+		vv->r.seg[0].len = vv->r.size;
+		return 0;
+	}
+	if (view->render(s->cache, vv->value, view->name, &vv->r, err) < 0) {
+		if (vv->r.release)
+			vv->r.release(vv->r.priv);
+		srv_value_close(vv->value);
+		memset(vv, 0, sizeof(*vv));
+		return -1;
+	}
+	if (vv->r.nseg > SRV_VIEW_MAX_SEGMENTS)
+		vv->r.nseg = SRV_VIEW_MAX_SEGMENTS;
+	return 0;
+}
+
+static void view_close(struct view_value *vv)
+{
+	if (vv->r.release)
+		vv->r.release(vv->r.priv);
+	if (vv->value)
+		srv_value_close(vv->value);
+	memset(vv, 0, sizeof(*vv));
+}
+
+/* Copies n bytes of the rendered view from offset into the packer (one copy). */
+static int pack_view_range(msgpack_packer *pk, const struct srv_rendered *r, uint64_t offset,
+                           uint64_t n)
+{
+	for (size_t i = 0; i < r->nseg && n > 0; i++) {
+		const struct srv_view_segment *sg = &r->seg[i];
+		if (offset >= sg->len) {
+			offset -= sg->len;
+			continue;
+		}
+		uint64_t take = sg->len - offset < n ? sg->len - offset : n;
+		if (msgpack_pack_bin_body(pk, sg->bytes + offset, (size_t)take) != 0)
+			return -1;
+		n -= take;
+		offset = 0;
+	}
+	return n == 0 ? 0 : -1;
+}
+
+/* -------------------------------------------------------------------------------- */
+/* Results */
+
+static int pack_layout_fields(msgpack_packer *pk, const struct srv_layout *l)
+{
+	int r = 0;
+	r |= rpc_pack_str(pk, "root");
+	r |= rpc_pack_str(pk, l->root);
+	r |= rpc_pack_str(pk, "calls");
+	r |= msgpack_pack_map(pk, l->calls_url ? 3 : 2);
+	r |= rpc_pack_str(pk, "type");
+	r |= rpc_pack_str(pk, l->calls_type);
+	r |= rpc_pack_str(pk, "path");
+	r |= rpc_pack_str(pk, l->calls_path);
+	if (l->calls_url) {
+		r |= rpc_pack_str(pk, "url");
+		r |= rpc_pack_str(pk, l->calls_url);
+	}
+	r |= rpc_pack_str(pk, "values");
+	r |= msgpack_pack_map(pk, 2);
+	r |= rpc_pack_str(pk, "type");
+	r |= rpc_pack_str(pk, l->values_type);
+	r |= rpc_pack_str(pk, "path");
+	r |= rpc_pack_str(pk, l->values_path);
+	r |= rpc_pack_str(pk, "signed");
+	r |= l->key_count > 0 ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+	r |= rpc_pack_str(pk, "key_count");
+	r |= msgpack_pack_uint64(pk, l->key_count);
+	return r ? -1 : 0;
+}
+#define LAYOUT_FIELDS 5
+
+static int pack_bool(msgpack_packer *pk, bool b)
+{
+	return b ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+}
+
+static int do_hello(struct srv_session *s, struct call *c)
+{
+	int64_t proto;
+	const char *name;
+	size_t name_len;
+	struct srv_layout l;
+	char host[256] = "";
+	char *cwd = NULL;
+	msgpack_packer *pk = c->pk;
+	int r = 0;
+
+	if (rpc_obj_int(param(c, 0), &proto) != 0)
+		return bad_type(c, 0, "client_protocol", "an int");
+	if (param_str(c, 1, "client_name", &name, &name_len) < 0)
+		return -1;
+	if (proto < RPC_PROTOCOL_MIN || proto > RPC_PROTOCOL_VERSION)
+		return srv_fail(&c->err, RPC_E_VERSION,
+		                "the client speaks protocol version %" PRId64
+		                " but this server speaks versions %d to %d",
+		                proto, RPC_PROTOCOL_MIN, RPC_PROTOCOL_VERSION);
+	srv_cache_layout(s->cache, &l);
+	if (gethostname(host, sizeof(host) - 1) != 0)
+		host[0] = '\0';
+	host[sizeof(host) - 1] = '\0';
+	cwd = getcwd(NULL, 0);
+
+	r |= msgpack_pack_map(pk, 13);
+	r |= rpc_pack_str(pk, "protocol");
+	r |= msgpack_pack_int(pk, RPC_PROTOCOL_VERSION);
+	r |= rpc_pack_str(pk, "program");
+	r |= rpc_pack_str(pk, "flechefs-server");
+	r |= rpc_pack_str(pk, "version");
+	r |= rpc_pack_str(pk, FLECHEFS_VERSION);
+	r |= rpc_pack_str(pk, "read_only");
+	r |= pack_bool(pk, s->read_only);
+	r |= rpc_pack_str(pk, "layout");
+	r |= msgpack_pack_map(pk, LAYOUT_FIELDS);
+	r |= pack_layout_fields(pk, &l);
+	r |= rpc_pack_str(pk, "hostname");
+	r |= rpc_pack_str(pk, host);
+	r |= rpc_pack_str(pk, "pid");
+	r |= msgpack_pack_int64(pk, (int64_t)getpid());
+	r |= rpc_pack_str(pk, "cwd");
+	r |= rpc_pack_str(pk, cwd ? cwd : "");
+	r |= rpc_pack_str(pk, "max_frame");
+	r |= msgpack_pack_uint32(pk, s->max_frame);
+	r |= rpc_pack_str(pk, "max_read");
+	r |= msgpack_pack_uint32(pk, s->max_read);
+	r |= rpc_pack_str(pk, "page_default");
+	r |= msgpack_pack_uint32(pk, RPC_PAGE_DEFAULT);
+	r |= rpc_pack_str(pk, "page_max");
+	r |= msgpack_pack_uint32(pk, RPC_PAGE_MAX);
+	r |= rpc_pack_str(pk, "views");
+	r |= msgpack_pack_array(pk, (uint32_t)NVIEWS);
+	for (size_t i = 0; i < NVIEWS; i++)
+		r |= rpc_pack_str(pk, views[i].name);
+	free(cwd);
+	if (r)
+		return pack_failed(c);
+	s->hello_done = true;
+	return 0;
+}
+
+static int do_info(struct srv_session *s, struct call *c)
+{
+	struct srv_layout l;
+	uint64_t ncalls = 0, nvalues = 0;
+	msgpack_packer *pk = c->pk;
+	int r = 0;
+
+	if (srv_count(s->cache, &ncalls, &nvalues, &c->err) < 0)
+		return -1;
+	srv_cache_layout(s->cache, &l);
+	r |= msgpack_pack_map(pk, LAYOUT_FIELDS + 3);
+	r |= pack_layout_fields(pk, &l);
+	r |= rpc_pack_str(pk, "call_count");
+	r |= msgpack_pack_uint64(pk, ncalls);
+	r |= rpc_pack_str(pk, "value_count");
+	r |= msgpack_pack_uint64(pk, nvalues);
+	r |= rpc_pack_str(pk, "read_only");
+	r |= pack_bool(pk, s->read_only);
+	return r ? pack_failed(c) : 0;
+}
+
+/* A page of keys as list's and query's result map. */
+static int pack_page(struct call *c, const struct srv_page *page, enum srv_kind kind, bool detail)
+{
+	msgpack_packer *pk = c->pk;
+	int r = 0;
+
+	r |= msgpack_pack_map(pk, detail ? 4 : 2);
+	r |= rpc_pack_str(pk, "keys");
+	r |= msgpack_pack_array(pk, (uint32_t)page->n);
+	for (size_t i = 0; i < page->n; i++)
+		r |= rpc_pack_strn(pk, page->entries[i].key, RPC_KEY_LEN);
+	r |= rpc_pack_str(pk, "complete");
+	r |= pack_bool(pk, page->complete);
+	if (detail) {
+		r |= rpc_pack_str(pk, "mtime");
+		r |= msgpack_pack_array(pk, (uint32_t)page->n);
+		for (size_t i = 0; i < page->n; i++)
+			r |= msgpack_pack_double(pk, page->entries[i].mtime);
+		if (kind == SRV_VALUES) {
+			r |= rpc_pack_str(pk, "size");
+			r |= msgpack_pack_array(pk, (uint32_t)page->n);
+			for (size_t i = 0; i < page->n; i++) {
+				if (page->entries[i].size < 0)
+					r |= msgpack_pack_nil(pk);
+				else
+					r |= msgpack_pack_int64(pk, page->entries[i].size);
+			}
+		} else {
+			r |= rpc_pack_str(pk, "name");
+			r |= msgpack_pack_array(pk, (uint32_t)page->n);
+			for (size_t i = 0; i < page->n; i++)
+				r |= rpc_pack_str(pk, page->entries[i].name);
+		}
+	}
+	return r ? pack_failed(c) : 0;
+}
+
+static int do_list(struct srv_session *s, struct call *c)
+{
+	const char *kind_s;
+	size_t kind_len;
+	enum srv_kind kind;
+	char after[RPC_KEY_LEN + 1];
+	size_t limit;
+	bool detail;
+	struct srv_page page = {0};
+	int ret;
+
+	if (param_str(c, 0, "kind", &kind_s, &kind_len) < 0)
+		return -1;
+	if (kind_len == 5 && memcmp(kind_s, "calls", 5) == 0)
+		kind = SRV_CALLS;
+	else if (kind_len == 6 && memcmp(kind_s, "values", 6) == 0)
+		kind = SRV_VALUES;
+	else
+		return bad_type(c, 0, "kind", "\"calls\" or \"values\"");
+	if (param_after_key(c, 1, after) < 0 || param_limit(c, 2, &limit) < 0 ||
+	    param_opt_bool(c, 3, "detail", &detail) < 0)
+		return -1;
+	if (srv_list(s->cache, kind, after[0] ? after : NULL, limit, detail, &page, &c->err) < 0)
+		return -1;
+	if (page.n > limit)
+		page.n = limit; /* never more than the limit, whatever the storage did */
+	ret = pack_page(c, &page, kind, detail);
+	srv_page_release(&page);
+	return ret;
+}
+
+static int do_load(struct srv_session *s, struct call *c)
+{
+	const char *key;
+	size_t len;
+	struct srv_record rec;
+	msgpack_packer *pk = c->pk;
+	int r = 0;
+	char q[256];
+
+	if (param_key(c, 0, "key", false, &key, &len) < 0)
+		return -1;
+	memset(&rec, 0, sizeof(rec));
+	if (srv_load(s->cache, key, len, &rec, &c->err) < 0)
+		return -1;
+	/* the metadata map sits at depth 3 of the response (response, result, metadata):
+	 * it may nest METADATA_DEPTH deep for the whole message to stay within the limit */
+	if (rec.metadata && rec.metadata_len &&
+	    rpc_msgpack_check(rec.metadata, rec.metadata_len, METADATA_DEPTH, NULL, 0) != 0) {
+		srv_fail(&c->err, RPC_E_CORRUPT,
+		         "the metadata of call '%s' is nested too deep to be sent (at most %d "
+		         "levels)",
+		         quote(q, sizeof(q), rec.key, strlen(rec.key)), METADATA_DEPTH);
+		srv_record_release(&rec);
+		return -1;
+	}
+	r |= msgpack_pack_map(pk, 9);
+	r |= rpc_pack_str(pk, "key");
+	r |= rpc_pack_str(pk, rec.key);
+	r |= rpc_pack_str(pk, "name");
+	r |= rpc_pack_str(pk, rec.name ? rec.name : "");
+	r |= rpc_pack_str(pk, "module");
+	r |= rpc_pack_str(pk, rec.module);
+	r |= rpc_pack_str(pk, "version");
+	switch (rec.version_kind) {
+	case SRV_VERSION_STR:
+		r |= rpc_pack_str(pk, rec.version_str);
+		break;
+	case SRV_VERSION_INT:
+		r |= msgpack_pack_int64(pk, rec.version_int);
+		break;
+	default:
+		r |= msgpack_pack_nil(pk);
+		break;
+	}
+	r |= rpc_pack_str(pk, "code_digest");
+	r |= rpc_pack_str(pk, rec.code_digest);
+	r |= rpc_pack_str(pk, "arguments");
+	r |= msgpack_pack_array(pk, (uint32_t)rec.narguments);
+	for (size_t i = 0; i < rec.narguments; i++) {
+		r |= msgpack_pack_array(pk, 2);
+		r |= rpc_pack_str(pk, rec.arguments[i].name ? rec.arguments[i].name : "");
+		r |= rpc_pack_str(pk, rec.arguments[i].value);
+	}
+	r |= rpc_pack_str(pk, "result");
+	r |= rpc_pack_str(pk, rec.has_result ? rec.result : NULL);
+	r |= rpc_pack_str(pk, "metadata");
+	if (rec.metadata && rec.metadata_len)
+		/* already msgpack: one copy into the response */
+		r |= msgpack_sbuffer_write(c->out, rec.metadata, rec.metadata_len);
+	else
+		r |= msgpack_pack_map(pk, 0);
+	r |= rpc_pack_str(pk, "mtime");
+	r |= msgpack_pack_double(pk, rec.mtime);
+	srv_record_release(&rec);
+	return r ? pack_failed(c) : 0;
+}
+
+static int do_stat_value(struct srv_session *s, struct call *c)
+{
+	const char *key;
+	const struct view *view;
+	size_t len;
+	struct view_value vv;
+	msgpack_packer *pk = c->pk;
+	int r = 0;
+
+	if (param_key(c, 0, "key", false, &key, &len) < 0 || param_view(c, 1, &view) < 0)
+		return -1;
+	if (view_open(s, key, len, view, &vv, &c->err) < 0)
+		return -1;
+	r |= msgpack_pack_map(pk, 4);
+	r |= rpc_pack_str(pk, "key");
+	r |= rpc_pack_str(pk, vv.key);
+	r |= rpc_pack_str(pk, "size");
+	r |= msgpack_pack_uint64(pk, vv.r.size);
+	r |= rpc_pack_str(pk, "mtime");
+	r |= msgpack_pack_double(pk, vv.mtime);
+	r |= rpc_pack_str(pk, "view");
+	r |= rpc_pack_str(pk, vv.view);
+	view_close(&vv);
+	return r ? pack_failed(c) : 0;
+}
+
+/* Makes room for n more bytes in the sbuffer, so that the bytes are copied once. */
+static int sbuffer_reserve(msgpack_sbuffer *sb, size_t n)
+{
+	if (sb->alloc - sb->size >= n)
+		return 0;
+	if (n > SIZE_MAX - sb->size)
+		return -1;
+	size_t want = sb->size + n;
+	char *p = realloc(sb->data, want);
+	if (!p)
+		return -1;
+	sb->data = p;
+	sb->alloc = want;
+	return 0;
+}
+
+static int do_load_value(struct srv_session *s, struct call *c)
+{
+	const char *key;
+	const struct view *view;
+	size_t len;
+	uint64_t offset, length, n = 0;
+	struct view_value vv;
+	int r = 0;
+
+	if (param_key(c, 0, "key", false, &key, &len) < 0)
+		return -1;
+	if (rpc_obj_uint(param(c, 1), &offset) != 0)
+		return bad_type(c, 1, "offset", "a non-negative int");
+	if (rpc_obj_uint(param(c, 2), &length) != 0)
+		return bad_type(c, 2, "length", "a non-negative int");
+	if (param_view(c, 3, &view) < 0)
+		return -1;
+	if (view_open(s, key, len, view, &vv, &c->err) < 0)
+		return -1;
+	if (length > s->max_read)
+		length = s->max_read;
+	if (offset < vv.r.size)
+		n = vv.r.size - offset < length ? vv.r.size - offset : length;
+	if (s->zero_copy && n >= SRV_ZERO_COPY_MIN && !s->tail_len) {
+		/* within one segment: the bytes follow the frame straight from the value */
+		uint64_t o = offset;
+		for (size_t i = 0; i < vv.r.nseg; i++) {
+			if (o >= vv.r.seg[i].len) {
+				o -= vv.r.seg[i].len;
+				continue;
+			}
+			if (vv.r.seg[i].len - o < n)
+				break;
+			if (msgpack_pack_bin(c->pk, (size_t)n) != 0) {
+				view_close(&vv);
+				return pack_failed(c);
+			}
+			c->tail = vv.r.seg[i].bytes + o;
+			c->tail_len = (size_t)n;
+			s->held = vv;
+			return 0;
+		}
+	}
+	if (sbuffer_reserve(c->out, (size_t)n + 8) != 0) {
+		view_close(&vv);
+		return pack_failed(c);
+	}
+	r |= msgpack_pack_bin(c->pk, (size_t)n);
+	r |= pack_view_range(c->pk, &vv.r, offset, n);
+	view_close(&vv);
+	return r ? pack_failed(c) : 0;
+}
+
+static int do_contains(struct srv_session *s, struct call *c)
+{
+	const char *key;
+	size_t len;
+	bool found = false;
+
+	if (param_str(c, 0, "key", &key, &len) < 0)
+		return -1;
+	/* anything that is not a well-formed prefix is simply not stored */
+	if (rpc_key_prefix_valid(key, len) && srv_contains(s->cache, key, len, &found, &c->err) < 0)
+		return -1;
+	PACK(c, pack_bool(c->pk, found));
+	return 0;
+}
+
+static int do_expand(struct srv_session *s, struct call *c)
+{
+	const char *key;
+	size_t len;
+	char full[RPC_KEY_LEN + 1];
+
+	if (param_key(c, 0, "prefix", false, &key, &len) < 0)
+		return -1;
+	if (srv_expand(s->cache, key, len, full, &c->err) < 0)
+		return -1;
+	PACK(c, rpc_pack_strn(c->pk, full, strnlen(full, RPC_KEY_LEN)));
+	return 0;
+}
+
+static int do_shrink(struct srv_session *s, struct call *c)
+{
+	const char *key;
+	size_t len;
+	char out[RPC_KEY_LEN + 1];
+	char q[256];
+
+	if (param_key(c, 0, "key", false, &key, &len) < 0)
+		return -1;
+	if (len != RPC_KEY_LEN)
+		return srv_fail(&c->err, RPC_E_ENOENT,
+		                "'%s' is not a full key: shrink needs one of 64 characters",
+		                quote(q, sizeof(q), key, len));
+	if (srv_shrink(s->cache, key, len, out, &c->err) < 0)
+		return -1;
+	PACK(c, rpc_pack_strn(c->pk, out, strnlen(out, RPC_KEY_LEN)));
+	return 0;
+}
+
+static int do_evict(struct srv_session *s, struct call *c)
+{
+	const char *key;
+	size_t len;
+
+	if (param_key(c, 0, "key", false, &key, &len) < 0)
+		return -1;
+	if (srv_evict(s->cache, key, len, &c->err) < 0)
+		return -1;
+	PACK(c, msgpack_pack_nil(c->pk));
+	return 0;
+}
+
+/* Checks a query template's shape; the cache matches it. */
+static int check_template(struct call *c, const msgpack_object *t)
+{
+	char q[256];
+	if (t->type != MSGPACK_OBJECT_MAP)
+		return bad_type(c, 0, "template", "a map");
+	for (uint32_t i = 0; i < t->via.map.size; i++) {
+		const msgpack_object *k = &t->via.map.ptr[i].key;
+		const msgpack_object *v = &t->via.map.ptr[i].val;
+		const char *ks;
+		size_t kl;
+		if (rpc_obj_str(k, &ks, &kl) != 0)
+			return srv_fail(&c->err, RPC_E_EINVAL,
+			                "the query template's fields must be str");
+		if (rpc_obj_str_eq(k, "name")) {
+			if (v->type != MSGPACK_OBJECT_STR)
+				return srv_fail(&c->err, RPC_E_EINVAL,
+				                "template field 'name' must be a str");
+		} else if (rpc_obj_str_eq(k, "module")) {
+			if (v->type != MSGPACK_OBJECT_STR && v->type != MSGPACK_OBJECT_NIL)
+				return srv_fail(&c->err, RPC_E_EINVAL,
+				                "template field 'module' must be a str or nil");
+		} else if (rpc_obj_str_eq(k, "version")) {
+			if (v->type != MSGPACK_OBJECT_STR && v->type != MSGPACK_OBJECT_NIL &&
+			    v->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
+			    v->type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
+				return srv_fail(
+				    &c->err, RPC_E_EINVAL,
+				    "template field 'version' must be a str, int or nil");
+		} else if (rpc_obj_str_eq(k, "arguments")) {
+			if (v->type != MSGPACK_OBJECT_MAP)
+				return srv_fail(&c->err, RPC_E_EINVAL,
+				                "template field 'arguments' must be a map");
+			for (uint32_t j = 0; j < v->via.map.size; j++) {
+				const char *as;
+				size_t al;
+				if (rpc_obj_str(&v->via.map.ptr[j].key, &as, &al) != 0)
+					return srv_fail(&c->err, RPC_E_EINVAL,
+					                "argument names in a template must be str");
+				if (rpc_obj_str(&v->via.map.ptr[j].val, &as, &al) != 0 ||
+				    !rpc_key_valid(as, al))
+					return srv_fail(
+					    &c->err, RPC_E_EINVAL,
+					    "argument values in a template must be keys "
+					    "(64 lowercase hex characters)");
+			}
+		} else if (rpc_obj_str_eq(k, "metadata")) {
+			if (v->type != MSGPACK_OBJECT_MAP)
+				return srv_fail(&c->err, RPC_E_EINVAL,
+				                "template field 'metadata' must be a map");
+			for (uint32_t j = 0; j < v->via.map.size; j++) {
+				if (v->via.map.ptr[j].key.type != MSGPACK_OBJECT_STR ||
+				    v->via.map.ptr[j].val.type != MSGPACK_OBJECT_MAP)
+					return srv_fail(&c->err, RPC_E_EINVAL,
+					                "template metadata must map block names "
+					                "(str) to maps");
+				const msgpack_object *blk = &v->via.map.ptr[j].val;
+				for (uint32_t m = 0; m < blk->via.map.size; m++)
+					if (blk->via.map.ptr[m].key.type != MSGPACK_OBJECT_STR)
+						return srv_fail(&c->err, RPC_E_EINVAL,
+						                "template metadata keys must "
+						                "be str");
+			}
+		} else {
+			return srv_fail(&c->err, RPC_E_EINVAL, "unknown query template field '%s'",
+			                quote(q, sizeof(q), ks, kl));
+		}
+	}
+	return 0;
+}
+
+static int do_query(struct srv_session *s, struct call *c)
+{
+	char after[RPC_KEY_LEN + 1];
+	size_t limit;
+	bool detail;
+	struct srv_page page = {0};
+	int ret;
+
+	if (check_template(c, param(c, 0)) < 0 || param_after_key(c, 1, after) < 0 ||
+	    param_limit(c, 2, &limit) < 0 || param_opt_bool(c, 3, "detail", &detail) < 0)
+		return -1;
+	if (srv_query(s->cache, param(c, 0), after[0] ? after : NULL, limit, detail, &page,
+	              &c->err) < 0)
+		return -1;
+	if (page.n > limit)
+		page.n = limit;
+	ret = pack_page(c, &page, SRV_CALLS, detail);
+	srv_page_release(&page);
+	return ret;
+}
+
+static int do_names(struct srv_session *s, struct call *c)
+{
+	const char *after_s = NULL;
+	size_t after_len = 0;
+	char *after = NULL;
+	size_t limit;
+	struct srv_names names = {0};
+	msgpack_packer *pk = c->pk;
+	int r = 0;
+
+	if (!param_absent(c, 0)) {
+		if (param_str(c, 0, "after", &after_s, &after_len) < 0)
+			return -1;
+		if (memchr(after_s, '\0', after_len))
+			return srv_fail(&c->err, RPC_E_EINVAL, "a name holds no NUL character");
+		after = msgpack_zone_malloc(&s->zone, after_len + 1);
+		if (!after)
+			return pack_failed(c);
+		memcpy(after, after_s, after_len);
+		after[after_len] = '\0';
+	}
+	if (param_limit(c, 1, &limit) < 0)
+		return -1;
+	if (srv_names(s->cache, after, limit, &names, &c->err) < 0)
+		return -1;
+	size_t n = names.n < limit ? names.n : limit;
+	r |= msgpack_pack_map(pk, 2);
+	r |= rpc_pack_str(pk, "names");
+	r |= msgpack_pack_array(pk, (uint32_t)n);
+	for (size_t i = 0; i < n; i++)
+		r |= rpc_pack_str(pk, names.names[i] ? names.names[i] : "");
+	r |= rpc_pack_str(pk, "complete");
+	r |= pack_bool(pk, names.n <= limit && names.complete);
+	srv_names_release(&names);
+	return r ? pack_failed(c) : 0;
+}
+
+static const struct handler handlers[] = {
+    {.method = "hello", .fn = do_hello, .min_params = 2, .max_params = 2, .before_hello = true},
+    {.method = "info", .fn = do_info, .min_params = 0, .max_params = 0},
+    {.method = "list", .fn = do_list, .min_params = 1, .max_params = 4},
+    {.method = "load", .fn = do_load, .min_params = 1, .max_params = 1},
+    {.method = "stat_value", .fn = do_stat_value, .min_params = 1, .max_params = 2},
+    {.method = "load_value", .fn = do_load_value, .min_params = 3, .max_params = 4},
+    {.method = "contains", .fn = do_contains, .min_params = 1, .max_params = 1},
+    {.method = "expand", .fn = do_expand, .min_params = 1, .max_params = 1},
+    {.method = "shrink", .fn = do_shrink, .min_params = 1, .max_params = 1},
+    {.method = "evict", .fn = do_evict, .min_params = 1, .max_params = 1, .needs_writable = true},
+    {.method = "query", .fn = do_query, .min_params = 1, .max_params = 4},
+    {.method = "names", .fn = do_names, .min_params = 0, .max_params = 2},
+};
+
+static const struct handler *find_handler(const char *method, size_t len)
+{
+	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
+		if (strlen(handlers[i].method) == len &&
+		    memcmp(handlers[i].method, method, len) == 0)
+			return &handlers[i];
+	return NULL;
+}
+
+/* -------------------------------------------------------------------------------- */
+/* Sessions */
+
+struct srv_session *srv_session_new(struct srv_cache *cache, const struct srv_serve_options *opt)
+{
+	struct srv_session *s;
+	struct srv_layout l;
+	uint32_t max = opt && opt->max_frame ? opt->max_frame : RPC_MAX_FRAME_DEFAULT;
+
+	if (max < RPC_MAX_FRAME_MIN || max > RPC_MAX_FRAME_LIMIT)
+		return NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	if (!msgpack_zone_init(&s->zone, 64 * 1024)) {
+		free(s);
+		return NULL;
+	}
+	s->cache = cache;
+	s->max_frame = max;
+	s->max_read = max - RPC_RESPONSE_OVERHEAD;
+	srv_cache_layout(cache, &l);
+	s->read_only = l.read_only;
+	return s;
+}
+
+void srv_session_free(struct srv_session *s)
+{
+	if (!s)
+		return;
+	view_close(&s->held);
+	msgpack_zone_destroy(&s->zone);
+	free(s);
+}
+
+/* Packs the error in c->err as the whole response to msgid. */
+static int pack_error(msgpack_packer *pk, uint32_t msgid, const struct srv_error *e)
+{
+	enum rpc_error code = e->code;
+	const char *msg = e->message[0] ? e->message : NULL;
+
+	if (code <= RPC_OK || code >= RPC_E__COUNT)
+		code = RPC_E_EIO;
+	if (code == RPC_E_AMBIGUOUS) {
+		const char *cand[SRV_MAX_CANDIDATES];
+		size_t n =
+		    e->ncandidates < SRV_MAX_CANDIDATES ? e->ncandidates : SRV_MAX_CANDIDATES;
+		for (size_t i = 0; i < n; i++)
+			cand[i] = e->candidates[i];
+		return rpc_pack_response_ambiguous(pk, msgid, msg, cand, n, e->needed);
+	}
+	return rpc_pack_response_error(pk, msgid, code, msg);
+}
+
+/* Runs the handler of req and leaves one complete response frame at the end of out. */
+static int answer(struct srv_session *s, const struct rpc_request *req, msgpack_sbuffer *out)
+{
+	msgpack_packer pk;
+	size_t start, body;
+	const struct handler *h;
+	struct call c;
+	char q[256];
+	int r = -1;
+
+	msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+	if (rpc_frame_begin_at(out, &start) != 0)
+		return -ENOMEM;
+	body = start + RPC_FRAME_HEADER;
+
+	memset(&c, 0, sizeof(c));
+	c.params = req->params;
+	c.nparams = req->params->via.array.size;
+	c.pk = &pk;
+	c.out = out;
+	h = find_handler(req->method, req->method_len);
+	c.method = h ? h->method : "?";
+	if (!s->hello_done && !(h && h->before_hello)) {
+		srv_fail(&c.err, RPC_E_EPROTO, "the first request must be hello, not '%s'",
+		         quote(q, sizeof(q), req->method, req->method_len));
+	} else if (!h) {
+		srv_fail(&c.err, RPC_E_ENOSYS, "unknown method '%s'",
+		         quote(q, sizeof(q), req->method, req->method_len));
+	} else if (c.nparams < h->min_params || c.nparams > h->max_params) {
+		if (h->min_params == h->max_params)
+			srv_fail(&c.err, RPC_E_EINVAL, "%s takes %u parameter%s, not %u", h->method,
+			         h->min_params, h->min_params == 1 ? "" : "s", c.nparams);
+		else
+			srv_fail(&c.err, RPC_E_EINVAL, "%s takes %u to %u parameters, not %u",
+			         h->method, h->min_params, h->max_params, c.nparams);
+	} else if (h->needs_writable && s->read_only) {
+		srv_fail(&c.err, RPC_E_EROFS, "the cache is served read-only: %s is refused",
+		         h->method);
+	} else if (rpc_pack_response_ok_head(&pk, req->msgid) != 0) {
+		pack_failed(&c);
+	} else {
+		r = h->fn(s, &c);
+	}
+	if (r == 0) {
+		/* the handler packed a result: close the frame */
+		int fr;
+		if (c.tail_len) {
+			size_t n = out->size - body + c.tail_len;
+			fr = n <= s->max_frame ? 0 : -EMSGSIZE;
+			if (fr == 0) {
+				rpc_frame_put_header((uint8_t *)out->data + start, (uint32_t)n);
+				s->tail = c.tail;
+				s->tail_len = c.tail_len;
+				return 0;
+			}
+			view_close(&s->held);
+		} else {
+			fr = rpc_frame_end_at(out, start, s->max_frame);
+			if (fr == 0)
+				return 0;
+		}
+		if (fr == -EMSGSIZE)
+			srv_fail(&c.err, RPC_E_EMSGSIZE,
+			         "the answer to %s is larger than the frame limit of %u bytes",
+			         c.method, s->max_frame);
+		else
+			pack_failed(&c);
+	}
+	/* cut off whatever was packed and answer the error instead */
+	out->size = body;
+	if (pack_error(&pk, req->msgid, &c.err) != 0 ||
+	    rpc_frame_end_at(out, start, s->max_frame) != 0) {
+		out->size = start;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int srv_session_handle(struct srv_session *s, const void *msg, size_t len, msgpack_sbuffer *out,
+                       char *err, size_t errlen)
+{
+	struct rpc_request req;
+	bool have_msgid = false;
+	char derr[256] = "";
+	int r;
+
+	memset(&req, 0, sizeof(req));
+	msgpack_zone_clear(&s->zone);
+	r = rpc_request_decode(msg, len, &s->zone, &req, &have_msgid, derr, sizeof(derr));
+	if (r == 0) {
+		r = answer(s, &req, out);
+		if (r < 0 && err && errlen)
+			snprintf(err, errlen, "out of memory answering request %" PRIu32,
+			         req.msgid);
+		return r;
+	}
+	if (!have_msgid) {
+		if (err && errlen)
+			snprintf(err, errlen, "malformed message: %s",
+			         derr[0] ? derr : "not a request");
+		return -EPROTO;
+	}
+	/* a msgid is readable: answer it and go on */
+	size_t start;
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+	if (rpc_frame_begin_at(out, &start) != 0)
+		goto nomem;
+	if (r == -ENOMEM)
+		r = rpc_pack_response_error(&pk, req.msgid, RPC_E_ENOMEM, NULL);
+	else
+		r = rpc_pack_response_errorf(&pk, req.msgid, RPC_E_EPROTO,
+		                             "not a valid request: %s",
+		                             derr[0] ? derr : "malformed");
+	if (r != 0 || rpc_frame_end_at(out, start, s->max_frame) != 0) {
+		out->size = start;
+		goto nomem;
+	}
+	return 0;
+nomem:
+	if (err && errlen)
+		snprintf(err, errlen, "out of memory answering request %" PRIu32, req.msgid);
+	return -ENOMEM;
+}
+
+/* -------------------------------------------------------------------------------- */
+/* The loop over file descriptors */
+
+struct io {
+	int in_fd, out_fd;
+	char *in;
+	size_t inpos, inlen;
+	msgpack_sbuffer out;
+	int write_errno; /* first write error, 0 while none */
+};
+
+/* Writes every batched response; 0 or -errno (remembered in write_errno). */
+static int io_flush(struct io *io)
+{
+	size_t off = 0;
+
+	if (io->write_errno)
+		return -io->write_errno;
+	while (off < io->out.size) {
+		ssize_t n = write(io->out_fd, io->out.data + off, io->out.size - off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			io->write_errno = errno;
+			return -errno;
+		}
+		off += (size_t)n;
+	}
+	msgpack_sbuffer_clear(&io->out);
+	/* do not keep a huge buffer around after one large answer */
+	if (io->out.alloc > 2 * SRV_FLUSH_AT + RPC_MAX_FRAME_DEFAULT) {
+		free(io->out.data);
+		io->out.data = NULL;
+		io->out.alloc = 0;
+	}
+	return 0;
+}
+
+/* Writes the batched responses and then tail[0..len) with writev; 0 or -errno. */
+static int io_flush_tail(struct io *io, const uint8_t *tail, size_t len)
+{
+	struct iovec iov[2] = {
+	    {.iov_base = io->out.data, .iov_len = io->out.size},
+	    {.iov_base = (void *)tail, .iov_len = len},
+	};
+	struct iovec *v = iov;
+	int nv = 2;
+
+	if (io->write_errno)
+		return -io->write_errno;
+	while (nv > 0) {
+		ssize_t n = writev(io->out_fd, v, nv);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			io->write_errno = errno;
+			return -errno;
+		}
+		while (nv > 0 && (size_t)n >= v->iov_len) {
+			n -= (ssize_t)v->iov_len;
+			v++;
+			nv--;
+		}
+		if (nv > 0) {
+			v->iov_base = (char *)v->iov_base + n;
+			v->iov_len -= (size_t)n;
+		}
+	}
+	msgpack_sbuffer_clear(&io->out);
+	return 0;
+}
+
+static ssize_t read_some(int fd, void *buf, size_t len)
+{
+	for (;;) {
+		ssize_t n = read(fd, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		return n < 0 ? -errno : n;
+	}
+}
+
+/*
+ * rpc_read_fn: serves bytes already read; when none are left, flushes the batched
+ * answers (the read may block) and reads the next chunk.
+ */
+static ssize_t io_read(void *ctx, void *buf, size_t len)
+{
+	struct io *io = ctx;
+	ssize_t n;
+
+	if (io->inpos == io->inlen) {
+		int r = io_flush(io);
+		if (r < 0)
+			return r;
+		io->inpos = io->inlen = 0;
+		if (len >= SRV_READ_CHUNK)
+			return read_some(io->in_fd, buf, len); /* large payloads: no copy */
+		n = read_some(io->in_fd, io->in, SRV_READ_CHUNK);
+		if (n <= 0)
+			return n;
+		io->inlen = (size_t)n;
+	}
+	n = (ssize_t)(io->inlen - io->inpos < len ? io->inlen - io->inpos : len);
+	memcpy(buf, io->in + io->inpos, (size_t)n);
+	io->inpos += (size_t)n;
+	return n;
+}
+
+static void grow_pipe(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+		(void)fcntl(fd, F_SETPIPE_SZ, SRV_PIPE_SIZE);
+}
+
+int srv_serve(struct srv_cache *cache, const struct srv_serve_options *opt, int in_fd, int out_fd)
+{
+	struct srv_session *s = NULL;
+	struct io io;
+	struct rpc_buf frame;
+	char err[512];
+	int ret = -1, r;
+
+	memset(&io, 0, sizeof(io));
+	io.in_fd = in_fd;
+	io.out_fd = out_fd;
+	msgpack_sbuffer_init(&io.out);
+	s = srv_session_new(cache, opt);
+	rpc_buf_init(&frame, s ? s->max_frame : 0);
+	io.in = malloc(SRV_READ_CHUNK);
+	if (!s || !io.in) {
+		fprintf(stderr, "flechefs-server: cannot start a session: %s\n", strerror(ENOMEM));
+		goto out;
+	}
+	s->zero_copy = true;
+	grow_pipe(out_fd);
+	grow_pipe(in_fd);
+
+	for (;;) {
+		err[0] = '\0';
+		r = rpc_frame_read(io_read, &io, s->max_frame, &frame, err, sizeof(err));
+		if (r == 1) {
+			if (io_flush(&io) < 0)
+				goto write_error;
+			ret = 0;
+			goto out;
+		}
+		if (r < 0) {
+			if (io.write_errno)
+				goto write_error;
+			(void)io_flush(&io); /* answers to the requests before it */
+			if (r == -EIO || r == -EBADF || (!err[0] && r != -EPROTO))
+				fprintf(stderr, "flechefs-server: cannot read standard input: %s\n",
+				        err[0] ? err : strerror(-r));
+			else
+				fprintf(stderr, "flechefs-server: ending the session: %s\n",
+				        err[0] ? err : strerror(-r));
+			goto out;
+		}
+		r = srv_session_handle(s, frame.data, frame.len, &io.out, err, sizeof(err));
+		if (s->tail_len) {
+			/* a frame ends with bytes of a value: write them from where they are */
+			int fr = io_flush_tail(&io, s->tail, s->tail_len);
+			s->tail = NULL;
+			s->tail_len = 0;
+			view_close(&s->held);
+			if (fr < 0)
+				goto write_error;
+		}
+		if (r < 0) {
+			(void)io_flush(&io);
+			fprintf(stderr, "flechefs-server: ending the session: %s\n", err);
+			goto out;
+		}
+		if (io.out.size >= SRV_FLUSH_AT && io_flush(&io) < 0)
+			goto write_error;
+	}
+write_error:
+	fprintf(stderr, "flechefs-server: cannot write to standard output: %s\n",
+	        strerror(io.write_errno ? io.write_errno : EIO));
+out:
+	rpc_buf_release(&frame);
+	msgpack_sbuffer_destroy(&io.out);
+	free(io.in);
+	srv_session_free(s);
+	return ret;
+}

@@ -1,0 +1,85 @@
+/*
+ * dispatch.h: the request side of flechefs-server. A session reads request frames,
+ * looks each method up in a handler table, checks its parameters, asks the cache
+ * (cache.h) and packs the answer as a response frame (PROTOCOL.md sections 2 to 6).
+ * srv_serve runs a whole session over two file descriptors; srv_session_handle
+ * answers one frame payload without any I/O (for tests and fuzzing).
+ */
+#ifndef FLECHEFS_SERVER_DISPATCH_H
+#define FLECHEFS_SERVER_DISPATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "cache.h"
+
+struct srv_serve_options {
+	uint32_t max_frame; /* largest frame read or written; 0: RPC_MAX_FRAME_DEFAULT */
+};
+
+struct srv_session;
+
+/*
+ * A session answering requests about cache (borrowed: it must outlive the session).
+ * Returns NULL when out of memory or when opt->max_frame is outside
+ * [RPC_MAX_FRAME_MIN, RPC_MAX_FRAME_LIMIT]. Caller frees with srv_session_free.
+ */
+struct srv_session *srv_session_new(struct srv_cache *cache, const struct srv_serve_options *opt);
+void srv_session_free(struct srv_session *s);
+
+/*
+ * Handles one frame payload msg[0..len): appends at most one response frame to out.
+ * Returns 0 when the session goes on, or -EPROTO when the message cannot be answered
+ * (no readable msgid) and the session must end (a message in err), or -ENOMEM when
+ * even an error response could not be packed.
+ */
+int srv_session_handle(struct srv_session *s, const void *msg, size_t len, msgpack_sbuffer *out,
+                       char *err, size_t errlen);
+
+/*
+ * Serves one session: reads frames from in_fd and writes responses to out_fd until
+ * end of file. Responses are batched while more requests are already buffered and
+ * flushed before blocking on a read. Diagnostics go to stderr with the prefix
+ * "flechefs-server: ". Returns 0 after a clean end of file, or -1 when the session
+ * ended on an error (malformed frame, unanswerable message, I/O error).
+ */
+int srv_serve(struct srv_cache *cache, const struct srv_serve_options *opt, int in_fd, int out_fd);
+
+/*
+ * Value views (PROTOCOL.md section 6). A view turns a value's pickle stream into the
+ * bytes stat_value and load_value serve, as up to SRV_VIEW_MAX_SEGMENTS contiguous
+ * segments (for example an NPY header built in memory followed by the array's data
+ * inside the stored stream), so that large views are served in ranges without a
+ * whole copy. The "pickle" view is the stored stream itself and needs no renderer.
+ */
+#define SRV_VIEW_MAX_SEGMENTS 4
+
+struct srv_view_segment {
+	const uint8_t *bytes;
+	uint64_t len;
+};
+
+struct srv_rendered {
+	uint64_t size; /* the sum of the segments' lengths */
+	size_t nseg;
+	struct srv_view_segment seg[SRV_VIEW_MAX_SEGMENTS];
+	/* called once when the answer is packed (may be NULL); priv is the renderer's */
+	void (*release)(void *priv);
+	void *priv;
+};
+
+/*
+ * Renders the open value (its pickle stream is srv_value_bytes(value), borrowed
+ * until the answer is packed) in the view named view; segments may point into the
+ * stream or into memory owned through priv. Returns 0, or -1 with err filled
+ * (ENOTSUP when the view does not apply to this value, EFBIG, ELOOP, ENOENT for a
+ * missing part, CORRUPT).
+ */
+typedef int (*srv_view_render_fn)(struct srv_cache *cache, struct srv_value *value,
+                                  const char *view, struct srv_rendered *out,
+                                  struct srv_error *err);
+
+#endif

@@ -1,0 +1,403 @@
+/*
+ * main.c: the flechefs-server program: parses the command line and the HMAC keys
+ * (from --key-file or FLECHE_SECRET_KEY), opens the cache and serves one session
+ * on standard input and output (dispatch.c). Standard output carries protocol frames
+ * only; everything else goes to standard error with the prefix "flechefs-server: ".
+ *
+ * Exit status: 0 after a clean end of input, 1 when the cache cannot be opened or
+ * the session ended on an error, 2 for a usage error.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "dispatch.h"
+#include "rpc.h"
+
+#define PROGRAM    "flechefs-server"
+#define EXIT_USAGE 2
+/* A key file larger than this is not a key file. */
+#define KEY_FILE_MAX (64 * 1024)
+
+struct options {
+	bool serve;
+	bool read_only;
+	const char *root, *calls, *values, *key_file;
+	uint32_t max_frame;
+	struct srv_hmac_key keys[SRV_MAX_HMAC_KEYS];
+	size_t nkeys;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: " PROGRAM " --serve --root DIR [options]\n"
+	        "       " PROGRAM " --serve --calls DIR|sqlite:///FILE --values DIR [options]\n"
+	        "\n"
+	        "Serves a fleche cache over the flechefs protocol on standard input and output.\n"
+	        "\n"
+	        "  --serve                 answer requests on stdin/stdout (required)\n"
+	        "  --root DIR              a template-layout cache: DIR/calls/ or DIR/calls.db,\n"
+	        "                          and DIR/values/\n"
+	        "  --calls DIR|sqlite:///FILE\n"
+	        "                          call storage (overrides the one under --root)\n"
+	        "  --values DIR            value storage (overrides DIR/values)\n"
+	        "  --read-only             refuse evict (EROFS)\n"
+	        "  --key-file FILE         HMAC keys in hex, one per line or colon-separated\n"
+	        "                          (the first signs, any verifies); default: the\n"
+	        "                          environment variable FLECHE_SECRET_KEY\n"
+	        "  --max-frame BYTES       largest frame read or written (default 16M;\n"
+	        "                          suffixes K, M, G)\n"
+	        "  -h, --help              show this help\n"
+	        "  -V, --version           show the version\n"
+	        "\n"
+	        "See flechefs-server(1) and rpc/PROTOCOL.md.\n");
+}
+
+static void __attribute__((format(printf, 1, 2), noreturn)) die_usage(const char *fmt, ...)
+{
+	va_list ap;
+	fputs(PROGRAM ": ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\ntry '" PROGRAM " --help' for more information\n", stderr);
+	exit(EXIT_USAGE);
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static void free_keys(struct options *o)
+{
+	for (size_t i = 0; i < o->nkeys; i++) {
+		explicit_bzero(o->keys[i].bytes, o->keys[i].len);
+		free(o->keys[i].bytes);
+		o->keys[i].bytes = NULL;
+	}
+	o->nkeys = 0;
+}
+
+/*
+ * Adds the keys in s[0..len): hex keys separated by ':', whitespace or newlines;
+ * empty items are skipped, lines starting with '#' are comments. 0, or -1 with a
+ * message naming source.
+ */
+static int parse_keys(struct options *o, const char *s, size_t len, const char *source)
+{
+	size_t i = 0;
+	unsigned lineno = 1;
+	bool line_start = true;
+
+	while (i < len) {
+		if (s[i] == '\n') {
+			lineno++;
+			line_start = true;
+			i++;
+			continue;
+		}
+		if (line_start && s[i] == '#') {
+			while (i < len && s[i] != '\n')
+				i++;
+			continue;
+		}
+		if (s[i] == ':' || isspace((unsigned char)s[i])) {
+			line_start = line_start && s[i] != ':';
+			i++;
+			continue;
+		}
+		line_start = false;
+		size_t j = i;
+		while (j < len && s[j] != ':' && !isspace((unsigned char)s[j]))
+			j++;
+		size_t n = j - i;
+		if (n % 2 != 0) {
+			fprintf(stderr,
+			        PROGRAM ": bad key in %s (line %u): odd number of hex digits\n",
+			        source, lineno);
+			return -1;
+		}
+		if (o->nkeys == SRV_MAX_HMAC_KEYS) {
+			fprintf(stderr, PROGRAM ": too many keys in %s: at most %d\n", source,
+			        SRV_MAX_HMAC_KEYS);
+			return -1;
+		}
+		uint8_t *bytes = malloc(n / 2);
+		if (!bytes) {
+			fprintf(stderr, PROGRAM ": cannot read keys from %s: %s\n", source,
+			        strerror(ENOMEM));
+			return -1;
+		}
+		for (size_t k = 0; k < n; k += 2) {
+			int hi = hexval((unsigned char)s[i + k]),
+			    lo = hexval((unsigned char)s[i + k + 1]);
+			if (hi < 0 || lo < 0) {
+				explicit_bzero(bytes, n / 2);
+				free(bytes);
+				fprintf(stderr,
+				        PROGRAM ": bad key in %s (line %u): not hexadecimal\n",
+				        source, lineno);
+				return -1;
+			}
+			bytes[k / 2] = (uint8_t)(hi << 4 | lo);
+		}
+		o->keys[o->nkeys].bytes = bytes;
+		o->keys[o->nkeys].len = n / 2;
+		o->nkeys++;
+		i = j;
+	}
+	return 0;
+}
+
+static int read_key_file(struct options *o, const char *path)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int ret = -1;
+	FILE *f = fopen(path, "re");
+	char src[PATH_MAX + 16];
+
+	if (!f) {
+		fprintf(stderr, PROGRAM ": cannot open '%s': %s\n", path, strerror(errno));
+		return -1;
+	}
+	buf = malloc(KEY_FILE_MAX + 1);
+	if (!buf) {
+		fprintf(stderr, PROGRAM ": cannot read '%s': %s\n", path, strerror(ENOMEM));
+		goto out;
+	}
+	len = fread(buf, 1, KEY_FILE_MAX + 1, f);
+	if (ferror(f)) {
+		fprintf(stderr, PROGRAM ": cannot read '%s': %s\n", path, strerror(errno));
+		goto out;
+	}
+	if (len > KEY_FILE_MAX) {
+		fprintf(stderr, PROGRAM ": cannot read '%s': larger than %d bytes\n", path,
+		        KEY_FILE_MAX);
+		goto out;
+	}
+	snprintf(src, sizeof(src), "'%s'", path);
+	if (parse_keys(o, buf, len, src) < 0)
+		goto out;
+	if (o->nkeys == 0) {
+		fprintf(stderr, PROGRAM ": no key in '%s'\n", path);
+		goto out;
+	}
+	ret = 0;
+out:
+	if (buf) {
+		explicit_bzero(buf, len);
+		free(buf);
+	}
+	fclose(f);
+	return ret;
+}
+
+/* BYTES with an optional K, M or G suffix (powers of 1024, "KiB" style accepted). */
+static int parse_size(const char *s, uint32_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	unsigned long long mul = 1;
+	if (*end == 'K' || *end == 'k')
+		mul = 1024;
+	else if (*end == 'M' || *end == 'm')
+		mul = 1024 * 1024;
+	else if (*end == 'G' || *end == 'g')
+		mul = 1024 * 1024 * 1024;
+	if (mul != 1) {
+		end++;
+		if (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0)
+			end += strlen(end);
+	}
+	if (*end != '\0' || v > UINT32_MAX / mul)
+		return -1;
+	*out = (uint32_t)(v * mul);
+	return 0;
+}
+
+static void check_dir(const char *what, const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		die_usage("cannot open %s '%s': %s", what, path, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		die_usage("cannot open %s '%s': %s", what, path, strerror(ENOTDIR));
+}
+
+static void parse_args(int argc, char **argv, struct options *o)
+{
+	enum {
+		OPT_SERVE = 256,
+		OPT_ROOT,
+		OPT_CALLS,
+		OPT_VALUES,
+		OPT_RO,
+		OPT_KEYFILE,
+		OPT_MAXFRAME
+	};
+	static const struct option longopts[] = {
+	    {"serve", no_argument, NULL, OPT_SERVE},
+	    {"root", required_argument, NULL, OPT_ROOT},
+	    {"calls", required_argument, NULL, OPT_CALLS},
+	    {"values", required_argument, NULL, OPT_VALUES},
+	    {"read-only", no_argument, NULL, OPT_RO},
+	    {"key-file", required_argument, NULL, OPT_KEYFILE},
+	    {"max-frame", required_argument, NULL, OPT_MAXFRAME},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
+	};
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->max_frame = RPC_MAX_FRAME_DEFAULT;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hV", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SERVE:
+			o->serve = true;
+			break;
+		case OPT_ROOT:
+			o->root = optarg;
+			break;
+		case OPT_CALLS:
+			o->calls = optarg;
+			break;
+		case OPT_VALUES:
+			o->values = optarg;
+			break;
+		case OPT_RO:
+			o->read_only = true;
+			break;
+		case OPT_KEYFILE:
+			o->key_file = optarg;
+			break;
+		case OPT_MAXFRAME:
+			if (parse_size(optarg, &o->max_frame) < 0 ||
+			    o->max_frame < RPC_MAX_FRAME_MIN || o->max_frame > RPC_MAX_FRAME_LIMIT)
+				die_usage("bad --max-frame '%s': give a size from %u to %u bytes",
+				          optarg, RPC_MAX_FRAME_MIN, RPC_MAX_FRAME_LIMIT);
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case 'V':
+			printf(PROGRAM " " FLECHEFS_VERSION " (protocol %d)\n",
+			       RPC_PROTOCOL_VERSION);
+			exit(0);
+		case ':':
+			die_usage("option '%s' needs an argument", argv[optind - 1]);
+			break;
+		default:
+			if (optopt)
+				die_usage("unknown option '-%c'", optopt);
+			die_usage("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		die_usage("unexpected argument '%s'", argv[optind]);
+	if (!o->serve) {
+		usage(stderr);
+		exit(EXIT_USAGE);
+	}
+	if (!o->root && (!o->calls || !o->values))
+		die_usage("say where the cache is: --root DIR, or --calls and --values");
+	if (o->root)
+		check_dir("root", o->root);
+	if (o->values)
+		check_dir("values", o->values);
+	if (o->calls && strncmp(o->calls, "sqlite:", 7) != 0)
+		check_dir("calls", o->calls);
+	else if (o->calls && strncmp(o->calls, "sqlite:///", 10) != 0)
+		die_usage("bad --calls '%s': give a directory or sqlite:///FILE", o->calls);
+}
+
+int main(int argc, char **argv)
+{
+	struct options o;
+	struct srv_config cfg;
+	struct srv_cache *cache = NULL;
+	struct srv_error err;
+	struct srv_serve_options sopt;
+	const char *env;
+	int status = 1, proto_out = -1;
+
+	signal(SIGPIPE, SIG_IGN);
+	parse_args(argc, argv, &o);
+
+	if (o.key_file) {
+		if (read_key_file(&o, o.key_file) < 0) {
+			status = EXIT_USAGE;
+			goto out;
+		}
+	} else if ((env = getenv("FLECHE_SECRET_KEY")) && env[0]) {
+		if (parse_keys(&o, env, strlen(env), "FLECHE_SECRET_KEY") < 0) {
+			status = EXIT_USAGE;
+			goto out;
+		}
+	}
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.root = o.root;
+	cfg.calls = o.calls;
+	cfg.values = o.values;
+	cfg.read_only = o.read_only;
+	for (size_t i = 0; i < o.nkeys; i++)
+		cfg.keys[i] = o.keys[i];
+	cfg.nkeys = o.nkeys;
+	memset(&err, 0, sizeof(err));
+	if (srv_cache_open(&cfg, &cache, &err) < 0) {
+		fprintf(stderr, PROGRAM ": %s\n",
+		        err.message[0] ? err.message : rpc_error_message(err.code));
+		goto out;
+	}
+	/* the cache copied the keys: keep no other copy */
+	free_keys(&o);
+	explicit_bzero(&cfg, sizeof(cfg));
+
+	/*
+	 * The protocol gets a private copy of standard output, and fd 1 becomes standard
+	 * error: whatever else might print (a library, a stray printf) cannot corrupt the
+	 * stream of frames.
+	 */
+	proto_out = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+	if (proto_out < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+		fprintf(stderr, PROGRAM ": cannot set up standard output: %s\n", strerror(errno));
+		goto out;
+	}
+	memset(&sopt, 0, sizeof(sopt));
+	sopt.max_frame = o.max_frame;
+	status = srv_serve(cache, &sopt, STDIN_FILENO, proto_out) == 0 ? 0 : 1;
+	close(proto_out);
+out:
+	srv_cache_free(cache);
+	free_keys(&o);
+	return status;
+}
