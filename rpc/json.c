@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,46 @@
 		if (rpc_try_r < 0)                                                                 \
 			return rpc_try_r;                                                          \
 	} while (0)
+
+/*
+ * The fast path of rpc_format_double, without printf: when |d| is m / 10^k as IEEE
+ * division rounds it (which is what strtod of "m e-k" gives), for an integer m below
+ * 10^15 and k <= 8, then m's digits are the shortest that read back to d (the DBL_DIG
+ * argument in rpc_format_double: at most one decimal of 15 or fewer digits reads back
+ * to a given double). Sets the digits (trailing zeros stripped) and the decimal
+ * exponent of the first one; false when d is not of that form.
+ */
+static bool rpc_short_decimal(double d, char *digits, size_t *nd, int *exp10)
+{
+	static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8};
+	double a = fabs(d);
+
+	if (!(a < 1e15) || fpclassify(d) == FP_SUBNORMAL)
+		return false;
+	for (int k = 0; k < (int)(sizeof(pow10) / sizeof(pow10[0])); k++) {
+		double x = a * pow10[k];
+		if (!(x < 1e15))
+			return false;
+		uint64_t m = (uint64_t)(x + 0.5);
+		if ((double)m / pow10[k] != a)
+			continue;
+		char t[24];
+		size_t n = 0;
+		do {
+			t[n++] = (char)('0' + m % 10);
+			m /= 10;
+		} while (m);
+		for (size_t i = 0; i < n; i++)
+			digits[i] = t[n - 1 - i];
+		*exp10 = (int)n - 1 - k;
+		while (n > 1 && digits[n - 1] == '0')
+			n--;
+		digits[n] = '\0';
+		*nd = n;
+		return true;
+	}
+	return false;
+}
 
 size_t rpc_format_double(char out[RPC_DOUBLE_CHARS], double d)
 {
@@ -31,25 +72,32 @@ size_t rpc_format_double(char out[RPC_DOUBLE_CHARS], double d)
 		return (size_t)snprintf(out, RPC_DOUBLE_CHARS, "nan");
 	if (isinf(d))
 		return (size_t)snprintf(out, RPC_DOUBLE_CHARS, "%s", d < 0 ? "-inf" : "inf");
-	/* The fewest significant digits that read back to d. */
-	for (prec = 1; prec <= 17; prec++) {
-		snprintf(tmp, sizeof(tmp), "%.*e", prec - 1, d);
-		if (strtod(tmp, NULL) == d)
-			break;
+	/*
+	 * The fewest significant digits that read back to d. Any decimal of at most 15
+	 * (DBL_DIG) digits survives a round trip through a double, so when some p <= 15
+	 * digits read back to d, d rounded to 15 digits is those digits padded with zeros
+	 * (stripped below): 15, then 16, then 17 digits need at most three tries instead
+	 * of seventeen, and give what trying 1, 2, ... 17 in turn would. Subnormal
+	 * numbers have fewer bits than that argument needs: they try every precision.
+	 */
+	if (!rpc_short_decimal(d, digits, &nd, &exp10)) {
+		for (prec = fpclassify(d) == FP_SUBNORMAL ? 1 : 15; prec <= 17; prec++) {
+			snprintf(tmp, sizeof(tmp), "%.*e", prec - 1, d);
+			if (prec == 17 || strtod(tmp, NULL) == d)
+				break;
+		}
+		/* tmp is [-]D[<radix>DDD]e(+|-)XX: the digits, whatever the radix char */
+		e = strchr(tmp, 'e');
+		if (!e) /* cannot happen */
+			return (size_t)snprintf(out, RPC_DOUBLE_CHARS, "%s", tmp);
+		for (const char *p = tmp; p < e; p++)
+			if (*p >= '0' && *p <= '9' && nd < sizeof(digits) - 1)
+				digits[nd++] = *p;
+		while (nd > 1 && digits[nd - 1] == '0')
+			nd--;
+		digits[nd] = '\0';
+		exp10 = atoi(e + 1);
 	}
-	if (prec > 17)
-		snprintf(tmp, sizeof(tmp), "%.16e", d);
-	/* tmp is [-]D[<radix>DDD]e(+|-)XX: collect the digits, whatever the radix char. */
-	e = strchr(tmp, 'e');
-	if (!e)
-		return (size_t)snprintf(out, RPC_DOUBLE_CHARS, "%s", tmp); /* cannot happen */
-	for (const char *p = tmp; p < e; p++)
-		if (*p >= '0' && *p <= '9' && nd < sizeof(digits) - 1)
-			digits[nd++] = *p;
-	while (nd > 1 && digits[nd - 1] == '0')
-		nd--;
-	digits[nd] = '\0';
-	exp10 = atoi(e + 1);
 	if (signbit(d))
 		out[o++] = '-';
 	if (exp10 >= -4 && exp10 < 16) {
@@ -95,14 +143,33 @@ int rpc_json_double(struct rpc_buf *b, double d)
 	return rpc_buf_add(b, s, n);
 }
 
+/* The decimal digits of v, after a '-' when neg, without printf (a hot path of the
+ * json view). */
+static int rpc_json_digits(struct rpc_buf *b, uint64_t v, bool neg)
+{
+	char s[24];
+	size_t i = sizeof(s);
+
+	do {
+		s[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	if (neg)
+		s[--i] = '-';
+	return rpc_buf_add(b, s + i, sizeof(s) - i);
+}
+
 int rpc_json_int(struct rpc_buf *b, int64_t v)
 {
-	return rpc_buf_addf(b, "%lld", (long long)v);
+	/* INT64_MIN's magnitude does not fit in int64_t: negate as unsigned */
+	if (v < 0)
+		return rpc_json_digits(b, 0 - (uint64_t)v, true);
+	return rpc_json_digits(b, (uint64_t)v, false);
 }
 
 int rpc_json_uint(struct rpc_buf *b, uint64_t v)
 {
-	return rpc_buf_addf(b, "%llu", (unsigned long long)v);
+	return rpc_json_digits(b, v, false);
 }
 
 /*

@@ -1,0 +1,475 @@
+/*
+ * views.c: renders a value in the views json, npy, txt and bin (views.h, PROTOCOL.md
+ * section 6) for dispatch.c. The value's pickle is parsed (pickle.h) with limits
+ * sized for views; npy, txt and bin are served as segments that point into the stored
+ * stream (an NPY header built here, then the array's bytes where the pickle holds
+ * them), so a large array or blob is never copied; json is rendered by vjson.c into
+ * memory, resolving destructured references through the cache, and kept in a small
+ * cache so that a view read in ranges is rendered once.
+ *
+ * Invariants:
+ *   1. A rendering owns its parsed document (and, for json, a reference on its cache
+ *      entry) through out->priv until dispatch calls out->release; the segments point
+ *      into the value's stream, the document's arena or the entry, all alive until
+ *      then.
+ *   2. The json cache holds at most SRV_VIEW_CACHE_BYTES in entries no larger than
+ *      that, plus at most one larger entry (the most recent); an entry is keyed by the
+ *      values directory, the key and the stored file's size and mtime, so a value
+ *      replaced on disk is rendered again. Entries in use are never freed: eviction
+ *      only unlinks them and the last release frees them. One mutex guards the cache.
+ *   3. Resolving references opens values through cache.h, one srv_value_open per
+ *      reference; the bytes of the referenced pickles are counted against
+ *      SRV_VIEW_REF_BYTES for one rendering.
+ */
+#include "views.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "npy.h"
+#include "rpc.h"
+
+/* Parse limits for views: larger than pickle.h's defaults, still bounded. */
+#define VIEW_MAX_NODES (4u * 1000 * 1000)
+#define VIEW_MAX_MEMO  (4u * 1000 * 1000)
+#define VIEW_MAX_DEPTH 10000u
+#define VIEW_MAX_ARENA (256u * 1024 * 1024)
+
+static void view_limits(struct pk_limits *lim)
+{
+	pk_limits_default(lim);
+	lim->max_nodes = VIEW_MAX_NODES;
+	lim->max_memo = VIEW_MAX_MEMO;
+	lim->max_depth = VIEW_MAX_DEPTH;
+	lim->max_arena = VIEW_MAX_ARENA;
+}
+
+/* Parses a value's stream; a failure is reported for the view and key given. */
+static int view_parse(const uint8_t *bytes, size_t len, const char *key, const char *view,
+                      struct pk_doc **doc, struct srv_error *err)
+{
+	struct pk_limits lim;
+	char why[256] = "";
+	size_t end;
+	int rc;
+
+	view_limits(&lim);
+	rc = pk_parse(bytes, len, &lim, doc, &end, why, sizeof(why));
+	if (rc == 0)
+		return 0;
+	*doc = NULL;
+	if (rc == -E2BIG)
+		return srv_fail(err, RPC_E_EFBIG, "the value '%s' is too large for the %s view: %s",
+		                key, view, why);
+	if (rc == -ENOMEM)
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory decoding the value '%s'", key);
+	return srv_fail(err, RPC_E_CORRUPT, "cannot decode the value '%s' for the %s view: %s", key,
+	                view, why[0] ? why : "malformed pickle");
+}
+
+void srv_view_type_name(const struct pk_node *n, char *out, size_t outlen)
+{
+	static const char *const names[] = {
+	    [PK_NONE] = "None",
+	    [PK_BOOL] = "bool",
+	    [PK_INT] = "int",
+	    [PK_BIGINT] = "int",
+	    [PK_FLOAT] = "float",
+	    [PK_COMPLEX] = "complex",
+	    [PK_STR] = "str",
+	    [PK_BYTES] = "bytes",
+	    [PK_BYTEARRAY] = "bytearray",
+	    [PK_TUPLE] = "tuple",
+	    [PK_LIST] = "list",
+	    [PK_SET] = "set",
+	    [PK_FROZENSET] = "frozenset",
+	    [PK_DICT] = "dict",
+	    [PK_GLOBAL] = "global",
+	    [PK_OBJECT] = "object",
+	};
+	if (!n) {
+		snprintf(out, outlen, "nothing");
+	} else if (n->kind == PK_OBJECT && (n->u.obj.cls.module[0] || n->u.obj.cls.name[0])) {
+		if (pk_is_class(n, "numpy.core.numeric", "_frombuffer") ||
+		    pk_is_class(n, "numpy._core.numeric", "_frombuffer") ||
+		    pk_is_class(n, "numpy.core.multiarray", "_reconstruct") ||
+		    pk_is_class(n, "numpy._core.multiarray", "_reconstruct"))
+			snprintf(out, outlen, "numpy.ndarray");
+		else if (pk_is_class(n, "fleche.storage.destructuring", "DigestedIterable"))
+			snprintf(out, outlen, "list (destructured)");
+		else if (pk_is_class(n, "fleche.storage.destructuring", "DigestedDict"))
+			snprintf(out, outlen, "dict (destructured)");
+		else
+			snprintf(out, outlen, "%s.%s", n->u.obj.cls.module, n->u.obj.cls.name);
+	} else if ((size_t)n->kind < sizeof(names) / sizeof(names[0]) && names[n->kind]) {
+		snprintf(out, outlen, "%s", names[n->kind]);
+	} else {
+		snprintf(out, outlen, "unknown");
+	}
+}
+
+int srv_view_raw(const struct pk_node *root, bool text, const struct pk_str **out,
+                 struct srv_error *err)
+{
+	char type[160];
+
+	if (root && text && root->kind == PK_STR) {
+		*out = &root->u.str;
+		return 0;
+	}
+	if (root && !text && (root->kind == PK_BYTES || root->kind == PK_BYTEARRAY)) {
+		*out = &root->u.str;
+		return 0;
+	}
+	srv_view_type_name(root, type, sizeof(type));
+	return srv_fail(err, RPC_E_ENOTSUP, "the %s view is for %s values, not %s",
+	                text ? "txt" : "bin", text ? "str" : "bytes and bytearray", type);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* The json cache */
+
+struct jentry {
+	struct jentry *prev, *next; /* LRU list, most recent first; unlinked when evicted */
+	char *id;                   /* values path + '/' + key */
+	uint64_t size;
+	double mtime;
+	char *data;
+	size_t len;
+	unsigned refs; /* renderings using it, plus one while it is in the cache */
+	bool linked;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct jentry *head, *tail;
+	size_t bytes;       /* of linked small entries */
+	struct jentry *big; /* the most recent entry larger than the budget */
+} jcache = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, NULL};
+
+static void jentry_unref(struct jentry *e)
+{
+	if (e && --e->refs == 0) {
+		free(e->id);
+		free(e->data);
+		free(e);
+	}
+}
+
+static void jcache_unlink(struct jentry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		jcache.head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		jcache.tail = e->prev;
+	e->prev = e->next = NULL;
+	e->linked = false;
+	jcache.bytes -= e->len;
+	jentry_unref(e);
+}
+
+/* Finds an entry (taking a reference) or returns NULL. Lock held. */
+static struct jentry *jcache_find(const char *id, uint64_t size, double mtime)
+{
+	struct jentry *e;
+
+	if (jcache.big && strcmp(jcache.big->id, id) == 0) {
+		if (jcache.big->size == size && jcache.big->mtime == mtime) {
+			jcache.big->refs++;
+			return jcache.big;
+		}
+		jentry_unref(jcache.big);
+		jcache.big = NULL;
+	}
+	for (e = jcache.head; e; e = e->next) {
+		if (strcmp(e->id, id) != 0)
+			continue;
+		if (e->size != size || e->mtime != mtime) {
+			jcache_unlink(e);
+			return NULL;
+		}
+		if (e != jcache.head) {
+			/* move to the front */
+			e->prev->next = e->next;
+			if (e->next)
+				e->next->prev = e->prev;
+			else
+				jcache.tail = e->prev;
+			e->prev = NULL;
+			e->next = jcache.head;
+			jcache.head->prev = e;
+			jcache.head = e;
+		}
+		e->refs++;
+		return e;
+	}
+	return NULL;
+}
+
+/* Puts e (one reference held by the caller) into the cache. Lock held. */
+static void jcache_put(struct jentry *e)
+{
+	e->refs++; /* the cache's */
+	if (e->len > SRV_VIEW_CACHE_BYTES) {
+		jentry_unref(jcache.big);
+		jcache.big = e;
+		return;
+	}
+	while (jcache.tail && jcache.bytes + e->len > SRV_VIEW_CACHE_BYTES)
+		jcache_unlink(jcache.tail);
+	e->next = jcache.head;
+	if (jcache.head)
+		jcache.head->prev = e;
+	jcache.head = e;
+	if (!jcache.tail)
+		jcache.tail = e;
+	e->linked = true;
+	jcache.bytes += e->len;
+}
+
+void srv_view_cache_clear(void)
+{
+	pthread_mutex_lock(&jcache.lock);
+	while (jcache.head)
+		jcache_unlink(jcache.head);
+	jentry_unref(jcache.big);
+	jcache.big = NULL;
+	pthread_mutex_unlock(&jcache.lock);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* Resolving references through the cache */
+
+struct resolved {
+	struct srv_value *value;
+	struct pk_doc *doc;
+};
+
+struct resolver_ctx {
+	struct srv_cache *cache;
+	const char *root_key;
+	uint64_t bytes; /* of referenced pickles read so far */
+};
+
+static int resolve_open(void *ctx, const char *key, const struct pk_node **root, void **token,
+                        struct srv_error *err)
+{
+	struct resolver_ctx *rc = ctx;
+	struct resolved *r;
+	struct srv_error e;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory resolving '%s'", key);
+	memset(&e, 0, sizeof(e));
+	if (srv_value_open(rc->cache, key, RPC_KEY_LEN, &r->value, &e) < 0) {
+		free(r);
+		if (e.code == RPC_E_ENOENT)
+			return srv_fail(err, RPC_E_ENOENT,
+			                "part '%s' of the destructured value '%s' is missing from "
+			                "the cache",
+			                key, rc->root_key);
+		*err = e;
+		return -1;
+	}
+	rc->bytes += srv_value_size(r->value);
+	if (rc->bytes > SRV_VIEW_REF_BYTES) {
+		srv_value_close(r->value);
+		free(r);
+		return srv_fail(err, RPC_E_EFBIG,
+		                "the parts of the destructured value '%s' are larger than the "
+		                "limit of %u MiB",
+		                rc->root_key, SRV_VIEW_REF_BYTES >> 20);
+	}
+	if (view_parse(srv_value_bytes(r->value), (size_t)srv_value_size(r->value), key, "json",
+	               &r->doc, err) < 0) {
+		srv_value_close(r->value);
+		free(r);
+		return -1;
+	}
+	*root = pk_doc_root(r->doc);
+	*token = r;
+	return 0;
+}
+
+static void resolve_close(void *ctx, void *token)
+{
+	struct resolved *r = token;
+	(void)ctx;
+	if (!r)
+		return;
+	pk_doc_free(r->doc);
+	srv_value_close(r->value);
+	free(r);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* Renderings */
+
+enum view_kind { VIEW_JSON, VIEW_NPY, VIEW_TXT, VIEW_BIN };
+
+/* What a rendering keeps alive until dispatch releases it. */
+struct rendering {
+	struct pk_doc *doc;
+	struct jentry *entry;
+	struct rpc_buf header;
+};
+
+static void rendering_release(void *priv)
+{
+	struct rendering *r = priv;
+	if (!r)
+		return;
+	pk_doc_free(r->doc);
+	if (r->entry) {
+		pthread_mutex_lock(&jcache.lock);
+		jentry_unref(r->entry);
+		pthread_mutex_unlock(&jcache.lock);
+	}
+	rpc_buf_release(&r->header);
+	free(r);
+}
+
+static int render_json(struct srv_cache *cache, struct srv_value *value, struct rendering *r,
+                       struct srv_rendered *out, struct srv_error *err)
+{
+	const char *key = srv_value_key(value);
+	struct srv_layout l;
+	struct rpc_buf text = RPC_BUF_INIT(SRV_VIEW_JSON_MAX);
+	struct resolver_ctx rctx = {cache, key, 0};
+	struct srv_view_resolver res = {resolve_open, resolve_close, &rctx};
+	struct jentry *e = NULL;
+	char *id = NULL;
+	int rc = -1;
+
+	srv_cache_layout(cache, &l);
+	if (asprintf(&id, "%s/%s", l.values_path ? l.values_path : "", key) < 0) {
+		id = NULL;
+		srv_fail(err, RPC_E_ENOMEM, "out of memory");
+		goto out;
+	}
+	pthread_mutex_lock(&jcache.lock);
+	e = jcache_find(id, srv_value_size(value), srv_value_mtime(value));
+	pthread_mutex_unlock(&jcache.lock);
+	if (!e) {
+		if (view_parse(srv_value_bytes(value), (size_t)srv_value_size(value), key, "json",
+		               &r->doc, err) < 0)
+			goto out;
+		if (srv_view_json(pk_doc_root(r->doc), key, &res, &text, err) < 0)
+			goto out;
+		pk_doc_free(r->doc);
+		r->doc = NULL;
+		e = calloc(1, sizeof(*e));
+		if (!e) {
+			srv_fail(err, RPC_E_ENOMEM, "out of memory");
+			goto out;
+		}
+		e->refs = 1;
+		e->size = srv_value_size(value);
+		e->mtime = srv_value_mtime(value);
+		e->data = rpc_buf_detach(&text, &e->len);
+		e->id = id;
+		id = NULL;
+		if (!e->data) {
+			jentry_unref(e);
+			e = NULL;
+			srv_fail(err, RPC_E_ENOMEM, "out of memory");
+			goto out;
+		}
+		pthread_mutex_lock(&jcache.lock);
+		jcache_put(e);
+		pthread_mutex_unlock(&jcache.lock);
+	}
+	r->entry = e;
+	out->nseg = 1;
+	out->seg[0].bytes = (const uint8_t *)e->data;
+	out->seg[0].len = e->len;
+	out->size = e->len;
+	rc = 0;
+out:
+	free(id);
+	rpc_buf_release(&text);
+	return rc;
+}
+
+int srv_view_render(struct srv_cache *cache, struct srv_value *value, const char *view,
+                    struct srv_rendered *out, struct srv_error *err)
+{
+	const char *key = srv_value_key(value);
+	struct rendering *r;
+	enum view_kind kind;
+	const struct pk_node *root;
+	const struct pk_str *s;
+	struct srv_ndarray a;
+	char type[160];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (strcmp(view, "json") == 0)
+		kind = VIEW_JSON;
+	else if (strcmp(view, "npy") == 0)
+		kind = VIEW_NPY;
+	else if (strcmp(view, "txt") == 0)
+		kind = VIEW_TXT;
+	else if (strcmp(view, "bin") == 0)
+		kind = VIEW_BIN;
+	else
+		return srv_fail(err, RPC_E_ENOTSUP, "this server does not render the view '%s'",
+		                view);
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
+	rpc_buf_init(&r->header, 1u << 20);
+	out->release = rendering_release;
+	out->priv = r;
+	if (kind == VIEW_JSON)
+		return render_json(cache, value, r, out, err);
+
+	if (view_parse(srv_value_bytes(value), (size_t)srv_value_size(value), key, view, &r->doc,
+	               err) < 0)
+		return -1;
+	root = pk_doc_root(r->doc);
+	if (kind == VIEW_TXT || kind == VIEW_BIN) {
+		if (srv_view_raw(root, kind == VIEW_TXT, &s, err) < 0) {
+			char why[sizeof(err->message)];
+			snprintf(why, sizeof(why), "%s", err->message);
+			return srv_fail(err, err->code, "the value '%s' has no %s view: %s", key,
+			                view, why);
+		}
+		out->nseg = 1;
+		out->seg[0].bytes = (const uint8_t *)s->ptr;
+		out->seg[0].len = s->len;
+		out->size = s->len;
+		return 0;
+	}
+	rc = srv_npy_recognise(root, true, &a, err);
+	if (rc < 0) {
+		char why[sizeof(err->message)];
+		snprintf(why, sizeof(why), "%s", err->message);
+		return srv_fail(err, err->code, "the value '%s' has no npy view: %s", key, why);
+	}
+	if (rc == 0) {
+		srv_view_type_name(root, type, sizeof(type));
+		return srv_fail(err, RPC_E_ENOTSUP,
+		                "the npy view is for numpy arrays, and the value '%s' is a %s", key,
+		                type);
+	}
+	if (srv_npy_header(&a, &r->header) != 0)
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
+	out->nseg = 2;
+	out->seg[0].bytes = (const uint8_t *)r->header.data;
+	out->seg[0].len = r->header.len;
+	out->seg[1].bytes = a.data;
+	out->seg[1].len = a.count * a.itemsize;
+	out->size = out->seg[0].len + out->seg[1].len;
+	return 0;
+}

@@ -1,0 +1,84 @@
+/*
+ * views.h: the value views of PROTOCOL.md section 6 (issue 5): json, npy, txt and
+ * bin, rendered from the pickle tree of a value (pickle.h). srv_view_render is the
+ * renderer dispatch.c calls for every view but "pickle"; the functions below it are
+ * the pure parts (no cache, no I/O) that the fuzz harness and tests drive directly.
+ *
+ * Limits (all documented in PROTOCOL.md section 6):
+ *   - a json view is at most SRV_VIEW_JSON_MAX bytes, nests at most
+ *     SRV_VIEW_JSON_DEPTH containers deep, and renders numpy arrays of at most
+ *     SRV_VIEW_NDARRAY_JSON_MAX elements; beyond that it is EFBIG;
+ *   - destructured references are followed at most SRV_VIEW_REF_DEPTH deep and read
+ *     at most SRV_VIEW_REF_BYTES of referenced pickles in one rendering (EFBIG); a
+ *     reference to a value on its own path is ELOOP, a missing part ENOENT;
+ *   - rendered json is kept in a cache of at most SRV_VIEW_CACHE_BYTES (LRU), plus
+ *     the most recent rendering larger than that, so that reading a view in ranges
+ *     renders it once.
+ */
+#ifndef FLECHEFS_SERVER_VIEWS_H
+#define FLECHEFS_SERVER_VIEWS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "cache.h"
+#include "dispatch.h"
+#include "pickle.h"
+
+#define SRV_VIEW_JSON_MAX         (256u * 1024 * 1024)
+#define SRV_VIEW_JSON_DEPTH       500
+#define SRV_VIEW_NDARRAY_JSON_MAX 1000000u
+#define SRV_VIEW_REF_DEPTH        64
+#define SRV_VIEW_REF_BYTES        (256u * 1024 * 1024)
+#define SRV_VIEW_REF_COUNT        1000000u
+#define SRV_VIEW_CACHE_BYTES      (32u * 1024 * 1024)
+
+/*
+ * dispatch.h's srv_view_render_fn for the views "json", "npy", "txt" and "bin":
+ * parses the value's pickle, resolves destructured references through cache (json
+ * only: the other views never apply to a container) and fills out. Returns 0, or -1
+ * with err filled: ENOTSUP (the view does not apply), EFBIG, ELOOP, ENOENT (a missing
+ * part), CORRUPT (a pickle that cannot be decoded), ENOMEM.
+ */
+int srv_view_render(struct srv_cache *cache, struct srv_value *value, const char *view,
+                    struct srv_rendered *out, struct srv_error *err);
+
+/* Empties the json cache (tests; the server never needs to). */
+void srv_view_cache_clear(void);
+
+/*
+ * How the json emitter follows a fleche.digest.Digest reference of a destructured
+ * value: open finds the value of key (64 lowercase hex, already checked) and returns
+ * its parsed root in *root and a token for close, or -1 with err filled (ENOENT for a
+ * missing part, EFBIG when over a budget, CORRUPT). The root stays valid until close.
+ * A NULL resolver makes every reference ENOENT.
+ */
+struct srv_view_resolver {
+	int (*open)(void *ctx, const char *key, const struct pk_node **root, void **token,
+	            struct srv_error *err);
+	void (*close)(void *ctx, void *token);
+	void *ctx;
+};
+
+/*
+ * Appends the json view of the value whose tree is root and whose key is key (NULL
+ * when unknown; used to detect a reference back to it and in messages). Returns 0
+ * or -1 with err filled; out then holds a partial document.
+ */
+int srv_view_json(const struct pk_node *root, const char *key, const struct srv_view_resolver *res,
+                  struct rpc_buf *out, struct srv_error *err);
+
+/*
+ * The bytes of the txt view (root a str) or bin view (bytes or bytearray) as a
+ * string of the document (pointing into the pickle when verbatim). Returns 0, or -1
+ * with err filled (ENOTSUP naming the value's type).
+ */
+int srv_view_raw(const struct pk_node *root, bool text, const struct pk_str **out,
+                 struct srv_error *err);
+
+/* A short name of the Python type of node for messages ("list", "numpy.ndarray"). */
+void srv_view_type_name(const struct pk_node *node, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,284 @@
+/*
+ * test_views.c: unit tests of the value views (server/views.c, vjson.c, npy.c), run
+ * in the sanitizer build too (the end-to-end tests in tests/e2e/test_views_*.py are
+ * not): the json emitter on pickles made by Python (every tag of PROTOCOL.md section
+ * 6.1, text compared with the specified form), a value that contains itself, the
+ * NPY header of a Fortran-order array compared with the bytes numpy.save wrote for
+ * it, and srv_view_render on a copy of the fixture's "files" cache: a destructured
+ * dict resolved through the cache, an npy view whose data points into the stored
+ * stream (no copy), a json view found again in the json cache, and ENOTSUP.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "npy.h"
+#include "pickle.h"
+#include "views.h"
+
+static int failures, checks;
+
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		checks++;                                                                          \
+		if (!(cond)) {                                                                     \
+			failures++;                                                                \
+			printf("FAIL %s:%d: ", __FILE__, __LINE__);                                \
+			printf(__VA_ARGS__);                                                       \
+			printf("\n");                                                              \
+		}                                                                                  \
+	} while (0)
+
+/* Pickles written by Python 3.11 (tests/e2e/test_views_generated.py checks the same
+ * mapping against Python on many more values):
+ *   PK_MIXED      pickle.dumps({'a': [1, 2.5, None, True], 'b': (1,), 'big': -10**30,
+ *                 'n': float('nan'), 's': {3}, 'c': 1-2j, 'by': b'hi', 'e': []}, 2)
+ *   PK_DICT_TAGS  pickle.dumps({3: 'x', '$k': 1.0}, 4)
+ *   PK_SELF       l = []; l.append(l); pickle.dumps(l, 2)
+ *   PK_FORTRAN    pickle.dumps(np.asfortranarray(np.arange(6, dtype='<i2')
+ *                 .reshape(2, 3)), 4)
+ */
+static const char PK_MIXED[] =
+    "\x80\x02\x7d\x71\x00\x28\x58\x01\x00\x00\x00\x61\x71\x01\x5d\x71\x02\x28\x4b\x01\x47\x40"
+    "\x04\x00\x00\x00\x00\x00\x00\x4e\x88\x65\x58\x01\x00\x00\x00\x62\x71\x03\x4b\x01\x85\x71"
+    "\x04\x58\x03\x00\x00\x00\x62\x69\x67\x71\x05\x8a\x0d\x00\x00\x00\xc0\x15\x12\x8b\xb9\x2f"
+    "\x63\xd3\x60\xf3\x58\x01\x00\x00\x00\x6e\x71\x06\x47\x7f\xf8\x00\x00\x00\x00\x00\x00\x58"
+    "\x01\x00\x00\x00\x73\x71\x07\x63\x5f\x5f\x62\x75\x69\x6c\x74\x69\x6e\x5f\x5f\x0a\x73\x65"
+    "\x74\x0a\x71\x08\x5d\x71\x09\x4b\x03\x61\x85\x71\x0a\x52\x71\x0b\x58\x01\x00\x00\x00\x63"
+    "\x71\x0c\x63\x5f\x5f\x62\x75\x69\x6c\x74\x69\x6e\x5f\x5f\x0a\x63\x6f\x6d\x70\x6c\x65\x78"
+    "\x0a\x71\x0d\x47\x3f\xf0\x00\x00\x00\x00\x00\x00\x47\xc0\x00\x00\x00\x00\x00\x00\x00\x86"
+    "\x71\x0e\x52\x71\x0f\x58\x02\x00\x00\x00\x62\x79\x71\x10\x63\x5f\x63\x6f\x64\x65\x63\x73"
+    "\x0a\x65\x6e\x63\x6f\x64\x65\x0a\x71\x11\x58\x02\x00\x00\x00\x68\x69\x71\x12\x58\x06\x00"
+    "\x00\x00\x6c\x61\x74\x69\x6e\x31\x71\x13\x86\x71\x14\x52\x71\x15\x58\x01\x00\x00\x00\x65"
+    "\x71\x16\x5d\x71\x17\x75\x2e";
+
+static const char PK_DICT_TAGS[] =
+    "\x80\x04\x95\x19\x00\x00\x00\x00\x00\x00\x00\x7d\x94\x28\x4b\x03\x8c\x01\x78\x94\x8c\x02"
+    "\x24\x6b\x94\x47\x3f\xf0\x00\x00\x00\x00\x00\x00\x75\x2e";
+
+static const char PK_SELF[] = "\x80\x02\x5d\x71\x00\x68\x00\x61\x2e";
+
+static const char PK_FORTRAN[] =
+    "\x80\x04\x95\x96\x00\x00\x00\x00\x00\x00\x00\x8c\x15\x6e\x75\x6d\x70\x79\x2e\x63\x6f\x72"
+    "\x65\x2e\x6d\x75\x6c\x74\x69\x61\x72\x72\x61\x79\x94\x8c\x0c\x5f\x72\x65\x63\x6f\x6e\x73"
+    "\x74\x72\x75\x63\x74\x94\x93\x94\x8c\x05\x6e\x75\x6d\x70\x79\x94\x8c\x07\x6e\x64\x61\x72"
+    "\x72\x61\x79\x94\x93\x94\x4b\x00\x85\x94\x43\x01\x62\x94\x87\x94\x52\x94\x28\x4b\x01\x4b"
+    "\x02\x4b\x03\x86\x94\x68\x03\x8c\x05\x64\x74\x79\x70\x65\x94\x93\x94\x8c\x02\x69\x32\x94"
+    "\x89\x88\x87\x94\x52\x94\x28\x4b\x03\x8c\x01\x3c\x94\x4e\x4e\x4e\x4a\xff\xff\xff\xff\x4a"
+    "\xff\xff\xff\xff\x4b\x00\x74\x94\x62\x88\x43\x0c\x00\x00\x03\x00\x01\x00\x04\x00\x02\x00"
+    "\x05\x00\x94\x74\x94\x62\x2e";
+
+/* numpy.save of the PK_FORTRAN array: its header (128 bytes) and data. */
+static const char NPY_FORTRAN[] =
+    "\x93NUMPY\x01\x00v\x00{'descr': '<i2', 'fortran_order': True, 'shape': (2, 3), }"
+    "                                                           \n"
+    "\x00\x00\x03\x00\x01\x00\x04\x00\x02\x00\x05\x00";
+
+static struct pk_doc *parse(const char *p, size_t len)
+{
+	struct pk_doc *doc = NULL;
+	char why[256];
+	size_t end;
+	if (pk_parse((const uint8_t *)p, len, NULL, &doc, &end, why, sizeof(why)) != 0) {
+		printf("cannot parse a test pickle: %s\n", why);
+		return NULL;
+	}
+	return doc;
+}
+
+/* Renders a pickle's json view; returns the error code (0 on success), text in out. */
+static int json_of(const char *p, size_t len, struct rpc_buf *out, struct srv_error *err)
+{
+	struct pk_doc *doc = parse(p, len);
+	int rc;
+	if (!doc)
+		return -1;
+	rpc_buf_reset(out);
+	memset(err, 0, sizeof(*err));
+	rc = srv_view_json(pk_doc_root(doc), NULL, NULL, out, err);
+	pk_doc_free(doc);
+	return rc < 0 ? (int)err->code : 0;
+}
+
+static void test_json(void)
+{
+	struct rpc_buf b = RPC_BUF_INIT(1 << 20);
+	struct srv_error err;
+	const char *want_mixed = "{\n"
+	                         "  \"a\": [\n"
+	                         "    1,\n"
+	                         "    2.5,\n"
+	                         "    null,\n"
+	                         "    true\n"
+	                         "  ],\n"
+	                         "  \"b\": [\n"
+	                         "    1\n"
+	                         "  ],\n"
+	                         "  \"big\": -1000000000000000000000000000000,\n"
+	                         "  \"n\": {\"$float\": \"nan\"},\n"
+	                         "  \"s\": {\n"
+	                         "    \"$set\": [\n"
+	                         "      3\n"
+	                         "    ]\n"
+	                         "  },\n"
+	                         "  \"c\": {\"$complex\": [1.0, -2.0]},\n"
+	                         "  \"by\": {\"$bytes\": \"aGk=\"},\n"
+	                         "  \"e\": []\n"
+	                         "}\n";
+	const char *want_tags = "{\n"
+	                        "  \"$dict\": [\n"
+	                        "    [\n"
+	                        "      3,\n"
+	                        "      \"x\"\n"
+	                        "    ],\n"
+	                        "    [\n"
+	                        "      \"$k\",\n"
+	                        "      1.0\n"
+	                        "    ]\n"
+	                        "  ]\n"
+	                        "}\n";
+
+	CHECK(json_of(PK_MIXED, sizeof(PK_MIXED) - 1, &b, &err) == 0, "mixed: %s", err.message);
+	CHECK(b.data && strcmp(b.data, want_mixed) == 0, "mixed: got\n%s", b.data ? b.data : "");
+	CHECK(json_of(PK_DICT_TAGS, sizeof(PK_DICT_TAGS) - 1, &b, &err) == 0, "tags: %s",
+	      err.message);
+	CHECK(b.data && strcmp(b.data, want_tags) == 0, "tags: got\n%s", b.data ? b.data : "");
+	CHECK(json_of(PK_SELF, sizeof(PK_SELF) - 1, &b, &err) == RPC_E_ELOOP,
+	      "a list holding itself is ELOOP (%d: %s)", err.code, err.message);
+	/* a cap smaller than the text is EFBIG, not a crash or a cut document */
+	struct rpc_buf small = RPC_BUF_INIT(40);
+	CHECK(json_of(PK_MIXED, sizeof(PK_MIXED) - 1, &small, &err) == RPC_E_EFBIG,
+	      "over the cap is EFBIG (%d)", err.code);
+	rpc_buf_release(&small);
+	rpc_buf_release(&b);
+}
+
+static void test_npy(void)
+{
+	struct pk_doc *doc = parse(PK_FORTRAN, sizeof(PK_FORTRAN) - 1);
+	struct srv_ndarray a;
+	struct srv_error err;
+	struct rpc_buf h = RPC_BUF_INIT(1 << 20);
+	struct rpc_buf b = RPC_BUF_INIT(1 << 20);
+
+	if (!doc) {
+		failures++;
+		return;
+	}
+	CHECK(srv_npy_recognise(pk_doc_root(doc), true, &a, &err) == 1, "an array: %s",
+	      err.message);
+	CHECK(a.fortran && a.ndim == 2 && a.count == 6 && a.itemsize == 2, "its shape and order");
+	CHECK(srv_npy_header(&a, &h) == 0, "header");
+	CHECK(h.len == 128 && memcmp(h.data, NPY_FORTRAN, 128) == 0, "header as numpy writes it");
+	CHECK(a.data_offset != SIZE_MAX && memcmp(a.data, NPY_FORTRAN + 128, 12) == 0 &&
+	          (const char *)a.data == PK_FORTRAN + a.data_offset,
+	      "data in the pickle, in its order");
+	/* json: index order, whatever the memory order */
+	CHECK(srv_view_json(pk_doc_root(doc), NULL, NULL, &b, &err) == 0, "json: %s", err.message);
+	CHECK(b.data && strstr(b.data, "\"data\": [\n      [0, 1, 2],\n      [3, 4, 5]\n    ]"),
+	      "json data in index order:\n%s", b.data ? b.data : "");
+	CHECK(b.data && strstr(b.data, "\"dtype\": \"<i2\"") && strstr(b.data, "\"shape\": [2, 3]"),
+	      "json dtype and shape");
+	rpc_buf_release(&h);
+	rpc_buf_release(&b);
+	pk_doc_free(doc);
+}
+
+static void test_render(const char *fixtures)
+{
+	char tmp[] = "/tmp/flechefs-test-views-XXXXXX", cmd[1024];
+	struct srv_config cfg;
+	struct srv_cache *cache = NULL;
+	struct srv_value *v = NULL;
+	struct srv_rendered r, r2;
+	struct srv_error err;
+	const char *dict = "7e644cf127da63d6ff542b0eb0f8fc4fb6c7e49fbb0ebe7467186d3c050d0771";
+	const char *arr = "63903d296e3bd06997a0b46782de0df700a6f6636823d3cd8dcc800c08a36657";
+	const char *want =
+	    "{\n  \"depth\": 3,\n  \"tree\": [\n    [\n      0,\n      [\n        0,\n"
+	    "        0\n      ]\n    ],\n    [\n      1,\n      [\n        10,\n"
+	    "        100\n      ]\n    ],\n    [\n      2,\n      [\n        20,\n"
+	    "        200\n      ]\n    ]\n  ],\n  \"label\": [\n    \"leaf\",\n"
+	    "    3\n  ]\n}\n";
+
+	if (!mkdtemp(tmp)) {
+		CHECK(0, "mkdtemp");
+		return;
+	}
+	snprintf(cmd, sizeof(cmd), "cp -r '%s/files/values' '%s/files/calls' '%s'/", fixtures,
+	         fixtures, tmp);
+	CHECK(system(cmd) == 0, "copy the fixture");
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.root = tmp;
+	cfg.read_only = true;
+	if (srv_cache_open(&cfg, &cache, &err) != 0) {
+		CHECK(0, "open the cache: %s", err.message);
+		goto out;
+	}
+	/* a destructured dict, resolved through the cache (EXPECTED.json's json field) */
+	CHECK(srv_value_open(cache, dict, 64, &v, &err) == 0, "open: %s", err.message);
+	if (v) {
+		CHECK(srv_view_render(cache, v, "json", &r, &err) == 0, "json: %s", err.message);
+		CHECK(r.nseg == 1 && r.size == strlen(want) &&
+		          memcmp(r.seg[0].bytes, want, strlen(want)) == 0,
+		      "the destructured dict whole: %.*s", (int)r.seg[0].len,
+		      (const char *)r.seg[0].bytes);
+		CHECK(srv_view_render(cache, v, "json", &r2, &err) == 0, "json again");
+		CHECK(r2.seg[0].bytes == r.seg[0].bytes,
+		      "the second rendering comes from the cache");
+		r2.release(r2.priv);
+		r.release(r.priv);
+		CHECK(srv_view_render(cache, v, "npy", &r, &err) < 0 && err.code == RPC_E_ENOTSUP,
+		      "no npy view of a dict (%d: %s)", err.code, err.message);
+		if (r.release)
+			r.release(r.priv);
+		srv_value_close(v);
+		v = NULL;
+	}
+	/* an array: the data segment points into the stored stream */
+	CHECK(srv_value_open(cache, arr, 64, &v, &err) == 0, "open: %s", err.message);
+	if (v) {
+		const uint8_t *base = srv_value_bytes(v);
+		CHECK(srv_view_render(cache, v, "npy", &r, &err) == 0, "npy: %s", err.message);
+		CHECK(r.nseg == 2 && r.seg[0].len == 128 && r.seg[1].len == 24 && r.size == 152,
+		      "npy segments");
+		CHECK(r.seg[1].bytes >= base && r.seg[1].bytes + 24 <= base + srv_value_size(v),
+		      "the data is served from the stored stream");
+		r.release(r.priv);
+		CHECK(srv_view_render(cache, v, "txt", &r, &err) < 0 && err.code == RPC_E_ENOTSUP,
+		      "no txt view of an array");
+		if (r.release)
+			r.release(r.priv);
+		srv_value_close(v);
+	}
+out:
+	srv_cache_free(cache);
+	srv_view_cache_clear();
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+	if (system(cmd) != 0)
+		printf("cannot remove '%s'\n", tmp);
+}
+
+int main(void)
+{
+	const char *fixtures = getenv("FLECHEFS_FIXTURES");
+	const char *ci = getenv("CI");
+	char path[1024];
+
+	test_json();
+	test_npy();
+	snprintf(path, sizeof(path), "%s/EXPECTED.json", fixtures ? fixtures : "");
+	if (fixtures && access(path, R_OK) == 0) {
+		test_render(fixtures);
+	} else if (ci && strcmp(ci, "true") == 0) {
+		printf("FAIL: no fixtures (FLECHEFS_FIXTURES)\n");
+		failures++;
+	} else {
+		printf("fixtures not found (FLECHEFS_FIXTURES): the render tests are skipped\n");
+	}
+	printf("test_views: %d of %d checks failed\n", failures, checks);
+	return failures ? 1 : 0;
+}

@@ -1,0 +1,13 @@
+# views: the value views json, npy, txt and bin of flechefs-server (issue 5,
+# server/views.c, server/vjson.c, server/npy.c). The unit test runs in the sanitizer
+# build too; the end-to-end tests drive the server through its protocol; the fuzz
+# harness feeds arbitrary pickles to every emitter.
+flechefs_unit_test(test_views SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_views.c
+	LIBS flechefs_srv)
+flechefs_py_test(test_views_fixtures e2e/test_views_fixtures.py LABELS views)
+flechefs_py_test(test_views_generated e2e/test_views_generated.py LABELS views)
+flechefs_py_test(test_views_hostile e2e/test_views_hostile.py LABELS views)
+if(TARGET flechefs_srv)
+	flechefs_fuzz_test(fuzz_views ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_views.c
+		LIBS flechefs_srv CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus-pickle)
+endif()
