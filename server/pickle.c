@@ -461,7 +461,7 @@ static const char *pk_opname(unsigned op)
 	return pk_ops[op].name ? pk_ops[op].name : "?";
 }
 
-static const char *pk_kind_name(enum pk_kind k)
+const char *pk_kind_name(enum pk_kind k)
 {
 	static const char *const names[] = {
 	    [PK_NONE] = "None",

@@ -137,6 +137,9 @@ int pk_find_end(const uint8_t *buf, size_t len, size_t *end);
 /* The root object of a parsed document; borrowed, valid until pk_doc_free. */
 const struct pk_node *pk_doc_root(const struct pk_doc *doc);
 
+/* The Python type name of a kind ("list", "dict", ...); a static string, "?" when unknown. */
+const char *pk_kind_name(enum pk_kind kind);
+
 /* Frees the document and all its nodes; pk_doc_free(NULL) does nothing. */
 void pk_doc_free(struct pk_doc *doc);
 

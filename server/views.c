@@ -74,24 +74,6 @@ static int view_parse(const uint8_t *bytes, size_t len, const char *key, const c
 
 void srv_view_type_name(const struct pk_node *n, char *out, size_t outlen)
 {
-	static const char *const names[] = {
-	    [PK_NONE] = "None",
-	    [PK_BOOL] = "bool",
-	    [PK_INT] = "int",
-	    [PK_BIGINT] = "int",
-	    [PK_FLOAT] = "float",
-	    [PK_COMPLEX] = "complex",
-	    [PK_STR] = "str",
-	    [PK_BYTES] = "bytes",
-	    [PK_BYTEARRAY] = "bytearray",
-	    [PK_TUPLE] = "tuple",
-	    [PK_LIST] = "list",
-	    [PK_SET] = "set",
-	    [PK_FROZENSET] = "frozenset",
-	    [PK_DICT] = "dict",
-	    [PK_GLOBAL] = "global",
-	    [PK_OBJECT] = "object",
-	};
 	if (!n) {
 		snprintf(out, outlen, "nothing");
 	} else if (n->kind == PK_OBJECT && (n->u.obj.cls.module[0] || n->u.obj.cls.name[0])) {
@@ -106,10 +88,8 @@ void srv_view_type_name(const struct pk_node *n, char *out, size_t outlen)
 			snprintf(out, outlen, "dict (destructured)");
 		else
 			snprintf(out, outlen, "%s.%s", n->u.obj.cls.module, n->u.obj.cls.name);
-	} else if ((size_t)n->kind < sizeof(names) / sizeof(names[0]) && names[n->kind]) {
-		snprintf(out, outlen, "%s", names[n->kind]);
 	} else {
-		snprintf(out, outlen, "unknown");
+		snprintf(out, outlen, "%s", pk_kind_name(n->kind));
 	}
 }
 
