@@ -1,0 +1,957 @@
+/*
+ * conn.c: the client end of the flechefs protocol (conn.h): the table of requests
+ * in flight, the reader thread that completes them, the timer thread that enforces
+ * deadlines, and reconnection through the connector.
+ *
+ * State machine (c->state, under c->lock):
+ *
+ *	IDLE --fsd_conn_start ok--> UP --transport ends--> DOWN
+ *	DOWN --connector can reconnect, connect + hello ok--> UP
+ *	DOWN --cannot reconnect, or closing--> DEAD (on_down called once, unless closing)
+ *
+ * Invariants:
+ *  1. A request is in the table from just before its frame is written until exactly
+ *     one of: its answer is read, its deadline passes, the transport ends. Whoever
+ *     takes it out of the table (under c->lock) runs its completion, outside the lock.
+ *  2. c->inflight is the sum of the weights of the requests in the table.
+ *  3. Requests are only sent while the state is UP; in any other state they fail at
+ *     once with EIO and the reason of the last loss (c->why).
+ *  4. c->t is set and cleared under c->wlock, which every writer holds while it
+ *     writes; the reader thread is the only one that reads c->t, and the only one
+ *     that replaces it (after taking c->wlock).
+ *  5. Completions run on the reader or timer thread (or the sender's on failure to
+ *     send) and never send or wait.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "conn.h"
+#include "frame.h"
+#include "log.h"
+#include "msg.h"
+#include "rpc.h"
+#include "views.h"
+
+#define CONN_BUCKETS          1024
+#define CONN_DEFAULT_TIMEOUT  30
+#define CONN_DEFAULT_INFLIGHT (64u * 1024 * 1024)
+#define CONN_RBUF             (256 * 1024)
+#define CONN_BACKOFF_MAX      30
+
+enum conn_state { CONN_IDLE, CONN_UP, CONN_DOWN, CONN_DEAD };
+
+struct pending {
+	struct pending *next;
+	uint32_t msgid;
+	uint64_t deadline_ms;
+	size_t weight;
+	fsd_done_fn done;
+	void *ctx;
+};
+
+struct fsd_conn {
+	struct fsd_connector *connector;
+	struct fsd_conn_options opt;
+	struct fsd_server_info info;
+
+	pthread_mutex_t lock; /* state, table, inflight, why, closing */
+	pthread_cond_t space; /* inflight went down, or the state changed */
+	pthread_cond_t tick;  /* wakes the timer and the reconnect backoff */
+	enum conn_state state;
+	int closing;
+	struct pending *bucket[CONN_BUCKETS];
+	size_t npending;
+	uint32_t next_msgid;
+	size_t inflight;
+	char why[512];
+
+	pthread_mutex_t wlock; /* c->t for writers */
+	struct fsd_transport *t;
+
+	pthread_t reader, timer;
+	int reader_started, timer_started;
+
+	/* reader side only */
+	char *rbuf;
+	size_t rpos, rlen;
+	struct fsd_transport *rt; /* the transport being read (== c->t while up) */
+};
+
+static const msgpack_object conn_nil = {.type = MSGPACK_OBJECT_NIL};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void abs_time(struct timespec *ts, uint64_t ms_from_now)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += (time_t)(ms_from_now / 1000);
+	ts->tv_nsec += (long)(ms_from_now % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
+static void complete_local(fsd_done_fn done, void *ctx, int err, const char *message)
+{
+	struct fsd_reply r = {
+	    .err = err,
+	    .result = &conn_nil,
+	    .error = NULL,
+	    .message = message ? message : "",
+	};
+	done(ctx, &r);
+}
+
+/* --- the table (caller holds c->lock) --- */
+
+static void table_add(struct fsd_conn *c, struct pending *p)
+{
+	struct pending **b = &c->bucket[p->msgid % CONN_BUCKETS];
+	p->next = *b;
+	*b = p;
+	c->npending++;
+	c->inflight += p->weight;
+}
+
+static struct pending *table_take(struct fsd_conn *c, uint32_t msgid)
+{
+	for (struct pending **pp = &c->bucket[msgid % CONN_BUCKETS]; *pp; pp = &(*pp)->next) {
+		struct pending *p = *pp;
+		if (p->msgid == msgid) {
+			*pp = p->next;
+			c->npending--;
+			c->inflight -= p->weight;
+			if (p->weight)
+				pthread_cond_broadcast(&c->space);
+			return p;
+		}
+	}
+	return NULL;
+}
+
+/* Takes every request out of the table (or only the overdue ones when now != 0). */
+static struct pending *table_take_all(struct fsd_conn *c, uint64_t now)
+{
+	struct pending *list = NULL;
+	for (size_t i = 0; i < CONN_BUCKETS; i++) {
+		for (struct pending **pp = &c->bucket[i]; *pp;) {
+			struct pending *p = *pp;
+			if (now && p->deadline_ms > now) {
+				pp = &p->next;
+				continue;
+			}
+			*pp = p->next;
+			c->npending--;
+			c->inflight -= p->weight;
+			p->next = list;
+			list = p;
+		}
+	}
+	pthread_cond_broadcast(&c->space);
+	return list;
+}
+
+static void fail_list(struct pending *list, int err, const char *message)
+{
+	while (list) {
+		struct pending *p = list;
+		list = p->next;
+		complete_local(p->done, p->ctx, err, message);
+		free(p);
+	}
+}
+
+/* --- reading --- */
+
+static ssize_t conn_read_fn(void *ctx, void *buf, size_t len)
+{
+	struct fsd_conn *c = ctx;
+	if (c->rpos == c->rlen) {
+		/* Large reads bypass the buffer: values stream straight into the frame. */
+		if (len >= CONN_RBUF / 2)
+			return c->rt->ops->read(c->rt, buf, len);
+		ssize_t n = c->rt->ops->read(c->rt, c->rbuf, CONN_RBUF);
+		if (n <= 0)
+			return n;
+		c->rpos = 0;
+		c->rlen = (size_t)n;
+	}
+	size_t n = c->rlen - c->rpos;
+	if (n > len)
+		n = len;
+	memcpy(buf, c->rbuf + c->rpos, n);
+	c->rpos += n;
+	return (ssize_t)n;
+}
+
+/* --- sending --- */
+
+static int pack_params(msgpack_packer *pk, const char *fmt, va_list ap)
+{
+	int rc = 0;
+	for (const char *f = fmt; *f && !rc; f++) {
+		switch (*f) {
+		case 's':
+			rc = rpc_pack_str(pk, va_arg(ap, const char *));
+			break;
+		case 'u':
+			rc = msgpack_pack_uint64(pk, va_arg(ap, uint64_t)) ? -ENOMEM : 0;
+			break;
+		case 'b':
+			rc = (va_arg(ap, int) ? msgpack_pack_true(pk) : msgpack_pack_false(pk))
+			         ? -ENOMEM
+			         : 0;
+			break;
+		case 'n':
+			rc = msgpack_pack_nil(pk) ? -ENOMEM : 0;
+			break;
+		case 'N':
+			rc = msgpack_pack_map(pk, 1) ? -ENOMEM : 0;
+			if (!rc)
+				rc = rpc_pack_str(pk, "name");
+			if (!rc)
+				rc = rpc_pack_str(pk, va_arg(ap, const char *));
+			break;
+		default:
+			rc = -EINVAL;
+		}
+	}
+	return rc;
+}
+
+static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, fsd_done_fn done,
+                       void *ctx, const char *fmt, va_list ap)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	struct pending *p = NULL;
+	char why[512];
+	int rc;
+
+	msgpack_sbuffer_init(&sb);
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		complete_local(done, ctx, ENOMEM, "out of memory");
+		goto out;
+	}
+	p->done = done;
+	p->ctx = ctx;
+	p->weight = weight;
+	p->deadline_ms = now_ms() + (uint64_t)c->opt.timeout * 1000;
+
+	pthread_mutex_lock(&c->lock);
+	p->msgid = c->next_msgid++;
+	if (weight && !(c->reader_started && pthread_equal(pthread_self(), c->reader))) {
+		struct timespec ts;
+		abs_time(&ts, (uint64_t)c->opt.timeout * 1000);
+		while (c->state == CONN_UP && c->inflight &&
+		       c->inflight + weight > c->opt.max_inflight) {
+			if (pthread_cond_timedwait(&c->space, &c->lock, &ts) == ETIMEDOUT)
+				break;
+		}
+		if (c->state == CONN_UP && c->inflight &&
+		    c->inflight + weight > c->opt.max_inflight) {
+			pthread_mutex_unlock(&c->lock);
+			complete_local(done, ctx, ETIMEDOUT,
+			               "no room for the request before its deadline");
+			goto out;
+		}
+	}
+	if (c->state != CONN_UP) {
+		snprintf(why, sizeof(why), "%s", c->why[0] ? c->why : "not connected");
+		pthread_mutex_unlock(&c->lock);
+		complete_local(done, ctx, EIO, why);
+		goto out;
+	}
+	uint32_t msgid = p->msgid;
+	table_add(c, p);
+	pthread_mutex_unlock(&c->lock);
+
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	rc = rpc_frame_begin(&sb);
+	if (!rc)
+		rc = rpc_pack_request_head(&pk, msgid, method, (uint32_t)strlen(fmt));
+	if (!rc)
+		rc = pack_params(&pk, fmt, ap);
+	if (!rc)
+		rc = rpc_frame_end(&sb,
+		                   c->info.max_frame ? c->info.max_frame : RPC_MAX_FRAME_DEFAULT);
+	if (!rc) {
+		pthread_mutex_lock(&c->wlock);
+		rc = c->t ? c->t->ops->write(c->t, sb.data, sb.size) : -EPIPE;
+		pthread_mutex_unlock(&c->wlock);
+	}
+	if (rc) {
+		/* Not sent: fail it unless the reader or timer took it already. */
+		pthread_mutex_lock(&c->lock);
+		struct pending *mine = table_take(c, msgid);
+		pthread_mutex_unlock(&c->lock);
+		if (mine) {
+			snprintf(why, sizeof(why), "cannot send '%s': %s", method, strerror(-rc));
+			complete_local(done, ctx, rc == -EMSGSIZE ? EMSGSIZE : EIO, why);
+			free(mine);
+		}
+	}
+	p = NULL; /* owned by the table, or freed above */
+out:
+	free(p);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+void fsd_conn_call(struct fsd_conn *c, const char *method, size_t weight, fsd_done_fn done,
+                   void *ctx, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	conn_vcall(c, method, weight, done, ctx, fmt, ap);
+	va_end(ap);
+}
+
+/* --- synchronous calls --- */
+
+struct sync_wait {
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	int finished;
+	struct fsd_result *r;
+};
+
+static void sync_done(void *ctx, const struct fsd_reply *rep)
+{
+	struct sync_wait *w = ctx;
+	struct fsd_result *r = w->r;
+
+	r->err = rep->err;
+	snprintf(r->message, sizeof(r->message), "%s", rep->message ? rep->message : "");
+	if (rep->error) {
+		r->error = malloc(sizeof(*r->error));
+		if (r->error)
+			memcpy(r->error, rep->error, sizeof(*r->error));
+	}
+	if (!rep->err && rep->payload) {
+		r->payload = malloc(rep->payload_len ? rep->payload_len : 1);
+		if (r->payload) {
+			/* Decoded again by the waiting thread, into its own zone. */
+			memcpy(r->payload, rep->payload, rep->payload_len);
+			r->payload_len = rep->payload_len;
+		} else {
+			r->err = ENOMEM;
+			snprintf(r->message, sizeof(r->message), "out of memory");
+		}
+	}
+	pthread_mutex_lock(&w->m);
+	w->finished = 1;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->m);
+}
+
+int fsd_conn_call_sync(struct fsd_conn *c, struct fsd_result *r, const char *method, size_t weight,
+                       const char *fmt, ...)
+{
+	struct sync_wait w;
+	va_list ap;
+
+	memset(r, 0, sizeof(*r));
+	msgpack_zone_init(&r->zone, 4096);
+	r->result = &conn_nil;
+	pthread_mutex_init(&w.m, NULL);
+	pthread_cond_init(&w.cv, NULL);
+	w.finished = 0;
+	w.r = r;
+	va_start(ap, fmt);
+	conn_vcall(c, method, weight, sync_done, &w, fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&w.m);
+	while (!w.finished)
+		pthread_cond_wait(&w.cv, &w.m);
+	pthread_mutex_unlock(&w.m);
+	pthread_cond_destroy(&w.cv);
+	pthread_mutex_destroy(&w.m);
+
+	if (!r->err && r->payload) {
+		struct rpc_response resp;
+		char err[256];
+		if (rpc_response_decode(r->payload, r->payload_len, &r->zone, &resp, err,
+		                        sizeof(err)) == 0) {
+			r->result = resp.result;
+		} else {
+			r->err = EIO;
+			snprintf(r->message, sizeof(r->message), "%s", err);
+		}
+	}
+	return r->err ? -r->err : 0;
+}
+
+void fsd_result_release(struct fsd_result *r)
+{
+	if (!r)
+		return;
+	msgpack_zone_destroy(&r->zone);
+	free(r->payload);
+	free(r->error);
+	r->payload = NULL;
+	r->error = NULL;
+	r->result = &conn_nil;
+}
+
+/* --- hello --- */
+
+static void copy_str(char *dst, size_t dstlen, const msgpack_object *o)
+{
+	const char *s;
+	size_t n;
+	dst[0] = 0;
+	if (rpc_obj_str(o, &s, &n) == 0)
+		snprintf(dst, dstlen, "%.*s", (int)n, s);
+}
+
+static uint32_t get_u32(const msgpack_object *map, const char *key, uint32_t dflt)
+{
+	uint64_t v;
+	if (rpc_obj_uint(rpc_map_get(map, key), &v) == 0 && v > 0 && v <= UINT32_MAX)
+		return (uint32_t)v;
+	return dflt;
+}
+
+static void append_exit(struct fsd_transport *t, char *err, size_t errlen)
+{
+	char tail[1024];
+	size_t n = t->ops->describe_exit ? t->ops->describe_exit(t, tail, sizeof(tail)) : 0;
+	size_t used = strlen(err);
+	if (n && used + 3 < errlen)
+		snprintf(err + used, errlen - used, " (%s)", tail);
+}
+
+/*
+ * Says hello on a fresh transport t and reads the answer directly (no reader thread
+ * yet). Fills c->info. Returns 0 or -errno with a message in err.
+ */
+static int conn_handshake(struct fsd_conn *c, struct fsd_transport *t, char *err, size_t errlen)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	struct rpc_buf frame = RPC_BUF_INIT(RPC_MAX_FRAME_DEFAULT);
+	msgpack_zone zone;
+	struct rpc_response resp;
+	struct fsd_server_info info;
+	char ferr[256];
+	int rc;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_zone_init(&zone, 4096);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	rc = rpc_frame_begin(&sb);
+	if (!rc)
+		rc = rpc_pack_request_head(&pk, 0, "hello", 2);
+	if (!rc)
+		rc = msgpack_pack_int(&pk, RPC_PROTOCOL_VERSION) ? -ENOMEM : 0;
+	if (!rc)
+		rc = rpc_pack_str(&pk, c->opt.client_name ? c->opt.client_name : "flechefs");
+	if (!rc)
+		rc = rpc_frame_end(&sb, RPC_MAX_FRAME_DEFAULT);
+	if (rc) {
+		snprintf(err, errlen, "cannot encode hello: %s", strerror(-rc));
+		goto out;
+	}
+	/* A failed write is reported only if nothing can be read: a program that
+	 * printed text and exited is better described by what it printed. */
+	int wrc = t->ops->write(t, sb.data, sb.size);
+	c->rt = t;
+	c->rpos = c->rlen = 0;
+	rc = rpc_frame_read(conn_read_fn, c, RPC_MAX_FRAME_DEFAULT, &frame, ferr, sizeof(ferr));
+	if (rc == 1 && wrc) {
+		snprintf(err, errlen, "cannot send hello to the server: %s", strerror(-wrc));
+		append_exit(t, err, errlen);
+		rc = wrc;
+		goto out;
+	}
+	if (rc == 1) {
+		snprintf(err, errlen, "the server closed the connection before answering hello");
+		append_exit(t, err, errlen);
+		rc = -EPIPE;
+		goto out;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "%s", ferr);
+		append_exit(t, err, errlen);
+		goto out;
+	}
+	rc = rpc_response_decode(frame.data, frame.len, &zone, &resp, ferr, sizeof(ferr));
+	if (rc < 0 || resp.msgid != 0) {
+		char shown[32];
+		rpc_frame_describe((const uint8_t *)frame.data, frame.len < 4 ? frame.len : 4,
+		                   shown, sizeof(shown));
+		snprintf(err, errlen,
+		         "the server's output is not a flechefs frame: a frame of %zu bytes that "
+		         "is not an answer to hello (it starts with %s)",
+		         frame.len, shown);
+		append_exit(t, err, errlen);
+		rc = -EPROTO;
+		goto out;
+	}
+	if (resp.error) {
+		struct rpc_error_info *ei = malloc(sizeof(*ei));
+		if (!ei) {
+			rc = -ENOMEM;
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+		rpc_error_decode(resp.error, ei);
+		if (ei->code == RPC_E_VERSION)
+			snprintf(err, errlen, "the server refused protocol %d: %s",
+			         RPC_PROTOCOL_VERSION, ei->message);
+		else
+			snprintf(err, errlen, "the server refused hello: %s (%s)", ei->message,
+			         ei->name);
+		rc = -(ei->err_no > 0 ? ei->err_no : EPROTO);
+		free(ei);
+		goto out;
+	}
+	memset(&info, 0, sizeof(info));
+	const msgpack_object *res = resp.result;
+	int64_t proto = 0;
+	bool ro = false;
+	if (res->type != MSGPACK_OBJECT_MAP || rpc_obj_int(rpc_map_get(res, "protocol"), &proto)) {
+		snprintf(err, errlen, "the server's answer to hello has no protocol version");
+		rc = -EPROTO;
+		goto out;
+	}
+	if (proto < RPC_PROTOCOL_MIN || proto > RPC_PROTOCOL_VERSION) {
+		snprintf(err, errlen,
+		         "the server speaks protocol %lld and this flechefs protocol %d: they "
+		         "cannot talk",
+		         (long long)proto, RPC_PROTOCOL_VERSION);
+		rc = -EPROTO;
+		goto out;
+	}
+	info.protocol = (int)proto;
+	copy_str(info.program, sizeof(info.program), rpc_map_get(res, "program"));
+	copy_str(info.version, sizeof(info.version), rpc_map_get(res, "version"));
+	copy_str(info.hostname, sizeof(info.hostname), rpc_map_get(res, "hostname"));
+	rpc_obj_bool(rpc_map_get(res, "read_only"), &ro);
+	info.read_only = ro;
+	info.max_frame = get_u32(res, "max_frame", RPC_MAX_FRAME_DEFAULT);
+	if (info.max_frame < RPC_MAX_FRAME_MIN)
+		info.max_frame = RPC_MAX_FRAME_MIN;
+	info.max_read = get_u32(res, "max_read", info.max_frame - RPC_RESPONSE_OVERHEAD);
+	if (info.max_read > info.max_frame - RPC_RESPONSE_OVERHEAD)
+		info.max_read = info.max_frame - RPC_RESPONSE_OVERHEAD;
+	info.page_default = get_u32(res, "page_default", RPC_PAGE_DEFAULT);
+	info.page_max = get_u32(res, "page_max", RPC_PAGE_MAX);
+	info.views = 1u; /* pickle, always */
+	const msgpack_object *vl = rpc_map_get(res, "views");
+	for (uint32_t k = 0; vl && vl->type == MSGPACK_OBJECT_ARRAY && k < vl->via.array.size;
+	     k++) {
+		const char *vs;
+		size_t vn;
+		int v;
+		if (rpc_obj_str(&vl->via.array.ptr[k], &vs, &vn) == 0 &&
+		    (v = fsd_view_by_name(vs, vn)) >= 0)
+			info.views |= 1u << v;
+	}
+	const msgpack_object *layout = rpc_map_get(res, "layout");
+	copy_str(info.root, sizeof(info.root), rpc_map_get(layout, "root"));
+	copy_str(info.calls_type, sizeof(info.calls_type),
+	         rpc_map_get(rpc_map_get(layout, "calls"), "type"));
+	if (strcmp(info.program, "flechefs-server") != 0)
+		fsd_log(FSD_LOG_WARN, "the server calls itself '%s', not 'flechefs-server'",
+		        info.program);
+	if (strcmp(info.version, FLECHEFS_VERSION) != 0)
+		fsd_log(FSD_LOG_WARN, "the server is version %s and this flechefs %s",
+		        info.version[0] ? info.version : "(unknown)", FLECHEFS_VERSION);
+	fsd_log(FSD_LOG_DEBUG,
+	        "server %s %s on '%s': protocol %d, %s, calls in %s, max_read %u, page_max %u",
+	        info.program, info.version, info.hostname, info.protocol,
+	        info.read_only ? "read-only" : "read-write", info.calls_type, info.max_read,
+	        info.page_max);
+	c->info = info;
+	rc = 0;
+out:
+	msgpack_zone_destroy(&zone);
+	rpc_buf_release(&frame);
+	msgpack_sbuffer_destroy(&sb);
+	return rc;
+}
+
+/* --- the reader thread --- */
+
+/* Handles one frame. Returns 0, or -EPROTO (the session is broken) with why set. */
+static int conn_dispatch(struct fsd_conn *c, struct rpc_buf *frame, msgpack_zone *zone, char *why,
+                         size_t whylen)
+{
+	struct rpc_response resp;
+	char err[256];
+	int rc = rpc_response_decode(frame->data, frame->len, zone, &resp, err, sizeof(err));
+	if (rc < 0) {
+		snprintf(why, whylen, "malformed answer from the server: %s", err);
+		return -EPROTO;
+	}
+	pthread_mutex_lock(&c->lock);
+	struct pending *p = table_take(c, resp.msgid);
+	pthread_mutex_unlock(&c->lock);
+	if (!p) {
+		/* Its deadline passed: the completion ran already. */
+		fsd_log(FSD_LOG_DEBUG, "late answer to request %u ignored", resp.msgid);
+		return 0;
+	}
+	struct fsd_reply r = {
+	    .err = 0,
+	    .result = resp.result,
+	    .error = NULL,
+	    .message = "",
+	    .payload = frame->data,
+	    .payload_len = frame->len,
+	};
+	struct rpc_error_info *ei = NULL;
+	if (resp.error) {
+		ei = malloc(sizeof(*ei));
+		if (ei) {
+			rpc_error_decode(resp.error, ei);
+			r.err = ei->err_no > 0 ? ei->err_no : EIO;
+			r.error = ei;
+			r.message = ei->message;
+		} else {
+			r.err = EIO;
+			r.message = "out of memory decoding an error";
+		}
+		r.result = &conn_nil;
+	}
+	p->done(p->ctx, &r);
+	free(ei);
+	free(p);
+	return 0;
+}
+
+static void conn_set_down(struct fsd_conn *c, const char *why)
+{
+	struct fsd_transport *t;
+
+	pthread_mutex_lock(&c->lock);
+	c->state = CONN_DOWN;
+	snprintf(c->why, sizeof(c->why), "%s", why);
+	struct pending *list = table_take_all(c, 0);
+	pthread_mutex_unlock(&c->lock);
+	fail_list(list, EIO, why);
+
+	pthread_mutex_lock(&c->wlock);
+	t = c->t;
+	c->t = NULL;
+	pthread_mutex_unlock(&c->wlock);
+	if (t)
+		t->ops->free(t);
+	c->rt = NULL;
+}
+
+static void *reader_main(void *arg)
+{
+	struct fsd_conn *c = arg;
+	struct rpc_buf frame = RPC_BUF_INIT(RPC_MAX_FRAME_DEFAULT);
+	msgpack_zone zone;
+	char err[256], why[1024];
+	unsigned backoff = 1;
+
+	msgpack_zone_init(&zone, 64 * 1024);
+	for (;;) {
+		/* UP: read answers until the transport ends. */
+		for (;;) {
+			int rc = rpc_frame_read(conn_read_fn, c, c->info.max_frame, &frame, err,
+			                        sizeof(err));
+			if (rc == 1) {
+				snprintf(why, sizeof(why), "the server closed the connection");
+				break;
+			}
+			if (rc < 0) {
+				snprintf(why, sizeof(why), "%s", err);
+				break;
+			}
+			rc = conn_dispatch(c, &frame, &zone, why, sizeof(why));
+			msgpack_zone_clear(&zone);
+			if (rc < 0)
+				break;
+			/* Keep big frame buffers from lingering after a large value. */
+			if (frame.cap > 4 * 1024 * 1024)
+				rpc_buf_release(&frame);
+		}
+		pthread_mutex_lock(&c->lock);
+		int closing = c->closing;
+		pthread_mutex_unlock(&c->lock);
+		if (!closing) {
+			c->rt->ops->shutdown(c->rt);
+			append_exit(c->rt, why, sizeof(why));
+			fsd_log(FSD_LOG_ERR, "connection to the server lost: %s", why);
+		} else {
+			snprintf(why, sizeof(why), "the mount is closing");
+		}
+		conn_set_down(c, why);
+
+		/* DOWN: reconnect when a person is not needed. */
+		int up = 0;
+		while (!up) {
+			pthread_mutex_lock(&c->lock);
+			closing = c->closing;
+			pthread_mutex_unlock(&c->lock);
+			if (closing || !c->connector->can_reconnect ||
+			    !c->connector->can_reconnect(c->connector))
+				break;
+			struct timespec ts;
+			abs_time(&ts, backoff * 1000ull);
+			pthread_mutex_lock(&c->lock);
+			while (!c->closing &&
+			       pthread_cond_timedwait(&c->tick, &c->lock, &ts) != ETIMEDOUT)
+				;
+			closing = c->closing;
+			pthread_mutex_unlock(&c->lock);
+			if (closing)
+				break;
+			backoff = backoff * 2 > CONN_BACKOFF_MAX ? CONN_BACKOFF_MAX : backoff * 2;
+			struct fsd_transport *t = NULL;
+			if (c->connector->connect(c->connector, 0, &t, err, sizeof(err)) < 0) {
+				fsd_log(FSD_LOG_WARN, "reconnecting failed: %s", err);
+				continue;
+			}
+			if (conn_handshake(c, t, why, sizeof(why)) < 0) {
+				fsd_log(FSD_LOG_WARN, "reconnecting failed: %s", why);
+				t->ops->shutdown(t);
+				t->ops->free(t);
+				c->rt = NULL;
+				continue;
+			}
+			pthread_mutex_lock(&c->wlock);
+			c->t = t;
+			pthread_mutex_unlock(&c->wlock);
+			pthread_mutex_lock(&c->lock);
+			c->state = c->closing ? CONN_DOWN : CONN_UP;
+			up = c->state == CONN_UP;
+			c->why[0] = 0;
+			pthread_cond_broadcast(&c->space);
+			pthread_mutex_unlock(&c->lock);
+			if (!up) {
+				conn_set_down(c, "the mount is closing");
+				break;
+			}
+			backoff = 1;
+			fsd_log(FSD_LOG_INFO, "reconnected to the server");
+		}
+		if (!up)
+			break;
+	}
+	pthread_mutex_lock(&c->lock);
+	c->state = CONN_DEAD;
+	int closing = c->closing;
+	pthread_mutex_unlock(&c->lock);
+	if (!closing && c->opt.on_down)
+		c->opt.on_down(c->opt.ctx, c->why);
+	msgpack_zone_destroy(&zone);
+	rpc_buf_release(&frame);
+	return NULL;
+}
+
+/* --- the timer thread --- */
+
+static void *timer_main(void *arg)
+{
+	struct fsd_conn *c = arg;
+	char msg[128];
+
+	snprintf(msg, sizeof(msg), "no answer from the server within %d s", c->opt.timeout);
+	pthread_mutex_lock(&c->lock);
+	while (!c->closing) {
+		struct timespec ts;
+		abs_time(&ts, 250);
+		pthread_cond_timedwait(&c->tick, &c->lock, &ts);
+		if (c->closing)
+			break;
+		struct pending *list = c->npending ? table_take_all(c, now_ms()) : NULL;
+		if (list) {
+			pthread_mutex_unlock(&c->lock);
+			fsd_log(FSD_LOG_WARN, "%s", msg);
+			fail_list(list, ETIMEDOUT, msg);
+			pthread_mutex_lock(&c->lock);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* --- life cycle --- */
+
+struct fsd_conn *fsd_conn_new(struct fsd_connector *connector, const struct fsd_conn_options *o)
+{
+	struct fsd_conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->rbuf = malloc(CONN_RBUF);
+	if (!c->rbuf) {
+		free(c);
+		return NULL;
+	}
+	c->connector = connector;
+	if (o)
+		c->opt = *o;
+	if (c->opt.timeout <= 0)
+		c->opt.timeout = CONN_DEFAULT_TIMEOUT;
+	if (!c->opt.max_inflight)
+		c->opt.max_inflight = CONN_DEFAULT_INFLIGHT;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->wlock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->space, &ca);
+	pthread_cond_init(&c->tick, &ca);
+	pthread_condattr_destroy(&ca);
+	c->state = CONN_IDLE;
+	c->next_msgid = 1;
+	return c;
+}
+
+int fsd_conn_start(struct fsd_conn *c, int interactive, char *err, size_t errlen)
+{
+	struct fsd_transport *t = NULL;
+	int rc = c->connector->connect(c->connector, interactive, &t, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = conn_handshake(c, t, err, errlen);
+	if (rc < 0) {
+		t->ops->shutdown(t);
+		t->ops->free(t);
+		c->rt = NULL;
+		return rc;
+	}
+	c->t = t;
+	c->state = CONN_UP;
+	if (pthread_create(&c->reader, NULL, reader_main, c) != 0) {
+		snprintf(err, errlen, "cannot start the reader thread");
+		goto fail;
+	}
+	c->reader_started = 1;
+	if (pthread_create(&c->timer, NULL, timer_main, c) != 0) {
+		snprintf(err, errlen, "cannot start the timer thread");
+		goto fail;
+	}
+	c->timer_started = 1;
+	return 0;
+fail:
+	fsd_conn_close(c);
+	return -EAGAIN;
+}
+
+const struct fsd_server_info *fsd_conn_server(struct fsd_conn *c)
+{
+	return &c->info;
+}
+
+int fsd_conn_is_up(struct fsd_conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+	int up = c->state == CONN_UP;
+	pthread_mutex_unlock(&c->lock);
+	return up;
+}
+
+void fsd_conn_close(struct fsd_conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->closing = 1;
+	pthread_cond_broadcast(&c->tick);
+	pthread_cond_broadcast(&c->space);
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_lock(&c->wlock);
+	if (c->t)
+		c->t->ops->shutdown(c->t);
+	pthread_mutex_unlock(&c->wlock);
+	if (c->reader_started) {
+		pthread_join(c->reader, NULL);
+		c->reader_started = 0;
+	}
+	if (c->timer_started) {
+		pthread_join(c->timer, NULL);
+		c->timer_started = 0;
+	}
+	if (c->t) /* never started a reader */
+		conn_set_down(c, "the mount is closing");
+	pthread_mutex_lock(&c->lock);
+	c->state = CONN_DEAD;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void fsd_conn_free(struct fsd_conn *c)
+{
+	if (!c)
+		return;
+	fsd_conn_close(c);
+	pthread_cond_destroy(&c->space);
+	pthread_cond_destroy(&c->tick);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->wlock);
+	free(c->rbuf);
+	free(c);
+}
+
+/* --- the local connector --- */
+
+struct spawn_connector {
+	struct fsd_connector base;
+	char **argv;
+};
+
+static int spawn_connect(struct fsd_connector *base, int interactive, struct fsd_transport **out,
+                         char *err, size_t errlen)
+{
+	struct spawn_connector *s = (struct spawn_connector *)base;
+	return fsd_transport_spawn(s->argv, out, err, errlen);
+}
+
+static int spawn_can_reconnect(struct fsd_connector *base)
+{
+	return 0;
+}
+
+static void spawn_connector_free(struct fsd_connector *base)
+{
+	struct spawn_connector *s = (struct spawn_connector *)base;
+	if (!s)
+		return;
+	for (size_t i = 0; s->argv && s->argv[i]; i++)
+		free(s->argv[i]);
+	free(s->argv);
+	free(s);
+}
+
+struct fsd_connector *fsd_spawn_connector_new(char *const argv[])
+{
+	size_t n = 0;
+	while (argv[n])
+		n++;
+	struct spawn_connector *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->argv = calloc(n + 1, sizeof(char *));
+	if (!s->argv)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		s->argv[i] = strdup(argv[i]);
+		if (!s->argv[i])
+			goto fail;
+	}
+	s->base.connect = spawn_connect;
+	s->base.can_reconnect = spawn_can_reconnect;
+	s->base.free = spawn_connector_free;
+	return &s->base;
+fail:
+	spawn_connector_free(&s->base);
+	return NULL;
+}

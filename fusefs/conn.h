@@ -1,0 +1,142 @@
+/*
+ * conn.h: the client end of the flechefs protocol (rpc/PROTOCOL.md) over one
+ * transport (transport.h). Requests are asynchronous: fsd_conn_call sends one and
+ * returns; its completion runs later, exactly once, with the answer, the server's
+ * error, a deadline's ETIMEDOUT or the connection's loss. Many requests are in
+ * flight on the one channel, matched by msgid. A synchronous form serves startup and
+ * the handlers that need several answers in a row.
+ *
+ * Threads: one reader thread per connection reads frames and runs completions;
+ * senders write under a lock; a timer thread fails requests past their deadline.
+ * A completion must not wait for another answer (it runs on the reader thread) and
+ * must not send a request (a write could block while the server waits for us to read).
+ *
+ * Reconnection: the connection is made by a connector. When the transport ends,
+ * every pending request fails at once with EIO; if the connector can reconnect
+ * without a person, the reader thread reconnects with backoff (and says hello
+ * again) while new requests fail with EIO; otherwise the connection is down for good
+ * and on_down is called once.
+ */
+#ifndef FLECHEFS_FUSEFS_CONN_H
+#define FLECHEFS_FUSEFS_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "msg.h"
+#include "transport.h"
+
+struct fsd_conn;
+
+/* What the server said in hello. */
+struct fsd_server_info {
+	int protocol;
+	char program[64];
+	char version[64];
+	char hostname[256];
+	bool read_only;
+	uint32_t max_frame;
+	uint32_t max_read;
+	uint32_t page_default;
+	uint32_t page_max;
+	char calls_type[16]; /* "files", "sql" or "" */
+	unsigned views;      /* the views hello lists: bit 1u << enum fsd_view (views.h) */
+	char root[1024];
+};
+
+struct fsd_conn_options {
+	int timeout;             /* seconds before a request fails with ETIMEDOUT (0: 30) */
+	size_t max_inflight;     /* bytes of load_value answers outstanding (0: 64 MiB) */
+	const char *client_name; /* for hello, e.g. "flechefs 0.1.0" */
+	/* Called once, from the reader thread, when the connection is lost for good
+	 * (the connector cannot reconnect, or fsd_conn_close ran). why: a sentence. */
+	void (*on_down)(void *ctx, const char *why);
+	void *ctx;
+};
+
+/* The outcome of a request, as a completion sees it. Everything is borrowed for
+ * the duration of the completion only. */
+struct fsd_reply {
+	int err;                            /* 0, or the positive errno for the kernel */
+	const msgpack_object *result;       /* the result (nil on error) */
+	const struct rpc_error_info *error; /* the server's error map, NULL when the
+	                                       failure is local (EIO, ETIMEDOUT) */
+	const char *message;                /* why it failed ("" on success) */
+	const void *payload;                /* the whole response frame payload */
+	size_t payload_len;
+};
+
+typedef void (*fsd_done_fn)(void *ctx, const struct fsd_reply *r);
+
+/*
+ * Makes a connection object using connector (borrowed; it must outlive the
+ * connection). Nothing is connected yet. Returns NULL when out of memory.
+ */
+struct fsd_conn *fsd_conn_new(struct fsd_connector *connector, const struct fsd_conn_options *o);
+
+/*
+ * Connects (connector->connect with `interactive`), says hello and checks the
+ * answer, then starts the reader and timer threads. Returns 0, or -errno with a
+ * message in err: the transport's failure, "the server's output is not a flechefs
+ * frame: ..." followed by the transport's describe_exit, or a protocol mismatch
+ * naming both versions.
+ */
+int fsd_conn_start(struct fsd_conn *c, int interactive, char *err, size_t errlen);
+
+/* What hello answered (valid after a successful fsd_conn_start). */
+const struct fsd_server_info *fsd_conn_server(struct fsd_conn *c);
+
+/*
+ * Sends method with parameters described by fmt, one character per parameter:
+ *   s  const char *        str (NULL: nil)
+ *   u  uint64_t            unsigned int
+ *   b  int                 bool
+ *   n  (none)              nil
+ *   N  const char *        the query template {"name": s}
+ * weight is the number of answer bytes to reserve against max_inflight (0 for
+ * everything but load_value): the call waits while the cap is reached (never on the
+ * reader thread). done(ctx, reply) runs exactly once: possibly before this returns
+ * (failure to send), from the reader thread (answer, loss of the connection) or from
+ * the timer thread (deadline).
+ */
+void fsd_conn_call(struct fsd_conn *c, const char *method, size_t weight, fsd_done_fn done,
+                   void *ctx, const char *fmt, ...);
+
+/* A synchronous answer: owns a copy of the response. */
+struct fsd_result {
+	int err;                      /* 0 or the positive errno */
+	char message[512];            /* "" on success */
+	struct rpc_error_info *error; /* the server's error map, or NULL */
+	void *payload;
+	size_t payload_len;
+	msgpack_zone zone;
+	const msgpack_object *result; /* valid until fsd_result_release; never NULL */
+};
+
+/*
+ * As fsd_conn_call, waiting for the answer (must not run on the reader thread).
+ * Returns 0 or -err; r is filled either way and must be released.
+ */
+int fsd_conn_call_sync(struct fsd_conn *c, struct fsd_result *r, const char *method, size_t weight,
+                       const char *fmt, ...);
+void fsd_result_release(struct fsd_result *r);
+
+/* Nonzero while a transport is up. */
+int fsd_conn_is_up(struct fsd_conn *c);
+
+/*
+ * Ends the connection: pending requests fail with EIO, no reconnection happens,
+ * threads are joined and the transport freed. Safe to call more than once.
+ */
+void fsd_conn_close(struct fsd_conn *c);
+/* Closes (if needed) and frees. NULL is a no-op. */
+void fsd_conn_free(struct fsd_conn *c);
+
+/* A connector for a local child process (fsd_transport_spawn of argv, copied);
+ * it cannot reconnect: when the local server dies, the mount ends. */
+struct fsd_connector *fsd_spawn_connector_new(char *const argv[]);
+
+#endif

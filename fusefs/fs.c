@@ -1,0 +1,1807 @@
+/*
+ * fs.c: the FUSE low-level operations of flechefs (fs.h). The tree:
+ *
+ *	calls/<key>/{call.json,name,module,version,code_digest}
+ *	calls/<key>/arguments/<param> -> ../../../values/<value key>
+ *	calls/<key>/result -> ../../values/<value key>
+ *	calls/<key>/metadata/<block>.json
+ *	calls/<key>/result.<ext> -> ../../values/<value key>.<ext>   (listed where it applies)
+ *	calls/<key>/arguments/<param>.<ext> -> ../../../values/<value key>.<ext>
+ *	calls/<prefix> -> <key>            values/<prefix> -> <key>
+ *	values/<key>                       the pickle stream
+ *	values/<key>.<ext>                 a view (json, npy, txt, bin), lookup only
+ *	values/<prefix>.<ext> -> <key>.<ext>
+ *	digests/<prefix> -> ../calls/<key> or ../values/<key>, or a directory of candidates
+ *	by-name/<function>/<key> -> ../../calls/<key>
+ *
+ * Invariants:
+ *  1. Every request gets exactly one reply. Metadata operations call the server
+ *     synchronously in the libfuse worker thread; value reads send load_value and
+ *     reply from its completion (reader thread), so many reads are in flight.
+ *  2. Every entry handed to the kernel (lookup, readdirplus) adds exactly one to its
+ *     inode's lookup count (a lookup whose reply fails takes it back); forget
+ *     subtracts, and the inode goes at zero.
+ *  3. Listings of calls/, values/ and by-name/ come from listing.h: cached for
+ *     cache_timeout, streamed page by page to readdir, dropped after an eviction
+ *     through this mount. Readdirplus hands the kernel every entry's attributes,
+ *     so ls -l costs no request per entry.
+ *  4. A call record is loaded once per inode and rendered (callrec.h) at that
+ *     moment, so sizes are exact before the first read.
+ *  5. A view of a value (views.h) is an FSD_VALUE inode with its view set: found by
+ *     lookup only (ls values/ lists the keys alone), its size exact from stat_value
+ *     with the view, cached by the kernel as values are. Call directories list the
+ *     views of their result and arguments that apply, as the view cache says.
+ *  6. Nothing is ever created or written: those operations fail with EROFS on a
+ *     read-only mount or server, else EPERM. Unlinking a file inside a call folder
+ *     succeeds and changes nothing; rmdir of calls/<key> evicts.
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "callrec.h"
+#include "listing.h"
+#include "log.h"
+#include "msg.h"
+#include "rpc.h"
+#include "views.h"
+
+#define FS_TOP_TIMEOUT   3600.0
+#define FS_VALUE_BLKSIZE (1024 * 1024)
+
+struct fsd_fs {
+	struct fsd_conn *conn;
+	struct fsd_itable it;
+	struct fuse_session *se;
+	struct fsd_fs_options o;
+	int evict_allowed;
+	int server_ro;
+	double start_time;
+	uid_t uid;
+	gid_t gid;
+	uint32_t page;
+	uint32_t max_read;
+	int initialized; /* the kernel's INIT was answered (atomic) */
+	uint64_t byname_ino;
+	struct fsd_listings lists;
+	struct fsd_viewcache views;
+};
+
+/* --- attributes --- */
+
+static int is_dir_kind(enum fsd_kind k)
+{
+	switch (k) {
+	case FSD_ROOT:
+	case FSD_CALLS:
+	case FSD_VALUES:
+	case FSD_DIGESTS:
+	case FSD_BYNAME:
+	case FSD_CALL:
+	case FSD_CALL_ARGS:
+	case FSD_CALL_META:
+	case FSD_AMBIG:
+	case FSD_FUNC:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static void set_time(struct timespec *ts, double t)
+{
+	if (!(t > 0) || !isfinite(t) || t > 9e15)
+		t = 0;
+	ts->tv_sec = (time_t)t;
+	ts->tv_nsec = (long)((t - floor(t)) * 1e9);
+	if (ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000)
+		ts->tv_nsec = 0;
+}
+
+/* Contents of a record file inode (call files and metadata), or NULL. Lock held. */
+static const struct fsd_record_file *record_file(struct fsd_inode *i)
+{
+	if (!i->rec)
+		return NULL;
+	if (i->kind == FSD_CALL_FILE) {
+		for (size_t k = 0; k < i->rec->nfiles; k++)
+			if (strcmp(i->rec->files[k].name, i->name) == 0)
+				return &i->rec->files[k];
+	} else if (i->kind == FSD_CALL_META_FILE) {
+		for (size_t k = 0; k < i->rec->nmeta; k++)
+			if (strcmp(i->rec->meta[k].name, i->name) == 0)
+				return &i->rec->meta[k];
+	}
+	return NULL;
+}
+
+/* Fills st from the inode. Caller holds the table lock. */
+static void fill_attr(struct fsd_fs *fs, struct fsd_inode *i, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = i->ino;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_blksize = 4096;
+	double mt = i->mtime > 0 ? i->mtime : fs->start_time;
+	if (i->rec && i->kind != FSD_VALUE)
+		mt = i->rec->mtime > 0 ? i->rec->mtime : mt;
+	set_time(&st->st_mtim, mt);
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+	if (is_dir_kind(i->kind)) {
+		int w = fs->evict_allowed && (i->kind == FSD_CALLS || i->kind == FSD_CALL);
+		st->st_mode = S_IFDIR | (w ? 0755 : 0555);
+		/* 2 + subdirectories where known, 1 ("unknown") where counting them would
+		 * cost a listing: find's leaf optimisation relies on it. */
+		switch (i->kind) {
+		case FSD_ROOT:
+			st->st_nlink = 6;
+			break;
+		case FSD_CALL:
+			st->st_nlink = 4;
+			break;
+		case FSD_CALLS:
+		case FSD_BYNAME:
+		case FSD_DIGESTS:
+			st->st_nlink = 1;
+			break;
+		default:
+			st->st_nlink = 2;
+		}
+		return;
+	}
+	st->st_nlink = 1;
+	if (i->kind == FSD_LINK) {
+		st->st_mode = S_IFLNK | 0777;
+		st->st_size = i->target ? (off_t)strlen(i->target) : 0;
+		return;
+	}
+	st->st_mode = S_IFREG | 0444;
+	if (i->kind == FSD_VALUE) {
+		st->st_size = (off_t)i->size;
+		st->st_blksize = FS_VALUE_BLKSIZE;
+	} else {
+		const struct fsd_record_file *f = record_file(i);
+		st->st_size = f ? (off_t)f->len : 0;
+	}
+	st->st_blocks = (st->st_size + 511) / 512;
+}
+
+static double kind_timeout(struct fsd_fs *fs, enum fsd_kind k)
+{
+	switch (k) {
+	case FSD_ROOT:
+	case FSD_CALLS:
+	case FSD_VALUES:
+	case FSD_DIGESTS:
+	case FSD_BYNAME:
+		return FS_TOP_TIMEOUT;
+	case FSD_VALUE:
+		return fs->o.value_timeout;
+	default:
+		return fs->o.cache_timeout;
+	}
+}
+
+/* Fills an entry for i. Lock held. */
+static void fill_entry(struct fsd_fs *fs, struct fsd_inode *i, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = i->ino;
+	e->generation = 1;
+	fill_attr(fs, i, &e->attr);
+	e->attr_timeout = kind_timeout(fs, i->kind);
+	e->entry_timeout = e->attr_timeout;
+}
+
+/* --- records --- */
+
+/* Logs a server error with its candidates. */
+static void log_failure(const char *what, const struct fsd_result *r)
+{
+	if (r->error && r->error->code == RPC_E_AMBIGUOUS) {
+		char list[RPC_MAX_CANDIDATES * 66 + 1] = "";
+		size_t off = 0;
+		for (size_t k = 0; k < r->error->ncandidates && off < sizeof(list) - 66; k++)
+			off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
+			                        k ? " " : "", r->error->candidates[k]);
+		fsd_log(FSD_LOG_WARN, "'%s' is ambiguous: candidates %s", what, list);
+		return;
+	}
+	fsd_log(r->err == ENOENT ? FSD_LOG_DEBUG : FSD_LOG_WARN, "'%s': %s", what,
+	        r->message[0] ? r->message : strerror(r->err));
+}
+
+/*
+ * Makes sure a call directory inode has its record. Returns 0, or the positive errno
+ * reading it gives (remembered when the server said so: EBADMSG, CORRUPT...).
+ */
+static int ensure_record(struct fsd_fs *fs, struct fsd_inode *i)
+{
+	fsd_itable_lock(&fs->it);
+	int have = i->rec != NULL, err = i->err;
+	fsd_itable_unlock(&fs->it);
+	if (have)
+		return 0;
+	if (err)
+		return err;
+	struct fsd_result r;
+	int rc = fsd_conn_call_sync(fs->conn, &r, "load", 0, "s", i->key);
+	if (rc) {
+		log_failure(i->path, &r);
+		int e = r.err == ETIMEDOUT ? EIO : r.err;
+		if (r.error && e != ENOENT) {
+			fsd_itable_lock(&fs->it);
+			i->err = e;
+			fsd_itable_unlock(&fs->it);
+		}
+		fsd_result_release(&r);
+		return e;
+	}
+	struct fsd_record *rec = NULL;
+	rc = fsd_record_build(r.result, &rec);
+	fsd_result_release(&r);
+	if (rc) {
+		fsd_log(FSD_LOG_WARN, "cannot render the record '%s': %s", i->key, strerror(-rc));
+		return rc == -ENOMEM ? ENOMEM : EIO;
+	}
+	fsd_itable_lock(&fs->it);
+	if (!i->rec) {
+		i->rec = rec;
+		i->mtime = rec->mtime;
+		rec = NULL;
+	}
+	fsd_itable_unlock(&fs->it);
+	fsd_record_unref(rec);
+	return 0;
+}
+
+/* --- replies --- */
+
+static int reply_err(fuse_req_t req, int err)
+{
+	return fuse_reply_err(req, err == ETIMEDOUT ? EIO : err);
+}
+
+static void reply_negative(struct fsd_fs *fs, fuse_req_t req)
+{
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.entry_timeout = fs->o.negative_timeout;
+	fuse_reply_entry(req, &e);
+}
+
+/* The parameters of a new child, beyond its name and kind. */
+struct child_spec {
+	const char *key;
+	const char *target;
+	int view; /* FSD_VALUE: the view served */
+	struct fsd_record *rec;
+	double mtime;
+	int64_t size; /* -1 unknown */
+	int err;
+	const struct fsd_candidate *cands;
+	size_t ncands;
+};
+
+/* Creates or finds the child with `lookups` lookups and sets its attributes. Lock held. */
+static struct fsd_inode *make_child(struct fsd_fs *fs, struct fsd_inode *parent, const char *name,
+                                    enum fsd_kind kind, const struct child_spec *sp,
+                                    uint64_t lookups)
+{
+	struct fsd_inode *i =
+	    fsd_itable_child(&fs->it, parent, name, kind, sp->key, sp->target, lookups);
+	if (!i)
+		return NULL;
+	if (kind == FSD_VALUE)
+		i->view = sp->view; /* the same for the same path */
+	if (sp->rec && i->rec != sp->rec) {
+		/* A newer load of the record (a call may be evicted and recorded again
+		 * under the same key, with other metadata). */
+		fsd_record_unref(i->rec);
+		i->rec = fsd_record_ref(sp->rec);
+		i->err = 0;
+	}
+	if (sp->mtime > 0)
+		i->mtime = sp->mtime;
+	if (sp->size >= 0) {
+		i->size = (uint64_t)sp->size;
+		i->have_size = 1;
+	}
+	if (sp->err)
+		i->err = sp->err;
+	if (sp->cands && !i->cands) {
+		i->cands = calloc(sp->ncands ? sp->ncands : 1, sizeof(*i->cands));
+		if (i->cands) {
+			memcpy(i->cands, sp->cands, sp->ncands * sizeof(*i->cands));
+			i->ncands = sp->ncands;
+		}
+	}
+	return i;
+}
+
+static void reply_child(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *parent,
+                        const char *name, enum fsd_kind kind, const struct child_spec *sp)
+{
+	struct fuse_entry_param e;
+	fsd_itable_lock(&fs->it);
+	struct fsd_inode *i = make_child(fs, parent, name, kind, sp, 1);
+	if (!i) {
+		fsd_itable_unlock(&fs->it);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fill_entry(fs, i, &e);
+	uint64_t ino = i->ino;
+	fsd_itable_unlock(&fs->it);
+	if (fuse_reply_entry(req, &e) != 0) {
+		fsd_itable_lock(&fs->it);
+		fsd_itable_forget(&fs->it, ino, 1);
+		fsd_itable_unlock(&fs->it);
+	}
+}
+
+static struct fsd_fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct fsd_inode *inode_of(struct fsd_fs *fs, fuse_ino_t ino)
+{
+	return fsd_itable_get(&fs->it, ino);
+}
+
+static int is_hex(const char *s, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		if (!((s[k] >= '0' && s[k] <= '9') || (s[k] >= 'a' && s[k] <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* --- lookup --- */
+
+static void reply_negative_for(fuse_req_t req, double timeout)
+{
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.entry_timeout = timeout;
+	fuse_reply_entry(req, &e);
+}
+
+/*
+ * values/<key>.<ext> and values/<prefix>.<ext>: a view of a value, or a link to the
+ * full name. A view that does not apply (ENOTSUP), is over its limit (EFBIG) or
+ * cannot be rendered (ELOOP, a missing part) is ENOENT, with the server's reason in
+ * the log; the first two are cached by the kernel as long as values are.
+ */
+static void lookup_value_view(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *parent,
+                              const char *name, size_t stem, int view)
+{
+	struct child_spec sp = {.size = -1, .view = view};
+	struct fsd_result r;
+	char pfx[RPC_KEY_LEN + 1], key[RPC_KEY_LEN + 1], target[80];
+	const char *s;
+	size_t sl;
+	uint64_t size;
+	double mt = 0;
+
+	if (stem < RPC_PREFIX_MIN || stem > RPC_KEY_LEN || !is_hex(name, stem)) {
+		reply_negative(fs, req);
+		return;
+	}
+	if (!(fsd_conn_server(fs->conn)->views & (1u << view))) {
+		fsd_log(FSD_LOG_DEBUG, "values/%s: the server does not render the %s view", name,
+		        fsd_view_name(view));
+		reply_negative(fs, req);
+		return;
+	}
+	memcpy(pfx, name, stem);
+	pfx[stem] = 0;
+	int rc = fsd_conn_call_sync(fs->conn, &r, "stat_value", 0, "ss", pfx, fsd_view_name(view));
+	if (rc) {
+		int e = r.err;
+		const char *why = r.message[0] ? r.message : strerror(e);
+		if (!r.error) {
+			log_failure(name, &r);
+			reply_err(req, e);
+		} else if (fsd_view_error_definitive(r.error)) {
+			fsd_log(r.error->code == RPC_E_ENOTSUP ? FSD_LOG_DEBUG : FSD_LOG_INFO,
+			        "values/%s is absent: %s", name, why);
+			if (stem == RPC_KEY_LEN)
+				fsd_viewcache_put(&fs->views, pfx, view, FSD_VS_NO, 0);
+			reply_negative_for(req, r.error->code == RPC_E_ELOOP
+			                            ? fs->o.negative_timeout
+			                            : fs->o.value_timeout);
+		} else if (r.error->code == RPC_E_AMBIGUOUS) {
+			log_failure(name, &r);
+			reply_negative(fs, req);
+		} else if (e == ENOENT || e == EINVAL) {
+			/* No such value, or a destructured value with a missing part. */
+			fsd_log(stem == RPC_KEY_LEN ? FSD_LOG_INFO : FSD_LOG_DEBUG,
+			        "values/%s is absent: %s", name, why);
+			reply_negative(fs, req);
+		} else {
+			log_failure(name, &r);
+			reply_err(req, e);
+		}
+		fsd_result_release(&r);
+		return;
+	}
+	if (rpc_obj_str(rpc_map_get(r.result, "key"), &s, &sl) || !rpc_key_valid(s, sl) ||
+	    rpc_obj_uint(rpc_map_get(r.result, "size"), &size) || size > INT64_MAX) {
+		fsd_result_release(&r);
+		reply_err(req, EIO);
+		return;
+	}
+	memcpy(key, s, RPC_KEY_LEN);
+	key[RPC_KEY_LEN] = 0;
+	rpc_obj_double(rpc_map_get(r.result, "mtime"), &mt);
+	fsd_result_release(&r);
+	fsd_viewcache_put(&fs->views, key, view, FSD_VS_YES, size);
+	if (stem < RPC_KEY_LEN) {
+		snprintf(target, sizeof(target), "%s.%s", key, fsd_view_name(view));
+		sp.target = target;
+		reply_child(fs, req, parent, name, FSD_LINK, &sp);
+		return;
+	}
+	sp.key = key;
+	sp.size = (int64_t)size;
+	sp.mtime = mt;
+	reply_child(fs, req, parent, name, FSD_VALUE, &sp);
+}
+
+/* calls/<name> and values/<name>. */
+static void lookup_keyed(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *parent,
+                         const char *name, int calls)
+{
+	size_t n = strlen(name);
+	struct child_spec sp = {.size = -1};
+	struct fsd_result r;
+	const char *s;
+	size_t sl;
+
+	if (!calls) {
+		size_t stem;
+		int view = fsd_view_split(name, &stem);
+		if (view) {
+			lookup_value_view(fs, req, parent, name, stem, view);
+			return;
+		}
+	}
+	if (n < RPC_PREFIX_MIN || n > RPC_KEY_LEN || !is_hex(name, n)) {
+		reply_negative(fs, req);
+		return;
+	}
+	if (n == RPC_KEY_LEN) {
+		double mt;
+		int64_t size;
+		if (fsd_listings_find(&fs->lists, calls ? "calls" : "values", name, &mt, &size) >=
+		        0 &&
+		    (calls || size >= 0)) {
+			sp.key = name;
+			sp.mtime = mt;
+			sp.size = size;
+			reply_child(fs, req, parent, name, calls ? FSD_CALL : FSD_VALUE, &sp);
+			return;
+		}
+	}
+	int rc = calls ? fsd_conn_call_sync(fs->conn, &r, "load", 0, "s", name)
+	               : fsd_conn_call_sync(fs->conn, &r, "stat_value", 0, "sn", name);
+	if (rc) {
+		log_failure(name, &r);
+		if (!r.error) {
+			reply_err(req, r.err);
+		} else if (r.err == ENOENT || r.err == EINVAL) {
+			reply_negative(fs, req);
+		} else if (n == RPC_KEY_LEN) {
+			/* Listed, but reading fails (EBADMSG for a bad signature...). */
+			sp.key = name;
+			sp.err = r.err;
+			sp.size = 0;
+			reply_child(fs, req, parent, name, calls ? FSD_CALL : FSD_VALUE, &sp);
+		} else {
+			reply_err(req, r.err);
+		}
+		fsd_result_release(&r);
+		return;
+	}
+	if (rpc_obj_str(rpc_map_get(r.result, "key"), &s, &sl) || !rpc_key_valid(s, sl)) {
+		fsd_result_release(&r);
+		reply_err(req, EIO);
+		return;
+	}
+	char key[65];
+	memcpy(key, s, 64);
+	key[64] = 0;
+	if (n < RPC_KEY_LEN) {
+		sp.target = key;
+		fsd_result_release(&r);
+		reply_child(fs, req, parent, name, FSD_LINK, &sp);
+		return;
+	}
+	sp.key = key;
+	struct fsd_record *rec = NULL;
+	if (calls) {
+		if (fsd_record_build(r.result, &rec)) {
+			fsd_log(FSD_LOG_WARN, "cannot render the record '%s'", key);
+			sp.err = EIO;
+		}
+		sp.rec = rec;
+		sp.mtime = rec ? rec->mtime : 0;
+	} else {
+		uint64_t size;
+		double mt = 0;
+		rpc_obj_double(rpc_map_get(r.result, "mtime"), &mt);
+		sp.mtime = mt;
+		if (rpc_obj_uint(rpc_map_get(r.result, "size"), &size) == 0 && size <= INT64_MAX)
+			sp.size = (int64_t)size;
+		else
+			sp.err = EIO;
+	}
+	fsd_result_release(&r);
+	reply_child(fs, req, parent, name, calls ? FSD_CALL : FSD_VALUE, &sp);
+	fsd_record_unref(rec);
+}
+
+/*
+ * Where a full key lives: "calls" or "values" (into kind), by asking contains (call
+ * keys) and then stat_value. Returns 0, or a positive errno (ENOENT when neither).
+ */
+static int classify_key(struct fsd_fs *fs, const char *key, const char **kind)
+{
+	struct fsd_result r;
+	int rc = fsd_conn_call_sync(fs->conn, &r, "contains", 0, "s", key);
+	bool yes = false;
+	if (rc == 0)
+		rpc_obj_bool(r.result, &yes);
+	int err = r.err;
+	fsd_result_release(&r);
+	if (rc && !(r.error && err == ENOENT))
+		return err;
+	if (yes) {
+		*kind = "calls";
+		return 0;
+	}
+	rc = fsd_conn_call_sync(fs->conn, &r, "stat_value", 0, "sn", key);
+	err = r.err;
+	int local = r.error == NULL;
+	fsd_result_release(&r);
+	if (rc == 0 || (!local && err != ENOENT && err != EINVAL)) {
+		*kind = "values"; /* a value that exists, even if it cannot be read */
+		return 0;
+	}
+	return local ? err : ENOENT;
+}
+
+static void lookup_digest(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *parent,
+                          const char *name)
+{
+	size_t n = strlen(name);
+	struct fsd_result r;
+	struct child_spec sp = {.size = -1};
+	char target[80];
+	const char *kind, *s;
+	size_t sl;
+
+	if (n < RPC_PREFIX_MIN || n > RPC_KEY_LEN || !is_hex(name, n)) {
+		reply_negative(fs, req);
+		return;
+	}
+	int rc = fsd_conn_call_sync(fs->conn, &r, "expand", 0, "s", name);
+	if (rc && r.error && r.error->code == RPC_E_AMBIGUOUS && r.error->ncandidates) {
+		size_t nc = r.error->ncandidates;
+		struct fsd_candidate *c = calloc(nc, sizeof(*c));
+		if (!c) {
+			fsd_result_release(&r);
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		size_t m = 0;
+		for (size_t k = 0; k < nc; k++) {
+			if (!rpc_key_valid(r.error->candidates[k], strlen(r.error->candidates[k])))
+				continue;
+			int e = classify_key(fs, r.error->candidates[k], &kind);
+			if (e) {
+				if (e != ENOENT) {
+					free(c);
+					fsd_result_release(&r);
+					reply_err(req, e);
+					return;
+				}
+				continue;
+			}
+			memcpy(c[m].key, r.error->candidates[k], 65);
+			snprintf(c[m].target, sizeof(c[m].target), "../../%s/%s", kind, c[m].key);
+			m++;
+		}
+		fsd_result_release(&r);
+		sp.cands = c;
+		sp.ncands = m;
+		reply_child(fs, req, parent, name, FSD_AMBIG, &sp);
+		free(c);
+		return;
+	}
+	if (rc) {
+		log_failure(name, &r);
+		int e = r.err, local = r.error == NULL;
+		fsd_result_release(&r);
+		if (local)
+			reply_err(req, e);
+		else if (e == ENOENT || e == EINVAL)
+			reply_negative(fs, req);
+		else
+			reply_err(req, e);
+		return;
+	}
+	if (rpc_obj_str(r.result, &s, &sl) || !rpc_key_valid(s, sl)) {
+		fsd_result_release(&r);
+		reply_err(req, EIO);
+		return;
+	}
+	char key[65];
+	memcpy(key, s, 64);
+	key[64] = 0;
+	fsd_result_release(&r);
+	int e = classify_key(fs, key, &kind);
+	if (e == ENOENT) {
+		reply_negative(fs, req);
+		return;
+	}
+	if (e) {
+		reply_err(req, e);
+		return;
+	}
+	snprintf(target, sizeof(target), "../%s/%s", kind, key);
+	sp.target = target;
+	reply_child(fs, req, parent, name, FSD_LINK, &sp);
+}
+
+static void lookup_func(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *parent,
+                        const char *name)
+{
+	struct fsd_result r;
+	struct child_spec sp = {.size = -1};
+	if (!fsd_name_ok(name, strlen(name))) {
+		reply_negative(fs, req);
+		return;
+	}
+	int rc = fsd_conn_call_sync(fs->conn, &r, "query", 0, "Nnub", name, (uint64_t)1, 0);
+	if (rc) {
+		log_failure(name, &r);
+		reply_err(req, r.err == EINVAL ? ENOENT : r.err);
+		fsd_result_release(&r);
+		return;
+	}
+	const msgpack_object *keys = rpc_map_get(r.result, "keys");
+	int found = keys && keys->type == MSGPACK_OBJECT_ARRAY && keys->via.array.size > 0;
+	fsd_result_release(&r);
+	if (!found) {
+		reply_negative(fs, req);
+		return;
+	}
+	reply_child(fs, req, parent, name, FSD_FUNC, &sp);
+}
+
+static void lookup_func_entry(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *parent,
+                              const char *name)
+{
+	struct fsd_result r;
+	struct child_spec sp = {.size = -1};
+	char target[80];
+	const char *s;
+	size_t sl;
+	if (strlen(name) != RPC_KEY_LEN || !is_hex(name, RPC_KEY_LEN)) {
+		reply_negative(fs, req);
+		return;
+	}
+	int rc = fsd_conn_call_sync(fs->conn, &r, "load", 0, "s", name);
+	if (rc) {
+		int e = r.err, local = r.error == NULL;
+		fsd_result_release(&r);
+		if (local)
+			reply_err(req, e);
+		else
+			reply_negative(fs, req);
+		return;
+	}
+	int same = rpc_obj_str(rpc_map_get(r.result, "name"), &s, &sl) == 0 &&
+	           sl == strlen(parent->name) && memcmp(s, parent->name, sl) == 0;
+	fsd_result_release(&r);
+	if (!same) {
+		reply_negative(fs, req);
+		return;
+	}
+	snprintf(target, sizeof(target), "../../calls/%s", name);
+	sp.target = target;
+	reply_child(fs, req, parent, name, FSD_LINK, &sp);
+}
+
+/* Whether view applies to the value key (from the view cache, else the server). */
+static int view_applies(struct fsd_fs *fs, const char *key, int view)
+{
+	char k[1][65];
+	struct fsd_viewinfo vi;
+	snprintf(k[0], sizeof(k[0]), "%s", key);
+	if (fsd_viewcache_get(&fs->views, k, 1, &vi))
+		return 0;
+	return vi.state[view] == FSD_VS_YES;
+}
+
+/*
+ * The link to a view of a value from inside a call directory: name is
+ * "<stem>.<ext>" and stem (result, or a parameter) stands for value key vkey; up is
+ * "../../" or "../../../". Returns 1 and fills target when the view applies.
+ */
+static int view_link(struct fsd_fs *fs, const char *vkey, int view, const char *up, char *target,
+                     size_t len)
+{
+	if (!view || !view_applies(fs, vkey, view))
+		return 0;
+	snprintf(target, len, "%svalues/%s.%s", up, vkey, fsd_view_name(view));
+	return 1;
+}
+
+/* Children of a call directory and its subdirectories, from the record. */
+static void lookup_in_call(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *parent,
+                           const char *name)
+{
+	struct child_spec sp = {.size = -1};
+	char target[96];
+	int e = ensure_record(fs, parent);
+	if (e) {
+		reply_err(req, e);
+		return;
+	}
+	fsd_itable_lock(&fs->it);
+	struct fsd_record *rec = fsd_record_ref(parent->rec);
+	fsd_itable_unlock(&fs->it);
+	sp.rec = rec;
+	sp.key = rec->key;
+	sp.mtime = rec->mtime;
+	enum fsd_kind kind = FSD_ROOT;
+	if (parent->kind == FSD_CALL) {
+		for (size_t k = 0; k < rec->nfiles && kind == FSD_ROOT; k++)
+			if (strcmp(rec->files[k].name, name) == 0)
+				kind = FSD_CALL_FILE;
+		if (strcmp(name, "arguments") == 0)
+			kind = FSD_CALL_ARGS;
+		else if (strcmp(name, "metadata") == 0)
+			kind = FSD_CALL_META;
+		else if (strcmp(name, "result") == 0 && rec->result[0]) {
+			snprintf(target, sizeof(target), "../../values/%s", rec->result);
+			sp.target = target;
+			kind = FSD_LINK;
+		} else if (kind == FSD_ROOT && rec->result[0]) {
+			size_t stem;
+			int view = fsd_view_split(name, &stem);
+			if (stem == 6 && memcmp(name, "result", 6) == 0 &&
+			    view_link(fs, rec->result, view, "../../", target, sizeof(target))) {
+				sp.target = target;
+				kind = FSD_LINK;
+			}
+		}
+	} else if (parent->kind == FSD_CALL_ARGS) {
+		for (size_t k = 0; k < rec->nargs; k++)
+			if (strcmp(rec->args[k].name, name) == 0) {
+				snprintf(target, sizeof(target), "../../../values/%s",
+				         rec->args[k].value);
+				sp.target = target;
+				kind = FSD_LINK;
+				break;
+			}
+		size_t stem;
+		int view = kind == FSD_ROOT ? fsd_view_split(name, &stem) : 0;
+		for (size_t k = 0; view && k < rec->nargs; k++)
+			if (strlen(rec->args[k].name) == stem &&
+			    memcmp(rec->args[k].name, name, stem) == 0) {
+				if (view_link(fs, rec->args[k].value, view, "../../../", target,
+				              sizeof(target))) {
+					sp.target = target;
+					kind = FSD_LINK;
+				}
+				break;
+			}
+	} else {
+		for (size_t k = 0; k < rec->nmeta; k++)
+			if (strcmp(rec->meta[k].name, name) == 0)
+				kind = FSD_CALL_META_FILE;
+	}
+	if (kind == FSD_ROOT)
+		reply_negative(fs, req);
+	else
+		reply_child(fs, req, parent, name, kind, &sp);
+	fsd_record_unref(rec);
+}
+
+static void fs_lookup(fuse_req_t req, fuse_ino_t pino, const char *name)
+{
+	struct fsd_fs *fs = fs_of(req);
+	struct fsd_inode *parent = inode_of(fs, pino);
+	struct child_spec sp = {.size = -1};
+	if (!parent) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	switch (parent->kind) {
+	case FSD_ROOT: {
+		static const struct {
+			const char *name;
+			enum fsd_kind kind;
+		} top[] = {{"calls", FSD_CALLS},
+		           {"values", FSD_VALUES},
+		           {"digests", FSD_DIGESTS},
+		           {"by-name", FSD_BYNAME}};
+		for (size_t k = 0; k < 4; k++)
+			if (strcmp(name, top[k].name) == 0) {
+				reply_child(fs, req, parent, name, top[k].kind, &sp);
+				return;
+			}
+		reply_negative(fs, req);
+		return;
+	}
+	case FSD_CALLS:
+		lookup_keyed(fs, req, parent, name, 1);
+		return;
+	case FSD_VALUES:
+		lookup_keyed(fs, req, parent, name, 0);
+		return;
+	case FSD_DIGESTS:
+		lookup_digest(fs, req, parent, name);
+		return;
+	case FSD_BYNAME:
+		lookup_func(fs, req, parent, name);
+		return;
+	case FSD_FUNC:
+		lookup_func_entry(fs, req, parent, name);
+		return;
+	case FSD_CALL:
+	case FSD_CALL_ARGS:
+	case FSD_CALL_META:
+		lookup_in_call(fs, req, parent, name);
+		return;
+	case FSD_AMBIG: {
+		fsd_itable_lock(&fs->it);
+		const char *target = NULL;
+		for (size_t k = 0; k < parent->ncands; k++)
+			if (strcmp(parent->cands[k].key, name) == 0)
+				target = parent->cands[k].target;
+		char t[80];
+		if (target)
+			snprintf(t, sizeof(t), "%s", target);
+		fsd_itable_unlock(&fs->it);
+		if (!target) {
+			reply_negative(fs, req);
+			return;
+		}
+		sp.target = t;
+		reply_child(fs, req, parent, name, FSD_LINK, &sp);
+		return;
+	}
+	default:
+		fuse_reply_err(req, ENOTDIR);
+	}
+}
+
+static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct fsd_fs *fs = fs_of(req);
+	fsd_itable_lock(&fs->it);
+	fsd_itable_forget(&fs->it, ino, nlookup);
+	fsd_itable_unlock(&fs->it);
+	fuse_reply_none(req);
+}
+
+static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct fsd_fs *fs = fs_of(req);
+	fsd_itable_lock(&fs->it);
+	for (size_t k = 0; k < count; k++)
+		fsd_itable_forget(&fs->it, forgets[k].ino, forgets[k].nlookup);
+	fsd_itable_unlock(&fs->it);
+	fuse_reply_none(req);
+}
+
+/* Learns a value's size when only the listing knew of it (size nil there). */
+static void ensure_value_size(struct fsd_fs *fs, struct fsd_inode *i)
+{
+	fsd_itable_lock(&fs->it);
+	int need = i->kind == FSD_VALUE && !i->have_size && !i->err;
+	fsd_itable_unlock(&fs->it);
+	if (!need)
+		return;
+	struct fsd_result r;
+	uint64_t size = 0;
+	int rc = fsd_conn_call_sync(fs->conn, &r, "stat_value", 0, "ss", i->key,
+	                            fsd_view_param(i->view));
+	fsd_itable_lock(&fs->it);
+	if (rc == 0 && rpc_obj_uint(rpc_map_get(r.result, "size"), &size) == 0) {
+		i->size = size;
+		i->have_size = 1;
+	} else if (rc && r.error) {
+		i->err = r.err;
+	}
+	fsd_itable_unlock(&fs->it);
+	if (rc)
+		log_failure(i->path, &r);
+	fsd_result_release(&r);
+}
+
+static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fsd_fs *fs = fs_of(req);
+	struct fsd_inode *i = inode_of(fs, ino);
+	struct stat st;
+	if (!i) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	ensure_value_size(fs, i);
+	fsd_itable_lock(&fs->it);
+	fill_attr(fs, i, &st);
+	double t = kind_timeout(fs, i->kind);
+	fsd_itable_unlock(&fs->it);
+	fuse_reply_attr(req, &st, t);
+}
+
+static int change_errno(struct fsd_fs *fs)
+{
+	return fs->o.read_only || fs->server_ro ? EROFS : EPERM;
+}
+
+static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, change_errno(fs_of(req)));
+}
+
+static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fsd_fs *fs = fs_of(req);
+	struct fsd_inode *i = inode_of(fs, ino);
+	if (!i || i->kind != FSD_LINK || !i->target) {
+		fuse_reply_err(req, i ? EINVAL : ESTALE);
+		return;
+	}
+	fuse_reply_readlink(req, i->target);
+}
+
+static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	fuse_reply_err(req, change_errno(fs_of(req)));
+}
+
+static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	fuse_reply_err(req, change_errno(fs_of(req)));
+}
+
+static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, change_errno(fs_of(req)));
+}
+
+static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	fuse_reply_err(req, change_errno(fs_of(req)));
+}
+
+static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+	fuse_reply_err(req, change_errno(fs_of(req)));
+}
+
+static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, change_errno(fs_of(req)));
+}
+
+static void fs_unlink(fuse_req_t req, fuse_ino_t pino, const char *name)
+{
+	struct fsd_fs *fs = fs_of(req);
+	struct fsd_inode *parent = inode_of(fs, pino);
+	if (fs->o.read_only || fs->server_ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (parent && (parent->kind == FSD_CALL || parent->kind == FSD_CALL_ARGS ||
+	               parent->kind == FSD_CALL_META)) {
+		/* A view of the record: nothing to remove, so that rm -r reaches rmdir. */
+		fuse_reply_err(req, 0);
+		return;
+	}
+	fuse_reply_err(req, EPERM);
+}
+
+struct inval_job {
+	struct fsd_fs *fs;
+	char key[65];
+	char *func; /* the evicted call's function name, or NULL */
+	uint64_t calls_ino;
+	uint64_t *funcs;
+	size_t nfuncs;
+};
+
+static void collect_func(struct fsd_inode *i, void *ctx)
+{
+	struct inval_job *j = ctx;
+	uint64_t *f = realloc(j->funcs, (j->nfuncs + 1) * sizeof(*f));
+	if (!f)
+		return;
+	j->funcs = f;
+	j->funcs[j->nfuncs++] = i->ino;
+}
+
+/* Runs the kernel cache invalidations of an eviction outside the request's path. */
+static void *inval_main(void *arg)
+{
+	struct inval_job *j = arg;
+	struct fuse_session *se = j->fs->se;
+	if (se) {
+		for (size_t k = 0; k < j->nfuncs; k++)
+			fuse_lowlevel_notify_inval_entry(se, j->funcs[k], j->key, RPC_KEY_LEN);
+		if (j->calls_ino)
+			fuse_lowlevel_notify_inval_inode(se, j->calls_ino, -1, 0);
+		/* by-name/<function> may have lost its last call. */
+		if (j->func && j->fs->byname_ino)
+			fuse_lowlevel_notify_inval_entry(se, j->fs->byname_ino, j->func,
+			                                 strlen(j->func));
+		if (j->fs->byname_ino)
+			fuse_lowlevel_notify_inval_inode(se, j->fs->byname_ino, -1, 0);
+	}
+	free(j->func);
+	free(j->funcs);
+	free(j);
+	return NULL;
+}
+
+static void fs_rmdir(fuse_req_t req, fuse_ino_t pino, const char *name)
+{
+	struct fsd_fs *fs = fs_of(req);
+	struct fsd_inode *parent = inode_of(fs, pino);
+	if (fs->o.read_only || fs->server_ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (!parent) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (parent->kind == FSD_CALL &&
+	    (strcmp(name, "arguments") == 0 || strcmp(name, "metadata") == 0)) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	if (parent->kind != FSD_CALLS) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (strlen(name) != RPC_KEY_LEN || !is_hex(name, RPC_KEY_LEN)) {
+		fuse_reply_err(req, strlen(name) >= RPC_PREFIX_MIN && is_hex(name, strlen(name))
+		                        ? ENOTDIR
+		                        : ENOENT);
+		return;
+	}
+	struct fsd_result r;
+	char *func = NULL;
+	const char *fn;
+	size_t fnl;
+	/* The function's name, to refresh by-name/ afterwards (best effort). */
+	if (fsd_conn_call_sync(fs->conn, &r, "load", 0, "s", name) == 0 &&
+	    rpc_obj_str(rpc_map_get(r.result, "name"), &fn, &fnl) == 0 && fsd_name_ok(fn, fnl))
+		func = strndup(fn, fnl);
+	fsd_result_release(&r);
+	int rc = fsd_conn_call_sync(fs->conn, &r, "evict", 0, "s", name);
+	if (rc) {
+		log_failure(name, &r);
+		reply_err(req, r.err);
+		fsd_result_release(&r);
+		free(func);
+		return;
+	}
+	fsd_result_release(&r);
+	fsd_log(FSD_LOG_DEBUG, "evicted call %s", name);
+	fsd_listings_drop(&fs->lists, "calls");
+	fsd_listings_drop(&fs->lists, "names");
+	struct inval_job *j = calloc(1, sizeof(*j));
+	if (j) {
+		j->fs = fs;
+		j->func = func;
+		func = NULL;
+		memcpy(j->key, name, 65);
+		j->calls_ino = pino;
+		fsd_itable_lock(&fs->it);
+		fsd_itable_each(&fs->it, FSD_FUNC, collect_func, j);
+		fsd_itable_unlock(&fs->it);
+	}
+	fuse_reply_err(req, 0);
+	pthread_t th;
+	if (j && pthread_create(&th, NULL, inval_main, j) == 0)
+		pthread_detach(th);
+	else if (j) {
+		free(j->func);
+		free(j->funcs);
+		free(j);
+	}
+	free(func);
+}
+
+/* --- files --- */
+
+static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fsd_fs *fs = fs_of(req);
+	struct fsd_inode *i = inode_of(fs, ino);
+	if (!i) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		fuse_reply_err(req, change_errno(fs));
+		return;
+	}
+	if (i->kind == FSD_VALUE) {
+		ensure_value_size(fs, i);
+		fsd_itable_lock(&fs->it);
+		int err = i->err;
+		fsd_itable_unlock(&fs->it);
+		if (err) {
+			fsd_log(FSD_LOG_WARN, "cannot read '%s': %s", i->path, strerror(err));
+			reply_err(req, err);
+			return;
+		}
+	} else if (i->kind != FSD_CALL_FILE && i->kind != FSD_CALL_META_FILE) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	/* A value never changes for its key: keep the kernel's pages. A record's
+	 * files are small and may change when a call is recorded again. */
+	fi->keep_cache = i->kind == FSD_VALUE;
+	fi->noflush = 1;
+	fuse_reply_open(req, fi);
+}
+
+struct read_ctx {
+	fuse_req_t req;
+	struct fsd_fs *fs;
+	char key[65];
+	int view;
+};
+
+static void read_done(void *arg, const struct fsd_reply *r)
+{
+	struct read_ctx *rc = arg;
+	const void *p;
+	size_t n;
+	if (r->err) {
+		fsd_log(FSD_LOG_WARN, "cannot read value %s%s%s: %s", rc->key, rc->view ? "." : "",
+		        rc->view ? fsd_view_name(rc->view) : "",
+		        r->message[0] ? r->message : strerror(r->err));
+		reply_err(rc->req, r->err);
+	} else if (rpc_obj_bin(r->result, &p, &n) == 0) {
+		fuse_reply_buf(rc->req, p, n);
+	} else {
+		fsd_log(FSD_LOG_WARN, "bad answer reading value %s", rc->key);
+		fuse_reply_err(rc->req, EIO);
+	}
+	free(rc);
+}
+
+static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+	struct fsd_fs *fs = fs_of(req);
+	struct fsd_inode *i = inode_of(fs, ino);
+	if (!i) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (i->kind != FSD_VALUE) {
+		fsd_itable_lock(&fs->it);
+		struct fsd_record *rec = fsd_record_ref(i->rec);
+		const struct fsd_record_file *f = record_file(i);
+		fsd_itable_unlock(&fs->it);
+		if (!f) {
+			fuse_reply_err(req, EIO);
+		} else if ((size_t)off >= f->len) {
+			fuse_reply_buf(req, NULL, 0);
+		} else {
+			size_t n = f->len - (size_t)off;
+			fuse_reply_buf(req, f->data + off, n < size ? n : size);
+		}
+		fsd_record_unref(rec);
+		return;
+	}
+	fsd_itable_lock(&fs->it);
+	uint64_t vsize = i->size;
+	int have = i->have_size;
+	fsd_itable_unlock(&fs->it);
+	if (have && (uint64_t)off >= vsize) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (have && size > vsize - (uint64_t)off)
+		size = (size_t)(vsize - (uint64_t)off);
+	if (size > fs->max_read) {
+		/* Larger than one answer may hold (only with a tiny server max_read):
+		 * gather the pieces here. */
+		char *buf = malloc(size);
+		size_t got = 0;
+		int err = buf ? 0 : ENOMEM;
+		while (!err && got < size) {
+			struct fsd_result r;
+			size_t want = size - got < fs->max_read ? size - got : fs->max_read;
+			const void *p;
+			size_t n;
+			if (fsd_conn_call_sync(fs->conn, &r, "load_value", want, "suus", i->key,
+			                       (uint64_t)off + got, (uint64_t)want,
+			                       fsd_view_param(i->view))) {
+				err = r.err;
+			} else if (rpc_obj_bin(r.result, &p, &n) || n > want) {
+				err = EIO;
+			} else {
+				memcpy(buf + got, p, n);
+				got += n;
+				if (n < want)
+					size = got;
+			}
+			fsd_result_release(&r);
+		}
+		if (err)
+			reply_err(req, err);
+		else
+			fuse_reply_buf(req, buf, got);
+		free(buf);
+		return;
+	}
+	struct read_ctx *rc = malloc(sizeof(*rc));
+	if (!rc) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	rc->req = req;
+	rc->fs = fs;
+	memcpy(rc->key, i->key, 65);
+	rc->view = i->view;
+	fsd_conn_call(fs->conn, "load_value", size, read_done, rc, "suus", i->key, (uint64_t)off,
+	              (uint64_t)size, fsd_view_param(i->view));
+}
+
+static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, change_errno(fs_of(req)));
+}
+
+/* --- directories --- */
+
+/* An entry of arguments/: argument arg's link, or its link to view (0: the plain one). */
+struct arg_entry {
+	uint32_t arg;
+	uint8_t view;
+};
+
+/* An open directory: its entries, from a listing, a record or the candidates. */
+struct dirh {
+	enum fsd_kind kind;
+	struct fsd_inode *dir;
+	struct fsd_listing *list;
+	struct fsd_record *rec;
+	struct fsd_candidate *cands;
+	size_t ncands;
+	size_t n; /* entries when not from a listing, "." and ".." excluded */
+	/* FSD_CALL: the views of the result listed after "result" */
+	uint8_t rviews[FSD_NVIEWS];
+	size_t nrviews;
+	/* FSD_CALL_ARGS: the entries, in order */
+	struct arg_entry *ents;
+};
+
+static void dirh_free(struct dirh *d)
+{
+	if (!d)
+		return;
+	fsd_listing_unref(d->list);
+	fsd_record_unref(d->rec);
+	free(d->cands);
+	free(d->ents);
+	free(d);
+}
+
+/* Plans the view entries of a call directory or its arguments/ (d->rec set). */
+static int plan_views(struct fsd_fs *fs, struct dirh *d)
+{
+	struct fsd_record *r = d->rec;
+	if (d->kind == FSD_CALL) {
+		if (!r->result[0])
+			return 0;
+		char k[1][65];
+		struct fsd_viewinfo vi;
+		memcpy(k[0], r->result, 65);
+		if (fsd_viewcache_get(&fs->views, k, 1, &vi))
+			return -ENOMEM;
+		for (int v = 1; v < FSD_NVIEWS; v++)
+			if (vi.state[v] == FSD_VS_YES)
+				d->rviews[d->nrviews++] = (uint8_t)v;
+		d->n += d->nrviews;
+		return 0;
+	}
+	size_t na = r->nargs;
+	char(*keys)[65] = calloc(na ? na : 1, sizeof(*keys));
+	struct fsd_viewinfo *vi = calloc(na ? na : 1, sizeof(*vi));
+	d->ents = calloc(na * FSD_NVIEWS + 1, sizeof(*d->ents));
+	int rc = -ENOMEM;
+	if (!keys || !vi || !d->ents)
+		goto out;
+	for (size_t a = 0; a < na; a++)
+		memcpy(keys[a], r->args[a].value, 65);
+	if (fsd_viewcache_get(&fs->views, keys, na, vi))
+		goto out;
+	d->n = 0;
+	for (size_t a = 0; a < na; a++) {
+		d->ents[d->n].arg = (uint32_t)a;
+		d->ents[d->n++].view = 0;
+		size_t len = strlen(r->args[a].name);
+		for (int v = 1; v < FSD_NVIEWS; v++)
+			if (vi[a].state[v] == FSD_VS_YES &&
+			    len + 1 + strlen(fsd_view_name(v)) <= 255) {
+				d->ents[d->n].arg = (uint32_t)a;
+				d->ents[d->n++].view = (uint8_t)v;
+			}
+	}
+	rc = 0;
+out:
+	free(keys);
+	free(vi);
+	return rc;
+}
+
+static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fsd_fs *fs = fs_of(req);
+	struct fsd_inode *i = inode_of(fs, ino);
+	struct dirh *d;
+	int rc = 0;
+	if (!i) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (!is_dir_kind(i->kind)) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	d->kind = i->kind;
+	d->dir = i;
+	switch (i->kind) {
+	case FSD_ROOT:
+		d->n = 4;
+		break;
+	case FSD_CALLS:
+		rc = fsd_listings_get(&fs->lists, "calls", &d->list);
+		break;
+	case FSD_VALUES:
+		rc = fsd_listings_get(&fs->lists, "values", &d->list);
+		break;
+	case FSD_BYNAME:
+		rc = fsd_listings_get(&fs->lists, "names", &d->list);
+		break;
+	case FSD_FUNC:
+		rc = fsd_listing_query(&fs->lists, i->name, &d->list);
+		break;
+	case FSD_CALL:
+	case FSD_CALL_ARGS:
+	case FSD_CALL_META: {
+		int e = ensure_record(fs, i);
+		if (e) {
+			rc = -e;
+			break;
+		}
+		fsd_itable_lock(&fs->it);
+		d->rec = fsd_record_ref(i->rec);
+		fsd_itable_unlock(&fs->it);
+		if (i->kind == FSD_CALL)
+			d->n = d->rec->nfiles + 2 + (d->rec->result[0] ? 1 : 0);
+		else if (i->kind == FSD_CALL_ARGS)
+			d->n = d->rec->nargs;
+		else
+			d->n = d->rec->nmeta;
+		if (i->kind != FSD_CALL_META)
+			rc = plan_views(fs, d);
+		break;
+	}
+	case FSD_AMBIG:
+		fsd_itable_lock(&fs->it);
+		d->cands = calloc(i->ncands ? i->ncands : 1, sizeof(*d->cands));
+		if (d->cands) {
+			memcpy(d->cands, i->cands, i->ncands * sizeof(*d->cands));
+			d->ncands = d->n = i->ncands;
+		} else {
+			rc = -ENOMEM;
+		}
+		fsd_itable_unlock(&fs->it);
+		break;
+	default:
+		break;
+	}
+	if (rc) {
+		dirh_free(d);
+		reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)d;
+	fuse_reply_open(req, fi);
+}
+
+/*
+ * Describes entry k of d: name (into nbuf, a static string, the record or it), kind
+ * and the child's parameters (a link's target into buf). Returns NULL past the end,
+ * with *rc 1, or on a failed listing, with *rc -errno.
+ */
+static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *buf, size_t buflen,
+                             char *nbuf, size_t nbuflen, enum fsd_kind *kind, struct child_spec *sp,
+                             struct fsd_list_item *it, int *rc)
+{
+	static const char *const top[] = {"calls", "values", "digests", "by-name"};
+	static const enum fsd_kind topk[] = {FSD_CALLS, FSD_VALUES, FSD_DIGESTS, FSD_BYNAME};
+	memset(sp, 0, sizeof(*sp));
+	sp->size = -1;
+	*rc = 0;
+	if (d->list) {
+		*rc = fsd_listing_item(d->list, k, it);
+		if (*rc)
+			return NULL;
+	} else if (k >= d->n) {
+		*rc = 1;
+		return NULL;
+	}
+	switch (d->kind) {
+	case FSD_ROOT:
+		*kind = topk[k];
+		return top[k];
+	case FSD_CALLS:
+	case FSD_VALUES:
+		*kind = d->kind == FSD_CALLS ? FSD_CALL : FSD_VALUE;
+		sp->key = it->name;
+		sp->mtime = it->mtime;
+		sp->size = it->size;
+		return it->name;
+	case FSD_BYNAME:
+		*kind = FSD_FUNC;
+		return it->name;
+	case FSD_FUNC:
+		*kind = FSD_LINK;
+		snprintf(buf, buflen, "../../calls/%.64s", it->name);
+		sp->target = buf;
+		return it->name;
+	case FSD_CALL: {
+		struct fsd_record *r = d->rec;
+		sp->rec = r;
+		sp->key = r->key;
+		sp->mtime = r->mtime;
+		if (k < r->nfiles) {
+			*kind = FSD_CALL_FILE;
+			return r->files[k].name;
+		}
+		k -= r->nfiles;
+		if (k == 0) {
+			*kind = FSD_CALL_ARGS;
+			return "arguments";
+		}
+		if (k == 1) {
+			*kind = FSD_CALL_META;
+			return "metadata";
+		}
+		*kind = FSD_LINK;
+		sp->target = buf;
+		if (k == 2) {
+			snprintf(buf, buflen, "../../values/%s", r->result);
+			return "result";
+		}
+		const char *ext = fsd_view_name(d->rviews[k - 3]);
+		snprintf(buf, buflen, "../../values/%s.%s", r->result, ext);
+		snprintf(nbuf, nbuflen, "result.%s", ext);
+		return nbuf;
+	}
+	case FSD_CALL_ARGS: {
+		const struct fsd_record_arg *a = &d->rec->args[d->ents[k].arg];
+		int v = d->ents[k].view;
+		sp->rec = d->rec;
+		sp->key = d->rec->key;
+		*kind = FSD_LINK;
+		sp->target = buf;
+		if (!v) {
+			snprintf(buf, buflen, "../../../values/%s", a->value);
+			return a->name;
+		}
+		snprintf(buf, buflen, "../../../values/%s.%s", a->value, fsd_view_name(v));
+		snprintf(nbuf, nbuflen, "%s.%s", a->name, fsd_view_name(v));
+		return nbuf;
+	}
+	case FSD_CALL_META:
+		sp->rec = d->rec;
+		sp->key = d->rec->key;
+		sp->mtime = d->rec->mtime;
+		*kind = FSD_CALL_META_FILE;
+		return d->rec->meta[k].name;
+	case FSD_AMBIG:
+		*kind = FSD_LINK;
+		sp->target = d->cands[k].target;
+		return d->cands[k].key;
+	default:
+		return NULL;
+	}
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi, int plus)
+{
+	struct fsd_fs *fs = fs_of(req);
+	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
+	char *buf;
+	size_t used = 0;
+
+	if (size > 1024 * 1024)
+		size = 1024 * 1024;
+	buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	/* Offsets: 1 is ".", 2 is "..", 3 + k is entry k. */
+	int failed = 0;
+	for (size_t pos = (size_t)(off < 0 ? 0 : off);; pos++) {
+		struct stat st;
+		size_t need;
+		memset(&st, 0, sizeof(st));
+		if (pos < 2) {
+			const char *nm = pos == 0 ? "." : "..";
+			st.st_mode = S_IFDIR;
+			if (plus) {
+				struct fuse_entry_param e;
+				memset(&e, 0, sizeof(e));
+				e.attr.st_mode = S_IFDIR;
+				need = fuse_add_direntry_plus(req, buf + used, size - used, nm, &e,
+				                              (off_t)pos + 1);
+			} else {
+				need = fuse_add_direntry(req, buf + used, size - used, nm, &st,
+				                         (off_t)pos + 1);
+			}
+			if (need > size - used)
+				break;
+			used += need;
+			continue;
+		}
+		char target[96], nbuf[300];
+		enum fsd_kind kind;
+		struct child_spec sp;
+		struct fsd_list_item it;
+		int rc;
+		const char *name = dir_entry(fs, d, pos - 2, target, sizeof(target), nbuf,
+		                             sizeof(nbuf), &kind, &sp, &it, &rc);
+		if (!name) {
+			if (rc < 0 && used == 0)
+				failed = -rc;
+			break;
+		}
+		if (!plus) {
+			/* Same number as a lookup would give, in the common case of no
+			 * collision. */
+			char path[600];
+			snprintf(path, sizeof(path), "%s%s%s", d->dir->path,
+			         d->dir->path[0] ? "/" : "", name);
+			st.st_ino = fsd_path_hash(path);
+			st.st_mode = is_dir_kind(kind)  ? S_IFDIR
+			             : kind == FSD_LINK ? S_IFLNK
+			                                : S_IFREG;
+			need = fuse_add_direntry(req, buf + used, size - used, name, &st,
+			                         (off_t)pos + 1);
+			if (need > size - used)
+				break;
+			used += need;
+			continue;
+		}
+		struct fuse_entry_param e;
+		fsd_itable_lock(&fs->it);
+		struct fsd_inode *i = make_child(fs, d->dir, name, kind, &sp, 0);
+		if (!i) {
+			fsd_itable_unlock(&fs->it);
+			break;
+		}
+		fill_entry(fs, i, &e);
+		need =
+		    fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)pos + 1);
+		if (need > size - used) {
+			if (i->nlookup == 0)
+				fsd_itable_forget(&fs->it, i->ino, 0);
+			fsd_itable_unlock(&fs->it);
+			break;
+		}
+		i->nlookup++;
+		fsd_itable_unlock(&fs->it);
+		used += need;
+	}
+	if (failed)
+		reply_err(req, failed);
+	else
+		fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, 0);
+}
+
+static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, 1);
+}
+
+static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	dirh_free((struct dirh *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_namemax = 255;
+	if (fs_of(req)->o.read_only || fs_of(req)->server_ro)
+		sv.f_flag = ST_RDONLY;
+	fuse_reply_statfs(req, &sv);
+}
+
+static void fs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct fsd_fs *fs = userdata;
+	__atomic_store_n(&fs->initialized, 1, __ATOMIC_RELEASE);
+	if (conn->capable & FUSE_CAP_READDIRPLUS) {
+		conn->want |= FUSE_CAP_READDIRPLUS;
+		conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	}
+	if (conn->capable & FUSE_CAP_ASYNC_READ)
+		conn->want |= FUSE_CAP_ASYNC_READ;
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* Values never change: no need to drop pages when mtime is seen again. */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	conn->max_background = 64;
+	conn->congestion_threshold = 48;
+}
+
+static const struct fuse_lowlevel_ops fs_ops = {
+    .init = fs_init,
+    .lookup = fs_lookup,
+    .forget = fs_forget,
+    .forget_multi = fs_forget_multi,
+    .getattr = fs_getattr,
+    .setattr = fs_setattr,
+    .readlink = fs_readlink,
+    .mknod = fs_mknod,
+    .mkdir = fs_mkdir,
+    .unlink = fs_unlink,
+    .rmdir = fs_rmdir,
+    .symlink = fs_symlink,
+    .rename = fs_rename,
+    .link = fs_link,
+    .open = fs_open,
+    .read = fs_read,
+    .write = fs_write,
+    .opendir = fs_opendir,
+    .readdir = fs_readdir,
+    .readdirplus = fs_readdirplus,
+    .releasedir = fs_releasedir,
+    .statfs = fs_statfs,
+    .create = fs_create,
+};
+
+const struct fuse_lowlevel_ops *fsd_fs_ops(void)
+{
+	return &fs_ops;
+}
+
+struct fsd_fs *fsd_fs_new(struct fsd_conn *conn, const struct fsd_fs_options *o)
+{
+	struct fsd_fs *fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		return NULL;
+	if (fsd_itable_init(&fs->it)) {
+		free(fs);
+		return NULL;
+	}
+	fs->conn = conn;
+	fs->o = *o;
+	if (fs->o.cache_timeout < 0)
+		fs->o.cache_timeout = 0;
+	if (fs->o.negative_timeout < 0)
+		fs->o.negative_timeout = 0;
+	if (fs->o.value_timeout <= 0)
+		fs->o.value_timeout = 86400;
+	const struct fsd_server_info *si = fsd_conn_server(conn);
+	fs->server_ro = si->read_only;
+	fs->evict_allowed = !fs->o.read_only && !si->read_only;
+	fs->page = si->page_max ? si->page_max : RPC_PAGE_MAX;
+	fs->max_read = si->max_read ? si->max_read : 1024 * 1024;
+	fs->uid = getuid();
+	fs->gid = getgid();
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	fs->start_time = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+	if (fsd_viewcache_init(&fs->views, conn)) {
+		fsd_itable_release(&fs->it);
+		free(fs);
+		return NULL;
+	}
+	fsd_listings_init(&fs->lists, conn, fs->page, fs->o.cache_timeout);
+	/* The top-level directories stay for the mount's life. */
+	static const char *const top[] = {"calls", "values", "digests", "by-name"};
+	static const enum fsd_kind topk[] = {FSD_CALLS, FSD_VALUES, FSD_DIGESTS, FSD_BYNAME};
+	fsd_itable_lock(&fs->it);
+	for (size_t k = 0; k < 4; k++) {
+		struct fsd_inode *i =
+		    fsd_itable_child(&fs->it, fs->it.root, top[k], topk[k], NULL, NULL, 0);
+		if (i)
+			i->permanent = 1;
+		if (i && topk[k] == FSD_BYNAME)
+			fs->byname_ino = i->ino;
+	}
+	fsd_itable_unlock(&fs->it);
+	return fs;
+}
+
+void fsd_fs_free(struct fsd_fs *fs)
+{
+	if (!fs)
+		return;
+	fsd_listings_release(&fs->lists);
+	fsd_viewcache_release(&fs->views);
+	fsd_itable_release(&fs->it);
+	free(fs);
+}
+
+int fsd_fs_initialized(struct fsd_fs *fs)
+{
+	return __atomic_load_n(&fs->initialized, __ATOMIC_ACQUIRE);
+}
+
+void fsd_fs_set_session(struct fsd_fs *fs, struct fuse_session *se)
+{
+	fs->se = se;
+}
+
+int fsd_fs_check(struct fsd_fs *fs, char *err, size_t errlen)
+{
+	struct fsd_result r;
+	int rc = fsd_conn_call_sync(fs->conn, &r, "list", 0, "snub", "calls", (uint64_t)1, 0);
+	if (rc)
+		snprintf(err, errlen, "cannot list the calls of the cache: %s", r.message);
+	fsd_result_release(&r);
+	return rc;
+}

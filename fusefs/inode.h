@@ -1,0 +1,140 @@
+/*
+ * inode.h: the daemon's inode table. Every name the kernel has looked up is one
+ * struct fsd_inode, found by its number. Numbers are stable across remounts: an
+ * inode's number is a 64-bit hash of its path inside the mount ("calls/<key>/
+ * call.json"), and the rare collision is resolved by probing the next number.
+ *
+ * Invariants:
+ *  1. The root is number 1 (FUSE_ROOT_ID) and is never freed; other inodes live
+ *     while their lookup count is above zero (each reply that hands an entry to the
+ *     kernel adds one, forget subtracts) or while the table holds them as permanent
+ *     (the four top-level directories).
+ *  2. Two inodes never share a path or a number.
+ *  3. kind, path, name, key, target and view never change after creation (view
+ *     follows from the path); the attribute fields (size, mtime, err, rec, aux)
+ *     change under the table's lock only.
+ *  4. A record (struct fsd_record) is immutable once built and reference counted;
+ *     every inode of a call directory's subtree may hold a reference.
+ */
+#ifndef FLECHEFS_FUSEFS_INODE_H
+#define FLECHEFS_FUSEFS_INODE_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum fsd_kind {
+	FSD_ROOT,
+	FSD_CALLS,          /* calls/ */
+	FSD_VALUES,         /* values/ */
+	FSD_DIGESTS,        /* digests/ */
+	FSD_BYNAME,         /* by-name/ */
+	FSD_CALL,           /* calls/<key>/ */
+	FSD_CALL_FILE,      /* calls/<key>/{call.json,name,module,version,code_digest} */
+	FSD_CALL_ARGS,      /* calls/<key>/arguments/ */
+	FSD_CALL_META,      /* calls/<key>/metadata/ */
+	FSD_CALL_META_FILE, /* calls/<key>/metadata/<block>.json */
+	FSD_LINK,           /* any symbolic link */
+	FSD_VALUE,          /* values/<key> and its views values/<key>.<ext> */
+	FSD_AMBIG,          /* digests/<prefix>/ for an ambiguous prefix */
+	FSD_FUNC,           /* by-name/<function>/ */
+};
+
+/* A call record rendered into the files of its directory. */
+struct fsd_record_file {
+	char *name; /* file name inside its directory */
+	char *data; /* contents (call.json text, "add\n", ...) */
+	size_t len;
+};
+
+struct fsd_record_arg {
+	char *name;     /* parameter name */
+	char value[65]; /* value key */
+};
+
+struct fsd_record {
+	int refs; /* atomic */
+	char key[65];
+	double mtime;
+	struct fsd_record_file *files; /* call.json, then name, module, version, code_digest
+	                                  when present */
+	size_t nfiles;
+	struct fsd_record_arg *args;
+	size_t nargs;
+	char result[65];              /* "" when the record has no result */
+	struct fsd_record_file *meta; /* metadata/<block>.json */
+	size_t nmeta;
+};
+
+struct fsd_record *fsd_record_ref(struct fsd_record *r);
+void fsd_record_unref(struct fsd_record *r);
+
+/* A candidate of an ambiguous digests/ prefix: its key and the link target. */
+struct fsd_candidate {
+	char key[65];
+	char target[80];
+};
+
+struct fsd_inode {
+	uint64_t ino;
+	uint64_t nlookup;
+	int permanent;
+	enum fsd_kind kind;
+	char *path;       /* inside the mount, no leading '/': "values/<key>"; "" for the root */
+	const char *name; /* the last component (points into path) */
+	char key[65];     /* the call or value key concerned, or the function name's owner */
+	char *target;     /* FSD_LINK: the link's target */
+	int view;         /* FSD_VALUE: the view served (enum fsd_view, views.h; 0 pickle) */
+	/* attributes, under the table lock */
+	int have_size; /* values: size known */
+	uint64_t size;
+	double mtime;                /* 0: the mount's time */
+	int err;                     /* nonzero: opening or reading fails with this errno */
+	struct fsd_record *rec;      /* call directories and their contents */
+	struct fsd_candidate *cands; /* FSD_AMBIG */
+	size_t ncands;
+	struct fsd_inode *hnext;
+};
+
+struct fsd_itable {
+	pthread_mutex_t lock;
+	struct fsd_inode **bucket;
+	size_t nbuckets, count;
+	struct fsd_inode *root;
+};
+
+int fsd_itable_init(struct fsd_itable *t);
+void fsd_itable_release(struct fsd_itable *t);
+
+/* Locks and unlocks the table (for the attribute fields). */
+void fsd_itable_lock(struct fsd_itable *t);
+void fsd_itable_unlock(struct fsd_itable *t);
+
+/*
+ * Finds an inode by number; NULL when unknown. The pointer stays valid while the
+ * kernel holds a lookup on it (always the case for the inode of a request).
+ */
+struct fsd_inode *fsd_itable_get(struct fsd_itable *t, uint64_t ino);
+
+/*
+ * Finds or creates the inode for child `name` of `parent` with the given kind, and
+ * adds `lookups` to its lookup count. target (for links) is copied when creating.
+ * Caller holds the lock. Returns NULL when out of memory.
+ */
+struct fsd_inode *fsd_itable_child(struct fsd_itable *t, struct fsd_inode *parent, const char *name,
+                                   enum fsd_kind kind, const char *key, const char *target,
+                                   uint64_t lookups);
+
+/* Subtracts n lookups; frees the inode at zero (not the permanent ones). Caller holds
+ * the lock. */
+void fsd_itable_forget(struct fsd_itable *t, uint64_t ino, uint64_t n);
+
+/* Calls fn for every inode of a kind (caller holds the lock; fn must not change the
+ * table). */
+void fsd_itable_each(struct fsd_itable *t, enum fsd_kind kind,
+                     void (*fn)(struct fsd_inode *ino, void *ctx), void *ctx);
+
+/* The 64-bit hash numbers derive from (exposed for tests). */
+uint64_t fsd_path_hash(const char *path);
+
+#endif

@@ -1,0 +1,405 @@
+/*
+ * listing.c: the directory listings (listing.h): pages of list, names and query
+ * answers appended by a filling thread while readers wait for the entries they need.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "listing.h"
+#include "log.h"
+#include "msg.h"
+#include "rpc.h"
+
+static struct fsd_listing **slot_of(struct fsd_listings *ls, const char *kind);
+
+/*
+ * A listing of calls/, values/, by-name/ or by-name/<f>/, filled page by page. A
+ * producer (a thread of its own for the cached listings) appends pages under m
+ * and signals cv; readers copy entries out under m and wait for the entry they
+ * need until done. Entries never change once appended; n only grows.
+ */
+struct fsd_listing {
+	int refs;
+	uint64_t fetched_ms; /* when the first page was asked for */
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	int done; /* every page is in, or fetching failed */
+	int err;  /* positive errno when fetching failed */
+	size_t n, cap;
+	char (*keys)[65]; /* calls, values, function entries; NULL for names */
+	char **strs;      /* names (function names) */
+	double *mtime;
+	int64_t *size; /* -1: unknown */
+	/* what to fetch */
+	struct fsd_listings *ls;
+	char kind[8]; /* "calls", "values", "names", or "" for a query */
+	char *func;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void fsd_listing_unref(struct fsd_listing *l)
+{
+	if (!l || __atomic_sub_fetch(&l->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	for (size_t i = 0; l->strs && i < l->n; i++)
+		free(l->strs[i]);
+	free(l->strs);
+	free(l->keys);
+	free(l->mtime);
+	free(l->size);
+	free(l->func);
+	pthread_cond_destroy(&l->cv);
+	pthread_mutex_destroy(&l->m);
+	free(l);
+}
+
+static struct fsd_listing *listing_ref(struct fsd_listing *l)
+{
+	if (l)
+		__atomic_add_fetch(&l->refs, 1, __ATOMIC_RELAXED);
+	return l;
+}
+
+static int listing_grow(struct fsd_listing *l, size_t more, int names)
+{
+	if (l->n + more <= l->cap)
+		return 0;
+	size_t cap = l->cap ? l->cap : 1024;
+	while (cap < l->n + more)
+		cap *= 2;
+	if (names) {
+		char **s = realloc(l->strs, cap * sizeof(*s));
+		if (!s)
+			return -ENOMEM;
+		l->strs = s;
+	} else {
+		char(*k)[65] = realloc(l->keys, cap * sizeof(*k));
+		if (!k)
+			return -ENOMEM;
+		l->keys = k;
+		double *m = realloc(l->mtime, cap * sizeof(*m));
+		if (!m)
+			return -ENOMEM;
+		l->mtime = m;
+		int64_t *z = realloc(l->size, cap * sizeof(*z));
+		if (!z)
+			return -ENOMEM;
+		l->size = z;
+	}
+	l->cap = cap;
+	return 0;
+}
+
+/* Appends one page of a list/query/names answer. Sets *complete and *last. */
+static int listing_add_page(struct fsd_listing *l, const msgpack_object *res, int names,
+                            int *complete, const char **last, size_t *lastlen)
+{
+	const msgpack_object *arr = rpc_map_get(res, names ? "names" : "keys");
+	const msgpack_object *mt = rpc_map_get(res, "mtime");
+	const msgpack_object *sz = rpc_map_get(res, "size");
+	bool done = false;
+
+	if (!arr || arr->type != MSGPACK_OBJECT_ARRAY)
+		return -EPROTO;
+	rpc_obj_bool(rpc_map_get(res, "complete"), &done);
+	*complete = done;
+	if (listing_grow(l, arr->via.array.size, names))
+		return -ENOMEM;
+	*last = NULL;
+	for (uint32_t i = 0; i < arr->via.array.size; i++) {
+		const char *s;
+		size_t n;
+		if (rpc_obj_str(&arr->via.array.ptr[i], &s, &n))
+			return -EPROTO;
+		*last = s;
+		*lastlen = n;
+		if (names) {
+			if (!n || memchr(s, '/', n) || memchr(s, 0, n) || n > 255 ||
+			    (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+				continue;
+			l->strs[l->n] = strndup(s, n);
+			if (!l->strs[l->n])
+				return -ENOMEM;
+			l->n++;
+			continue;
+		}
+		if (!rpc_key_valid(s, n))
+			continue;
+		memcpy(l->keys[l->n], s, 64);
+		l->keys[l->n][64] = 0;
+		double m = 0;
+		rpc_obj_double(rpc_array_get(mt, i), &m);
+		l->mtime[l->n] = m;
+		uint64_t z;
+		l->size[l->n] = rpc_obj_uint(rpc_array_get(sz, i), &z) == 0 ? (int64_t)z : -1;
+		l->n++;
+	}
+	return 0;
+}
+
+static struct fsd_listing *listing_new(struct fsd_listings *ls, const char *kind, const char *func)
+{
+	struct fsd_listing *l = calloc(1, sizeof(*l));
+	if (!l)
+		return NULL;
+	if (func && !(l->func = strdup(func))) {
+		free(l);
+		return NULL;
+	}
+	l->refs = 1;
+	l->ls = ls;
+	snprintf(l->kind, sizeof(l->kind), "%s", kind ? kind : "");
+	pthread_mutex_init(&l->m, NULL);
+	pthread_cond_init(&l->cv, NULL);
+	l->fetched_ms = now_ms();
+	return l;
+}
+
+/* Fetches every page into l (list, names or query); marks it done. Returns 0 or
+ * -errno. */
+static int listing_fill(struct fsd_listing *l)
+{
+	struct fsd_listings *ls = l->ls;
+	char after[300] = "";
+	int names = strcmp(l->kind, "names") == 0;
+	const char *what = l->func ? l->func : l->kind;
+	int rc = 0, complete = 0;
+
+	while (!complete) {
+		struct fsd_result r;
+		const char *a = after[0] ? after : NULL;
+		if (names)
+			rc = fsd_conn_call_sync(ls->conn, &r, "names", 0, "su", a,
+			                        (uint64_t)ls->page);
+		else if (l->func)
+			rc = fsd_conn_call_sync(ls->conn, &r, "query", 0, "Nsub", l->func, a,
+			                        (uint64_t)ls->page, 1);
+		else
+			rc = fsd_conn_call_sync(ls->conn, &r, "list", 0, "ssub", l->kind, a,
+			                        (uint64_t)ls->page, 1);
+		if (rc) {
+			fsd_log(FSD_LOG_WARN, "cannot list %s: %s", what, r.message);
+			rc = -(r.err == ETIMEDOUT ? EIO : r.err);
+			fsd_result_release(&r);
+			break;
+		}
+		const char *last = NULL;
+		size_t lastlen = 0;
+		pthread_mutex_lock(&l->m);
+		size_t before = l->n;
+		rc = listing_add_page(l, r.result, names, &complete, &last, &lastlen);
+		if (!rc && !complete && (!last || lastlen >= sizeof(after)))
+			rc = -EPROTO; /* an incomplete empty page: would loop forever */
+		if (!rc && last)
+			snprintf(after, sizeof(after), "%.*s", (int)lastlen, last);
+		if (l->n != before)
+			pthread_cond_broadcast(&l->cv);
+		pthread_mutex_unlock(&l->m);
+		fsd_result_release(&r);
+		if (rc) {
+			fsd_log(FSD_LOG_WARN, "bad answer listing %s", what);
+			rc = rc == -ENOMEM ? -ENOMEM : -EIO;
+			break;
+		}
+	}
+	pthread_mutex_lock(&l->m);
+	l->done = 1;
+	l->err = -rc;
+	pthread_cond_broadcast(&l->cv);
+	pthread_mutex_unlock(&l->m);
+	return rc;
+}
+
+static void *listing_main(void *arg)
+{
+	struct fsd_listing *l = arg;
+	struct fsd_listings *ls = l->ls;
+	listing_fill(l);
+	fsd_listing_unref(l);
+	__atomic_sub_fetch(&ls->producers, 1, __ATOMIC_ACQ_REL);
+	return NULL;
+}
+
+int fsd_listing_query(struct fsd_listings *ls, const char *func, struct fsd_listing **out)
+{
+	struct fsd_listing *l = listing_new(ls, NULL, func);
+	if (!l)
+		return -ENOMEM;
+	int rc = listing_fill(l);
+	if (rc) {
+		fsd_listing_unref(l);
+		return rc;
+	}
+	*out = l;
+	return 0;
+}
+
+static int listing_fresh(struct fsd_listings *ls, struct fsd_listing *l)
+{
+	if (!l)
+		return 0;
+	pthread_mutex_lock(&l->m);
+	int failed = l->err != 0;
+	pthread_mutex_unlock(&l->m);
+	return !failed && now_ms() - l->fetched_ms < (uint64_t)(ls->cache_timeout * 1000);
+}
+
+/*
+ * The cached listing of calls/values/names: one reference. A stale one is replaced
+ * by a new listing that a thread fills while readers already read its first pages,
+ * so that a large directory's pages arrive while ls is busy with the first ones.
+ * Waits for the first page; returns -errno when that fails.
+ */
+int fsd_listings_get(struct fsd_listings *ls, const char *kind, struct fsd_listing **out)
+{
+	struct fsd_listing **slot = slot_of(ls, kind);
+	struct fsd_listing *l;
+	pthread_mutex_lock(&ls->lock);
+	if (listing_fresh(ls, *slot)) {
+		l = listing_ref(*slot);
+	} else {
+		l = listing_new(ls, kind, NULL);
+		if (!l) {
+			pthread_mutex_unlock(&ls->lock);
+			return -ENOMEM;
+		}
+		fsd_listing_unref(*slot);
+		*slot = listing_ref(l);
+		pthread_t th;
+		listing_ref(l); /* the producer's */
+		__atomic_add_fetch(&ls->producers, 1, __ATOMIC_ACQ_REL);
+		if (pthread_create(&th, NULL, listing_main, l) == 0) {
+			pthread_detach(th);
+		} else {
+			__atomic_sub_fetch(&ls->producers, 1, __ATOMIC_ACQ_REL);
+			pthread_mutex_unlock(&ls->lock);
+			listing_fill(l);
+			fsd_listing_unref(l);
+			pthread_mutex_lock(&ls->lock);
+		}
+	}
+	pthread_mutex_unlock(&ls->lock);
+	pthread_mutex_lock(&l->m);
+	while (!l->done && l->n == 0)
+		pthread_cond_wait(&l->cv, &l->m);
+	int err = l->n == 0 ? l->err : 0;
+	pthread_mutex_unlock(&l->m);
+	if (err) {
+		fsd_listing_unref(l);
+		return -err;
+	}
+	*out = l;
+	return 0;
+}
+
+/*
+ * Copies entry k of a listing into it, waiting for its page. Returns 0, 1 past the
+ * end, or -errno when fetching failed before entry k.
+ */
+int fsd_listing_item(struct fsd_listing *l, size_t k, struct fsd_list_item *it)
+{
+	int rc;
+	pthread_mutex_lock(&l->m);
+	while (!l->done && l->n <= k)
+		pthread_cond_wait(&l->cv, &l->m);
+	if (k < l->n) {
+		if (l->keys) {
+			memcpy(it->name, l->keys[k], 65);
+			it->mtime = l->mtime[k];
+			it->size = l->size[k];
+		} else {
+			snprintf(it->name, sizeof(it->name), "%s", l->strs[k]);
+			it->mtime = 0;
+			it->size = -1;
+		}
+		rc = 0;
+	} else {
+		rc = l->err ? -l->err : 1;
+	}
+	pthread_mutex_unlock(&l->m);
+	return rc;
+}
+
+static struct fsd_listing **slot_of(struct fsd_listings *ls, const char *kind)
+{
+	return strcmp(kind, "calls") == 0    ? &ls->calls
+	       : strcmp(kind, "values") == 0 ? &ls->values
+	                                     : &ls->names;
+}
+
+long fsd_listings_find(struct fsd_listings *ls, const char *kind, const char *key, double *mtime,
+                       int64_t *size)
+{
+	struct fsd_listing **slot = slot_of(ls, kind);
+	long found = -1;
+	pthread_mutex_lock(&ls->lock);
+	struct fsd_listing *l = listing_fresh(ls, *slot) ? listing_ref(*slot) : NULL;
+	pthread_mutex_unlock(&ls->lock);
+	if (!l)
+		return -1;
+	pthread_mutex_lock(&l->m);
+	if (l->keys) {
+		size_t lo = 0, hi = l->n;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			int c = strcmp(l->keys[mid], key);
+			if (c == 0) {
+				found = (long)mid;
+				*mtime = l->mtime[mid];
+				*size = l->size[mid];
+				break;
+			}
+			if (c < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+	}
+	pthread_mutex_unlock(&l->m);
+	fsd_listing_unref(l);
+	return found;
+}
+
+void fsd_listings_init(struct fsd_listings *ls, struct fsd_conn *conn, uint32_t page,
+                       double cache_timeout)
+{
+	memset(ls, 0, sizeof(*ls));
+	ls->conn = conn;
+	ls->page = page ? page : RPC_PAGE_MAX;
+	ls->cache_timeout = cache_timeout;
+	pthread_mutex_init(&ls->lock, NULL);
+}
+
+void fsd_listings_release(struct fsd_listings *ls)
+{
+	/* Filling threads end quickly once the connection is closed (every request
+	 * fails at once); wait for them, boundedly. */
+	for (int k = 0; k < 1000 && __atomic_load_n(&ls->producers, __ATOMIC_ACQUIRE); k++) {
+		struct timespec d = {0, 10 * 1000 * 1000};
+		nanosleep(&d, NULL);
+	}
+	fsd_listing_unref(ls->calls);
+	fsd_listing_unref(ls->values);
+	fsd_listing_unref(ls->names);
+	ls->calls = ls->values = ls->names = NULL;
+	pthread_mutex_destroy(&ls->lock);
+}
+
+void fsd_listings_drop(struct fsd_listings *ls, const char *kind)
+{
+	struct fsd_listing **slot = slot_of(ls, kind);
+	pthread_mutex_lock(&ls->lock);
+	fsd_listing_unref(*slot);
+	*slot = NULL;
+	pthread_mutex_unlock(&ls->lock);
+}

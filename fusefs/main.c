@@ -1,0 +1,575 @@
+/*
+ * main.c: the flechefs command line. `flechefs [options] CACHE_DIR MOUNTPOINT`
+ * starts flechefs-server locally on a pipe pair; `flechefs [options]
+ * [user@]host:[path] MOUNTPOINT` reaches it over SSH (ssh.h). Either way the daemon
+ * connects, says hello, mounts, lists calls/ once, and only then detaches: every
+ * failure before that point is a message and a non-zero exit, never a dead mount.
+ *
+ * Detaching: the process forks before any thread starts (the connection's threads
+ * would not survive a fork) and the parent waits on a pipe until the child says the
+ * mount works ("ok") or exits; the parent then exits 0 or with the child's status.
+ * The child keeps the terminal until then, so SSH prompts still reach the user.
+ *
+ * Ending: when the mount is removed, libfuse's loop returns; when the server dies
+ * and cannot be reached again, the connection's on_down hook ends the loop (by
+ * fuse_session_exit and a signal to the main thread) and the daemon unmounts.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "fs.h"
+#include "log.h"
+#include "ssh.h"
+
+struct options {
+	char *source;
+	char *mountpoint; /* as given, for an early check */
+	int nonopts;
+	int read_only;
+	int timeout;
+	unsigned readahead_kb;
+	double cache_timeout;
+	double negative_timeout;
+	char *server; /* -o server=CMD (also handed to the SSH options) */
+	int show_help;
+	int show_version;
+	int bad;
+	struct fsd_ssh_options ssh;
+};
+
+enum { KEY_HELP, KEY_VERSION, KEY_PORT, KEY_RO };
+
+static const struct fuse_opt opt_spec[] = {
+    {"timeout=%i", offsetof(struct options, timeout), 0},
+    {"readahead_kb=%u", offsetof(struct options, readahead_kb), 0},
+    {"cache_timeout=%lf", offsetof(struct options, cache_timeout), 0},
+    {"negative_timeout=%lf", offsetof(struct options, negative_timeout), 0},
+    FUSE_OPT_KEY("-h", KEY_HELP),
+    FUSE_OPT_KEY("--help", KEY_HELP),
+    FUSE_OPT_KEY("-V", KEY_VERSION),
+    FUSE_OPT_KEY("--version", KEY_VERSION),
+    FUSE_OPT_KEY("-p ", KEY_PORT),
+    FUSE_OPT_KEY("ro", KEY_RO),
+    FUSE_OPT_END,
+};
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct options *o = data;
+	switch (key) {
+	case FUSE_OPT_KEY_NONOPT:
+		if (!o->source) {
+			o->source = strdup(arg);
+			return 0;
+		}
+		if (!o->mountpoint)
+			o->mountpoint = strdup(arg);
+		o->nonopts++;
+		return 1; /* the mount point, for fuse_parse_cmdline */
+	case KEY_HELP:
+		o->show_help = 1;
+		return 0;
+	case KEY_VERSION:
+		o->show_version = 1;
+		return 0;
+	case KEY_PORT:
+		if (fsd_ssh_opt(&o->ssh, "port", arg + 2) < 0)
+			o->bad = 1;
+		return 0;
+	case KEY_RO:
+		o->read_only = 1;
+		return 1; /* the kernel mounts read-only too */
+	case FUSE_OPT_KEY_OPT: {
+		const char *eq = strchr(arg, '=');
+		if (!eq)
+			return 1;
+		char k[128];
+		size_t kl = (size_t)(eq - arg);
+		if (kl >= sizeof(k))
+			return 1;
+		memcpy(k, arg, kl);
+		k[kl] = 0;
+		if (strcmp(k, "server") == 0) {
+			free(o->server);
+			o->server = strdup(eq + 1);
+		}
+		int r = fsd_ssh_opt(&o->ssh, k, eq + 1);
+		if (r < 0)
+			o->bad = 1;
+		if (r != 0)
+			return 0;
+		if (strcmp(k, "server") == 0)
+			return 0;
+		return 1;
+	}
+	default:
+		return 1;
+	}
+}
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [options] CACHE_DIR MOUNTPOINT\n"
+	       "       %s [options] [user@]host:[path] MOUNTPOINT\n"
+	       "\n"
+	       "Mounts a fleche cache as a tree of calls/, values/, digests/ and by-name/.\n"
+	       "Unmount with: fusermount3 -u MOUNTPOINT\n"
+	       "\n"
+	       "flechefs options:\n"
+	       "    -h, --help             print this help and exit\n"
+	       "    -V, --version          print the version and exit\n"
+	       "    -f                     stay in the foreground\n"
+	       "    -d                     debug output (implies -f)\n"
+	       "    -s                     single-threaded\n"
+	       "    -o ro                  read-only mount: every change fails with EROFS\n"
+	       "    -o server=CMD          the server program (default: flechefs-server next\n"
+	       "                           to flechefs, then in PATH)\n"
+	       "    -o timeout=S           seconds before a request fails with EIO (30)\n"
+	       "    -o cache_timeout=S     seconds listings and call entries are cached (5)\n"
+	       "    -o negative_timeout=S  seconds a missing name is cached (1)\n"
+	       "    -o readahead_kb=N      kernel readahead for the mount, when allowed (1024)\n"
+	       "\n"
+	       "%s\n"
+	       "FUSE options:\n",
+	       prog, prog, fsd_ssh_help());
+	fuse_cmdline_help();
+	fuse_lowlevel_help();
+}
+
+/* --- the local server --- */
+
+static int executable(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0;
+}
+
+/* The server next to our executable (installed), or in the build tree's server/. */
+static char *find_server(void)
+{
+	char self[PATH_MAX], cand[PATH_MAX + 64];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = 0;
+		char *slash = strrchr(self, '/');
+		if (slash) {
+			*slash = 0;
+			snprintf(cand, sizeof(cand), "%s/flechefs-server", self);
+			if (executable(cand))
+				return strdup(cand);
+			snprintf(cand, sizeof(cand), "%s/../server/flechefs-server", self);
+			if (executable(cand))
+				return realpath(cand, NULL);
+		}
+	}
+	return strdup("flechefs-server"); /* searched in PATH */
+}
+
+static struct fsd_connector *local_connector(struct options *o, char *err, size_t errlen)
+{
+	struct stat st;
+	char *root = NULL, *server = NULL;
+	struct fsd_connector *c = NULL;
+
+	if (stat(o->source, &st) < 0) {
+		snprintf(err, errlen, "cannot use cache directory '%s': %s", o->source,
+		         strerror(errno));
+		return NULL;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "cannot use cache directory '%s': not a directory",
+		         o->source);
+		return NULL;
+	}
+	root = realpath(o->source, NULL);
+	server = o->server ? strdup(o->server) : find_server();
+	if (!root || !server) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if (strpbrk(server, " \t'\"$;&|")) {
+		/* A command line, not a program: let the shell split it. */
+		char *argv[] = {"/bin/sh", "-c",     NULL, "flechefs-server",
+		                "--serve", "--root", root, o->read_only ? "--read-only" : NULL,
+		                NULL};
+		char *cmd = NULL;
+		if (asprintf(&cmd, "exec %s \"$@\"", server) < 0) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+		argv[2] = cmd;
+		c = fsd_spawn_connector_new(argv);
+		free(cmd);
+	} else {
+		char *argv[] = {
+		    server, "--serve", "--root", root, o->read_only ? "--read-only" : NULL, NULL};
+		c = fsd_spawn_connector_new(argv);
+	}
+	if (!c)
+		snprintf(err, errlen, "out of memory");
+out:
+	free(root);
+	free(server);
+	return c;
+}
+
+/*
+ * Raises the kernel's readahead for this mount (best effort; root only). FUSE caps
+ * it at the block layer's default of 128 KiB, which makes every large read a
+ * stream of small requests. The device number comes from mountinfo: a stat of the
+ * mount point would ask ourselves before the loop runs.
+ */
+static void set_readahead(const char *mountpoint, unsigned kb)
+{
+	char *real = realpath(mountpoint, NULL), line[4096], path[128];
+	FILE *f = real ? fopen("/proc/self/mountinfo", "re") : NULL;
+	unsigned maj = 0, min = 0;
+	int found = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		char mp[4096];
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &maj, &min, mp) == 3 &&
+		    strcmp(mp, real) == 0)
+			found = 1; /* the last match is the newest mount */
+	}
+	if (f)
+		fclose(f);
+	free(real);
+	if (!found || !kb)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
+	FILE *ra = fopen(path, "we");
+	if (!ra) {
+		fsd_log(FSD_LOG_DEBUG, "cannot raise the readahead ('%s'): %s", path,
+		        strerror(errno));
+		return;
+	}
+	fprintf(ra, "%u\n", kb);
+	fclose(ra);
+}
+
+struct readahead_job {
+	struct fsd_fs *fs;
+	unsigned kb;
+	char *mountpoint;
+};
+
+/* Waits for the kernel's INIT (which sets the readahead) and then raises it. */
+static void *readahead_main(void *arg)
+{
+	struct readahead_job *j = arg;
+	for (int k = 0; k < 500 && !fsd_fs_initialized(j->fs); k++) {
+		struct timespec d = {0, 10 * 1000 * 1000};
+		nanosleep(&d, NULL);
+	}
+	struct timespec d = {0, 50 * 1000 * 1000};
+	nanosleep(&d, NULL);
+	set_readahead(j->mountpoint, j->kb);
+	free(j->mountpoint);
+	free(j);
+	return NULL;
+}
+
+/* --- ending --- */
+
+static pthread_t main_thread;
+/* The session while the loop may run; set and cleared under session_lock, so that
+ * on_down never ends a session (or signals a thread whose handlers are gone) after
+ * the main thread has left the loop. */
+static pthread_mutex_t session_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fuse_session *the_session;
+
+static void set_session(struct fuse_session *se)
+{
+	pthread_mutex_lock(&session_lock);
+	the_session = se;
+	pthread_mutex_unlock(&session_lock);
+}
+
+static void on_down(void *ctx, const char *why)
+{
+	fsd_log(FSD_LOG_ERR, "the server is gone (%s): unmounting", why);
+	pthread_mutex_lock(&session_lock);
+	int live = the_session != NULL;
+	pthread_mutex_unlock(&session_lock);
+	if (!live)
+		return;
+	/* Readers in the middle of a value see EIO for a moment (every request now
+	 * fails at once) rather than the ENOTCONN of a vanished mount. */
+	struct timespec grace = {1, 500 * 1000 * 1000};
+	nanosleep(&grace, NULL);
+	pthread_mutex_lock(&session_lock);
+	if (the_session) {
+		fuse_session_exit(the_session);
+		/* Wakes the main thread out of the loop's wait (libfuse's handler for
+		 * SIGTERM calls fuse_session_exit; the wait then sees it). */
+		pthread_kill(main_thread, SIGTERM);
+	}
+	pthread_mutex_unlock(&session_lock);
+}
+
+static void ssh_log(const char *line)
+{
+	fsd_log(FSD_LOG_WARN, "%s", line);
+}
+
+/* --- detaching --- */
+
+/*
+ * Forks; the parent waits for "ok" on the pipe and exits. Returns the write end in
+ * the child (-1 in the foreground).
+ */
+static int fork_and_wait(void)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid > 0) {
+		char buf[2];
+		close(p[1]);
+		ssize_t n;
+		do
+			n = read(p[0], buf, sizeof(buf));
+		while (n < 0 && errno == EINTR);
+		if (n == 2 && memcmp(buf, "ok", 2) == 0)
+			_exit(0);
+		int st;
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+		_exit(WIFEXITED(st) && WEXITSTATUS(st) ? WEXITSTATUS(st) : 1);
+	}
+	close(p[0]);
+	return p[1];
+}
+
+static void detach(int fd)
+{
+	if (fd < 0)
+		return;
+	setsid();
+	if (chdir("/") < 0) {
+		/* nothing depends on the directory */
+	}
+	int nul = open("/dev/null", O_RDWR);
+	if (nul >= 0) {
+		dup2(nul, 0);
+		dup2(nul, 1);
+		fsd_log_to_syslog();
+		dup2(nul, 2);
+		if (nul > 2)
+			close(nul);
+	}
+	if (write(fd, "ok", 2) != 2) {
+		/* the parent is gone: nothing to tell */
+	}
+	close(fd);
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts fopts;
+	struct options o;
+	struct fsd_connector *connector = NULL;
+	struct fsd_conn *conn = NULL;
+	struct fsd_fs *fs = NULL;
+	struct fuse_session *se = NULL;
+	struct readahead_job *raj = NULL;
+	int mounted = 0, handlers = 0, status_fd = -1, ret = 1;
+	char err[2048];
+
+	memset(&o, 0, sizeof(o));
+	memset(&fopts, 0, sizeof(fopts));
+	o.timeout = 30;
+	o.readahead_kb = 1024;
+	o.cache_timeout = 5;
+	o.negative_timeout = 1;
+	fsd_ssh_options_init(&o.ssh);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) == -1 || o.bad)
+		goto out;
+	if (o.show_help) {
+		usage(argv[0]);
+		ret = 0;
+		goto out;
+	}
+	if (o.show_version) {
+		printf("flechefs %s\n", FLECHEFS_VERSION);
+		printf("FUSE library version %s\n", fuse_pkgversion());
+		fflush(stdout);
+		fuse_lowlevel_version();
+		ret = 0;
+		goto out;
+	}
+	if (o.mountpoint) {
+		struct stat st;
+		int bad = stat(o.mountpoint, &st) < 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+		if (bad) {
+			fprintf(stderr, "flechefs: cannot mount on '%s': %s\n", o.mountpoint,
+			        strerror(bad));
+			goto out;
+		}
+	}
+	if (o.nonopts > 1) {
+		fprintf(stderr, "flechefs: too many arguments (see --help)\n");
+		goto out;
+	}
+	if (fuse_parse_cmdline(&args, &fopts) != 0)
+		goto out;
+	if (!o.source || !fopts.mountpoint) {
+		fprintf(stderr,
+		        "flechefs: %s\nusage: %s [options] CACHE_DIR MOUNTPOINT (see --help)\n",
+		        !o.source ? "no cache directory given" : "no mount point given", argv[0]);
+		goto out;
+	}
+	if (o.timeout <= 0 || o.cache_timeout < 0 || o.negative_timeout < 0) {
+		fprintf(stderr, "flechefs: timeouts must be positive\n");
+		goto out;
+	}
+	fsd_log_set_debug(fopts.debug);
+	fsd_ssh_set_log(ssh_log);
+
+	if (fsd_ssh_is_remote(o.source))
+		connector = fsd_ssh_connector_new(o.source, &o.ssh, o.read_only, err, sizeof(err));
+	else
+		connector = local_connector(&o, err, sizeof(err));
+	if (!connector) {
+		fprintf(stderr, "flechefs: %s\n", err);
+		goto out;
+	}
+
+	/* Everything from here may start threads: detach first (see the top). */
+	if (!fopts.foreground) {
+		status_fd = fork_and_wait();
+		if (status_fd < 0) {
+			fprintf(stderr, "flechefs: cannot fork: %s\n", strerror(errno));
+			goto out;
+		}
+	}
+	main_thread = pthread_self();
+
+	struct fsd_conn_options co = {
+	    .timeout = o.timeout,
+	    .client_name = "flechefs " FLECHEFS_VERSION,
+	    .on_down = on_down,
+	};
+	conn = fsd_conn_new(connector, &co);
+	if (!conn) {
+		fprintf(stderr, "flechefs: out of memory\n");
+		goto out;
+	}
+	if (fsd_conn_start(conn, 1, err, sizeof(err)) < 0) {
+		fprintf(stderr, "flechefs: cannot start the server for '%s': %s\n", o.source, err);
+		goto out;
+	}
+	struct fsd_fs_options fso = {
+	    .cache_timeout = o.cache_timeout,
+	    .negative_timeout = o.negative_timeout,
+	    .read_only = o.read_only,
+	};
+	fs = fsd_fs_new(conn, &fso);
+	if (!fs) {
+		fprintf(stderr, "flechefs: out of memory\n");
+		goto out;
+	}
+	if (fsd_fs_check(fs, err, sizeof(err)) < 0) {
+		fprintf(stderr, "flechefs: %s\n", err);
+		goto out;
+	}
+	se = fuse_session_new(&args, fsd_fs_ops(), sizeof(*fsd_fs_ops()), fs);
+	if (!se) {
+		fprintf(stderr, "flechefs: bad FUSE options (see --help)\n");
+		goto out;
+	}
+	fsd_fs_set_session(fs, se);
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out;
+	handlers = 1;
+	if (fuse_session_mount(se, fopts.mountpoint) != 0) {
+		fprintf(stderr, "flechefs: cannot mount on '%s'\n", fopts.mountpoint);
+		goto out;
+	}
+	mounted = 1;
+	set_session(se);
+	raj = malloc(sizeof(*raj));
+	if (raj) {
+		raj->fs = fs;
+		raj->kb = o.readahead_kb;
+		raj->mountpoint = strdup(fopts.mountpoint);
+	}
+	if (!fsd_conn_is_up(conn)) {
+		fprintf(stderr, "flechefs: the server went away during the mount\n");
+		goto out;
+	}
+	fsd_log(FSD_LOG_DEBUG, "mounted '%s' on '%s'", o.source, fopts.mountpoint);
+	detach(status_fd);
+	status_fd = -1;
+	/* After detaching: the thread must run in the process that serves. */
+	pthread_t rat;
+	if (raj && raj->mountpoint && pthread_create(&rat, NULL, readahead_main, raj) == 0) {
+		pthread_detach(rat);
+		raj = NULL;
+	}
+
+	if (fopts.singlethread) {
+		ret = fuse_session_loop(se);
+	} else {
+		struct fuse_loop_config *lc = fuse_loop_cfg_create();
+		if (!lc)
+			goto out;
+		fuse_loop_cfg_set_clone_fd(lc, (unsigned)fopts.clone_fd);
+		fuse_loop_cfg_set_idle_threads(lc, fopts.max_idle_threads);
+		fuse_loop_cfg_set_max_threads(lc, fopts.max_threads > 0 ? fopts.max_threads : 32);
+		ret = fuse_session_loop_mt(se, lc);
+		fuse_loop_cfg_destroy(lc);
+	}
+	/* A signal or the server's end both leave the loop; neither is a failure. */
+	ret = 0;
+	fsd_log(FSD_LOG_INFO, "unmounting '%s'", fopts.mountpoint);
+out:
+	if (raj) {
+		free(raj->mountpoint);
+		free(raj);
+	}
+	set_session(NULL);
+	if (se && mounted)
+		fuse_session_unmount(se);
+	if (se && handlers)
+		fuse_remove_signal_handlers(se);
+	if (conn)
+		fsd_conn_close(conn);
+	if (se)
+		fuse_session_destroy(se);
+	fsd_fs_free(fs);
+	fsd_conn_free(conn);
+	if (connector)
+		connector->free(connector);
+	fsd_ssh_options_release(&o.ssh);
+	free(o.server);
+	free(o.source);
+	free(o.mountpoint);
+	free(fopts.mountpoint);
+	fuse_opt_free_args(&args);
+	if (status_fd >= 0)
+		close(status_fd);
+	return ret;
+}

@@ -1,0 +1,459 @@
+/*
+ * test_fsd_conn.c: unit tests of the daemon's connection (fusefs/conn.c) against a
+ * scripted server on a socketpair, and of the inode table (fusefs/inode.c): hello
+ * and its failures, answers out of order matched by msgid, a request past its
+ * deadline, the server's death failing every pending request at once, and stable
+ * inode numbers.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "conn.h"
+#include "frame.h"
+#include "inode.h"
+#include "msg.h"
+#include "views.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			failures++;                                                                \
+			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                       \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fprintf(stderr, "\n");                                                     \
+		}                                                                                  \
+	} while (0)
+
+/* --- a transport on one end of a socketpair --- */
+
+struct sp_transport {
+	struct fsd_transport base;
+	int fd;
+};
+
+static ssize_t sp_read(struct fsd_transport *t, void *buf, size_t len)
+{
+	ssize_t n = read(((struct sp_transport *)t)->fd, buf, len);
+	return n < 0 ? -errno : n;
+}
+
+static int sp_write(struct fsd_transport *t, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t n = write(((struct sp_transport *)t)->fd, p, len);
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void sp_shutdown(struct fsd_transport *t)
+{
+	shutdown(((struct sp_transport *)t)->fd, SHUT_RDWR);
+}
+
+static size_t sp_describe(struct fsd_transport *t, char *buf, size_t len)
+{
+	return (size_t)snprintf(buf, len, "test server gone");
+}
+
+static void sp_free(struct fsd_transport *t)
+{
+	close(((struct sp_transport *)t)->fd);
+	free(t);
+}
+
+static const struct fsd_transport_ops sp_ops = {sp_read, sp_write, sp_shutdown, sp_describe,
+                                                sp_free};
+
+/* The connector hands out one prepared fd. */
+struct sp_connector {
+	struct fsd_connector base;
+	int fd;
+};
+
+static int sp_connect(struct fsd_connector *c, int interactive, struct fsd_transport **out,
+                      char *err, size_t errlen)
+{
+	struct sp_transport *t = calloc(1, sizeof(*t));
+	t->base.ops = &sp_ops;
+	t->base.name = "test";
+	t->fd = ((struct sp_connector *)c)->fd;
+	*out = &t->base;
+	return 0;
+}
+
+static int sp_no_reconnect(struct fsd_connector *c)
+{
+	return 0;
+}
+
+/* --- the scripted server --- */
+
+enum script { S_NORMAL, S_TEXT, S_OLD_PROTOCOL };
+
+struct server {
+	int fd;
+	enum script script;
+	pthread_t th;
+};
+
+static ssize_t fd_read(void *ctx, void *buf, size_t len)
+{
+	ssize_t n = read(*(int *)ctx, buf, len);
+	return n < 0 ? -errno : n;
+}
+
+static void send_frame(int fd, msgpack_sbuffer *sb)
+{
+	rpc_frame_end(sb, RPC_MAX_FRAME_DEFAULT);
+	if (write(fd, sb->data, sb->size) != (ssize_t)sb->size)
+		perror("write");
+	msgpack_sbuffer_clear(sb);
+	rpc_frame_begin(sb);
+}
+
+static atomic_int stat_requests;
+
+/*
+ * Answers hello, then: "echo" answers its first parameter, but held back until the
+ * next "flush" (so answers go out in reverse order); "never" is not answered;
+ * "die" closes the connection.
+ */
+static void *server_main(void *arg)
+{
+	struct server *s = arg;
+	struct rpc_buf frame = RPC_BUF_INIT(RPC_MAX_FRAME_DEFAULT);
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_zone zone;
+	uint32_t held[16];
+	int64_t heldv[16];
+	int nheld = 0;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_zone_init(&zone, 4096);
+	rpc_frame_begin(&sb);
+	for (;;) {
+		struct rpc_request req;
+		if (rpc_frame_read(fd_read, &s->fd, RPC_MAX_FRAME_DEFAULT, &frame, NULL, 0) != 0)
+			break;
+		if (rpc_request_decode(frame.data, frame.len, &zone, &req, NULL, NULL, 0))
+			break;
+		if (req.method_len == 5 && memcmp(req.method, "hello", 5) == 0) {
+			if (s->script == S_TEXT) {
+				const char *t = "Welcome to the cluster!\n";
+				if (write(s->fd, t, strlen(t)) < 0)
+					perror("write");
+				break;
+			}
+			rpc_pack_response_ok_head(&pk, req.msgid);
+			msgpack_pack_map(&pk, 5);
+			rpc_pack_str(&pk, "protocol");
+			msgpack_pack_int(&pk, s->script == S_OLD_PROTOCOL ? 99 : 1);
+			rpc_pack_str(&pk, "program");
+			rpc_pack_str(&pk, "flechefs-server");
+			rpc_pack_str(&pk, "version");
+			rpc_pack_str(&pk, FLECHEFS_VERSION);
+			rpc_pack_str(&pk, "read_only");
+			msgpack_pack_false(&pk);
+			rpc_pack_str(&pk, "views");
+			msgpack_pack_array(&pk, 5);
+			rpc_pack_str(&pk, "pickle");
+			rpc_pack_str(&pk, "json");
+			rpc_pack_str(&pk, "npy");
+			rpc_pack_str(&pk, "txt");
+			rpc_pack_str(&pk, "xml"); /* unknown to the client: ignored */
+			send_frame(s->fd, &sb);
+		} else if (req.method_len == 10 && memcmp(req.method, "stat_value", 10) == 0) {
+			/* Keys starting with 'a': every view applies, sized 10 + the view's
+			 * name length; 'b': only json, the others ENOTSUP or EFBIG; 'e': EIO. */
+			const char *k = "", *v = "";
+			size_t kl = 0, vl = 0;
+			rpc_obj_str(rpc_array_get(req.params, 0), &k, &kl);
+			rpc_obj_str(rpc_array_get(req.params, 1), &v, &vl);
+			atomic_fetch_add(&stat_requests, 1);
+			if (kl && k[0] == 'e')
+				rpc_pack_response_error(&pk, req.msgid, RPC_E_EIO, "disk on fire");
+			else if (kl && k[0] == 'b' && !(vl == 4 && memcmp(v, "json", 4) == 0))
+				rpc_pack_response_error(&pk, req.msgid,
+				                        vl == 3 && v[0] == 'n' ? RPC_E_EFBIG
+				                                               : RPC_E_ENOTSUP,
+				                        "no such view here");
+			else {
+				rpc_pack_response_ok_head(&pk, req.msgid);
+				msgpack_pack_map(&pk, 1);
+				rpc_pack_str(&pk, "size");
+				msgpack_pack_uint64(&pk, 10 + vl);
+			}
+			send_frame(s->fd, &sb);
+		} else if (req.method_len == 4 && memcmp(req.method, "echo", 4) == 0) {
+			int64_t v = 0;
+			rpc_obj_int(rpc_array_get(req.params, 0), &v);
+			if (nheld < 16) {
+				held[nheld] = req.msgid;
+				heldv[nheld++] = v;
+			}
+		} else if (req.method_len == 5 && memcmp(req.method, "flush", 5) == 0) {
+			while (nheld > 0) {
+				nheld--;
+				rpc_pack_response_ok_head(&pk, held[nheld]);
+				msgpack_pack_int64(&pk, heldv[nheld]);
+				send_frame(s->fd, &sb);
+			}
+			rpc_pack_response_error(&pk, req.msgid, RPC_E_AMBIGUOUS, "flushed");
+			send_frame(s->fd, &sb);
+		} else if (req.method_len == 3 && memcmp(req.method, "die", 3) == 0) {
+			break;
+		}
+		msgpack_zone_clear(&zone);
+	}
+	close(s->fd);
+	msgpack_zone_destroy(&zone);
+	msgpack_sbuffer_destroy(&sb);
+	rpc_buf_release(&frame);
+	return NULL;
+}
+
+static struct fsd_conn *start(struct server *s, enum script script, int timeout,
+                              struct sp_connector *conn_, int *rc, char *err, size_t errlen,
+                              void (*on_down)(void *, const char *), void *ctx)
+{
+	int sv[2];
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	s->fd = sv[1];
+	s->script = script;
+	pthread_create(&s->th, NULL, server_main, s);
+	conn_->base.connect = sp_connect;
+	conn_->base.can_reconnect = sp_no_reconnect;
+	conn_->fd = sv[0];
+	struct fsd_conn_options o = {
+	    .timeout = timeout, .client_name = "test", .on_down = on_down, .ctx = ctx};
+	struct fsd_conn *c = fsd_conn_new(&conn_->base, &o);
+	*rc = fsd_conn_start(c, 0, err, errlen);
+	return c;
+}
+
+/* --- async completions --- */
+
+struct outcome {
+	atomic_int done;
+	int err;
+	int64_t value;
+	char name[32];
+};
+
+static void record(void *ctx, const struct fsd_reply *r)
+{
+	struct outcome *o = ctx;
+	o->err = r->err;
+	rpc_obj_int(r->result, &o->value);
+	if (r->error)
+		snprintf(o->name, sizeof(o->name), "%s", r->error->name);
+	atomic_store(&o->done, 1);
+}
+
+static int wait_done(struct outcome *o, int ms)
+{
+	for (int k = 0; k < ms / 10 && !atomic_load(&o->done); k++) {
+		struct timespec d = {0, 10 * 1000 * 1000};
+		nanosleep(&d, NULL);
+	}
+	return atomic_load(&o->done);
+}
+
+static atomic_int downs;
+
+static void count_down(void *ctx, const char *why)
+{
+	atomic_fetch_add(&downs, 1);
+}
+
+static void test_out_of_order(void)
+{
+	struct server s;
+	struct sp_connector sc;
+	char err[512];
+	int rc;
+	struct fsd_conn *c = start(&s, S_NORMAL, 30, &sc, &rc, err, sizeof(err), count_down, NULL);
+	CHECK(rc == 0, "hello failed: %s", err);
+	CHECK(fsd_conn_server(c)->protocol == 1, "protocol");
+	struct outcome o[5];
+	memset(o, 0, sizeof(o));
+	for (int k = 0; k < 5; k++)
+		fsd_conn_call(c, "echo", 0, record, &o[k], "u", (uint64_t)(100 + k));
+	struct fsd_result r;
+	rc = fsd_conn_call_sync(c, &r, "flush", 0, "");
+	CHECK(rc == -ENOENT && r.error && strcmp(r.error->name, "AMBIGUOUS") == 0,
+	      "flush answered AMBIGUOUS (%d)", rc);
+	fsd_result_release(&r);
+	for (int k = 0; k < 5; k++) {
+		CHECK(wait_done(&o[k], 2000), "echo %d completed", k);
+		CHECK(o[k].err == 0 && o[k].value == 100 + k, "echo %d got %lld (err %d)", k,
+		      (long long)o[k].value, o[k].err);
+	}
+	fsd_conn_free(c);
+	pthread_join(s.th, NULL);
+	CHECK(atomic_load(&downs) == 0, "no on_down when closing");
+}
+
+static void test_deadline_and_death(void)
+{
+	struct server s;
+	struct sp_connector sc;
+	char err[512];
+	int rc;
+	atomic_store(&downs, 0);
+	struct fsd_conn *c = start(&s, S_NORMAL, 1, &sc, &rc, err, sizeof(err), count_down, NULL);
+	CHECK(rc == 0, "hello failed: %s", err);
+	struct outcome late, pending;
+	memset(&late, 0, sizeof(late));
+	memset(&pending, 0, sizeof(pending));
+	time_t t0 = time(NULL);
+	fsd_conn_call(c, "never", 0, record, &late, "");
+	CHECK(wait_done(&late, 5000), "deadline completes the request");
+	CHECK(late.err == ETIMEDOUT, "deadline gives ETIMEDOUT (%d)", late.err);
+	CHECK(time(NULL) - t0 <= 3, "within the deadline");
+	fsd_conn_call(c, "echo", 0, record, &pending, "u", (uint64_t)7);
+	struct outcome dead;
+	memset(&dead, 0, sizeof(dead));
+	fsd_conn_call(c, "die", 0, record, &dead, "");
+	CHECK(wait_done(&pending, 3000), "pending request fails when the server dies");
+	CHECK(pending.err == EIO, "EIO on death (%d)", pending.err);
+	for (int k = 0; k < 100 && atomic_load(&downs) == 0; k++)
+		usleep(10000);
+	CHECK(atomic_load(&downs) == 1, "on_down called once");
+	struct outcome after;
+	memset(&after, 0, sizeof(after));
+	fsd_conn_call(c, "echo", 0, record, &after, "u", (uint64_t)1);
+	CHECK(wait_done(&after, 100) && after.err == EIO, "a request after death fails at once");
+	fsd_conn_free(c);
+	pthread_join(s.th, NULL);
+}
+
+static void test_hello_failures(void)
+{
+	struct server s;
+	struct sp_connector sc;
+	char err[512];
+	int rc;
+	struct fsd_conn *c = start(&s, S_TEXT, 5, &sc, &rc, err, sizeof(err), NULL, NULL);
+	CHECK(rc < 0 && strstr(err, "not a flechefs frame") && strstr(err, "Welc"),
+	      "text instead of a frame: %s", err);
+	fsd_conn_free(c);
+	pthread_join(s.th, NULL);
+	c = start(&s, S_OLD_PROTOCOL, 5, &sc, &rc, err, sizeof(err), NULL, NULL);
+	CHECK(rc < 0 && strstr(err, "99") && strstr(err, "protocol 1"), "version mismatch: %s",
+	      err);
+	fsd_conn_free(c);
+	pthread_join(s.th, NULL);
+}
+
+static void test_inodes(void)
+{
+	struct fsd_itable t;
+	CHECK(fsd_itable_init(&t) == 0, "itable init");
+	/* Numbers derive from paths only: the same on every run and every machine. */
+	CHECK(fsd_path_hash("calls") == fsd_path_hash("calls"), "hash deterministic");
+	CHECK(fsd_path_hash("calls") != fsd_path_hash("values"), "hash differs");
+	fsd_itable_lock(&t);
+	struct fsd_inode *calls = fsd_itable_child(&t, t.root, "calls", FSD_CALLS, NULL, NULL, 1);
+	struct fsd_inode *k = fsd_itable_child(&t, calls, "abcd", FSD_LINK, NULL, "x", 2);
+	CHECK(calls && calls->ino == fsd_path_hash("calls"), "calls number");
+	CHECK(k && k->ino == fsd_path_hash("calls/abcd") && strcmp(k->path, "calls/abcd") == 0,
+	      "child path and number");
+	struct fsd_inode *again = fsd_itable_child(&t, calls, "abcd", FSD_LINK, NULL, "x", 1);
+	CHECK(again == k && k->nlookup == 3, "same inode, lookups added");
+	uint64_t ino = k->ino;
+	fsd_itable_forget(&t, ino, 2);
+	fsd_itable_unlock(&t);
+	CHECK(fsd_itable_get(&t, ino) == k, "still there with one lookup");
+	fsd_itable_lock(&t);
+	fsd_itable_forget(&t, ino, 1);
+	fsd_itable_unlock(&t);
+	CHECK(fsd_itable_get(&t, ino) == NULL, "freed at zero");
+	CHECK(fsd_itable_get(&t, 1) == t.root, "root is 1");
+	fsd_itable_release(&t);
+}
+
+/* View names, and the view cache against the scripted server's stat_value. */
+static void test_views(void)
+{
+	size_t stem;
+	CHECK(fsd_view_split("abcd.json", &stem) == FSD_VIEW_JSON && stem == 4, "split .json");
+	CHECK(fsd_view_split("result.npy", &stem) == FSD_VIEW_NPY && stem == 6, "split .npy");
+	CHECK(fsd_view_split("abcd", &stem) == FSD_VIEW_PICKLE && stem == 4, "no extension");
+	CHECK(fsd_view_split("abcd.pickle", &stem) == 0 && stem == 11, ".pickle is no view");
+	CHECK(fsd_view_split("abcd.xml", &stem) == 0 && stem == 8, "unknown extension");
+	CHECK(fsd_view_split(".json", &stem) == 0 && stem == 5, "empty stem");
+	CHECK(fsd_view_split("a.json.txt", &stem) == FSD_VIEW_TXT && stem == 6, "last dot");
+	CHECK(fsd_view_param(FSD_VIEW_PICKLE) == NULL, "pickle is sent as nil");
+	CHECK(strcmp(fsd_view_param(FSD_VIEW_BIN), "bin") == 0, "bin");
+
+	struct server s;
+	struct sp_connector cn;
+	char err[256];
+	int rc;
+	struct fsd_conn *c = start(&s, S_NORMAL, 5, &cn, &rc, err, sizeof(err), NULL, NULL);
+	CHECK(rc == 0, "hello failed: %s", err);
+	unsigned want = 1u | 1u << FSD_VIEW_JSON | 1u << FSD_VIEW_NPY | 1u << FSD_VIEW_TXT;
+	CHECK(fsd_conn_server(c)->views == want, "views from hello: %#x",
+	      fsd_conn_server(c)->views);
+	struct fsd_viewcache vc;
+	CHECK(fsd_viewcache_init(&vc, c) == 0, "viewcache init");
+	char keys[3][65];
+	memset(keys, 0, sizeof(keys));
+	memset(keys[0], 'a', 64);
+	memset(keys[1], 'b', 64);
+	memset(keys[2], 'e', 64);
+	struct fsd_viewinfo vi[3];
+	atomic_store(&stat_requests, 0);
+	CHECK(fsd_viewcache_get(&vc, keys, 3, vi) == 0, "viewcache get");
+	CHECK(atomic_load(&stat_requests) == 9, "3 offered views of 3 keys asked at once (%d)",
+	      atomic_load(&stat_requests));
+	CHECK(vi[0].state[FSD_VIEW_JSON] == FSD_VS_YES && vi[0].size[FSD_VIEW_JSON] == 14 &&
+	          vi[0].state[FSD_VIEW_NPY] == FSD_VS_YES && vi[0].size[FSD_VIEW_NPY] == 13 &&
+	          vi[0].state[FSD_VIEW_BIN] == FSD_VS_UNKNOWN,
+	      "key a: json, npy, txt; bin is not offered");
+	CHECK(vi[1].state[FSD_VIEW_JSON] == FSD_VS_YES && vi[1].state[FSD_VIEW_NPY] == FSD_VS_NO &&
+	          vi[1].state[FSD_VIEW_TXT] == FSD_VS_NO,
+	      "key b: json only (EFBIG and ENOTSUP are definitive)");
+	CHECK(vi[2].state[FSD_VIEW_JSON] == FSD_VS_UNKNOWN, "key e: EIO leaves it unknown");
+	CHECK(fsd_viewcache_get(&vc, keys, 3, vi) == 0, "viewcache get again");
+	CHECK(atomic_load(&stat_requests) == 12, "only the unknown key is asked again (%d)",
+	      atomic_load(&stat_requests));
+	CHECK(vi[1].state[FSD_VIEW_JSON] == FSD_VS_YES && vi[1].size[FSD_VIEW_JSON] == 14,
+	      "cached answers kept");
+	fsd_viewcache_release(&vc);
+	fsd_conn_free(c);
+	pthread_join(s.th, NULL);
+}
+
+int main(void)
+{
+	test_out_of_order();
+	test_deadline_and_death();
+	test_hello_failures();
+	test_inodes();
+	test_views();
+	if (failures) {
+		fprintf(stderr, "%d failures\n", failures);
+		return 1;
+	}
+	printf("test_fsd_conn: all passed\n");
+	return 0;
+}
