@@ -1,0 +1,100 @@
+/*
+ * views.h: the value views of the mount (issue 5, rpc/PROTOCOL.md section 6):
+ * values/<key>.json, .npy, .txt and .bin next to values/<key> (the pickle), and
+ * the names calls/<key>/result.<ext> and arguments/<param>.<ext>. This module knows
+ * the view names and file extensions, and keeps a cache of which views apply to a
+ * value key (with their exact sizes), filled with stat_value requests sent all at
+ * once, so that listing a call directory costs one round of answers, not one round
+ * trip per view and value.
+ *
+ * Invariants:
+ *  1. A value never changes for its key, so a definitive answer (the view applies
+ *     with a size; or it does not apply: ENOTSUP, EFBIG, ELOOP) is kept for the
+ *     mount's life, up to FSD_VIEWCACHE_MAX keys (then the cache starts afresh).
+ *     Anything else (a connection failure, a missing value, a bad signature) is not
+ *     kept and is asked again next time.
+ *  2. The cache's lock is never held while a request is sent or a completion waited
+ *     for; completions (reader thread) only take the lock of their batch.
+ */
+#ifndef FLECHEFS_FUSEFS_VIEWS_H
+#define FLECHEFS_FUSEFS_VIEWS_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conn.h"
+
+enum fsd_view {
+	FSD_VIEW_PICKLE, /* values/<key>: the stored pickle stream */
+	FSD_VIEW_JSON,
+	FSD_VIEW_NPY,
+	FSD_VIEW_TXT,
+	FSD_VIEW_BIN,
+	FSD_NVIEWS
+};
+
+/* The derived views (every one but pickle), as a bit mask of 1u << view. */
+#define FSD_VIEWS_DERIVED                                                                          \
+	((1u << FSD_VIEW_JSON) | (1u << FSD_VIEW_NPY) | (1u << FSD_VIEW_TXT) | (1u << FSD_VIEW_BIN))
+
+/* The view's name on the wire and its file extension ("pickle", "json", ...). */
+const char *fsd_view_name(int view);
+/* The view parameter of stat_value/load_value: NULL (nil) for pickle, else the name. */
+const char *fsd_view_param(int view);
+/* The view named s[0..n), or -1. */
+int fsd_view_by_name(const char *s, size_t n);
+/*
+ * When name is "<stem>.<ext>" with ext a derived view's extension and a stem of at
+ * least one character: returns the view and sets *stem_len. Otherwise returns 0
+ * (FSD_VIEW_PICKLE) with *stem_len the whole length.
+ */
+int fsd_view_split(const char *name, size_t *stem_len);
+
+/* What is known of one value's views. */
+enum fsd_view_state {
+	FSD_VS_UNKNOWN, /* not asked, or no definitive answer */
+	FSD_VS_YES,     /* applies; size[view] is exact */
+	FSD_VS_NO,      /* does not apply (ENOTSUP, EFBIG, ELOOP) */
+};
+
+struct fsd_viewinfo {
+	uint8_t state[FSD_NVIEWS];
+	uint64_t size[FSD_NVIEWS];
+};
+
+#define FSD_VIEWCACHE_MAX 32768
+
+struct fsd_viewcache_entry;
+
+struct fsd_viewcache {
+	struct fsd_conn *conn;
+	pthread_mutex_t lock;
+	struct fsd_viewcache_entry **bucket;
+	size_t nbuckets, count;
+};
+
+int fsd_viewcache_init(struct fsd_viewcache *vc, struct fsd_conn *conn);
+void fsd_viewcache_release(struct fsd_viewcache *vc);
+
+/*
+ * Fills out[k] for the value key keys[k] (k < n), for the derived views the server
+ * offers (hello's views): from the cache, else by asking stat_value for every
+ * missing (key, view) pair at once and waiting for the answers. Must not run on the
+ * connection's reader thread. Returns 0 (views that could not be found out stay
+ * FSD_VS_UNKNOWN) or -ENOMEM.
+ */
+int fsd_viewcache_get(struct fsd_viewcache *vc, char (*keys)[65], size_t n,
+                      struct fsd_viewinfo *out);
+
+/* Records a definitive answer learnt elsewhere (a lookup in values/). */
+void fsd_viewcache_put(struct fsd_viewcache *vc, const char *key, int view, int state,
+                       uint64_t size);
+
+/*
+ * Whether a server error answered for a derived view means "this view does not
+ * exist for the value" for good (ENOTSUP, EFBIG, ELOOP).
+ */
+int fsd_view_error_definitive(const struct rpc_error_info *e);
+
+#endif
