@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -46,6 +47,8 @@ struct srv_value {
 	struct timespec mtime;
 	double mtime_f;
 	struct srv_blob blob;
+	char *path;             /* the value file, for messages */
+	int fd;                 /* the value file, open while blob maps it (srv_value_check) */
 	struct srv_value *next; /* LRU order, most recent first */
 	bool cached;
 };
@@ -295,6 +298,9 @@ static void value_unref(struct srv_value *v)
 {
 	if (v && --v->refs == 0) {
 		srv_blob_release(&v->blob);
+		if (v->fd >= 0)
+			close(v->fd);
+		free(v->path);
 		free(v);
 	}
 }
@@ -826,7 +832,7 @@ int srv_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_
 	for (p = c->lru; p; p = p->next) {
 		if (strcmp(p->key, full) != 0)
 			continue;
-		if (same_file(p, &st)) {
+		if (same_file(p, &st) && !srv_blob_damaged(&p->blob)) {
 			/* move to the front */
 			p->refs++;
 			lru_remove(c, p);
@@ -843,9 +849,20 @@ int srv_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_
 		srv_fail(err, RPC_E_ENOMEM, "out of memory");
 		goto out;
 	}
+	v->fd = -1;
+	if (!(v->path = strdup(path))) {
+		free(v);
+		srv_fail(err, RPC_E_ENOMEM, "out of memory");
+		goto out;
+	}
 	if (srv_codec_map_value(fd, path, &st, &c->sign, &v->blob, err) != 0) {
+		free(v->path);
 		free(v);
 		goto out;
+	}
+	if (v->blob.file_map) {
+		v->fd = fd; /* kept for srv_value_check */
+		fd = -1;
 	}
 	v->cache = c;
 	v->refs = 1;
@@ -883,6 +900,47 @@ double srv_value_mtime(const struct srv_value *v)
 const uint8_t *srv_value_bytes(const struct srv_value *v)
 {
 	return v->blob.data;
+}
+
+static int value_damaged(const struct srv_value *v, struct srv_error *err)
+{
+	return srv_fail(err, RPC_E_CORRUPT,
+	                "value file '%s' was truncated or could not be read while being served",
+	                v->path);
+}
+
+int srv_value_copy(struct srv_value *v, uint64_t off, void *dst, size_t len, struct srv_error *err)
+{
+	if (off > v->blob.len || len > v->blob.len - off)
+		return srv_fail(err, RPC_E_EINVAL,
+		                "bytes %" PRIu64 "..%" PRIu64 " are outside value '%s' (%zu bytes)",
+		                off, off + len, v->key, v->blob.len);
+	if (len)
+		memcpy(dst, v->blob.data + off, len);
+	if (srv_blob_damaged(&v->blob))
+		return value_damaged(v, err);
+	return 0;
+}
+
+int srv_value_check(struct srv_value *v, struct srv_error *err)
+{
+	return srv_blob_damaged(&v->blob) ? value_damaged(v, err) : 0;
+}
+
+int srv_value_check_file(struct srv_value *v, struct srv_error *err)
+{
+	struct stat st;
+
+	if (srv_blob_damaged(&v->blob))
+		return value_damaged(v, err);
+	if (v->fd >= 0 && v->blob.map) {
+		if (fstat(v->fd, &st) != 0)
+			return srv_fail(err, RPC_E_EIO, "cannot stat '%s': %s", v->path,
+			                strerror(errno));
+		if ((uint64_t)st.st_size < (uint64_t)v->blob.maplen)
+			return value_damaged(v, err);
+	}
+	return 0;
 }
 
 void srv_value_close(struct srv_value *v)

@@ -192,8 +192,32 @@ int srv_value_open(struct srv_cache *cache, const char *key, size_t len, struct 
 const char *srv_value_key(const struct srv_value *v);
 uint64_t srv_value_size(const struct srv_value *v);
 double srv_value_mtime(const struct srv_value *v);
-/* The whole pickle stream; borrowed until srv_value_close. */
+/*
+ * The whole pickle stream; borrowed until srv_value_close. The bytes may be mapped
+ * from the value file: if someone truncates that file (or the disk fails a read),
+ * reading them does not crash the server but yields zeros from there on, so whoever
+ * reads them directly must call srv_value_check after reading (srv_value_copy does).
+ */
 const uint8_t *srv_value_bytes(const struct srv_value *v);
+/*
+ * Copies len bytes of the pickle stream from offset off into dst. Returns 0, or -1
+ * with err filled: EINVAL for a range outside the value, CORRUPT (naming the file)
+ * when the file was truncated or could not be read while mapped.
+ */
+int srv_value_copy(struct srv_value *v, uint64_t off, void *dst, size_t len,
+		   struct srv_error *err);
+/*
+ * After reading srv_value_bytes directly: 0 when every byte read so far was the
+ * file's, else -1 with err filled (CORRUPT naming the file). No system call.
+ */
+int srv_value_check(struct srv_value *v, struct srv_error *err);
+/*
+ * Before handing srv_value_bytes to write(2) (which fails with EFAULT on a page the
+ * file no longer has, instead of raising SIGBUS): srv_value_check, and also 0 only
+ * when the file still holds every mapped byte. Costs an fstat when the value is
+ * mapped from its file.
+ */
+int srv_value_check_file(struct srv_value *v, struct srv_error *err);
 void srv_value_close(struct srv_value *v);
 
 #endif

@@ -7,6 +7,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +23,124 @@
 
 #define CHUNK (256u * 1024)
 
+/* ---- SIGBUS guard (filecodec.h invariant 4) ---- */
+
+struct map_guard {
+	atomic_int used;        /* claimed by guard_add (CAS 0 -> 1) */
+	atomic_uintptr_t start; /* page-aligned */
+	atomic_size_t len;      /* 0 while not armed; stored last, cleared first */
+	atomic_int damaged;
+};
+
+static struct map_guard guards[SRV_MAP_GUARDS];
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+static struct sigaction guard_prev;
+static bool guard_ok;
+static uintptr_t guard_page;
+static atomic_int guard_full_said;
+
+/*
+ * Runs on SIGBUS. Only async-signal-safe steps: atomic loads and stores, and mmap
+ * (a plain system call on Linux, though POSIX does not list it).
+ */
+static void guard_handler(int sig, siginfo_t *si, void *uc)
+{
+	uintptr_t a = (uintptr_t)si->si_addr;
+	int saved = errno;
+
+	for (size_t i = 0; i < SRV_MAP_GUARDS; i++) {
+		size_t len = atomic_load(&guards[i].len);
+		uintptr_t start = atomic_load(&guards[i].start);
+		uintptr_t page, end;
+
+		if (!len || a < start || a - start >= len)
+			continue;
+		page = a & ~(guard_page - 1);
+		end = (start + len + guard_page - 1) & ~(guard_page - 1);
+		if (mmap((void *)page, end - page, PROT_READ,
+		         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+			break;
+		atomic_store(&guards[i].damaged, 1);
+		errno = saved;
+		return; /* the faulting read is retried and reads zeros */
+	}
+	errno = saved;
+	if ((guard_prev.sa_flags & SA_SIGINFO) && guard_prev.sa_sigaction) {
+		guard_prev.sa_sigaction(sig, si, uc);
+		return;
+	}
+	if (guard_prev.sa_handler != SIG_DFL && guard_prev.sa_handler != SIG_IGN) {
+		guard_prev.sa_handler(sig);
+		return;
+	}
+	/* not ours: die of it as if we had never been here */
+	signal(SIGBUS, SIG_DFL);
+	raise(SIGBUS);
+}
+
+static void guard_install(void)
+{
+	struct sigaction sa;
+	long ps = sysconf(_SC_PAGESIZE);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = guard_handler;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	guard_page = ps > 0 ? (uintptr_t)ps : 4096;
+	if (sigaction(SIGBUS, &sa, &guard_prev) != 0) {
+		fprintf(stderr, "flechefs-server: cannot install a SIGBUS handler: %s\n",
+		        strerror(errno));
+		return;
+	}
+	guard_ok = true;
+}
+
+/* Guards b's mapping; leaves it unguarded when every slot is taken. */
+static void guard_add(struct srv_blob *b)
+{
+	pthread_once(&guard_once, guard_install);
+	if (!guard_ok || !b->map)
+		return;
+	for (size_t i = 0; i < SRV_MAP_GUARDS; i++) {
+		int zero = 0;
+
+		if (!atomic_compare_exchange_strong(&guards[i].used, &zero, 1))
+			continue;
+		atomic_store(&guards[i].damaged, 0);
+		atomic_store(&guards[i].start, (uintptr_t)b->map);
+		atomic_store(&guards[i].len, b->maplen);
+		b->guard = (unsigned)i + 1;
+		return;
+	}
+	if (atomic_exchange(&guard_full_said, 1) == 0)
+		fprintf(stderr,
+		        "flechefs-server: more than %d values mapped at once; "
+		        "the others are read without a SIGBUS guard\n",
+		        SRV_MAP_GUARDS);
+}
+
+static void guard_remove(struct srv_blob *b)
+{
+	struct map_guard *g;
+
+	if (!b->guard)
+		return;
+	g = &guards[b->guard - 1];
+	atomic_store(&g->len, 0);
+	atomic_store(&g->start, 0);
+	atomic_store(&g->used, 0);
+	b->guard = 0;
+}
+
+bool srv_blob_damaged(const struct srv_blob *b)
+{
+	return b->guard && atomic_load(&guards[b->guard - 1].damaged);
+}
+
 void srv_blob_release(struct srv_blob *b)
 {
+	guard_remove(b);
 	if (b->map)
 		munmap(b->map, b->maplen);
 	free(b->heap);
@@ -378,6 +497,7 @@ static int map_fd(int fd, const char *path, size_t len, struct srv_blob *out, st
 	out->map = m;
 	out->maplen = len;
 	out->data = m;
+	guard_add(out);
 	return 0;
 }
 
@@ -397,10 +517,21 @@ int srv_codec_map_value(int fd, const char *path, const struct stat *st,
 	raw.len = (size_t)st->st_size;
 	if (!is_gzip(raw.data, raw.len)) {
 		*out = raw;
-		raw.map = NULL;
+		out->file_map = out->map != NULL;
+		memset(&raw, 0, sizeof(raw));
 	} else {
-		if (gunzip(raw.data, raw.len, &s, err) != 0)
+		if (gunzip(raw.data, raw.len, &s, err) != 0) {
+			if (srv_blob_damaged(&raw))
+				srv_fail(err, RPC_E_CORRUPT,
+				         "'%s' was truncated or could not be read while being read",
+				         path);
 			goto out;
+		}
+		if (srv_blob_damaged(&raw)) {
+			srv_fail(err, RPC_E_CORRUPT,
+			         "'%s' was truncated or could not be read while being read", path);
+			goto out;
+		}
 		if (s.fd >= 0) {
 			if (map_fd(s.fd, path, (size_t)s.total, out, err) != 0)
 				goto out;
@@ -411,7 +542,11 @@ int srv_codec_map_value(int fd, const char *path, const struct stat *st,
 		}
 		out->len = (size_t)s.total;
 	}
-	if (srv_codec_unsign(out->data, out->len, path, sign, &payload, err) != 0) {
+	if (srv_codec_unsign(out->data, out->len, path, sign, &payload, err) != 0 ||
+	    srv_blob_damaged(out)) {
+		if (srv_blob_damaged(out))
+			srv_fail(err, RPC_E_CORRUPT,
+			         "'%s' was truncated or could not be read while being read", path);
 		srv_blob_release(out);
 		goto out;
 	}
@@ -443,6 +578,10 @@ int srv_codec_value_size(int fd, const char *path, const struct stat *st, uint64
 			                                                 : s.total;
 			rc = 0;
 		}
+		if (srv_blob_damaged(&raw))
+			rc = srv_fail(err, RPC_E_CORRUPT,
+			              "'%s' was truncated or could not be read while being read",
+			              path);
 		srv_blob_release(&raw);
 		return rc;
 	}

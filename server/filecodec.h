@@ -13,6 +13,15 @@
  *   3. Decompressed records never exceed SRV_RECORD_MAX bytes in memory; decompressed
  *      values larger than SRV_GUNZIP_HEAP_MAX go to an unlinked temporary file
  *      (mmapped) and never exceed SRV_GUNZIP_MAX bytes.
+ *   4. Every mapping is guarded against SIGBUS (a mapped file truncated by someone
+ *      else, or a disk that fails a read): a process-wide SA_SIGINFO handler,
+ *      installed once, finds the faulting address among the guarded mappings,
+ *      replaces the rest of that mapping with zero pages and marks it damaged, so
+ *      that the read goes on, reading zeros. Whoever reads mapped bytes asks
+ *      srv_blob_damaged afterwards and fails that request (CORRUPT naming the file)
+ *      instead of using them. A SIGBUS outside every guarded mapping gets the default
+ *      action (or the handler installed before ours). Up to SRV_MAP_GUARDS mappings
+ *      are guarded at once; beyond that a mapping is unguarded (said once on stderr).
  */
 #ifndef FLECHEFS_SERVER_FILECODEC_H
 #define FLECHEFS_SERVER_FILECODEC_H
@@ -28,6 +37,7 @@
 #define SRV_GUNZIP_HEAP_MAX (4u * 1024 * 1024)
 #define SRV_GUNZIP_MAX      (16ull * 1024 * 1024 * 1024)
 #define SRV_SIG_HEX         64
+#define SRV_MAP_GUARDS      256
 
 /* Signature settings, shared by the storages of one cache. */
 struct srv_sign {
@@ -41,9 +51,17 @@ struct srv_blob {
 	size_t len;
 	void *map; /* munmap(map, maplen) on release, or NULL */
 	size_t maplen;
-	uint8_t *heap; /* free on release, or NULL */
+	uint8_t *heap;  /* free on release, or NULL */
+	unsigned guard; /* invariant 4: the guard slot of map plus one, or 0 */
+	bool file_map;  /* map is the stored file itself (not a decompressed copy) */
 };
 void srv_blob_release(struct srv_blob *b);
+
+/*
+ * True when a read of b's mapping met a page its file no longer has (invariant 4):
+ * the bytes read from there on were zeros, not the file's.
+ */
+bool srv_blob_damaged(const struct srv_blob *b);
 
 /*
  * Reads a small file (a call record) whole: at most SRV_RECORD_MAX bytes before and

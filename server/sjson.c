@@ -432,6 +432,94 @@ int srv_sjson_pack(const char *text, size_t len, msgpack_packer *pk, char *why, 
 	return 0;
 }
 
+static bool is_ws(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+/*
+ * The fast path of srv_sjson_number, for the text json.dumps writes: one pass over
+ * the bytes that only tracks strings and nesting (no allocation, no decoding), finds
+ * `key` among the top-level object's keys and reads its number with strtod. Returns
+ * true only when it is sure (a plain, unescaped key whose value is a decimal number
+ * followed by a delimiter); anything else (escapes in the key, NaN/Infinity, the key
+ * absent, odd input) returns false and the full parser decides.
+ */
+static bool number_fast(const char *s, size_t len, const char *key, size_t klen, double *out)
+{
+	char buf[64], *end;
+	size_t i = 0, start, stop, n0;
+	unsigned depth = 0;
+	bool want_key = false, esc;
+	double d;
+
+	while (i < len) {
+		char ch = s[i];
+
+		if (ch == '"') {
+			start = ++i;
+			esc = false;
+			while (i < len && s[i] != '"') {
+				if (s[i] == '\\') {
+					esc = true;
+					i++;
+				}
+				i++;
+			}
+			if (i >= len)
+				return false;
+			stop = i++;
+			if (depth != 1 || !want_key)
+				continue;
+			want_key = false;
+			while (i < len && is_ws(s[i]))
+				i++;
+			if (i >= len || s[i] != ':')
+				return false;
+			i++;
+			if (esc || stop - start != klen || memcmp(s + start, key, klen) != 0)
+				continue;
+			while (i < len && is_ws(s[i]))
+				i++;
+			n0 = i;
+			if (i < len && s[i] == '-')
+				i++;
+			if (i >= len || s[i] < '0' || s[i] > '9')
+				return false;
+			while (i < len &&
+			       ((s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == 'e' ||
+			        s[i] == 'E' || s[i] == '+' || s[i] == '-'))
+				i++;
+			if (i >= len || i - n0 >= sizeof(buf) ||
+			    !(is_ws(s[i]) || s[i] == ',' || s[i] == '}'))
+				return false;
+			memcpy(buf, s + n0, i - n0);
+			buf[i - n0] = '\0';
+			d = strtod(buf, &end);
+			if (*end != '\0')
+				return false;
+			*out = d;
+			return true;
+		}
+		if (ch == '{' || ch == '[') {
+			if (depth == 0 && ch == '[')
+				return false;
+			depth++;
+			want_key = ch == '{' && depth == 1;
+		} else if (ch == '}' || ch == ']') {
+			if (depth <= 1)
+				return false; /* the top-level object ended: not found */
+			depth--;
+		} else if (ch == ',' && depth == 1) {
+			want_key = true;
+		} else if (depth == 0 && !is_ws(ch)) {
+			return false;
+		}
+		i++;
+	}
+	return false;
+}
+
 int srv_sjson_number(const char *text, size_t len, const char *key, double *out)
 {
 	struct ctx c = {.s = text, .len = len};
@@ -439,6 +527,8 @@ int srv_sjson_number(const char *text, size_t len, const char *key, double *out)
 
 	if (len > SRV_SJSON_MAX_INPUT)
 		return -1;
+	if (number_fast(text, len, key, klen, out))
+		return 0;
 	skip_ws(&c);
 	if (c.pos >= c.len || c.s[c.pos] != '{')
 		return -1;

@@ -28,6 +28,8 @@ int srv_sjson_pack(const char *text, size_t len, msgpack_packer *pk, char *why, 
 /*
  * Looks the number stored under `key` in the top-level JSON object text[0..len) up
  * without building anything. Returns 0 and sets *out when found and numeric, else -1.
+ * A one-pass scan answers json.dumps output (the usual case) without allocating; the
+ * full parser decides whenever that scan is unsure.
  */
 int srv_sjson_number(const char *text, size_t len, const char *key, double *out);
 

@@ -4,11 +4,13 @@
  */
 #include "store_sql.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "keyindex.h"
@@ -35,6 +37,31 @@ static const char *const stmt_sql[SRV_SQ__COUNT] = {
     [SRV_SQ_QUERY] = "SELECT \"key\" FROM calls WHERE \"key\" > ?1 ORDER BY \"key\"",
     [SRV_SQ_QUERY_NAME] =
         "SELECT \"key\" FROM calls WHERE name = ?2 AND \"key\" > ?1 ORDER BY \"key\"",
+    [SRV_SQ_DATA_VERSION] = "PRAGMA data_version",
+    /* summary scans: table order, no per-row index lookups */
+    [SRV_SQ_SUM_CALLS] = "SELECT \"key\", name FROM calls",
+    [SRV_SQ_SUM_RUNTIME] = "SELECT call_key, data FROM metadata WHERE name = 'runtime'",
+};
+
+/* One call of the detail-listing summary (store_sql.h invariant 4). */
+struct sum_entry {
+	char key[RPC_KEY_LEN];
+	uint32_t name; /* index into names, or SUM_NO_NAME */
+	bool has_t;
+	double t; /* runtime.timestop */
+};
+
+#define SUM_NO_NAME UINT32_MAX
+
+struct srv_sql_summary {
+	int64_t version; /* PRAGMA data_version it was read at */
+	double built;    /* CLOCK_MONOTONIC seconds */
+	struct sum_entry *e;
+	size_t n;
+	char **names; /* distinct function names */
+	size_t nnames, names_cap;
+	uint32_t *slots; /* open addressing over names: index + 1, 0 empty */
+	size_t nslots;   /* a power of two, at least twice nnames */
 };
 
 static int db_fail(struct srv_sqlstore *s, struct srv_error *err, const char *what, int rc)
@@ -198,8 +225,21 @@ int srv_sql_open(struct srv_sqlstore *s, const char *path, struct srv_error *err
 	return 0;
 }
 
+static void summary_free(struct srv_sql_summary *sum)
+{
+	if (!sum)
+		return;
+	for (size_t i = 0; i < sum->nnames; i++)
+		free(sum->names[i]);
+	free(sum->names);
+	free(sum->slots);
+	free(sum->e);
+	free(sum);
+}
+
 void srv_sql_close(struct srv_sqlstore *s)
 {
+	summary_free(s->summary);
 	for (int i = 0; i < SRV_SQ__COUNT; i++)
 		sqlite3_finalize(s->stmts[i]);
 	sqlite3_close(s->db);
@@ -361,15 +401,344 @@ static int page_grow(struct srv_page *page, size_t limit, struct srv_error *err)
 	return 0;
 }
 
+static int exec(struct srv_sqlstore *s, sqlite3 *db, const char *sql, struct srv_error *err)
+{
+	int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+
+	if (rc != SQLITE_OK)
+		return srv_fail(err, rc == SQLITE_BUSY ? RPC_E_EIO : RPC_E_EIO,
+		                "cannot run '%s' on '%s': %s", sql, s->path, sqlite3_errmsg(db));
+	return 0;
+}
+
+static uint64_t name_hash(const char *p, size_t n)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+	return h;
+}
+
+/* The index of name p[0..n) in sum->names, adding it; -1 on OOM. */
+static int64_t intern(struct srv_sql_summary *sum, const char *p, size_t n)
+{
+	size_t i;
+
+	if (2 * (sum->nnames + 1) > sum->nslots) {
+		size_t ns = sum->nslots ? 2 * sum->nslots : 256;
+		uint32_t *sl = calloc(ns, sizeof(*sl));
+
+		if (!sl)
+			return -1;
+		for (size_t k = 0; k < sum->nnames; k++) {
+			const char *nm = sum->names[k];
+
+			for (i = name_hash(nm, strlen(nm)) & (ns - 1); sl[i];
+			     i = (i + 1) & (ns - 1))
+				;
+			sl[i] = (uint32_t)k + 1;
+		}
+		free(sum->slots);
+		sum->slots = sl;
+		sum->nslots = ns;
+	}
+	for (i = name_hash(p, n) & (sum->nslots - 1); sum->slots[i];
+	     i = (i + 1) & (sum->nslots - 1)) {
+		const char *nm = sum->names[sum->slots[i] - 1];
+
+		if (strlen(nm) == n && memcmp(nm, p, n) == 0)
+			return sum->slots[i] - 1;
+	}
+	if (sum->nnames == sum->names_cap) {
+		size_t nc = sum->names_cap ? 2 * sum->names_cap : 64;
+		char **nn = realloc(sum->names, nc * sizeof(*nn));
+
+		if (!nn)
+			return -1;
+		sum->names = nn;
+		sum->names_cap = nc;
+	}
+	if (!(sum->names[sum->nnames] = srv_strndup(p, n)))
+		return -1;
+	sum->slots[i] = (uint32_t)sum->nnames + 1;
+	return (int64_t)sum->nnames++;
+}
+
+/* Keys compare as bytes; the first eight decide almost always (one load each). */
+static int key_cmp(const char *a, const char *b)
+{
+	uint64_t x, y;
+
+	memcpy(&x, a, 8);
+	memcpy(&y, b, 8);
+	if (x != y) {
+		x = be64toh(x);
+		y = be64toh(y);
+		return x < y ? -1 : 1;
+	}
+	return memcmp(a + 8, b + 8, RPC_KEY_LEN - 8);
+}
+
+static int sum_cmp(const void *a, const void *b)
+{
+	return key_cmp(((const struct sum_entry *)a)->key, ((const struct sum_entry *)b)->key);
+}
+
+/* A runtime row whose call was not next in table order (matched after sorting). */
+struct sum_late {
+	char key[RPC_KEY_LEN];
+	double t;
+};
+
+static int late_cmp(const void *a, const void *b)
+{
+	return key_cmp(((const struct sum_late *)a)->key, ((const struct sum_late *)b)->key);
+}
+
+/* Index of the first entry whose key is > key (key NULL: 0). */
+static size_t sum_upper(const struct srv_sql_summary *sum, const char *key)
+{
+	size_t lo = 0, hi = sum->n;
+
+	if (!key)
+		return 0;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (key_cmp(sum->e[mid].key, key) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int data_version(struct srv_sqlstore *s, int64_t *v, struct srv_error *err)
+{
+	sqlite3_stmt *st = stmt(s, SRV_SQ_DATA_VERSION, err);
+	int rc;
+
+	if (!st)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		done(st);
+		return db_fail(s, err, "read the data version", rc);
+	}
+	*v = sqlite3_column_int64(st, 0);
+	done(st);
+	return 0;
+}
+
+/* Reads the summary inside an open read transaction; 1 when there are too many calls. */
+static int summary_read(struct srv_sqlstore *s, struct srv_sql_summary *sum, struct srv_error *err)
+{
+	sqlite3_stmt *st;
+	uint64_t count;
+	size_t cap, cursor = 0, nlate = 0, late_cap = 0;
+	struct sum_late *late = NULL;
+	int rc, ret;
+
+	if (data_version(s, &sum->version, err) != 0 || srv_sql_count(s, &count, err) != 0)
+		return -1;
+	if (count > SRV_SQL_SUMMARY_MAX)
+		return 1;
+	cap = count ? (size_t)count : 1;
+	if (!(sum->e = malloc(cap * sizeof(*sum->e))))
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory listing calls");
+	if (!(st = stmt(s, SRV_SQ_SUM_CALLS, err)))
+		return -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && sum->n < cap) {
+		struct sum_entry *e = &sum->e[sum->n];
+		const char *k = (const char *)sqlite3_column_text(st, 0);
+		const char *name = (const char *)sqlite3_column_text(st, 1);
+		int64_t ni = SUM_NO_NAME;
+
+		if (!k || sqlite3_column_bytes(st, 0) != RPC_KEY_LEN ||
+		    !rpc_key_valid(k, RPC_KEY_LEN))
+			continue;
+		if (name && (ni = intern(sum, name, (size_t)sqlite3_column_bytes(st, 1))) < 0) {
+			done(st);
+			return srv_fail(err, RPC_E_ENOMEM, "out of memory listing calls");
+		}
+		memcpy(e->key, k, RPC_KEY_LEN);
+		e->name = (uint32_t)ni;
+		e->has_t = false;
+		e->t = 0;
+		sum->n++;
+	}
+	done(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_fail(s, err, "list calls", rc);
+	/*
+	 * fleche writes a call's metadata rows with the call, so runtime rows come in the
+	 * calls' table order: match them with a cursor before sorting; the others (rare)
+	 * are kept aside, sorted and merged after.
+	 */
+	if (!(st = stmt(s, SRV_SQ_SUM_RUNTIME, err)))
+		return -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *k = (const char *)sqlite3_column_text(st, 0);
+		const char *data = (const char *)sqlite3_column_text(st, 1);
+		size_t j;
+		double t;
+
+		if (!k || !data || sqlite3_column_bytes(st, 0) != RPC_KEY_LEN ||
+		    srv_sjson_number(data, (size_t)sqlite3_column_bytes(st, 1), "timestop", &t) !=
+		        0)
+			continue;
+		for (j = cursor; j < sum->n && j < cursor + 2; j++)
+			if (memcmp(sum->e[j].key, k, RPC_KEY_LEN) == 0)
+				break;
+		if (j < sum->n && j < cursor + 2) {
+			sum->e[j].has_t = true;
+			sum->e[j].t = t;
+			cursor = j + 1;
+			continue;
+		}
+		if (nlate == late_cap) {
+			size_t nc = late_cap ? 2 * late_cap : 64;
+			struct sum_late *nl;
+
+			if (nc > SRV_SQL_SUMMARY_MAX) {
+				/* runtime rows of calls that do not exist: no summary */
+				done(st);
+				ret = 1;
+				goto out;
+			}
+			if (!(nl = realloc(late, nc * sizeof(*late)))) {
+				done(st);
+				ret = srv_fail(err, RPC_E_ENOMEM, "out of memory listing calls");
+				goto out;
+			}
+			late = nl;
+			late_cap = nc;
+		}
+		memcpy(late[nlate].key, k, RPC_KEY_LEN);
+		late[nlate++].t = t;
+	}
+	done(st);
+	if (rc != SQLITE_DONE) {
+		ret = db_fail(s, err, "list calls", rc);
+		goto out;
+	}
+	qsort(sum->e, sum->n, sizeof(*sum->e), sum_cmp);
+	if (nlate)
+		qsort(late, nlate, sizeof(*late), late_cmp);
+	for (size_t i = 0, j = 0; i < nlate; i++) {
+		while (j < sum->n && key_cmp(sum->e[j].key, late[i].key) < 0)
+			j++;
+		if (j < sum->n && memcmp(sum->e[j].key, late[i].key, RPC_KEY_LEN) == 0) {
+			sum->e[j].has_t = true;
+			sum->e[j].t = late[i].t;
+		}
+	}
+	ret = 0;
+out:
+	free(late);
+	return ret;
+}
+
+/*
+ * Makes s->summary current (invariant 4). Returns 0 when it can serve, 1 when the
+ * database is too large for one, -1 on errors.
+ */
+static double now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int summary_fresh(struct srv_sqlstore *s, bool continued, struct srv_error *err)
+{
+	struct srv_sql_summary *sum;
+	int64_t v;
+	int rc;
+
+	if (data_version(s, &v, err) != 0)
+		return -1;
+	if (s->summary && s->summary->version == v)
+		return 0;
+	/* a listing going on while a writer commits: later pages may come from the
+	 * summary its first page came from (PROTOCOL.md: entries that appear or vanish
+	 * between pages are seen or not), rebuilt at most once per SRV_SQL_SUMMARY_REUSE */
+	if (s->summary && continued && now_mono() - s->summary->built < SRV_SQL_SUMMARY_REUSE)
+		return 0;
+	if (s->summary_skip && s->skip_version == v)
+		return 1;
+	summary_free(s->summary);
+	s->summary = NULL;
+	s->summary_skip = false;
+	if (!(sum = calloc(1, sizeof(*sum))))
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory listing calls");
+	if (exec(s, s->db, "BEGIN", err) != 0) {
+		summary_free(sum);
+		return -1;
+	}
+	rc = summary_read(s, sum, err);
+	sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	if (rc == 0) {
+		sum->built = now_mono();
+		s->summary = sum;
+		return 0;
+	}
+	if (rc == 1) {
+		s->summary_skip = true;
+		s->skip_version = sum->version;
+	}
+	summary_free(sum);
+	return rc;
+}
+
+static int list_summary(struct srv_sqlstore *s, const char *after, size_t limit,
+                        struct srv_page *page, struct srv_error *err)
+{
+	const struct srv_sql_summary *sum = s->summary;
+	double fallback = db_mtime(s);
+	size_t i = sum_upper(sum, after);
+
+	memset(page, 0, sizeof(*page));
+	if (page_grow(page, limit, err) != 0)
+		return -1;
+	for (; i < sum->n && page->n < limit; i++) {
+		const struct sum_entry *se = &sum->e[i];
+		struct srv_entry *e = &page->entries[page->n++];
+
+		memcpy(e->key, se->key, RPC_KEY_LEN);
+		e->key[RPC_KEY_LEN] = '\0';
+		e->size = -1;
+		e->mtime = se->has_t ? se->t : fallback;
+		if (se->name != SUM_NO_NAME && !(e->name = strdup(sum->names[se->name]))) {
+			srv_page_release(page);
+			return srv_fail(err, RPC_E_ENOMEM, "out of memory listing calls");
+		}
+	}
+	page->complete = i >= sum->n;
+	return 0;
+}
+
 int srv_sql_list(struct srv_sqlstore *s, const char *after, size_t limit, bool detail,
                  struct srv_page *page, struct srv_error *err)
 {
-	sqlite3_stmt *st = stmt(s, detail ? SRV_SQ_LIST_DETAIL : SRV_SQ_LIST, err);
-	double fallback = detail ? db_mtime(s) : 0;
+	sqlite3_stmt *st;
+	double fallback;
 	char k[RPC_KEY_LEN + 1];
 	int rc;
 
 	memset(page, 0, sizeof(*page));
+	if (detail) {
+		rc = summary_fresh(s, after != NULL, err);
+		if (rc == 0)
+			return list_summary(s, after, limit, page, err);
+		if (rc < 0)
+			return -1;
+	}
+	/* plain listing, or a database too large for a summary: a per-page join */
+	st = stmt(s, detail ? SRV_SQ_LIST_DETAIL : SRV_SQ_LIST, err);
+	fallback = detail ? db_mtime(s) : 0;
 	if (!st)
 		return -1;
 	if (page_grow(page, limit, err) != 0)
@@ -410,16 +779,6 @@ int srv_sql_list(struct srv_sqlstore *s, const char *after, size_t limit, bool d
 		srv_page_release(page);
 		return db_fail(s, err, "list calls", rc);
 	}
-	return 0;
-}
-
-static int exec(struct srv_sqlstore *s, sqlite3 *db, const char *sql, struct srv_error *err)
-{
-	int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-
-	if (rc != SQLITE_OK)
-		return srv_fail(err, rc == SQLITE_BUSY ? RPC_E_EIO : RPC_E_EIO,
-		                "cannot run '%s' on '%s': %s", sql, s->path, sqlite3_errmsg(db));
 	return 0;
 }
 
@@ -690,6 +1049,8 @@ int srv_sql_delete(struct srv_sqlstore *s, const char *key, struct srv_error *er
 		if (rc == SQLITE_OK)
 			rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 		if (rc == SQLITE_OK) {
+			summary_free(s->summary); /* invariant 4 */
+			s->summary = NULL;
 			ret = 0;
 			goto out;
 		}

@@ -10,6 +10,15 @@
  *      database that are not 64 lowercase hex characters are skipped.
  *   3. The only writes are srv_sql_delete's, through a read-write connection opened
  *      for that transaction and closed after it.
+ *   4. Detail listings are served from a summary (key, name, runtime.timestop of
+ *      every call, sorted by key) read in one read transaction by two sequential
+ *      scans (random b-tree lookups per row cost ten times more). A listing's first
+ *      page (no `after`) uses it only while PRAGMA data_version is the one read with
+ *      it (any commit by another connection changes it) and our own evictions drop
+ *      it; later pages may reuse one up to SRV_SQL_SUMMARY_REUSE seconds old, so
+ *      that a busy writer does not cost a rebuild per page (PROTOCOL.md: entries
+ *      that appear or vanish between pages are seen or not). Databases of more than
+ *      SRV_SQL_SUMMARY_MAX calls get no summary and are listed with a per-page join.
  */
 #ifndef FLECHEFS_SERVER_STORE_SQL_H
 #define FLECHEFS_SERVER_STORE_SQL_H
@@ -23,8 +32,10 @@
 
 #include "cache.h"
 
-#define SRV_SQL_BUSY_MS   2000
-#define SRV_SQL_MAX_RANGE 4096
+#define SRV_SQL_BUSY_MS       2000
+#define SRV_SQL_MAX_RANGE     4096
+#define SRV_SQL_SUMMARY_MAX   500000 /* calls; about 80 bytes each plus distinct names */
+#define SRV_SQL_SUMMARY_REUSE 1.0    /* seconds */
 
 enum srv_sql_stmt {
 	SRV_SQ_EXISTS,
@@ -40,6 +51,9 @@ enum srv_sql_stmt {
 	SRV_SQ_NAMES,
 	SRV_SQ_QUERY,
 	SRV_SQ_QUERY_NAME,
+	SRV_SQ_DATA_VERSION,
+	SRV_SQ_SUM_CALLS,
+	SRV_SQ_SUM_RUNTIME,
 	SRV_SQ__COUNT
 };
 
@@ -49,6 +63,9 @@ struct srv_sqlstore {
 	bool has_code_digest;
 	bool immutable;
 	sqlite3_stmt *stmts[SRV_SQ__COUNT];
+	struct srv_sql_summary *summary; /* invariant 4; NULL until a detail listing */
+	bool summary_skip;               /* too many calls at data_version skip_version */
+	int64_t skip_version;
 };
 
 int srv_sql_open(struct srv_sqlstore *s, const char *path, struct srv_error *err);

@@ -271,7 +271,9 @@ static int resolve_open(void *ctx, const char *key, const struct pk_node **root,
 		                rc->root_key, SRV_VIEW_REF_BYTES >> 20);
 	}
 	if (view_parse(srv_value_bytes(r->value), (size_t)srv_value_size(r->value), key, "json",
-	               &r->doc, err) < 0) {
+	               &r->doc, err) < 0 ||
+	    srv_value_check(r->value, err) < 0) { /* file truncated while parsed */
+		pk_doc_free(r->doc);
 		srv_value_close(r->value);
 		free(r);
 		return -1;

@@ -1210,6 +1210,28 @@ static void test_old_sql(void)
 	CHECK(srv_count(c, &nc, &nv, &err) == 0 && nv == 0, "count");
 	/* evict deletes the argument and metadata rows too (no foreign keys here) */
 	CHECK(srv_evict(c, k1, RPC_KEY_LEN, &err) == 0, "old evict: %s", err.message);
+	/* detail listings follow commits by other connections: the eviction, a new call */
+	CHECK(srv_list(c, SRV_CALLS, NULL, 10, true, &page, &err) == 0 && page.n == 1 &&
+	          strcmp(page.entries[0].key, k2) == 0 && page.complete,
+	      "detail list after evict: %s", err.message);
+	srv_page_release(&page);
+	CHECK(sqlite3_open(db, &h) == SQLITE_OK &&
+	          sqlite3_exec(h,
+	                       "INSERT INTO calls VALUES ('aaaa00000000000000000000000000000000"
+	                       "0000000000000000000000000004', 'new', NULL, NULL, NULL);"
+	                       "INSERT INTO metadata VALUES (3, 'aaaa0000000000000000000000000000"
+	                       "00000000000000000000000000000004', 'runtime',"
+	                       " '{\"timestop\": 1.25e9}')",
+	                       NULL, NULL, NULL) == SQLITE_OK,
+	      "insert a call: %s", sqlite3_errmsg(h));
+	sqlite3_close(h);
+	h = NULL;
+	CHECK(srv_list(c, SRV_CALLS, NULL, 10, true, &page, &err) == 0 && page.n == 2 &&
+	          page.complete && page.entries[1].mtime == 1.25e9 && page.entries[1].name &&
+	          strcmp(page.entries[1].name, "new") == 0 &&
+	          strcmp(page.entries[1].key + 60, "0004") == 0,
+	      "detail list sees a new call: %s", err.message);
+	srv_page_release(&page);
 	srv_cache_free(c);
 	CHECK(sql_count(db, "SELECT count(*) FROM arguments WHERE call_key = ?", k1) == 0 &&
 	          sql_count(db, "SELECT count(*) FROM metadata WHERE call_key = ?", k1) == 0 &&
