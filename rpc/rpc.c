@@ -86,3 +86,14 @@ int rpc_key_valid(const char *s, size_t len)
 {
 	return s && len == RPC_KEY_LEN && rpc_is_lower_hex(s, len);
 }
+
+int rpc_hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}

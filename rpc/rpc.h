@@ -79,6 +79,9 @@ enum rpc_error rpc_error_from_name(const char *name, size_t len);
 /* Maps a positive errno to the closest table entry (EIO when none). */
 enum rpc_error rpc_error_from_errno(int err);
 
+/* The value of one hex digit (either case), or -1 when c is not one. */
+int rpc_hex_digit(int c);
+
 /* True when s[0..len) is 4 to 64 lowercase hex characters. */
 int rpc_key_prefix_valid(const char *s, size_t len);
 /* True when s[0..len) is a full key: exactly 64 lowercase hex characters. */

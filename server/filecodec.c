@@ -3,6 +3,7 @@
  * unlinked temporary file) and HMAC-SHA256 trailer checking (OpenSSL) for stored
  * fleche files. See filecodec.h for the invariants.
  */
+#include "rpc.h"
 #include "filecodec.h"
 
 #include <errno.h>
@@ -147,23 +148,12 @@ void srv_blob_release(struct srv_blob *b)
 	memset(b, 0, sizeof(*b));
 }
 
-static int hexval(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 bool srv_codec_has_trailer(const uint8_t *d, size_t len)
 {
 	if (len < SRV_SIG_HEX + 1 || d[len - SRV_SIG_HEX - 1] != '.')
 		return false;
 	for (size_t i = len - SRV_SIG_HEX; i < len; i++)
-		if (hexval(d[i]) < 0)
+		if (rpc_hex_digit(d[i]) < 0)
 			return false;
 	return true;
 }
@@ -200,7 +190,7 @@ int srv_codec_unsign(const uint8_t *d, size_t len, const char *path, const struc
 	for (size_t i = 0; i < sizeof(want); i++) {
 		const uint8_t *h = d + len - SRV_SIG_HEX + 2 * i;
 
-		want[i] = (uint8_t)(hexval(h[0]) << 4 | hexval(h[1]));
+		want[i] = (uint8_t)(rpc_hex_digit(h[0]) << 4 | rpc_hex_digit(h[1]));
 	}
 	for (size_t k = 0; k < sign->nkeys; k++) {
 		if (!HMAC(EVP_sha256(), sign->keys[k].bytes, (int)sign->keys[k].len, d,

@@ -2,6 +2,7 @@
  * keyindex.c: sorted snapshots of storage directories (binary keys, binary
  * search) and the bounded identity cache; see keyindex.h for the invariants.
  */
+#include "rpc.h"
 #include "keyindex.h"
 
 #include <dirent.h>
@@ -9,21 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 void srv_key_from_hex(const char *hex, uint8_t out[SRV_KEY_BYTES])
 {
 	for (size_t i = 0; i < SRV_KEY_BYTES; i++)
-		out[i] = (uint8_t)(hexval(hex[2 * i]) << 4 | hexval(hex[2 * i + 1]));
+		out[i] = (uint8_t)(rpc_hex_digit(hex[2 * i]) << 4 | rpc_hex_digit(hex[2 * i + 1]));
 }
 
 void srv_key_to_hex(const uint8_t key[SRV_KEY_BYTES], char out[RPC_KEY_LEN + 1])
@@ -206,7 +196,7 @@ static int prefix_cmp(const uint8_t *key, const char *p, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
 		int k = (i & 1) ? key[i / 2] & 15 : key[i / 2] >> 4;
-		int v = hexval(p[i]);
+		int v = rpc_hex_digit(p[i]);
 
 		if (k != v)
 			return k < v ? -1 : 1;

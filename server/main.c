@@ -76,17 +76,6 @@ static void __attribute__((format(printf, 1, 2), noreturn)) die_usage(const char
 	exit(EXIT_USAGE);
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static void free_keys(struct options *o)
 {
 	for (size_t i = 0; i < o->nkeys; i++) {
@@ -148,8 +137,8 @@ static int parse_keys(struct options *o, const char *s, size_t len, const char *
 			return -1;
 		}
 		for (size_t k = 0; k < n; k += 2) {
-			int hi = hexval((unsigned char)s[i + k]),
-			    lo = hexval((unsigned char)s[i + k + 1]);
+			int hi = rpc_hex_digit((unsigned char)s[i + k]),
+			    lo = rpc_hex_digit((unsigned char)s[i + k + 1]);
 			if (hi < 0 || lo < 0) {
 				explicit_bzero(bytes, n / 2);
 				free(bytes);

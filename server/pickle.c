@@ -24,6 +24,7 @@
  *   5. Strings and bytes held verbatim by the stream point into the input buffer and
  *      keep their offset; decoded ones live in the arena with offset SIZE_MAX.
  */
+#include "rpc.h"
 #include "pickle.h"
 
 #include <errno.h>
@@ -775,17 +776,6 @@ static size_t pk_utf8_put(uint8_t *o, uint32_t cp)
 	return 4;
 }
 
-static int pk_hexval(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static struct pk_node *pk_new_verbatim(struct pk_parser *p, enum pk_kind kind, const uint8_t *s,
                                        size_t n, int *rc)
 {
@@ -837,7 +827,7 @@ static struct pk_node *pk_raw_unicode(struct pk_parser *p, const uint8_t *s, siz
 			return NULL;
 		}
 		for (size_t j = 0; j < digits; j++) {
-			int h = pk_hexval(s[i + j]);
+			int h = rpc_hex_digit(s[i + j]);
 			if (h < 0 || cp > 0x10ffff) {
 				*rc =
 				    pk_fail(p, -EBADMSG, "bad \\u escape at offset %zu", p->op_pos);
@@ -922,8 +912,8 @@ static struct pk_node *pk_quoted_string(struct pk_parser *p, const uint8_t *s, s
 			o[w++] = 11;
 			break;
 		case 'x': {
-			int h1 = i < n ? pk_hexval(s[i]) : -1;
-			int h2 = i + 1 < n ? pk_hexval(s[i + 1]) : -1;
+			int h1 = i < n ? rpc_hex_digit(s[i]) : -1;
+			int h2 = i + 1 < n ? rpc_hex_digit(s[i + 1]) : -1;
 			if (h1 < 0 || h2 < 0) {
 				*rc = pk_fail(p, -EBADMSG, "invalid \\x escape at offset %zu",
 				              p->op_pos);
