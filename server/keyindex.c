@@ -244,12 +244,7 @@ unsigned srv_keyindex_shrink(const struct srv_keyindex *ki, size_t i)
 		if (c > need)
 			need = c;
 	}
-	need++;
-	if (need < RPC_PREFIX_MIN)
-		need = RPC_PREFIX_MIN;
-	if (need > RPC_KEY_LEN)
-		need = RPC_KEY_LEN;
-	return need;
+	return srv_prefix_need(need);
 }
 
 /* ---- identity cache ---- */
@@ -354,4 +349,15 @@ void srv_idcache_put(struct srv_idcache *c, const uint8_t *key, const struct sta
 	e->t = t;
 	e->n = n;
 	e->name = copy;
+}
+
+unsigned srv_prefix_need(unsigned common)
+{
+	unsigned need = common + 1;
+
+	if (need < RPC_PREFIX_MIN)
+		need = RPC_PREFIX_MIN;
+	if (need > RPC_KEY_LEN)
+		need = RPC_KEY_LEN;
+	return need;
 }

@@ -39,6 +39,13 @@ void srv_key_to_hex(const uint8_t key[SRV_KEY_BYTES], char out[RPC_KEY_LEN + 1])
 /* Number of leading hex characters two binary keys share (0..64). */
 unsigned srv_key_common(const uint8_t *a, const uint8_t *b);
 
+/*
+ * The length of the shortest unique prefix of a key that shares `common` leading hex
+ * characters with its closest neighbour: common + 1, at least RPC_PREFIX_MIN and at
+ * most RPC_KEY_LEN.
+ */
+unsigned srv_prefix_need(unsigned common);
+
 struct srv_keyindex {
 	char *dir;
 	uint8_t *keys; /* n * SRV_KEY_BYTES */

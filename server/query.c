@@ -257,3 +257,29 @@ bool srv_query_match(const msgpack_object *t, const struct srv_record *rec)
 	}
 	return true;
 }
+
+int srv_query_offer(struct srv_page *page, size_t limit, const msgpack_object *tmpl,
+		    const char *key, struct srv_record *rec, bool detail)
+{
+	struct srv_entry *e;
+
+	if (!srv_query_match(tmpl, rec)) {
+		srv_record_release(rec);
+		return 0;
+	}
+	if (page->n == limit) {
+		srv_record_release(rec);
+		page->complete = false;
+		return 1;
+	}
+	e = &page->entries[page->n++];
+	memcpy(e->key, key, RPC_KEY_LEN + 1);
+	e->size = -1;
+	if (detail) {
+		e->mtime = rec->mtime;
+		e->name = rec->name;
+		rec->name = NULL;
+	}
+	srv_record_release(rec);
+	return 0;
+}

@@ -339,7 +339,6 @@ int srv_fstore_query(struct srv_fstore *fs, const msgpack_object *tmpl, const ch
 		const uint8_t *bk = srv_keyindex_key(&fs->index, i);
 		char key[RPC_KEY_LEN + 1];
 		struct srv_record rec;
-		struct srv_entry *e;
 
 		srv_key_to_hex(bk, key);
 		if (want) {
@@ -365,24 +364,8 @@ int srv_fstore_query(struct srv_fstore *fs, const msgpack_object *tmpl, const ch
 			}
 			continue; /* vanished, unreadable or unsigned: not a match */
 		}
-		if (!srv_query_match(tmpl, &rec)) {
-			srv_record_release(&rec);
-			continue;
-		}
-		if (page->n == limit) {
-			srv_record_release(&rec);
-			page->complete = false;
+		if (srv_query_offer(page, limit, tmpl, key, &rec, detail))
 			break;
-		}
-		e = &page->entries[page->n++];
-		memcpy(e->key, key, sizeof(key));
-		e->size = -1;
-		if (detail) {
-			e->mtime = rec.mtime;
-			e->name = rec.name;
-			rec.name = NULL;
-		}
-		srv_record_release(&rec);
 	}
 	return 0;
 }

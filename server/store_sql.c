@@ -373,12 +373,7 @@ int srv_sql_shrink(struct srv_sqlstore *s, const char *key, unsigned *len, struc
 				need = c;
 		}
 	}
-	need++;
-	if (need < RPC_PREFIX_MIN)
-		need = RPC_PREFIX_MIN;
-	if (need > RPC_KEY_LEN)
-		need = RPC_KEY_LEN;
-	*len = need;
+	*len = srv_prefix_need(need);
 	return 0;
 }
 
@@ -1128,7 +1123,6 @@ int srv_sql_query(struct srv_sqlstore *s, const msgpack_object *tmpl, const char
 	page->complete = true;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct srv_record rec;
-		struct srv_entry *e;
 
 		if (!row_key(st, 0, k))
 			continue;
@@ -1138,24 +1132,8 @@ int srv_sql_query(struct srv_sqlstore *s, const msgpack_object *tmpl, const char
 			done(st);
 			goto out;
 		}
-		if (!srv_query_match(tmpl, &rec)) {
-			srv_record_release(&rec);
-			continue;
-		}
-		if (page->n == limit) {
-			srv_record_release(&rec);
-			page->complete = false;
+		if (srv_query_offer(page, limit, tmpl, k, &rec, detail))
 			break;
-		}
-		e = &page->entries[page->n++];
-		memcpy(e->key, k, sizeof(k));
-		e->size = -1;
-		if (detail) {
-			e->mtime = rec.mtime;
-			e->name = rec.name;
-			rec.name = NULL;
-		}
-		srv_record_release(&rec);
 	}
 	done(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
