@@ -1,0 +1,286 @@
+#!/usr/bin/python3
+"""bench-ssh.py: flechefs over SSH against sshfs and `ssh cat`, side by side (issue 4).
+
+Run by hand, as root (it starts a private sshd on 127.0.0.1 with tests/e2e/
+sshd_fixture.py and mounts FUSE filesystems):
+
+    /usr/bin/python3 bench/bench-ssh.py [--build DIR] [--cache DIR] [--calls N]
+                                        [--size BYTES] [--no-proxy] [--windows]
+
+It writes a files-layout cache with examples/make-cache.py (N calls, default
+100,000, and one bytes value of --size, default 1 GiB) unless --cache names one made
+before (with its manifest.json), warms the value file into the page cache once (so
+every contender reads it from memory on the "remote" side), then measures with the
+same cipher (aes128-ctr) everywhere:
+
+  - cold `cat` of the value through a fresh flechefs mount (libssh2), through a fresh
+    sshfs mount of the cache directory, and `ssh host cat` of the value file;
+  - `ls -l calls/` (N entries) through flechefs and through sshfs, fresh mounts;
+  - the flechefs daemon's peak RSS (VmHWM) after both;
+  - the three throughputs again through bench/delay-proxy (25 ms each way), unless
+    --no-proxy;
+  - with --windows, flechefs's cat with fixed receive windows of 2 and 32 MiB too
+    (-o ssh_window), next to the adaptive default.
+
+Every wait is bounded and every mount removed in a finally block.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(SOURCE, "tests", "e2e"))
+
+import sshd_fixture as sf  # noqa: E402
+
+CIPHER = "aes128-ctr"
+MiB = 1024 * 1024
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def find(build, name, subs=("fusefs", "server", "bench")):
+    for s in subs:
+        p = os.path.join(build, s, name)
+        if os.access(p, os.X_OK):
+            return p
+    sys.exit("bench-ssh: '%s' not found under '%s' (build it first)" % (name, build))
+
+
+def is_mounted(mp):
+    mp = os.path.realpath(mp)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == mp for line in f)
+
+
+def unmount(mp):
+    for args in (["-u"], ["-uz"]):
+        if not is_mounted(mp):
+            return
+        subprocess.run(["fusermount3"] + args + [mp], timeout=30,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if not is_mounted(mp):
+                return
+            time.sleep(0.05)
+
+
+def wait_mounted(mp, proc, timeout=60):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if is_mounted(mp):
+            return True
+        if proc is not None and proc.poll() is not None:
+            return False
+        time.sleep(0.05)
+    return False
+
+
+def timed(cmd, timeout=1800, **kw):
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, timeout=timeout, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, **kw)
+    dt = time.monotonic() - t0
+    if r.returncode != 0:
+        raise RuntimeError("%s failed: %s" % (" ".join(cmd), r.stderr.decode(errors="replace")))
+    return dt
+
+
+def vmhwm(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+@contextlib.contextmanager
+def flechefs_mount(a, d, port, kh, env, extra=()):
+    """flechefs -f in the background (its log captured); yields (mp, pid, logfile)."""
+    mp = tempfile.mkdtemp(prefix="bench-ssh-fl-")
+    logf = tempfile.TemporaryFile()
+    cmd = [a.flechefs, "-f", "-o", "port=%d" % port, "-o", "IdentityFile=" + d.user_key,
+           "-o", "UserKnownHostsFile=" + kh, "-o", "ssh_config=none",
+           "-o", "Ciphers=" + CIPHER, "-o", "server=" + a.server, "-o", "ro",
+           "-o", "timeout=120"] + list(extra) + ["127.0.0.1:" + a.cache, mp]
+    p = subprocess.Popen(cmd, stdout=logf, stderr=logf, env=env)
+    try:
+        if not wait_mounted(mp, p):
+            logf.seek(0)
+            raise RuntimeError("flechefs did not mount: %s" % logf.read().decode(errors="replace"))
+        yield mp, p.pid, logf
+    finally:
+        unmount(mp)
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=30)
+        os.rmdir(mp)
+
+
+@contextlib.contextmanager
+def sshfs_mount(a, d, port, kh, env):
+    mp = tempfile.mkdtemp(prefix="bench-ssh-sshfs-")
+    cmd = ["sshfs", "-F", "/dev/null", "-o", "ro,port=%d" % port,
+           "-o", "IdentityFile=" + d.user_key, "-o", "UserKnownHostsFile=" + kh,
+           "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+           "-o", "Ciphers=" + CIPHER, "root@127.0.0.1:" + a.cache, mp]
+    try:
+        r = subprocess.run(cmd, timeout=60, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+        if r.returncode != 0 or not is_mounted(mp):
+            raise RuntimeError("sshfs did not mount: %s" % r.stdout.decode(errors="replace"))
+        yield mp
+    finally:
+        unmount(mp)
+        os.rmdir(mp)
+
+
+def ssh_cat(a, d, port, kh, env):
+    cmd = ["ssh", "-F", "/dev/null", "-p", str(port), "-i", d.user_key, "-o", "BatchMode=yes",
+           "-o", "UserKnownHostsFile=" + kh, "-o", "StrictHostKeyChecking=yes",
+           "-c", CIPHER, "root@127.0.0.1", "cat", a.value_path]
+    return timed(cmd, env=env)
+
+
+def mbps(size, secs):
+    return size / secs / 1e6
+
+
+def window_lines(logf):
+    logf.seek(0)
+    lines = [ln for ln in logf.read().decode(errors="replace").splitlines()
+             if "receive window" in ln or "connected to" in ln]
+    return lines[-1] if lines else ""
+
+
+def run_link(a, d, port, kh, env, label, results, with_ls):
+    size = a.size
+    log("== %s" % label)
+    with flechefs_mount(a, d, port, kh, env) as (mp, pid, logf):
+        dt = timed(["cat", os.path.join(mp, "values", a.value_key)])
+        results.append((label, "flechefs cat (adaptive window)", "%.1f MB/s" % mbps(size, dt)))
+        log("   flechefs cat: %.1f MB/s (%.2f s); %s" % (mbps(size, dt), dt, window_lines(logf)))
+        if with_ls:
+            dt_ls = timed(["ls", "-l", os.path.join(mp, "calls")])
+            results.append((label, "flechefs ls -l calls/ (%d)" % a.calls, "%.2f s" % dt_ls))
+            log("   flechefs ls -l calls/: %.2f s" % dt_ls)
+        rss = vmhwm(pid)
+        results.append((label, "flechefs daemon peak RSS (VmHWM)", "%.1f MiB" % (rss / MiB)))
+        log("   flechefs VmHWM: %.1f MiB" % (rss / MiB))
+    if a.windows:
+        for w in ("2M", "32M"):
+            with flechefs_mount(a, d, port, kh, env, ["-o", "ssh_window=" + w]) as (mp, pid, logf):
+                dt = timed(["cat", os.path.join(mp, "values", a.value_key)])
+                results.append((label, "flechefs cat (fixed window %s)" % w,
+                                "%.1f MB/s" % mbps(size, dt)))
+                log("   flechefs cat, window %s: %.1f MB/s" % (w, mbps(size, dt)))
+    with sshfs_mount(a, d, port, kh, env) as mp:
+        dt = timed(["cat", os.path.join(mp, "values", a.value_key)])
+        results.append((label, "sshfs cat", "%.1f MB/s" % mbps(size, dt)))
+        log("   sshfs cat: %.1f MB/s (%.2f s)" % (mbps(size, dt), dt))
+    if with_ls:
+        with sshfs_mount(a, d, port, kh, env) as mp:
+            dt_ls = timed(["ls", "-l", os.path.join(mp, "calls")])
+            results.append((label, "sshfs ls -l calls/ (%d)" % a.calls, "%.2f s" % dt_ls))
+            log("   sshfs ls -l calls/: %.2f s" % dt_ls)
+    dt = ssh_cat(a, d, port, kh, env)
+    results.append((label, "ssh cat", "%.1f MB/s" % mbps(size, dt)))
+    log("   ssh cat: %.1f MB/s (%.2f s)" % (mbps(size, dt), dt))
+
+
+def make_cache(a, tmp):
+    if a.cache:
+        with open(os.path.join(a.cache, "manifest.json")) as f:
+            m = json.load(f)
+    else:
+        a.cache = os.path.join(tmp, "cache")
+        manifest = os.path.join(tmp, "manifest.json")
+        log("writing the cache (%d calls, a %d-byte value) in %s" % (a.calls, a.size, a.cache))
+        subprocess.run(["/usr/bin/python3", os.path.join(SOURCE, "examples", "make-cache.py"),
+                        "--calls", str(a.calls), "--big-value", str(a.size), "--manifest",
+                        manifest, "-q", a.cache], check=True, timeout=3600)
+        with open(manifest) as f:
+            m = json.load(f)
+        shutil.copy(manifest, os.path.join(a.cache, "manifest.json"))
+    a.value_key = m["big_value"]
+    a.value_path = os.path.join(a.cache, "values", a.value_key)
+    a.size = os.path.getsize(a.value_path)
+    a.calls = len(os.listdir(os.path.join(a.cache, "calls")))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--build", default=os.environ.get("FLECHEFS_BUILD",
+                                                      os.path.join(SOURCE, "build")))
+    p.add_argument("--cache", help="a cache made by an earlier run (kept)")
+    p.add_argument("--calls", type=int, default=100000)
+    p.add_argument("--size", type=int, default=1 << 30)
+    p.add_argument("--delay", type=int, default=25, help="ms each way through the proxy")
+    p.add_argument("--no-proxy", action="store_true")
+    p.add_argument("--windows", action="store_true")
+    a = p.parse_args()
+    reason = sf.sshd_missing_reason()
+    if reason:
+        sys.exit("bench-ssh: " + reason)
+    if not shutil.which("sshfs"):
+        sys.exit("bench-ssh: sshfs is missing (apt-get install sshfs)")
+    a.flechefs = find(a.build, "flechefs")
+    a.server = find(a.build, "flechefs-server")
+    tmp = tempfile.mkdtemp(prefix="bench-ssh-")
+    os.chmod(tmp, 0o755)
+    proxy = None
+    results = []
+    try:
+        proxy_bin = os.path.join(a.build, "bench", "delay-proxy")
+        if not os.access(proxy_bin, os.X_OK):
+            proxy_bin = os.path.join(tmp, "delay-proxy")
+            subprocess.run(["cc", "-O2", "-pthread", "-o", proxy_bin,
+                            os.path.join(HERE, "delay-proxy.c")], check=True, timeout=120)
+        make_cache(a, tmp)
+        home = os.path.join(tmp, "home")
+        os.makedirs(home)
+        env = sf.client_env(home)
+        with sf.Sshd() as d:
+            d.trust_host_key()
+            subprocess.run(["cat", a.value_path], stdout=subprocess.DEVNULL, timeout=600)
+            run_link(a, d, d.port, d.known_hosts, env, "loopback", results, True)
+            if not a.no_proxy:
+                port_file = os.path.join(tmp, "proxy.port")
+                proxy = subprocess.Popen([proxy_bin, "0", "127.0.0.1", str(d.port),
+                                          str(a.delay), port_file],
+                                         stdout=subprocess.DEVNULL)
+                end = time.monotonic() + 10
+                while not os.path.exists(port_file) and time.monotonic() < end:
+                    time.sleep(0.05)
+                pport = int(open(port_file).read())
+                kh = os.path.join(tmp, "known_hosts_proxy")
+                with open(kh, "w") as f:
+                    f.write(d.host_key_line().replace(":%d " % d.port, ":%d " % pport))
+                run_link(a, d, pport, kh, env, "%d ms each way" % a.delay, results, False)
+        log("\nresults (%s, %d-byte value, %d calls):" % (CIPHER, a.size, a.calls))
+        for label, what, val in results:
+            log("  %-16s %-40s %s" % (label, what, val))
+    finally:
+        if proxy is not None:
+            proxy.terminate()
+            proxy.wait(timeout=10)
+        if not a.cache or a.cache.startswith(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+# ssh: flechefs over SSH (issue 4). Unit tests of the option parsing, the remote
+# command line and the ssh -G reader; end-to-end tests against a private sshd on
+# 127.0.0.1 (tests/e2e/sshd_fixture.py; they need root, and skip without it);
+# bench/delay-proxy, the 25 ms link of bench/bench-ssh, built here and run by hand.
+if(TARGET flechefs_fsd)
+	flechefs_unit_test(test_ssh_opts SOURCES unit/test_ssh_opts.c LIBS flechefs_fsd)
+endif()
+if(TARGET flechefs AND TARGET flechefs-server)
+	flechefs_py_test(ssh_mount e2e/test_ssh_mount.py LABELS ssh)
+	flechefs_py_test(ssh_auth e2e/test_ssh_auth.py LABELS ssh)
+	flechefs_py_test(ssh_reconnect e2e/test_ssh_reconnect.py LABELS ssh)
+	if(NOT FLECHEFS_FUZZ AND NOT FLECHEFS_SANITIZE)
+		set_tests_properties(ssh_mount ssh_auth ssh_reconnect PROPERTIES TIMEOUT 300)
+	endif()
+endif()
+if(NOT FLECHEFS_FUZZ)
+	add_executable(delay-proxy ${PROJECT_SOURCE_DIR}/bench/delay-proxy.c)
+	target_link_libraries(delay-proxy PRIVATE Threads::Threads)
+	set_target_properties(delay-proxy PROPERTIES RUNTIME_OUTPUT_DIRECTORY
+		${PROJECT_BINARY_DIR}/bench)
+endif()

@@ -1,0 +1,205 @@
+/*
+ * test_ssh_opts.c: unit tests of fusefs/ssh.c and sshconfig.c without a network:
+ * the SSH options (consumed, not ours, bad values), the remote/local decision on
+ * the source, the remote command line (quoting of data, setup, workdir, paths
+ * relative to the login directory, --read-only), the connector's refusal of bad
+ * sources, and the reading of `ssh -G` output (%-tokens and ~ in identity files,
+ * lists of known_hosts files, proxy settings).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ssh.h"
+#include "sshconfig.h"
+
+static int failures;
+
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
+			failures++;                                                                \
+		}                                                                                  \
+	} while (0)
+
+#define CHECK_STR(got, want)                                                                       \
+	do {                                                                                       \
+		const char *g_ = (got), *w_ = (want);                                              \
+		if (!g_ || strcmp(g_, w_) != 0) {                                                  \
+			fprintf(stderr, "%s:%d: got '%s', want '%s'\n", __FILE__, __LINE__,        \
+			        g_ ? g_ : "(null)", w_);                                           \
+			failures++;                                                                \
+		}                                                                                  \
+	} while (0)
+
+static void test_options(void)
+{
+	struct fsd_ssh_options o;
+	fsd_ssh_options_init(&o);
+	CHECK(fsd_ssh_opt(&o, "port", "2222") == 1 && o.port == 2222);
+	CHECK(fsd_ssh_opt(&o, "port", "0") == -1);
+	CHECK(fsd_ssh_opt(&o, "port", "65536") == -1);
+	CHECK(fsd_ssh_opt(&o, "port", "22x") == -1);
+	CHECK(fsd_ssh_opt(&o, "Port", "22") == 1 && o.port == 22);
+	CHECK(fsd_ssh_opt(&o, "IdentityFile", "/k1") == 1);
+	CHECK(fsd_ssh_opt(&o, "identityfile", "~/k2") == 1);
+	CHECK(o.n_identity_files == 2 && strcmp(o.identity_files[1], "~/k2") == 0);
+	CHECK(fsd_ssh_opt(&o, "StrictHostKeyChecking", "accept-new") == 1 &&
+	      o.strict == FSD_SSH_STRICT_ACCEPT_NEW);
+	CHECK(fsd_ssh_opt(&o, "StrictHostKeyChecking", "no") == 1 && o.strict == FSD_SSH_STRICT_NO);
+	CHECK(fsd_ssh_opt(&o, "StrictHostKeyChecking", "yes") == 1 &&
+	      o.strict == FSD_SSH_STRICT_YES);
+	CHECK(fsd_ssh_opt(&o, "StrictHostKeyChecking", "maybe") == -1);
+	CHECK(fsd_ssh_opt(&o, "ConnectTimeout", "7") == 1 && o.connect_timeout == 7);
+	CHECK(fsd_ssh_opt(&o, "ConnectTimeout", "-1") == -1);
+	CHECK(fsd_ssh_opt(&o, "ServerAliveInterval", "0") == 1 && o.keepalive_interval == -1);
+	CHECK(fsd_ssh_opt(&o, "setup", "module load x") == 1);
+	CHECK(fsd_ssh_opt(&o, "setup", "source 'v e'/bin/activate") == 1 && o.n_setup == 2);
+	CHECK(fsd_ssh_opt(&o, "Setup", "x") == 0); /* ours are exact */
+	CHECK(fsd_ssh_opt(&o, "ssh_window", "8M") == 1 && o.window == 8u << 20);
+	CHECK(fsd_ssh_opt(&o, "ssh_window", "1k") == -1);
+	CHECK(fsd_ssh_opt(&o, "ssh_window", "-5") == -1);
+	CHECK(fsd_ssh_opt(&o, "server", NULL) == -1);
+	CHECK(fsd_ssh_opt(&o, "server", "") == -1);
+	CHECK(fsd_ssh_opt(&o, "allow_other", NULL) == 0);
+	CHECK(fsd_ssh_opt(&o, "timeout", "5") == 0); /* the daemon's, not ours */
+	CHECK(fsd_ssh_opt(&o, "ro", NULL) == 0);
+	CHECK(fsd_ssh_help()[0] != '\0');
+	fsd_ssh_options_release(&o);
+	CHECK(o.n_setup == 0 && o.identity_files == NULL);
+}
+
+static void test_is_remote(void)
+{
+	CHECK(fsd_ssh_is_remote("host:"));
+	CHECK(fsd_ssh_is_remote("host:cache"));
+	CHECK(fsd_ssh_is_remote("user@host:/abs/cache"));
+	CHECK(fsd_ssh_is_remote("[::1]:cache"));
+	CHECK(!fsd_ssh_is_remote("/local/a:b"));
+	CHECK(!fsd_ssh_is_remote("./a:b"));
+	CHECK(!fsd_ssh_is_remote("cache"));
+	CHECK(!fsd_ssh_is_remote(":cache"));
+}
+
+static void test_remote_command(void)
+{
+	struct fsd_ssh_options o;
+	fsd_ssh_options_init(&o);
+	char *c = fsd_ssh_remote_command(&o, "cache", 0);
+	CHECK_STR(c, "exec flechefs-server --serve --root 'cache'");
+	free(c);
+	c = fsd_ssh_remote_command(&o, "", 1);
+	CHECK_STR(c, "exec flechefs-server --serve --root '.' --read-only");
+	free(c);
+	c = fsd_ssh_remote_command(&o, "/data/it's here", 0);
+	CHECK_STR(c, "exec flechefs-server --serve --root '/data/it'\\''s here'");
+	free(c);
+	c = fsd_ssh_remote_command(&o, "~/c; rm -rf /", 0);
+	CHECK_STR(c, "exec flechefs-server --serve --root \"$HOME\"/'c; rm -rf /'");
+	free(c);
+
+	fsd_ssh_opt(&o, "workdir", "proj dir");
+	fsd_ssh_opt(&o, "setup", "module load py");
+	fsd_ssh_opt(&o, "setup", "source venv/bin/activate");
+	fsd_ssh_opt(&o, "server", "/opt/flechefs/bin/flechefs-server --max-frame 1048576");
+	c = fsd_ssh_remote_command(&o, "cache", 0);
+	CHECK_STR(c, "cd 'proj dir' && module load py && source venv/bin/activate && exec "
+	             "/opt/flechefs/bin/flechefs-server --max-frame 1048576 --serve --root "
+	             "\"$HOME\"/'cache'");
+	free(c);
+	c = fsd_ssh_remote_command(&o, "", 0);
+	CHECK(c && strstr(c, "--root \"$HOME\"") && !strstr(c, "\"$HOME\"/"));
+	free(c);
+	c = fsd_ssh_remote_command(&o, "/abs", 0);
+	CHECK(c && strstr(c, "--root '/abs'"));
+	free(c);
+	fsd_ssh_options_release(&o);
+}
+
+static void test_connector_sources(void)
+{
+	struct fsd_ssh_options o;
+	char err[512];
+	fsd_ssh_options_init(&o);
+	fsd_ssh_opt(&o, "ssh_config", "none");
+	const char *bad[] = {"@host:x", "user@:x", "[::1:x", "[::1]x:y"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		struct fsd_connector *c = fsd_ssh_connector_new(bad[i], &o, 0, err, sizeof(err));
+		CHECK(c == NULL);
+		CHECK(strstr(err, "bad remote source") != NULL);
+		if (c)
+			c->free(c);
+	}
+	/* making a connector does not connect */
+	struct fsd_connector *c = fsd_ssh_connector_new("u@[::1]:cache", &o, 1, err, sizeof(err));
+	CHECK(c != NULL);
+	if (c) {
+		CHECK(c->can_reconnect(c) == 0); /* nobody authenticated yet */
+		c->free(c);
+	}
+	fsd_ssh_opt(&o, "ssh_command", "ssh -J jump host");
+	c = fsd_ssh_connector_new("h:cache", &o, 0, err, sizeof(err));
+	CHECK(c != NULL && c->can_reconnect(c));
+	if (c)
+		c->free(c);
+	fsd_ssh_options_release(&o);
+}
+
+static void test_config_parse(void)
+{
+	struct fsd_ssh_config sc;
+	const char *text = "user alice\n"
+	                   "hostname cluster.example.org\n"
+	                   "port 2200\n"
+	                   "identityfile ~/.ssh/id_%h_%r\n"
+	                   "identityfile /keys/%p/%%x\n"
+	                   "userknownhostsfile /u/kh1 /u/kh2\n"
+	                   "globalknownhostsfile /etc/ssh/ssh_known_hosts none\n"
+	                   "stricthostkeychecking accept-new\n"
+	                   "connecttimeout none\n"
+	                   "serveraliveinterval 15\n"
+	                   "proxyjump gateway\n";
+	setenv("HOME", "/home/test", 1);
+	fsd_ssh_config_init(&sc);
+	CHECK(fsd_ssh_config_parse(&sc, text, strlen(text)) == 0);
+	CHECK(sc.found);
+	CHECK_STR(sc.user, "alice");
+	CHECK_STR(sc.hostname, "cluster.example.org");
+	CHECK(sc.port == 2200);
+	CHECK(sc.n_identity_files == 2);
+	if (sc.n_identity_files == 2) {
+		CHECK_STR(sc.identity_files[0], "/home/test/.ssh/id_cluster.example.org_alice");
+		CHECK_STR(sc.identity_files[1], "/keys/2200/%x");
+	}
+	CHECK(sc.n_known_hosts_files == 2);
+	CHECK(sc.n_global_known_hosts == 1);
+	CHECK_STR(sc.strict, "accept-new");
+	CHECK(sc.connect_timeout == 0);
+	CHECK(sc.keepalive_interval == 15);
+	CHECK_STR(sc.proxy, "proxyjump gateway");
+	fsd_ssh_config_release(&sc);
+
+	char *e = fsd_ssh_expand_home("~");
+	CHECK_STR(e, "/home/test");
+	free(e);
+	e = fsd_ssh_expand_home("~user/x");
+	CHECK_STR(e, "~user/x");
+	free(e);
+}
+
+int main(void)
+{
+	test_options();
+	test_is_remote();
+	test_remote_command();
+	test_connector_sources();
+	test_config_parse();
+	if (failures) {
+		fprintf(stderr, "test_ssh_opts: %d checks failed\n", failures);
+		return 1;
+	}
+	printf("test_ssh_opts: all checks passed\n");
+	return 0;
+}
