@@ -375,11 +375,14 @@ static bool rpc_json_map_needs_dict(const msgpack_object *o)
 static int rpc_json_value(struct rpc_json_ctx *c, const msgpack_object *o, unsigned level);
 static int rpc_json_close(struct rpc_json_ctx *c, unsigned level, bool empty, char close);
 
-/* Writes the start of a tag object at level, {"$name": " , up to its string value. */
+/*
+ * Writes the start of a tag object, {"$name": " , up to its string value. A tag stands
+ * for one scalar, so it stays on one line even in indented output, as the value views
+ * write it: {"$float": "nan"}.
+ */
 static int rpc_json_tag_begin(struct rpc_json_ctx *c, unsigned level, const char *name)
 {
 	RPC_TRY(rpc_buf_addc(c->b, '{'));
-	RPC_TRY(rpc_json_sep(c, level + 1, true));
 	RPC_TRY(rpc_json_string(c->b, name, strlen(name)));
 	RPC_TRY(rpc_json_colon(c));
 	return rpc_buf_addc(c->b, '"');
@@ -387,8 +390,7 @@ static int rpc_json_tag_begin(struct rpc_json_ctx *c, unsigned level, const char
 
 static int rpc_json_tag_end(struct rpc_json_ctx *c, unsigned level)
 {
-	RPC_TRY(rpc_buf_addc(c->b, '"'));
-	return rpc_json_close(c, level, false, '}');
+	return rpc_buf_adds(c->b, "\"}");
 }
 
 static int rpc_json_float(struct rpc_json_ctx *c, double d, unsigned level)

@@ -3,8 +3,9 @@
  * the server for the json value view. Output is UTF-8 per RFC 8259 and, for the
  * same data, is byte for byte what Python prints with json.dumps(obj,
  * ensure_ascii=False) (indent 0), with separators=(",", ":") (indent -1) or with
- * indent=N (indent N > 0), floats included (tests/unit/test_rpc_pyjson.c checks this
- * against Python).
+ * indent=N (indent N > 0), floats included, except that a tag ({"$float": "nan"},
+ * {"$bytes": "..."}) always stays on one line, as in the server's json view
+ * (tests/unit/test_rpc_pyjson.c checks this against Python).
  *
  * Why not jansson: it prints reals with %.17g (0.1 becomes 0.10000000000000001)
  * rather than the shortest form that reads back to the same double, it has no
@@ -61,7 +62,8 @@ int rpc_json_bytes_base64(struct rpc_buf *b, const void *p, size_t n);
  * rpc_json_double, str (UTF-8 sanitised), bin -> {"$bytes": ...}, array, map with
  * only str keys -> object (keys in their order), other maps -> {"$dict": [[k, v],
  * ...]}. indent 0: one line with ", " and ": " separators; indent > 0: one item per
- * line indented by that many spaces per level (as Python's json.dumps(indent=N));
+ * line indented by that many spaces per level (as Python's json.dumps(indent=N); tags
+ * stay on one line);
  * indent < 0: no spaces at all. Returns -EINVAL for an ext object or nesting deeper
  * than max_depth (the buffer then holds a partial document).
  */

@@ -330,13 +330,9 @@ static void test_msgpack(void)
 	                  "  ],\n"
 	                  "  \"b\": {},\n"
 	                  "  \"c\": [],\n"
-	                  "  \"d\": {\n"
-	                  "    \"$bytes\": \"aGk=\"\n"
-	                  "  },\n"
+	                  "  \"d\": {\"$bytes\": \"aGk=\"},\n"
 	                  "  \"e\": \"x\\n\",\n"
-	                  "  \"f\": {\n"
-	                  "    \"$float\": \"nan\"\n"
-	                  "  }\n"
+	                  "  \"f\": {\"$float\": \"nan\"}\n"
 	                  "}");
 	/* Depth: the map and its array need 2 levels. */
 	CHECK_EQ(render(&b, &sb, 2, 0), 0);
