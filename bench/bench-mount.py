@@ -10,9 +10,10 @@ temporary directory, then measures:
 
   1. `ls -l calls/` through the mount (first listing, and again from the listing
      cache) against `ls -l` of the local directory: target within 3x;
-  2. cold `cat` of the large value (page cache dropped, fresh mount): target 1 GB/s;
-     also with the value file already in the page cache (the daemon's own cost), and
-     `cat` of the file itself for reference;
+  2. cold `cat` of the large value (page cache dropped, fresh mount, best of 3):
+     target 1 GB/s; the same with -o nosplice (values copied through the daemon's
+     memory instead of spliced from the server's pipe); with the value file already in
+     the page cache (the daemon's own cost), and `cat` of the file itself for reference;
   3. reading the last byte of the value on a cold mount (ranges: only that is read);
   4. a repeated `stat` while the server is stopped (SIGSTOP): answered by the
      kernel cache, no round trip.
@@ -157,14 +158,20 @@ def main():
         t = timed("cat " + path)
         row("cold cat of the value file itself (%d MiB)" % a.mib, "%.0f MB/s" % (size / t / 1e6),
             "(reference)", True)
-        drop_caches()
-        m = Mount(flechefs, root, mp)
-        mounts.append(m)
-        t = timed("cat %s/values/%s" % (mp, key))
-        m.close()
-        mounts.remove(m)
-        row("cold cat through flechefs (caches dropped)", "%.0f MB/s" % (size / t / 1e6),
-            ">= 1000 MB/s", size / t >= 1e9)
+        for opts, what, target in (((), "cold cat through flechefs (caches dropped, best of 3)",
+                                    ">= 1000 MB/s"),
+                                   (("-o", "nosplice"), "  the same with -o nosplice (copied, 1 MiB reads)",
+                                    "(reference)")):
+            best = 0
+            for _ in range(3):
+                drop_caches()
+                m = Mount(flechefs, root, mp, opts)
+                mounts.append(m)
+                t = timed("cat %s/values/%s" % (mp, key))
+                best = max(best, size / t)
+                m.close()
+                mounts.remove(m)
+            row(what, "%.0f MB/s" % (best / 1e6), target, best >= 1e9 or bool(opts))
         best = 0
         for _ in range(3):
             sh("cat %s > /dev/null" % path)

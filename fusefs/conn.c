@@ -21,15 +21,26 @@
  *     that replaces it (after taking c->wlock).
  *  5. Completions run on the reader or timer thread (or the sender's on failure to
  *     send) and never send or wait.
+ *  6. Splicing (fsd_conn_set_splice): c->spipe is empty whenever the reader is not
+ *     inside a completion of a spliced answer. Only the reader thread reads and
+ *     writes it; a bin is spliced only when it fits in half the pipe's slots (so the
+ *     splice cannot stall on a full pipe) and at most CONN_HEAD_READ transport bytes
+ *     wait in c->rbuf (they are written to c->spipe first). While splicing is on,
+ *     conn_read_fn reads ahead at most CONN_HEAD_READ bytes, so that a frame's bin is
+ *     still in the transport's pipe when its head is parsed.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "conn.h"
@@ -49,6 +60,7 @@ enum conn_state { CONN_IDLE, CONN_UP, CONN_DOWN, CONN_DEAD };
 
 struct pending {
 	struct pending *next;
+	int data; /* fsd_conn_call_data: its bin may be handed over in a pipe */
 	uint32_t msgid;
 	uint64_t deadline_ms;
 	size_t weight;
@@ -82,7 +94,20 @@ struct fsd_conn {
 	char *rbuf;
 	size_t rpos, rlen;
 	struct fsd_transport *rt; /* the transport being read (== c->t while up) */
+	int exact;                /* read only what is asked for (splicing is on) */
+
+	/* splicing: set once by fsd_conn_set_splice, then read by the reader only */
+	int spipe[2];
+	size_t splice_max;
+	atomic_int splice_on;
 };
+
+/* Smaller bins are copied: splicing them costs more than it saves. */
+#define CONN_SPLICE_MIN (16 * 1024)
+/* A frame's length and the longest head of a data answer, [1, u32 msgid, nil, bin32]:
+ * what one small read takes while splicing. Every pipe operation waits for the
+ * server's writes to the pipe, so a frame costs one read and one splice. */
+#define CONN_HEAD_READ (RPC_FRAME_HEADER + 13)
 
 static const msgpack_object conn_nil = {.type = MSGPACK_OBJECT_NIL};
 
@@ -180,10 +205,12 @@ static ssize_t conn_read_fn(void *ctx, void *buf, size_t len)
 {
 	struct fsd_conn *c = ctx;
 	if (c->rpos == c->rlen) {
-		/* Large reads bypass the buffer: values stream straight into the frame. */
-		if (len >= CONN_RBUF / 2)
+		/* Large reads bypass the buffer: values stream straight into the frame. While
+		 * splicing, small reads take at most a frame's length and the longest head
+		 * (CONN_HEAD_READ): a bin is then still (almost) all in the pipe. */
+		if (len >= CONN_RBUF / 2 || (c->exact && len >= CONN_HEAD_READ))
 			return c->rt->ops->read(c->rt, buf, len);
-		ssize_t n = c->rt->ops->read(c->rt, c->rbuf, CONN_RBUF);
+		ssize_t n = c->rt->ops->read(c->rt, c->rbuf, c->exact ? CONN_HEAD_READ : CONN_RBUF);
 		if (n <= 0)
 			return n;
 		c->rpos = 0;
@@ -232,8 +259,8 @@ static int pack_params(msgpack_packer *pk, const char *fmt, va_list ap)
 	return rc;
 }
 
-static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, fsd_done_fn done,
-                       void *ctx, const char *fmt, va_list ap)
+static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, int data,
+                       fsd_done_fn done, void *ctx, const char *fmt, va_list ap)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
@@ -250,6 +277,7 @@ static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, fs
 	p->done = done;
 	p->ctx = ctx;
 	p->weight = weight;
+	p->data = data;
 	p->deadline_ms = now_ms() + (uint64_t)c->opt.timeout * 1000;
 
 	pthread_mutex_lock(&c->lock);
@@ -316,7 +344,16 @@ void fsd_conn_call(struct fsd_conn *c, const char *method, size_t weight, fsd_do
 {
 	va_list ap;
 	va_start(ap, fmt);
-	conn_vcall(c, method, weight, done, ctx, fmt, ap);
+	conn_vcall(c, method, weight, 0, done, ctx, fmt, ap);
+	va_end(ap);
+}
+
+void fsd_conn_call_data(struct fsd_conn *c, const char *method, size_t weight, fsd_done_fn done,
+                        void *ctx, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	conn_vcall(c, method, weight, 1, done, ctx, fmt, ap);
 	va_end(ap);
 }
 
@@ -372,7 +409,7 @@ int fsd_conn_call_sync(struct fsd_conn *c, struct fsd_result *r, const char *met
 	w.finished = 0;
 	w.r = r;
 	va_start(ap, fmt);
-	conn_vcall(c, method, weight, sync_done, &w, fmt, ap);
+	conn_vcall(c, method, weight, 0, sync_done, &w, fmt, ap);
 	va_end(ap);
 	pthread_mutex_lock(&w.m);
 	while (!w.finished)
@@ -431,8 +468,9 @@ static void append_exit(struct fsd_transport *t, char *err, size_t errlen)
 	char tail[1024];
 	size_t n = t->ops->describe_exit ? t->ops->describe_exit(t, tail, sizeof(tail)) : 0;
 	size_t used = strlen(err);
+	/* Truncation is fine here: the start of the reason is the useful part. */
 	if (n && used + 3 < errlen)
-		snprintf(err + used, errlen - used, " (%s)", tail);
+		snprintf(err + used, errlen - used, " (%.*s)", (int)(errlen - used - 3), tail);
 }
 
 /*
@@ -588,20 +626,31 @@ out:
 
 /* --- the reader thread --- */
 
-/* Handles one frame. Returns 0, or -EPROTO (the session is broken) with why set. */
-static int conn_dispatch(struct fsd_conn *c, struct rpc_buf *frame, msgpack_zone *zone, char *why,
-                         size_t whylen)
+/*
+ * Handles one frame: completes its request, which is `taken` when the caller took it
+ * out of the table already (it must then be the frame's msgid). Returns 0, or
+ * -EPROTO (the session is broken) with why set.
+ */
+static int conn_dispatch(struct fsd_conn *c, struct rpc_buf *frame, msgpack_zone *zone,
+                         struct pending *taken, char *why, size_t whylen)
 {
 	struct rpc_response resp;
 	char err[256];
 	int rc = rpc_response_decode(frame->data, frame->len, zone, &resp, err, sizeof(err));
 	if (rc < 0) {
 		snprintf(why, whylen, "malformed answer from the server: %s", err);
+		if (taken) {
+			complete_local(taken->done, taken->ctx, EIO, why);
+			free(taken);
+		}
 		return -EPROTO;
 	}
-	pthread_mutex_lock(&c->lock);
-	struct pending *p = table_take(c, resp.msgid);
-	pthread_mutex_unlock(&c->lock);
+	struct pending *p = taken;
+	if (!p) {
+		pthread_mutex_lock(&c->lock);
+		p = table_take(c, resp.msgid);
+		pthread_mutex_unlock(&c->lock);
+	}
 	if (!p) {
 		/* Its deadline passed: the completion ran already. */
 		fsd_log(FSD_LOG_DEBUG, "late answer to request %u ignored", resp.msgid);
@@ -633,6 +682,257 @@ static int conn_dispatch(struct fsd_conn *c, struct rpc_buf *frame, msgpack_zone
 	free(ei);
 	free(p);
 	return 0;
+}
+
+/* --- splicing --- */
+
+/* Reads exactly len bytes through conn_read_fn: 0, 1 at end of file before the first
+ * byte, -EPIPE at end of file after it, or -errno. */
+static int conn_read_full(struct fsd_conn *c, void *buf, size_t len)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = conn_read_fn(c, (char *)buf + got, len - got);
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			return got ? -EPIPE : 1;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Moves len bytes from the transport's pipe `in` into c->spipe without copying them.
+ * Returns 0, -EPIPE at end of file, -ENOSPC when c->spipe is full (the bytes moved so
+ * far stay there), or -errno.
+ */
+static int conn_splice_in(struct fsd_conn *c, int in, size_t len)
+{
+	while (len) {
+		ssize_t k = splice(in, NULL, c->spipe[1], NULL, len, SPLICE_F_NONBLOCK);
+		if (k > 0) {
+			len -= (size_t)k;
+			continue;
+		}
+		if (k == 0)
+			return -EPIPE;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return -errno;
+		/* Either nothing to read yet, or no room: wait for input, then look. */
+		struct pollfd pin = {.fd = in, .events = POLLIN};
+		if (poll(&pin, 1, -1) < 0 && errno != EINTR)
+			return -errno;
+		struct pollfd pout = {.fd = c->spipe[1], .events = POLLOUT};
+		if (poll(&pout, 1, 0) == 0)
+			return -ENOSPC;
+	}
+	return 0;
+}
+
+/* Empties c->spipe (what a completion left there), into c->rbuf (which is unused). */
+static void conn_splice_drain(struct fsd_conn *c)
+{
+	int left = 0;
+	while (ioctl(c->spipe[0], FIONREAD, &left) == 0 && left > 0) {
+		ssize_t n = read(c->spipe[0], c->rbuf, CONN_RBUF);
+		if (n <= 0 && errno != EINTR)
+			break;
+	}
+	c->rpos = c->rlen = 0;
+}
+
+/* The msgid of a data answer's head [1, msgid, nil, bin32 len]: the number of bytes
+ * of the msgid's encoding at head[2] (0 when it is not a uint). */
+static size_t head_msgid_len(uint8_t b)
+{
+	if (b <= 0x7f)
+		return 1;
+	return b == 0xcc ? 2 : b == 0xcd ? 3 : b == 0xce ? 5 : 0;
+}
+
+static uint32_t be_uint(const uint8_t *p, size_t n)
+{
+	uint32_t v = 0;
+	for (size_t i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/*
+ * Reads one frame while splicing is on, from the pipe `in`. A data answer to an
+ * fsd_conn_call_data request, with a bin of a size that can be spliced, is handed to
+ * its completion in c->spipe (returns 2); any other frame is read into `frame` as
+ * rpc_frame_read does (returns 0, 1 at a clean end of file, or a negative code with a
+ * message in err). A data answer whose bin cannot be spliced after all (the pipe is
+ * full) is read back into `frame` and *taken is set to its request, for conn_dispatch.
+ */
+static int conn_read_frame_spliced(struct fsd_conn *c, int in, struct rpc_buf *frame,
+                                   struct pending **taken, char *err, size_t errlen)
+{
+	uint8_t hdr[RPC_FRAME_HEADER], head[16];
+	uint32_t n;
+	size_t got = 0;
+	char shown[24];
+
+	*taken = NULL;
+	err[0] = 0;
+	int r = conn_read_full(c, hdr, sizeof(hdr));
+	if (r == 1)
+		return 1;
+	if (r < 0) {
+		if (r == -EPIPE)
+			snprintf(err, errlen,
+			         "truncated frame: end of file inside the 4-byte length");
+		else
+			snprintf(err, errlen, "cannot read a frame: %s", strerror(-r));
+		return r == -EPIPE ? -EPROTO : r;
+	}
+	r = rpc_frame_length(hdr, c->info.max_frame, &n);
+	if (r < 0) {
+		rpc_frame_describe(hdr, sizeof(hdr), shown, sizeof(shown));
+		if (r == -EMSGSIZE)
+			snprintf(
+			    err, errlen,
+			    "frame of %u bytes is larger than the limit of %u bytes (it starts "
+			    "with %s)",
+			    n, c->info.max_frame, shown);
+		else
+			snprintf(err, errlen, "frame of length 0");
+		return r;
+	}
+	/* The head: [1, msgid, nil, bin32 len], 9 to 13 bytes (conn_read_fn reads at most
+	 * CONN_HEAD_READ bytes ahead, which then wait in c->rbuf). */
+	got = n < 3 ? n : 3;
+	r = conn_read_full(c, head, got);
+	size_t idlen = got == 3 && head[0] == 0x94 && head[1] == 0x01 ? head_msgid_len(head[2]) : 0;
+	size_t hlen = 2 + idlen + 1 + 5;
+	if (!r && idlen && n >= hlen) {
+		r = conn_read_full(c, head + got, hlen - got);
+		if (!r)
+			got = hlen;
+	}
+	if (r) {
+		snprintf(err, errlen, "truncated frame: %s",
+		         r < 0 && r != -EPIPE ? strerror(-r) : "end of file inside a frame");
+		return r < 0 && r != -EPIPE ? r : -EPROTO;
+	}
+	if (got == hlen && head[2 + idlen] == 0xc0 && head[3 + idlen] == 0xc6) {
+		uint32_t msgid = idlen == 1 ? head[2] : be_uint(head + 3, idlen - 1);
+		uint32_t blen = be_uint(head + 4 + idlen, 4);
+		struct pending *p = NULL;
+		if ((uint64_t)hlen + blen == n && blen >= CONN_SPLICE_MIN &&
+		    blen <= c->splice_max && c->rlen - c->rpos <= CONN_HEAD_READ) {
+			pthread_mutex_lock(&c->lock);
+			for (p = c->bucket[msgid % CONN_BUCKETS]; p && p->msgid != msgid;
+			     p = p->next)
+				;
+			p = p && p->data ? table_take(c, msgid) : NULL;
+			pthread_mutex_unlock(&c->lock);
+		}
+		if (p) {
+			/* The few bytes of the bin read with the head go first. */
+			size_t ahead = c->rlen - c->rpos;
+			r = 0;
+			if (ahead) {
+				ssize_t k = write(c->spipe[1], c->rbuf + c->rpos, ahead);
+				r = k == (ssize_t)ahead ? 0 : k < 0 ? -errno : -ENOSPC;
+				c->rpos = c->rlen = 0;
+			}
+			if (!r)
+				r = conn_splice_in(c, in, blen - ahead);
+			if (!r) {
+				struct fsd_reply rep = {
+				    .err = 0,
+				    .result = &conn_nil,
+				    .message = "",
+				    .in_pipe = true,
+				    .data_fd = c->spipe[0],
+				    .data_len = blen,
+				};
+				p->done(p->ctx, &rep);
+				free(p);
+				conn_splice_drain(c);
+				return 2;
+			}
+			if (r != -ENOSPC) {
+				snprintf(err, errlen, "truncated frame: %s",
+				         r == -EPIPE ? "end of file inside a frame" : strerror(-r));
+				complete_local(p->done, p->ctx, EIO, err);
+				free(p);
+				conn_splice_drain(c);
+				return r == -EPIPE ? -EPROTO : r;
+			}
+			/* No room after all: take back what was moved, read the rest below. */
+			*taken = p;
+		}
+	}
+	frame->max = frame->max < n ? n : frame->max;
+	rpc_buf_reset(frame);
+	if (rpc_buf_reserve(frame, n)) {
+		snprintf(err, errlen, "cannot allocate a frame of %u bytes", n);
+		r = -ENOMEM;
+		goto fail;
+	}
+	memcpy(frame->data, head, got);
+	while (*taken && got < n) {
+		int left = 0;
+		if (ioctl(c->spipe[0], FIONREAD, &left) < 0 || left <= 0)
+			break;
+		ssize_t k = read(c->spipe[0], frame->data + got,
+		                 (size_t)left < n - got ? (size_t)left : n - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
+	r = conn_read_full(c, frame->data + got, n - got);
+	if (r) {
+		snprintf(err, errlen, "truncated frame: %s",
+		         r < 0 && r != -EPIPE ? strerror(-r) : "end of file inside a frame");
+		r = r < 0 && r != -EPIPE ? r : -EPROTO;
+		goto fail;
+	}
+	frame->len = n;
+	frame->data[n] = 0;
+	return 0;
+fail:
+	if (*taken) {
+		complete_local((*taken)->done, (*taken)->ctx, EIO, err);
+		free(*taken);
+		*taken = NULL;
+		conn_splice_drain(c);
+	}
+	return r;
+}
+
+long fsd_conn_set_splice(struct fsd_conn *c, size_t max)
+{
+	if (atomic_load(&c->splice_on))
+		return (long)c->splice_max;
+	if (c->spipe[0] < 0 && pipe2(c->spipe, O_CLOEXEC) < 0)
+		return -errno;
+	/* Twice the bytes: a bin straddles partly filled pages of the transport's pipe,
+	 * each of which takes a slot of its own. */
+	int got = -1;
+	for (size_t want = 2 * max; got < 0 && want >= 2 * CONN_SPLICE_MIN; want /= 2)
+		got = fcntl(c->spipe[0], F_SETPIPE_SZ, (int)want);
+	if (got < 0)
+		got = fcntl(c->spipe[0], F_GETPIPE_SZ);
+	if (got < 0)
+		return -errno;
+	c->splice_max = (size_t)got / 2;
+	if (c->splice_max < CONN_SPLICE_MIN || c->splice_max < max / 2)
+		return -ENOSPC;
+	if (c->splice_max > max)
+		c->splice_max = max;
+	atomic_store(&c->splice_on, 1);
+	fsd_log(FSD_LOG_DEBUG, "values of %zu to %zu bytes are spliced", (size_t)CONN_SPLICE_MIN,
+	        c->splice_max);
+	return (long)c->splice_max;
 }
 
 static void conn_set_down(struct fsd_conn *c, const char *why)
@@ -667,8 +967,15 @@ static void *reader_main(void *arg)
 	for (;;) {
 		/* UP: read answers until the transport ends. */
 		for (;;) {
-			int rc = rpc_frame_read(conn_read_fn, c, c->info.max_frame, &frame, err,
-			                        sizeof(err));
+			struct pending *taken = NULL;
+			int in = c->rt->ops->read_pipe ? c->rt->ops->read_pipe(c->rt) : -1;
+			c->exact = in >= 0 && atomic_load(&c->splice_on);
+			int rc = c->exact ? conn_read_frame_spliced(c, in, &frame, &taken, err,
+			                                            sizeof(err))
+			                  : rpc_frame_read(conn_read_fn, c, c->info.max_frame,
+			                                   &frame, err, sizeof(err));
+			if (rc == 2)
+				continue; /* handed over in the pipe */
 			if (rc == 1) {
 				snprintf(why, sizeof(why), "the server closed the connection");
 				break;
@@ -677,7 +984,9 @@ static void *reader_main(void *arg)
 				snprintf(why, sizeof(why), "%s", err);
 				break;
 			}
-			rc = conn_dispatch(c, &frame, &zone, why, sizeof(why));
+			rc = conn_dispatch(c, &frame, &zone, taken, why, sizeof(why));
+			if (taken)
+				conn_splice_drain(c);
 			msgpack_zone_clear(&zone);
 			if (rc < 0)
 				break;
@@ -815,6 +1124,7 @@ struct fsd_conn *fsd_conn_new(struct fsd_connector *connector, const struct fsd_
 	pthread_condattr_destroy(&ca);
 	c->state = CONN_IDLE;
 	c->next_msgid = 1;
+	c->spipe[0] = c->spipe[1] = -1;
 	return c;
 }
 
@@ -897,6 +1207,9 @@ void fsd_conn_free(struct fsd_conn *c)
 	pthread_cond_destroy(&c->tick);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->wlock);
+	for (int i = 0; i < 2; i++)
+		if (c->spipe[i] >= 0)
+			close(c->spipe[i]);
 	free(c->rbuf);
 	free(c);
 }

@@ -67,6 +67,13 @@ struct fsd_reply {
 	const char *message;                /* why it failed ("" on success) */
 	const void *payload;                /* the whole response frame payload */
 	size_t payload_len;
+	/* Only for fsd_conn_call_data: when in_pipe is set, the result is a bin of
+	 * data_len bytes that are waiting in the pipe data_fd instead of in memory
+	 * (result and payload are then nil / NULL). The completion should move them on
+	 * (e.g. fuse_reply_data with FUSE_BUF_IS_FD); what it leaves is discarded. */
+	bool in_pipe;
+	int data_fd;
+	size_t data_len;
 };
 
 typedef void (*fsd_done_fn)(void *ctx, const struct fsd_reply *r);
@@ -104,6 +111,23 @@ const struct fsd_server_info *fsd_conn_server(struct fsd_conn *c);
  */
 void fsd_conn_call(struct fsd_conn *c, const char *method, size_t weight, fsd_done_fn done,
                    void *ctx, const char *fmt, ...);
+
+/*
+ * As fsd_conn_call, for a request whose result is a bin (load_value): when the
+ * connection may splice (fsd_conn_set_splice) and the transport is a pipe, a large
+ * result reaches the completion in a pipe (reply->in_pipe) rather than in memory.
+ */
+void fsd_conn_call_data(struct fsd_conn *c, const char *method, size_t weight, fsd_done_fn done,
+                        void *ctx, const char *fmt, ...);
+
+/*
+ * Lets bin results of fsd_conn_call_data of up to max bytes be handed over in a pipe
+ * (when the kernel side can take spliced replies). Returns the largest size that will
+ * be spliced (at most max; less when pipes cannot be made that large without the
+ * privilege to go over /proc/sys/fs/pipe-max-size, but at least max / 2), or -errno:
+ * results then stay in memory.
+ */
+long fsd_conn_set_splice(struct fsd_conn *c, size_t max);
 
 /* A synchronous answer: owns a copy of the response. */
 struct fsd_result {

@@ -1171,6 +1171,9 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_open(req, fi);
 }
 
+/* The largest read the kernel sends (FUSE's max_pages of 256). */
+#define FS_READ_MAX (1024 * 1024)
+
 struct read_ctx {
 	fuse_req_t req;
 	struct fsd_fs *fs;
@@ -1188,6 +1191,13 @@ static void read_done(void *arg, const struct fsd_reply *r)
 		        rc->view ? fsd_view_name(rc->view) : "",
 		        r->message[0] ? r->message : strerror(r->err));
 		reply_err(rc->req, r->err);
+	} else if (r->in_pipe) {
+		/* The bytes wait in a pipe: libfuse splices them on to the kernel (or reads
+		 * them, when it cannot splice). */
+		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(r->data_len);
+		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_RETRY;
+		bv.buf[0].fd = r->data_fd;
+		fuse_reply_data(rc->req, &bv, 0);
 	} else if (rpc_obj_bin(r->result, &p, &n) == 0) {
 		fuse_reply_buf(rc->req, p, n);
 	} else {
@@ -1277,8 +1287,8 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	rc->fs = fs;
 	memcpy(rc->key, i->key, 65);
 	rc->view = i->view;
-	fsd_conn_call(fs->conn, "load_value", size, read_done, rc, "suus", i->key, (uint64_t)off,
-	              (uint64_t)size, fsd_view_param(i->view));
+	fsd_conn_call_data(fs->conn, "load_value", size, read_done, rc, "suus", i->key,
+	                   (uint64_t)off, (uint64_t)size, fsd_view_param(i->view));
 }
 
 static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -1690,6 +1700,23 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/*
+	 * Values reach the kernel by splice when the transport is a pipe (local server):
+	 * one copy fewer. A kernel read is at most 1 MiB (max_pages 256, from max_write);
+	 * a spliced reply must fit in a pipe with room to spare, so without the privilege
+	 * to make pipes larger than pipe-max-size (1 MiB) reads are made smaller.
+	 */
+	if ((conn->capable & FUSE_CAP_SPLICE_WRITE) && !fs->o.no_splice) {
+		size_t max = fs->max_read < FS_READ_MAX ? fs->max_read : FS_READ_MAX;
+		long got = fsd_conn_set_splice(fs->conn, max);
+		if (got > 0) {
+			conn->want |= FUSE_CAP_SPLICE_WRITE;
+			if ((size_t)got < conn->max_write)
+				conn->max_write = (unsigned)got;
+		} else {
+			fsd_log(FSD_LOG_DEBUG, "values are copied: no pipe large enough to splice");
+		}
+	}
 	/* Values never change: no need to drop pages when mtime is seen again. */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	conn->max_background = 64;

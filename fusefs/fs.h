@@ -19,6 +19,7 @@ struct fsd_fs_options {
 	double negative_timeout; /* seconds a failed lookup is cached (1) */
 	double value_timeout;    /* seconds value entries and attributes are cached (86400) */
 	int read_only;           /* -o ro: every change is EROFS */
+	int no_splice;           /* -o nosplice: values are copied, never spliced */
 };
 
 struct fsd_fs;

@@ -41,6 +41,7 @@ struct options {
 	int read_only;
 	int timeout;
 	unsigned readahead_kb;
+	int no_splice;
 	double cache_timeout;
 	double negative_timeout;
 	char *server; /* -o server=CMD (also handed to the SSH options) */
@@ -55,6 +56,7 @@ enum { KEY_HELP, KEY_VERSION, KEY_PORT, KEY_RO };
 static const struct fuse_opt opt_spec[] = {
     {"timeout=%i", offsetof(struct options, timeout), 0},
     {"readahead_kb=%u", offsetof(struct options, readahead_kb), 0},
+    {"nosplice", offsetof(struct options, no_splice), 1},
     {"cache_timeout=%lf", offsetof(struct options, cache_timeout), 0},
     {"negative_timeout=%lf", offsetof(struct options, negative_timeout), 0},
     FUSE_OPT_KEY("-h", KEY_HELP),
@@ -141,6 +143,8 @@ static void usage(const char *prog)
 	       "    -o cache_timeout=S     seconds listings and call entries are cached (5)\n"
 	       "    -o negative_timeout=S  seconds a missing name is cached (1)\n"
 	       "    -o readahead_kb=N      kernel readahead for the mount, when allowed (1024)\n"
+	       "    -o nosplice            copy values through memory instead of splicing them\n"
+	       "                           from the local server's pipe to the kernel\n"
 	       "\n"
 	       "%s\n"
 	       "FUSE options:\n",
@@ -485,6 +489,7 @@ int main(int argc, char *argv[])
 	    .cache_timeout = o.cache_timeout,
 	    .negative_timeout = o.negative_timeout,
 	    .read_only = o.read_only,
+	    .no_splice = o.no_splice,
 	};
 	fs = fsd_fs_new(conn, &fso);
 	if (!fs) {
@@ -537,7 +542,9 @@ int main(int argc, char *argv[])
 		if (!lc)
 			goto out;
 		fuse_loop_cfg_set_clone_fd(lc, (unsigned)fopts.clone_fd);
-		fuse_loop_cfg_set_idle_threads(lc, fopts.max_idle_threads);
+		/* UINT_MAX: not given (libfuse would log it as invalid). */
+		if (fopts.max_idle_threads != UINT_MAX)
+			fuse_loop_cfg_set_idle_threads(lc, fopts.max_idle_threads);
 		fuse_loop_cfg_set_max_threads(lc, fopts.max_threads > 0 ? fopts.max_threads : 32);
 		ret = fuse_session_loop_mt(se, lc);
 		fuse_loop_cfg_destroy(lc);

@@ -32,6 +32,12 @@ struct fsd_transport_ops {
 	size_t (*describe_exit)(struct fsd_transport *t, char *buf, size_t len);
 	/* Releases everything (waits for a child, closes the channel). */
 	void (*free)(struct fsd_transport *t);
+	/*
+	 * Optional (NULL when absent): the pipe that read() reads from, so that the
+	 * reader may splice a value's bytes from it straight to the kernel instead of
+	 * copying them through memory; -1 when the bytes do not come from a pipe.
+	 */
+	int (*read_pipe)(struct fsd_transport *t);
 };
 
 struct fsd_transport {

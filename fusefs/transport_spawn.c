@@ -235,12 +235,18 @@ static void spawn_free(struct fsd_transport *t)
 	free(s);
 }
 
+static int spawn_read_pipe(struct fsd_transport *t)
+{
+	return spawn_of(t)->from_child;
+}
+
 static const struct fsd_transport_ops spawn_ops = {
     .read = spawn_read,
     .write = spawn_write,
     .shutdown = spawn_shutdown,
     .describe_exit = spawn_describe_exit,
     .free = spawn_free,
+    .read_pipe = spawn_read_pipe,
 };
 
 int fsd_transport_spawn(char *const argv[], struct fsd_transport **out, char *err, size_t errlen)

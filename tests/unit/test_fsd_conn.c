@@ -2,8 +2,9 @@
  * test_fsd_conn.c: unit tests of the daemon's connection (fusefs/conn.c) against a
  * scripted server on a socketpair, and of the inode table (fusefs/inode.c): hello
  * and its failures, answers out of order matched by msgid, a request past its
- * deadline, the server's death failing every pending request at once, and stable
- * inode numbers.
+ * deadline, the server's death failing every pending request at once, stable
+ * inode numbers, and bins handed over in a pipe (splicing) for sizes around the
+ * page and pipe boundaries, msgids of every width, and completions that leave bytes.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -76,8 +77,25 @@ static void sp_free(struct fsd_transport *t)
 	free(t);
 }
 
-static const struct fsd_transport_ops sp_ops = {sp_read, sp_write, sp_shutdown, sp_describe,
-                                                sp_free};
+static int sp_read_pipe(struct fsd_transport *t)
+{
+	return ((struct sp_transport *)t)->fd;
+}
+
+static const struct fsd_transport_ops sp_ops = {
+    .read = sp_read,
+    .write = sp_write,
+    .shutdown = sp_shutdown,
+    .describe_exit = sp_describe,
+    .free = sp_free,
+    .read_pipe = sp_read_pipe,
+};
+
+/* The bytes of a "blob" of n bytes. */
+static uint8_t blob_byte(size_t n, size_t i)
+{
+	return (uint8_t)(i * 7 + n + i / 4096);
+}
 
 /* The connector hands out one prepared fd. */
 struct sp_connector {
@@ -216,6 +234,19 @@ static void *server_main(void *arg)
 				send_frame(s->fd, &sb);
 			}
 			rpc_pack_response_error(&pk, req.msgid, RPC_E_AMBIGUOUS, "flushed");
+			send_frame(s->fd, &sb);
+		} else if (req.method_len == 4 && memcmp(req.method, "blob", 4) == 0) {
+			/* A bin of n bytes, always as bin32 like the server's load_value. */
+			uint64_t n = 0;
+			rpc_obj_uint(rpc_array_get(req.params, 0), &n);
+			rpc_pack_response_ok_head(&pk, req.msgid);
+			uint8_t h[5] = {0xc6, (uint8_t)(n >> 24), (uint8_t)(n >> 16),
+			                (uint8_t)(n >> 8), (uint8_t)n};
+			msgpack_sbuffer_write(&sb, (const char *)h, 5);
+			for (uint64_t i = 0; i < n; i++) {
+				char b = (char)blob_byte(n, i);
+				msgpack_sbuffer_write(&sb, &b, 1);
+			}
 			send_frame(s->fd, &sb);
 		} else if (req.method_len == 3 && memcmp(req.method, "die", 3) == 0) {
 			break;
@@ -443,6 +474,116 @@ static void test_views(void)
 	pthread_join(s.th, NULL);
 }
 
+/* --- splicing --- */
+
+struct blob_outcome {
+	atomic_int done;
+	int err;
+	size_t want; /* the blob's size */
+	int partial; /* read only part of a piped answer */
+	int in_pipe;
+	int ok; /* every byte as sent */
+};
+
+static void blob_done(void *ctx, const struct fsd_reply *r)
+{
+	struct blob_outcome *o = ctx;
+	o->err = r->err;
+	if (!r->err && r->in_pipe) {
+		o->in_pipe = 1;
+		size_t n = o->partial ? r->data_len / 2 : r->data_len, got = 0;
+		uint8_t *b = malloc(n + 1);
+		while (b && got < n) {
+			ssize_t k = read(r->data_fd, b + got, n - got);
+			if (k <= 0)
+				break;
+			got += (size_t)k;
+		}
+		o->ok = b && got == n && r->data_len == o->want;
+		for (size_t i = 0; o->ok && i < n; i++)
+			o->ok = b[i] == blob_byte(o->want, i);
+		free(b);
+	} else if (!r->err) {
+		const void *p;
+		size_t n;
+		o->ok = rpc_obj_bin(r->result, &p, &n) == 0 && n == o->want;
+		for (size_t i = 0; o->ok && i < n; i++)
+			o->ok = ((const uint8_t *)p)[i] == blob_byte(n, i);
+	}
+	atomic_store(&o->done, 1);
+}
+
+static int blob_wait(struct blob_outcome *o)
+{
+	for (int k = 0; k < 500 && !atomic_load(&o->done); k++) {
+		struct timespec d = {0, 10 * 1000 * 1000};
+		nanosleep(&d, NULL);
+	}
+	return atomic_load(&o->done);
+}
+
+static void test_splice(void)
+{
+	struct server s;
+	struct sp_connector sc;
+	char err[512];
+	int rc;
+	struct fsd_conn *c = start(&s, S_NORMAL, 30, &sc, &rc, err, sizeof(err), NULL, NULL);
+	CHECK(rc == 0, "hello failed: %s", err);
+	long max = fsd_conn_set_splice(c, 1024 * 1024);
+	CHECK(max >= 64 * 1024 && max <= 1024 * 1024, "splicing on (%ld)", max);
+	size_t m = max > 0 ? (size_t)max : 65536;
+	size_t sizes[] = {0,        1,     4095,  4096,  4097,     16383,
+	                  16384,    16385, 65535, 65536, 65537,    131072,
+	                  m - 4097, m - 1, m,     m + 1, m + 4096, 1024 * 1024};
+	enum { NS = sizeof(sizes) / sizeof(sizes[0]) };
+	static struct blob_outcome o[2 * NS + 2];
+	memset(o, 0, sizeof(o));
+	/* The reader, already waiting in a buffered read, turns exact after one answer:
+	 * until then bytes read ahead into its buffer are not spliced. */
+	struct blob_outcome first = {.want = 100};
+	fsd_conn_call_data(c, "blob", 100, blob_done, &first, "u", (uint64_t)100);
+	CHECK(blob_wait(&first) && first.ok, "a first blob");
+	/* All in flight at once; every second one leaves half its bytes in the pipe. */
+	for (size_t k = 0; k < NS; k++) {
+		for (int part = 0; part < 2; part++) {
+			struct blob_outcome *x = &o[2 * k + part];
+			x->want = sizes[k];
+			x->partial = part;
+			fsd_conn_call_data(c, "blob", sizes[k], blob_done, x, "u",
+			                   (uint64_t)sizes[k]);
+		}
+	}
+	/* A plain call is never spliced. */
+	o[2 * NS].want = 200000;
+	fsd_conn_call(c, "blob", 200000, blob_done, &o[2 * NS], "u", (uint64_t)200000);
+	for (size_t k = 0; k < 2 * NS + 1; k++) {
+		CHECK(blob_wait(&o[k]), "blob %zu answered", o[k].want);
+		CHECK(o[k].err == 0 && o[k].ok, "blob of %zu bytes (partial %d) read back (err %d)",
+		      o[k].want, o[k].partial, o[k].err);
+		int expect = o[k].want >= 16384 && o[k].want <= m && k < 2 * NS;
+		CHECK(o[k].in_pipe == expect, "blob of %zu bytes %s in a pipe", o[k].want,
+		      expect ? "handed over" : "not handed over");
+	}
+	/* msgids of two and three bytes (above 255 and 65535 would take too long). */
+	struct blob_outcome small;
+	for (int k = 0; k < 300; k++) {
+		memset(&small, 0, sizeof(small));
+		small.want = 3;
+		fsd_conn_call_data(c, "blob", 3, blob_done, &small, "u", (uint64_t)3);
+		blob_wait(&small);
+	}
+	CHECK(small.ok, "small blobs");
+	memset(&o[2 * NS + 1], 0, sizeof(o[0]));
+	o[2 * NS + 1].want = 300000 < m ? 300000 : m;
+	fsd_conn_call_data(c, "blob", o[2 * NS + 1].want, blob_done, &o[2 * NS + 1], "u",
+	                   (uint64_t)o[2 * NS + 1].want);
+	CHECK(blob_wait(&o[2 * NS + 1]) && o[2 * NS + 1].ok && o[2 * NS + 1].in_pipe,
+	      "a spliced blob after msgid 300");
+	fsd_conn_free(c);
+	pthread_join(s.th, NULL);
+}
+
 int main(void)
 {
 	test_out_of_order();
@@ -450,6 +591,7 @@ int main(void)
 	test_hello_failures();
 	test_inodes();
 	test_views();
+	test_splice();
 	if (failures) {
 		fprintf(stderr, "%d failures\n", failures);
 		return 1;
