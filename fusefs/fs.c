@@ -1561,6 +1561,18 @@ static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *
 	}
 }
 
+/* The inode number of the directory holding path (the root for top-level names). */
+static fuse_ino_t parent_ino(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char parent[600];
+
+	if (!slash)
+		return FUSE_ROOT_ID;
+	snprintf(parent, sizeof(parent), "%.*s", (int)(slash - path), path);
+	return fsd_path_hash(parent);
+}
+
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi, int plus)
 {
@@ -1583,12 +1595,16 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		size_t need;
 		memset(&st, 0, sizeof(st));
 		if (pos < 2) {
+			/* "." and "..": a zero inode number would make readdir(3) skip
+			 * them, so give the numbers a lookup of them would give. */
 			const char *nm = pos == 0 ? "." : "..";
 			st.st_mode = S_IFDIR;
+			st.st_ino = pos == 0 ? ino : parent_ino(d->dir->path);
 			if (plus) {
 				struct fuse_entry_param e;
 				memset(&e, 0, sizeof(e));
 				e.attr.st_mode = S_IFDIR;
+				e.attr.st_ino = st.st_ino;
 				need = fuse_add_direntry_plus(req, buf + used, size - used, nm, &e,
 				                              (off_t)pos + 1);
 			} else {

@@ -31,6 +31,13 @@ def check_cache(name, exp, key_hex):
         T.equal(sorted(os.listdir(mp)), ["by-name", "calls", "digests", "values"],
                 "%s: top level" % name)
         T.equal(os.listdir(os.path.join(mp, "digests")), [], "%s: digests/ lists nothing" % name)
+        # readdir(3) skips entries with inode number 0: "." and ".." must have real ones.
+        for sub in ("", "calls", os.path.join("calls", sorted(calls)[0])):
+            for opt in ("-a", "-la"):
+                r = common.run(["ls", opt, os.path.join(mp, sub)], timeout=60)
+                names = [ln.split()[-1] for ln in r.stdout.decode().splitlines() if ln and not ln.startswith("total")]
+                T.check(r.returncode == 0 and "." in names and ".." in names,
+                        "%s: ls %s %s shows . and .." % (name, opt, sub or "/"))
         for key, c in calls.items():
             check_call(name, mp, key, c)
         for key, v in values.items():
