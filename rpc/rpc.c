@@ -61,6 +61,10 @@ enum rpc_error rpc_error_from_errno(int err)
 		return RPC_E_EIO;
 	if (err == EPROTO)
 		return RPC_E_EPROTO;
+	/* EPERM (unlink in a sticky directory, an immutable file): PROTOCOL.md's EACCES,
+	 * "the server may not read or remove the file" */
+	if (err == EPERM)
+		return RPC_E_EACCES;
 	for (int e = RPC_OK + 1; e < RPC_E__COUNT; e++)
 		if (rpc_error_table[e].err_no == err)
 			return (enum rpc_error)e;

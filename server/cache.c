@@ -812,7 +812,9 @@ int srv_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_
 	}
 	if (srv_fstore_path(&c->values, full, path, sizeof(path), err) != 0)
 		goto out;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO named like a key must not block the server in open (it
+	 * is then refused as not a regular file); no effect on regular files */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			srv_fail(err, RPC_E_ENOENT, "no value '%s' in the cache", full);

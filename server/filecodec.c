@@ -426,7 +426,8 @@ int srv_codec_read_record(const char *path, const struct srv_sign *sign, struct 
 	size_t rawlen = 0, payload;
 
 	memset(out, 0, sizeof(*out));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO named like a key must not block the server in open */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return srv_fail(err, RPC_E_ENOENT, "no such file '%s'", path);

@@ -106,7 +106,8 @@ int srv_record_summary(const struct pk_node *root, const char **name, size_t *na
 	*namelen = n->u.str.len;
 	meta = field(root, "metadata");
 	rt = meta ? pk_dict_get(meta, "runtime") : NULL;
-	if (rt && number_of(pk_dict_get(rt, "timestop"), timestop))
+	/* a timestop that is not a finite number is no time: load falls back too */
+	if (rt && number_of(pk_dict_get(rt, "timestop"), timestop) && isfinite(*timestop))
 		*has_timestop = 1;
 	return 0;
 }
@@ -313,7 +314,7 @@ int srv_record_from_pickle(const struct pk_node *root, const char *key, const ch
 	if (meta) {
 		const struct pk_node *rt = pk_dict_get(meta, "runtime");
 
-		if (rt && number_of(pk_dict_get(rt, "timestop"), &ts))
+		if (rt && number_of(pk_dict_get(rt, "timestop"), &ts) && isfinite(ts))
 			rec->mtime = ts;
 	}
 	return 0;

@@ -190,7 +190,8 @@ static int value_info(struct srv_fstore *fs, const uint8_t *bkey, const char *ke
 
 	if (srv_fstore_path(fs, key, path, sizeof(path), err) != 0)
 		return -1;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO named like a key must not block the server in open */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return 1;
@@ -205,6 +206,11 @@ static int value_info(struct srv_fstore *fs, const uint8_t *bkey, const char *ke
 		return 0;
 	}
 	*mtime = ts_of(&st);
+	if (!S_ISREG(st.st_mode)) {
+		*size = -1; /* not a value file: it fails to read */
+		close(fd);
+		return 0;
+	}
 	e = srv_idcache_get(&fs->info, bkey, &st);
 	if (e) {
 		*size = e->n;

@@ -6,6 +6,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,9 @@
 #include "query.h"
 #include "record.h"
 #include "sjson.h"
+
+/* A row's "key" is 64 lowercase hex characters (GLOB is case-sensitive). */
+#define SQL_KEY_OK "length(\"key\") = 64 AND \"key\" NOT GLOB '*[^0-9a-f]*'"
 
 static const char *const stmt_sql[SRV_SQ__COUNT] = {
     [SRV_SQ_EXISTS] = "SELECT 1 FROM calls WHERE \"key\" = ?1",
@@ -32,8 +36,11 @@ static const char *const stmt_sql[SRV_SQ__COUNT] = {
     [SRV_SQ_CALL] = NULL, /* depends on the columns: built in srv_sql_open */
     [SRV_SQ_ARGS] = "SELECT name, value FROM arguments WHERE call_key = ?1 ORDER BY position, id",
     [SRV_SQ_META] = "SELECT name, data FROM metadata WHERE call_key = ?1 ORDER BY id",
-    [SRV_SQ_COUNT] = "SELECT count(*) FROM calls",
-    [SRV_SQ_NAMES] = "SELECT DISTINCT name FROM calls WHERE name > ?1 ORDER BY name",
+    /* rows whose "key" is not a key are invisible (cache.h invariant 3): not counted,
+     * and their names are not listed */
+    [SRV_SQ_COUNT] = "SELECT count(*) FROM calls WHERE " SQL_KEY_OK,
+    [SRV_SQ_NAMES] =
+        "SELECT DISTINCT name FROM calls WHERE name > ?1 AND " SQL_KEY_OK " ORDER BY name",
     [SRV_SQ_QUERY] = "SELECT \"key\" FROM calls WHERE \"key\" > ?1 ORDER BY \"key\"",
     [SRV_SQ_QUERY_NAME] =
         "SELECT \"key\" FROM calls WHERE name = ?2 AND \"key\" > ?1 ORDER BY \"key\"",
@@ -581,7 +588,8 @@ static int summary_read(struct srv_sqlstore *s, struct srv_sql_summary *sum, str
 
 		if (!k || !data || sqlite3_column_bytes(st, 0) != RPC_KEY_LEN ||
 		    srv_sjson_number(data, (size_t)sqlite3_column_bytes(st, 1), "timestop", &t) !=
-		        0)
+		        0 ||
+		    !isfinite(t)) /* as load: no time, the database's mtime */
 			continue;
 		for (j = cursor; j < sum->n && j < cursor + 2; j++)
 			if (memcmp(sum->e[j].key, k, RPC_KEY_LEN) == 0)
@@ -758,8 +766,10 @@ int srv_sql_list(struct srv_sqlstore *s, const char *after, size_t limit, bool d
 			double t;
 
 			e->mtime = fallback;
-			if (data && srv_sjson_number(data, (size_t)sqlite3_column_bytes(st, 2),
-			                             "timestop", &t) == 0)
+			if (data &&
+			    srv_sjson_number(data, (size_t)sqlite3_column_bytes(st, 2), "timestop",
+			                     &t) == 0 &&
+			    isfinite(t))
 				e->mtime = t;
 			if (name && !(e->name = strdup(name))) {
 				done(st);
@@ -872,6 +882,13 @@ static int load_in_txn(struct srv_sqlstore *s, const char *key, struct srv_recor
 		db_fail(s, err, "read a call", rc);
 		goto out;
 	}
+	if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
+		/* NOT NULL in fleche's schema: a row without a name is not a call */
+		done(st);
+		srv_fail(err, RPC_E_CORRUPT, "call '%s' in '%s' has no function name", key,
+		         s->path);
+		goto out;
+	}
 	rec->name = col_dup(st, 0);
 	if (sqlite3_column_type(st, 1) != SQLITE_NULL && !(rec->module = col_dup(st, 1)))
 		goto oom_st;
@@ -902,11 +919,12 @@ static int load_in_txn(struct srv_sqlstore *s, const char *key, struct srv_recor
 		struct srv_argument *a;
 		char v[RPC_KEY_LEN + 1];
 
-		if (!row_key(st, 1, v)) {
+		if (!row_key(st, 1, v) || sqlite3_column_type(st, 0) == SQLITE_NULL) {
 			done(st);
 			srv_fail(err, RPC_E_CORRUPT,
-			         "call '%s' in '%s' has a malformed argument value key", key,
-			         s->path);
+			         "call '%s' in '%s' has an argument without a name or with a "
+			         "malformed value key",
+			         key, s->path);
 			goto out;
 		}
 		if (rec->narguments == cap) {
@@ -973,8 +991,10 @@ static int load_in_txn(struct srv_sqlstore *s, const char *key, struct srv_recor
 	rec->metadata = msgpack_sbuffer_release(&whole);
 	if (!rec->metadata)
 		goto oom;
+	/* a timestop that is not a finite number (NaN) is no time */
 	if (srv_record_meta_number(rec->metadata, rec->metadata_len, "runtime", "timestop",
-	                           &rec->mtime) != 0)
+	                           &rec->mtime) != 0 ||
+	    !isfinite(rec->mtime))
 		rec->mtime = db_mtime(s);
 	ret = 0;
 	goto out;

@@ -160,10 +160,47 @@ static int vj_end(struct vj *j, size_t n, char close)
 	return 0;
 }
 
+static bool wtf8_surrogate(const uint8_t *p)
+{
+	return p[0] == 0xed && p[1] >= 0xa0 && p[1] <= 0xbf && p[2] >= 0x80 && p[2] <= 0xbf;
+}
+
+/*
+ * A str as a JSON string. The pickle reader keeps a lone surrogate as its 3-byte
+ * WTF-8 form (ED A0..BF 80..BF), which PROTOCOL.md 6.1 shows as one U+FFFD;
+ * rpc_json_string, which replaces each maximal ill-formed subpart of raw bytes as
+ * Python's decode does, would write three. Same length: copied only when needed.
+ */
+static int json_str(struct rpc_buf *b, const char *s, size_t len)
+{
+	const uint8_t *p = (const uint8_t *)s;
+	size_t i = 0;
+	char *t;
+	int rc;
+
+	while (i + 2 < len && !wtf8_surrogate(p + i))
+		i++;
+	if (i + 2 >= len)
+		return rpc_json_string(b, s, len);
+	t = malloc(len);
+	if (!t)
+		return -ENOMEM;
+	memcpy(t, s, len);
+	for (; i + 2 < len; i++) {
+		if (wtf8_surrogate(p + i)) {
+			memcpy(t + i, "\xef\xbf\xbd", 3);
+			i += 2;
+		}
+	}
+	rc = rpc_json_string(b, t, len);
+	free(t);
+	return rc;
+}
+
 /* "key": (a str key of an object) */
 static int vj_key(struct vj *j, const char *s, size_t len)
 {
-	PUT(j, rpc_json_string(j->b, s, len));
+	PUT(j, json_str(j->b, s, len));
 	PUT(j, rpc_buf_add(j->b, ": ", 2));
 	return 0;
 }
@@ -672,7 +709,7 @@ static int vj_node(struct vj *j, const struct pk_node *n)
 		/* at least its bytes and quotes: a string too long fails before any work */
 		if (n->u.str.len > j->b->max - j->b->len)
 			return vj_buf(j, -EMSGSIZE);
-		PUT(j, rpc_json_string(j->b, n->u.str.ptr, n->u.str.len));
+		PUT(j, json_str(j->b, n->u.str.ptr, n->u.str.len));
 		return 0;
 	case PK_BYTES:
 	case PK_BYTEARRAY:

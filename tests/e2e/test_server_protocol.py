@@ -365,6 +365,35 @@ def test_churn(root):
         T.equal(s.wait(), 0, "clean exit")
 
 
+def test_special_files(root):
+    """A FIFO named like a key in values/ or calls/ (anyone who can write the cache
+    directory can make one) is not a stored file: opening it must not block the
+    single-threaded server waiting for a writer. Each request gets an answer."""
+    vkey, ckey = "ab" * 32, "cd" * 32
+    os.mkfifo(os.path.join(root, "values", vkey))
+    os.mkfifo(os.path.join(root, "calls", ckey))
+    s = Server(SERVER, ["--serve", "--root", root], timeout=10)
+    try:
+        s.hello()
+        for method, params in (("stat_value", (vkey,)), ("load_value", (vkey, 0, 10)),
+                               ("load", (ckey,)), ("evict", ("ffff" * 16,)),
+                               ("list", ("values", None, None, True)),
+                               ("list", ("calls", None, None, True)),
+                               ("names", ()), ("query", ({"name": "x"},))):
+            try:
+                err, _ = s.try_call(method, *params)
+            except TimeoutError:
+                T.check(False, "%s with a FIFO in the cache answers" % method)
+                return
+            if method in ("stat_value", "load_value", "load"):
+                check_err(err, "CORRUPT", "%s of a FIFO" % method)
+        T.equal(s.call("contains", ckey), False, "a FIFO is not a stored call")
+    finally:
+        s.close()
+        os.unlink(os.path.join(root, "values", vkey))
+        os.unlink(os.path.join(root, "calls", ckey))
+
+
 def main():
     with common.temp_copy("files") as root:
         for fn in (test_hello_first, test_methods_and_params, test_bad_keys,
@@ -372,6 +401,8 @@ def main():
             T.run(fn, root)
     with common.temp_copy("files") as root:
         T.run(test_churn, root)
+    with common.temp_copy("files") as root:
+        T.run(test_special_files, root)
     sys.exit(T.report())
 
 

@@ -1206,8 +1206,13 @@ static void test_old_sql(void)
 	      "contains ambiguous");
 	CHECK(srv_shrink(c, k1, RPC_KEY_LEN, out, &err) == 0 && strlen(out) == 64, "shrink 64");
 	CHECK(srv_names(c, NULL, 10, &names, &err) == 0, "names");
+	/* rows whose keys are not keys are invisible: their names are not listed */
+	CHECK(names.n == 1 && names.complete && strcmp(names.names[0], "old") == 0,
+	      "names of visible calls only: %zu, first '%s'", names.n,
+	      names.n ? names.names[0] : "");
 	srv_names_release(&names);
 	CHECK(srv_count(c, &nc, &nv, &err) == 0 && nv == 0, "count");
+	CHECK(nc == 2, "count of visible calls only: %llu", (unsigned long long)nc);
 	/* evict deletes the argument and metadata rows too (no foreign keys here) */
 	CHECK(srv_evict(c, k1, RPC_KEY_LEN, &err) == 0, "old evict: %s", err.message);
 	/* detail listings follow commits by other connections: the eviction, a new call */
@@ -1331,6 +1336,176 @@ static void test_hostile_records(void)
 	srv_cache_free(c);
 }
 
+/*
+ * A database whose calls table lacks the NOT NULL constraints (hand-made or hostile):
+ * a NULL function name or argument name is a record that cannot be decoded
+ * (CORRUPT, not ENOMEM), and query skips it instead of failing as a whole.
+ */
+static void test_sql_null_columns(void)
+{
+	static const char *const sql[] = {
+	    "CREATE TABLE calls (\"key\" VARCHAR(64), name VARCHAR, module VARCHAR,"
+	    " version VARCHAR, code_digest VARCHAR(64), result VARCHAR(64))",
+	    "CREATE TABLE arguments (id INTEGER PRIMARY KEY, call_key VARCHAR(64),"
+	    " position INTEGER, name VARCHAR, value VARCHAR(64))",
+	    "CREATE TABLE metadata (id INTEGER PRIMARY KEY, call_key VARCHAR(64),"
+	    " name VARCHAR, data JSON)",
+	    "INSERT INTO calls VALUES "
+	    "('a1a1000000000000000000000000000000000000000000000000000000000001',"
+	    " NULL, 'm', '1', NULL, NULL)",
+	    "INSERT INTO calls VALUES "
+	    "('a1a1000000000000000000000000000000000000000000000000000000000002',"
+	    " 'g', 'm', '2', NULL, NULL)",
+	    "INSERT INTO calls VALUES "
+	    "('a1a1000000000000000000000000000000000000000000000000000000000003',"
+	    " 'h', 'm', '3', NULL, NULL)",
+	    "INSERT INTO arguments VALUES (1, "
+	    "'a1a1000000000000000000000000000000000000000000000000000000000002', 0, NULL,"
+	    " 'd1d1000000000000000000000000000000000000000000000000000000000000')",
+	};
+	const char *k1 = "a1a1000000000000000000000000000000000000000000000000000000000001";
+	const char *k2 = "a1a1000000000000000000000000000000000000000000000000000000000002";
+	const char *k3 = "a1a1000000000000000000000000000000000000000000000000000000000003";
+	char root[600], db[700];
+	sqlite3 *h = NULL;
+	struct srv_cache *c;
+	struct srv_error err = {0};
+	struct srv_record r;
+	struct srv_page page;
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_unpacked u;
+	size_t off = 0;
+
+	snprintf(root, sizeof(root), "%s/nullsql", tmp);
+	snprintf(db, sizeof(db), "mkdir -p %s/values", root);
+	CHECK(system(db) == 0, "mkdir");
+	snprintf(db, sizeof(db), "%s/calls.db", root);
+	CHECK(sqlite3_open(db, &h) == SQLITE_OK, "create db");
+	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++)
+		CHECK(sqlite3_exec(h, sql[i], NULL, NULL, NULL) == SQLITE_OK, "%s: %s", sql[i],
+		      sqlite3_errmsg(h));
+	sqlite3_close(h);
+	c = open_cache(root, false, true);
+	if (!c)
+		return;
+	memset(&r, 0, sizeof(r));
+	CHECK(srv_load(c, k1, RPC_KEY_LEN, &r, &err) != 0 && err.code == RPC_E_CORRUPT,
+	      "a NULL name is CORRUPT, not %s: %s", rpc_error_name(err.code), err.message);
+	srv_record_release(&r);
+	CHECK(srv_load(c, k2, RPC_KEY_LEN, &r, &err) != 0 && err.code == RPC_E_CORRUPT,
+	      "a NULL argument name is CORRUPT, not %s: %s", rpc_error_name(err.code), err.message);
+	srv_record_release(&r);
+	CHECK(srv_load(c, k3, RPC_KEY_LEN, &r, &err) == 0, "a good row loads: %s", err.message);
+	srv_record_release(&r);
+	/* query {"module": "m"}: the unreadable rows are not matches */
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	msgpack_pack_str_with_body(&pk, "module", 6);
+	msgpack_pack_str_with_body(&pk, "m", 1);
+	msgpack_unpacked_init(&u);
+	msgpack_unpack_next(&u, sb.data, sb.size, &off);
+	if (srv_query(c, &u.data, NULL, 10, true, &page, &err) == 0) {
+		CHECK(page.n == 1 && strcmp(page.entries[0].key, k3) == 0 && page.complete,
+		      "query skips unreadable rows: %zu matches", page.n);
+		srv_page_release(&page);
+	} else {
+		CHECK(0, "query over unreadable rows fails: %s: %s", rpc_error_name(err.code),
+		      err.message);
+	}
+	msgpack_unpacked_destroy(&u);
+	msgpack_sbuffer_destroy(&sb);
+	srv_cache_free(c);
+}
+
+/*
+ * A runtime.timestop that is not a finite number (NaN from a broken clock, written by
+ * json.dumps as the bare token) is no time: load's mtime falls back to the file's or
+ * the database's, and a detail listing answers the same mtime as load (PROTOCOL.md:
+ * "mtime ... for calls as load's mtime"), in both storages.
+ */
+static void test_nonfinite_timestop(void)
+{
+	static const char py_tail[] =
+	    "c = call({'runtime': {'timestop': float('nan')}})\n"
+	    "open(os.path.join(out, '05' * 32), 'wb').write(pickle.dumps(c, 4))\n";
+	const char *k5 = "0505050505050505050505050505050505050505050505050505050505050505";
+	const char *ks = "e5e5000000000000000000000000000000000000000000000000000000000001";
+	char root[600], path[1024], cmd[2400], db[700];
+	struct srv_cache *c;
+	struct srv_error err = {0};
+	struct srv_record r;
+	struct srv_page page;
+	sqlite3 *h = NULL;
+	FILE *f;
+
+	/* file storage */
+	snprintf(root, sizeof(root), "%s/nanfiles", tmp);
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s/calls %s/values", root, root);
+	CHECK(system(cmd) == 0, "mkdir");
+	snprintf(path, sizeof(path), "%s/nan.py", tmp);
+	f = fopen(path, "w");
+	if (!f)
+		return;
+	fputs(PY_HOSTILE, f);
+	fputs(py_tail, f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s %s/calls", path, root);
+	CHECK(system(cmd) == 0, "nan.py");
+	c = open_cache(root, false, true);
+	if (!c)
+		return;
+	memset(&r, 0, sizeof(r));
+	CHECK(srv_load(c, k5, RPC_KEY_LEN, &r, &err) == 0 && isfinite(r.mtime),
+	      "files: a NaN timestop is no mtime (%g): %s", r.mtime, err.message);
+	CHECK(srv_list(c, SRV_CALLS,
+	               "0404040404040404040404040404040404040404040404040404040404040404", 10, true,
+	               &page, &err) == 0 &&
+	          page.n == 1 && strcmp(page.entries[0].key, k5) == 0 &&
+	          page.entries[0].mtime == r.mtime,
+	      "files: the detail listing answers load's mtime (%g, load %g)",
+	      page.n ? page.entries[0].mtime : 0.0, r.mtime);
+	srv_page_release(&page);
+	srv_record_release(&r);
+	srv_cache_free(c);
+
+	/* SQL storage */
+	snprintf(root, sizeof(root), "%s/nansql", tmp);
+	snprintf(db, sizeof(db), "mkdir -p %s/values", root);
+	CHECK(system(db) == 0, "mkdir");
+	snprintf(db, sizeof(db), "%s/calls.db", root);
+	snprintf(cmd, sizeof(cmd),
+	         "CREATE TABLE calls (\"key\" VARCHAR(64) NOT NULL, name VARCHAR NOT NULL,"
+	         " module VARCHAR, version VARCHAR, code_digest VARCHAR(64), result VARCHAR(64),"
+	         " PRIMARY KEY (\"key\"));"
+	         "CREATE TABLE arguments (id INTEGER NOT NULL, call_key VARCHAR(64) NOT NULL,"
+	         " position INTEGER NOT NULL, name VARCHAR NOT NULL, value VARCHAR(64) NOT NULL,"
+	         " PRIMARY KEY (id));"
+	         "CREATE TABLE metadata (id INTEGER NOT NULL, call_key VARCHAR(64) NOT NULL,"
+	         " name VARCHAR NOT NULL, data JSON NOT NULL, PRIMARY KEY (id));"
+	         "INSERT INTO calls VALUES ('%s', 'f', NULL, NULL, NULL, NULL);"
+	         "INSERT INTO metadata VALUES (1, '%s', 'runtime', '{\"timestop\": NaN}')",
+	         ks, ks);
+	CHECK(sqlite3_open(db, &h) == SQLITE_OK &&
+	          sqlite3_exec(h, cmd, NULL, NULL, NULL) == SQLITE_OK,
+	      "create db: %s", sqlite3_errmsg(h));
+	sqlite3_close(h);
+	c = open_cache(root, false, true);
+	if (!c)
+		return;
+	memset(&r, 0, sizeof(r));
+	CHECK(srv_load(c, ks, RPC_KEY_LEN, &r, &err) == 0 && isfinite(r.mtime),
+	      "sql: a NaN timestop is no mtime (%g): %s", r.mtime, err.message);
+	CHECK(srv_list(c, SRV_CALLS, NULL, 10, true, &page, &err) == 0 && page.n == 1 &&
+	          page.entries[0].mtime == r.mtime,
+	      "sql: the detail listing answers load's mtime (%g, load %g)",
+	      page.n ? page.entries[0].mtime : 0.0, r.mtime);
+	srv_page_release(&page);
+	srv_record_release(&r);
+	srv_cache_free(c);
+}
+
 int main(void)
 {
 	const char *fixtures = getenv("FLECHEFS_FIXTURES");
@@ -1376,6 +1551,8 @@ int main(void)
 	test_gzip_bomb();
 	test_old_sql();
 	test_hostile_records();
+	test_sql_null_columns();
+	test_nonfinite_timestop();
 out:
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
 	if (system(cmd) != 0)

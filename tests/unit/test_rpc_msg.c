@@ -86,6 +86,8 @@ static void test_error_table(void)
 	CHECK_EQ(rpc_error_from_errno(EPROTO), RPC_E_EPROTO);
 	CHECK_EQ(rpc_error_from_errno(EOPNOTSUPP), RPC_E_ENOTSUP);
 	CHECK_EQ(rpc_error_from_errno(EXDEV), RPC_E_EIO);
+	/* unlink in a sticky directory, or of an immutable file: may not remove it */
+	CHECK_EQ(rpc_error_from_errno(EPERM), RPC_E_EACCES);
 
 	const char *key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 	CHECK(rpc_key_valid(key, 64));

@@ -59,6 +59,11 @@ static const char PK_DICT_TAGS[] =
     "\x80\x04\x95\x19\x00\x00\x00\x00\x00\x00\x00\x7d\x94\x28\x4b\x03\x8c\x01\x78\x94\x8c\x02"
     "\x24\x6b\x94\x47\x3f\xf0\x00\x00\x00\x00\x00\x00\x75\x2e";
 
+/* pickle.dumps('a\ud800b\udfff', protocol=4): lone surrogates, stored surrogatepass */
+static const char PK_SURROGATES[] = "\x80\x04\x95\x0c\x00\x00\x00\x00\x00\x00\x00\x8c\x08"
+                                    "a\xed\xa0\x80"
+                                    "b\xed\xbf\xbf\x94.";
+
 static const char PK_SELF[] = "\x80\x02\x5d\x71\x00\x68\x00\x61\x2e";
 
 static const char PK_FORTRAN[] =
@@ -146,6 +151,12 @@ static void test_json(void)
 	CHECK(json_of(PK_DICT_TAGS, sizeof(PK_DICT_TAGS) - 1, &b, &err) == 0, "tags: %s",
 	      err.message);
 	CHECK(b.data && strcmp(b.data, want_tags) == 0, "tags: got\n%s", b.data ? b.data : "");
+	/* PROTOCOL.md 6.1: a lone surrogate becomes U+FFFD (one, not one per byte) */
+	CHECK(json_of(PK_SURROGATES, sizeof(PK_SURROGATES) - 1, &b, &err) == 0, "surrogates: %s",
+	      err.message);
+	CHECK(b.data && strcmp(b.data, "\"a\xef\xbf\xbd"
+	                               "b\xef\xbf\xbd\"\n") == 0,
+	      "a lone surrogate is one U+FFFD: got %s", b.data ? b.data : "");
 	CHECK(json_of(PK_SELF, sizeof(PK_SELF) - 1, &b, &err) == RPC_E_ELOOP,
 	      "a list holding itself is ELOOP (%d: %s)", err.code, err.message);
 	/* a cap smaller than the text is EFBIG, not a crash or a cut document */
