@@ -473,9 +473,34 @@ static void append_exit(struct fsd_transport *t, char *err, size_t errlen)
 		snprintf(err + used, errlen - used, " (%.*s)", (int)(errlen - used - 3), tail);
 }
 
+/* Shuts a transport down when hello is not answered within the timeout (no reader
+ * or timer thread runs yet to end the wait). */
+struct hello_watch {
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	int done, fired, timeout;
+	struct fsd_transport *t;
+};
+
+static void *hello_watch_main(void *arg)
+{
+	struct hello_watch *w = arg;
+	struct timespec ts;
+	abs_time(&ts, (uint64_t)w->timeout * 1000);
+	pthread_mutex_lock(&w->m);
+	while (!w->done && pthread_cond_timedwait(&w->cv, &w->m, &ts) != ETIMEDOUT)
+		;
+	if (!w->done) {
+		w->fired = 1;
+		w->t->ops->shutdown(w->t);
+	}
+	pthread_mutex_unlock(&w->m);
+	return NULL;
+}
+
 /*
  * Says hello on a fresh transport t and reads the answer directly (no reader thread
- * yet). Fills c->info. Returns 0 or -errno with a message in err.
+ * yet), within the timeout. Fills c->info. Returns 0 or -errno with a message in err.
  */
 static int conn_handshake(struct fsd_conn *c, struct fsd_transport *t, char *err, size_t errlen)
 {
@@ -506,10 +531,35 @@ static int conn_handshake(struct fsd_conn *c, struct fsd_transport *t, char *err
 	}
 	/* A failed write is reported only if nothing can be read: a program that
 	 * printed text and exited is better described by what it printed. */
+	struct hello_watch w = {.timeout = c->opt.timeout, .t = t};
+	pthread_t wth;
+	pthread_condattr_t ca;
+	pthread_mutex_init(&w.m, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w.cv, &ca);
+	pthread_condattr_destroy(&ca);
+	int watching = pthread_create(&wth, NULL, hello_watch_main, &w) == 0;
 	int wrc = t->ops->write(t, sb.data, sb.size);
 	c->rt = t;
 	c->rpos = c->rlen = 0;
 	rc = rpc_frame_read(conn_read_fn, c, RPC_MAX_FRAME_DEFAULT, &frame, ferr, sizeof(ferr));
+	if (watching) {
+		pthread_mutex_lock(&w.m);
+		w.done = 1;
+		pthread_cond_signal(&w.cv);
+		pthread_mutex_unlock(&w.m);
+		pthread_join(wth, NULL);
+	}
+	pthread_cond_destroy(&w.cv);
+	pthread_mutex_destroy(&w.m);
+	if (w.fired) {
+		snprintf(err, errlen, "the server did not answer hello within %d s",
+		         c->opt.timeout);
+		append_exit(t, err, errlen);
+		rc = -ETIMEDOUT;
+		goto out;
+	}
 	if (rc == 1 && wrc) {
 		snprintf(err, errlen, "cannot send hello to the server: %s", strerror(-wrc));
 		append_exit(t, err, errlen);
@@ -669,7 +719,9 @@ static int conn_dispatch(struct fsd_conn *c, struct rpc_buf *frame, msgpack_zone
 		ei = malloc(sizeof(*ei));
 		if (ei) {
 			rpc_error_decode(resp.error, ei);
-			r.err = ei->err_no > 0 ? ei->err_no : EIO;
+			/* The kernel takes no error of 512 or more in a reply (the request
+			 * would never complete): an untrusted server's number is kept within. */
+			r.err = ei->err_no > 0 && ei->err_no < 512 ? ei->err_no : EIO;
 			r.error = ei;
 			r.message = ei->message;
 		} else {
@@ -703,16 +755,17 @@ static int conn_read_full(struct fsd_conn *c, void *buf, size_t len)
 }
 
 /*
- * Moves len bytes from the transport's pipe `in` into c->spipe without copying them.
- * Returns 0, -EPIPE at end of file, -ENOSPC when c->spipe is full (the bytes moved so
- * far stay there), or -errno.
+ * Moves *len bytes from the transport's pipe `in` into c->spipe without copying them
+ * (*len counts down what is left). Returns 0, -EPIPE at end of file, -ENOSPC when
+ * c->spipe is full (the bytes moved so far stay there), -ETIMEDOUT when the server
+ * sent nothing until deadline_ms (0: no deadline), or -errno.
  */
-static int conn_splice_in(struct fsd_conn *c, int in, size_t len)
+static int conn_splice_in(struct fsd_conn *c, int in, size_t *len, uint64_t deadline_ms)
 {
-	while (len) {
-		ssize_t k = splice(in, NULL, c->spipe[1], NULL, len, SPLICE_F_NONBLOCK);
+	while (*len) {
+		ssize_t k = splice(in, NULL, c->spipe[1], NULL, *len, SPLICE_F_NONBLOCK);
 		if (k > 0) {
-			len -= (size_t)k;
+			*len -= (size_t)k;
 			continue;
 		}
 		if (k == 0)
@@ -722,9 +775,19 @@ static int conn_splice_in(struct fsd_conn *c, int in, size_t len)
 		if (errno != EAGAIN)
 			return -errno;
 		/* Either nothing to read yet, or no room: wait for input, then look. */
+		int wait = -1;
+		if (deadline_ms) {
+			uint64_t now = now_ms();
+			if (now >= deadline_ms)
+				return -ETIMEDOUT;
+			wait = deadline_ms - now > 60000 ? 60000 : (int)(deadline_ms - now);
+		}
 		struct pollfd pin = {.fd = in, .events = POLLIN};
-		if (poll(&pin, 1, -1) < 0 && errno != EINTR)
+		int pr = poll(&pin, 1, wait);
+		if (pr < 0 && errno != EINTR)
 			return -errno;
+		if (pr == 0)
+			continue; /* the deadline is checked above */
 		struct pollfd pout = {.fd = c->spipe[1], .events = POLLOUT};
 		if (poll(&pout, 1, 0) == 0)
 			return -ENOSPC;
@@ -775,6 +838,7 @@ static int conn_read_frame_spliced(struct fsd_conn *c, int in, struct rpc_buf *f
 	uint8_t hdr[RPC_FRAME_HEADER], head[16];
 	uint32_t n;
 	size_t got = 0;
+	int back = 0; /* part of the frame waits in c->spipe */
 	char shown[24];
 
 	*taken = NULL;
@@ -841,9 +905,27 @@ static int conn_read_frame_spliced(struct fsd_conn *c, int in, struct rpc_buf *f
 				r = k == (ssize_t)ahead ? 0 : k < 0 ? -errno : -ENOSPC;
 				c->rpos = c->rlen = 0;
 			}
+			size_t left = blen - ahead;
 			if (!r)
-				r = conn_splice_in(c, in, blen - ahead);
-			if (!r) {
+				r = conn_splice_in(c, in, &left, p->deadline_ms);
+			if (r == -ETIMEDOUT) {
+				/* The server stopped in the middle of the bytes: the request
+				 * is out of the table, so the timer cannot fail it; fail it
+				 * here at its deadline, then take the rest of the frame as
+				 * the reader takes any frame (waiting as long as it takes). */
+				snprintf(err, errlen, "no answer from the server within %d s",
+				         c->opt.timeout);
+				fsd_log(FSD_LOG_WARN, "%s", err);
+				complete_local(p->done, p->ctx, ETIMEDOUT, err);
+				free(p);
+				p = NULL;
+				r = conn_splice_in(c, in, &left, 0);
+				if (!r) {
+					conn_splice_drain(c);
+					return 2;
+				}
+			}
+			if (p && !r) {
 				struct fsd_reply rep = {
 				    .err = 0,
 				    .result = &conn_nil,
@@ -860,13 +942,16 @@ static int conn_read_frame_spliced(struct fsd_conn *c, int in, struct rpc_buf *f
 			if (r != -ENOSPC) {
 				snprintf(err, errlen, "truncated frame: %s",
 				         r == -EPIPE ? "end of file inside a frame" : strerror(-r));
-				complete_local(p->done, p->ctx, EIO, err);
+				if (p)
+					complete_local(p->done, p->ctx, EIO, err);
 				free(p);
 				conn_splice_drain(c);
 				return r == -EPIPE ? -EPROTO : r;
 			}
-			/* No room after all: take back what was moved, read the rest below. */
+			/* No room after all: take back what was moved, read the rest below
+			 * (an answer whose request timed out meanwhile is then ignored). */
 			*taken = p;
+			back = 1;
 		}
 	}
 	frame->max = frame->max < n ? n : frame->max;
@@ -877,7 +962,7 @@ static int conn_read_frame_spliced(struct fsd_conn *c, int in, struct rpc_buf *f
 		goto fail;
 	}
 	memcpy(frame->data, head, got);
-	while (*taken && got < n) {
+	while (back && got < n) {
 		int left = 0;
 		if (ioctl(c->spipe[0], FIONREAD, &left) < 0 || left <= 0)
 			break;
@@ -904,8 +989,9 @@ fail:
 		complete_local((*taken)->done, (*taken)->ctx, EIO, err);
 		free(*taken);
 		*taken = NULL;
-		conn_splice_drain(c);
 	}
+	if (back)
+		conn_splice_drain(c);
 	return r;
 }
 

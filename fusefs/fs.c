@@ -266,9 +266,14 @@ static int ensure_record(struct fsd_fs *fs, struct fsd_inode *i)
 
 /* --- replies --- */
 
+/* Every error reaches the kernel as a number it takes (1 to 511; else the request
+ * would never complete) and never ENOSYS, which would make it stop sending the
+ * operation for good (open, opendir...): both as EIO. */
 static int reply_err(fuse_req_t req, int err)
 {
-	return fuse_reply_err(req, err == ETIMEDOUT ? EIO : err);
+	if (err == ETIMEDOUT || err == ENOSYS || err <= 0 || err >= 512)
+		err = EIO;
+	return fuse_reply_err(req, err);
 }
 
 static void reply_negative(struct fsd_fs *fs, fuse_req_t req)
@@ -1097,11 +1102,20 @@ static void fs_rmdir(fuse_req_t req, fuse_ino_t pino, const char *name)
 	const char *fn;
 	size_t fnl;
 	/* The function's name, to refresh by-name/ afterwards (best effort). */
-	if (fsd_conn_call_sync(fs->conn, &r, "load", 0, "s", name) == 0 &&
-	    rpc_obj_str(rpc_map_get(r.result, "name"), &fn, &fnl) == 0 && fsd_name_ok(fn, fnl))
+	int rc = fsd_conn_call_sync(fs->conn, &r, "load", 0, "s", name);
+	if (rc == 0 && rpc_obj_str(rpc_map_get(r.result, "name"), &fn, &fnl) == 0 &&
+	    fsd_name_ok(fn, fnl))
 		func = strndup(fn, fnl);
+	if (rc && !r.error) {
+		/* No answer (deadline, lost connection): evict would wait as long again,
+		 * and the caller must not wait longer than the timeout. */
+		log_failure(name, &r);
+		reply_err(req, r.err);
+		fsd_result_release(&r);
+		return;
+	}
 	fsd_result_release(&r);
-	int rc = fsd_conn_call_sync(fs->conn, &r, "evict", 0, "s", name);
+	rc = fsd_conn_call_sync(fs->conn, &r, "evict", 0, "s", name);
 	if (rc) {
 		log_failure(name, &r);
 		reply_err(req, r.err);

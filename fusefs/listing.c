@@ -200,6 +200,14 @@ static int listing_fill(struct fsd_listing *l)
 		rc = listing_add_page(l, r.result, names, &complete, &last, &lastlen);
 		if (!rc && !complete && (!last || lastlen >= sizeof(after)))
 			rc = -EPROTO; /* an incomplete empty page: would loop forever */
+		/* Pages ascend: a page ending at or before the previous one (a server that
+		 * ignores `after`) would be asked for again and again, without end. */
+		size_t alen = strlen(after);
+		if (!rc && !complete && alen &&
+		    (memcmp(last, after, lastlen < alen ? lastlen : alen) < 0 ||
+		     (memcmp(last, after, lastlen < alen ? lastlen : alen) == 0 &&
+		      lastlen <= alen)))
+			rc = -EPROTO;
 		if (!rc && last)
 			snprintf(after, sizeof(after), "%.*s", (int)lastlen, last);
 		if (l->n != before)

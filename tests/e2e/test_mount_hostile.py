@@ -1,0 +1,201 @@
+"""test_mount_hostile.py: flechefs against a misbehaving server, on real mounts of a
+copy of the "files" fixture cache. The server is the real flechefs-server behind a
+small proxy (written here) that rewrites its answers: the daemon must still answer
+every request of a process reading the mount within about -o timeout, never hang it.
+
+- errno: every error the server sends carries errno 600, which the kernel refuses in a
+  reply (it only takes errors below 512); the daemon must still give an error.
+- stall: the answer to a read of a large value stops in the middle of its bytes; the
+  reader must get EIO within seconds, spliced (the default as root) or copied
+  (-o nosplice).
+- replay: every page of a listing is the first one again, never complete (a server
+  that ignores `after`); ls must end (with an error) rather than list forever.
+- mute: the server stops answering; rmdir of a listed call fails with EIO within
+  about the timeout, not one timeout per request it would have sent.
+- silent hello: a server that never answers hello makes flechefs fail with a message
+  within about the timeout instead of waiting forever.
+"""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import common
+import mountlib as ml
+
+T = common.Checks("mount_hostile")
+
+PROXY = r'''
+import os, struct, subprocess, sys, time
+import msgpack
+
+mode, real = sys.argv[1], sys.argv[2]
+srv = subprocess.Popen([real] + sys.argv[3:], stdout=subprocess.PIPE)
+inp, out = srv.stdout, sys.stdout.buffer
+
+
+def read_exact(n):
+    b = b""
+    while len(b) < n:
+        k = inp.read(n - len(b))
+        if not k:
+            sys.exit(0)
+        b += k
+    return b
+
+
+while True:
+    (n,) = struct.unpack(">I", read_exact(4))
+    payload = read_exact(n)
+    msg = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    if mode == "errno" and isinstance(msg[2], dict):
+        msg[2]["errno"] = 600
+        payload = msgpack.packb(msg, use_bin_type=True)
+    if mode == "replay" and isinstance(msg[3], dict) and msg[3].get("keys"):
+        # a listing that ignores `after`: the first page again and again, never complete
+        first = first if "first" in globals() else msg[3]
+        msg[3] = dict(first, complete=False)
+        payload = msgpack.packb(msg, use_bin_type=True)
+    if mode == "mute" and os.path.exists(os.path.join(os.path.dirname(sys.argv[0]), "mute")):
+        continue  # no answer at all once the test says so
+    if mode == "stall" and isinstance(msg[3], bytes) and len(msg[3]) >= 65536:
+        payload = msgpack.packb(msg, use_bin_type=True)
+        out.write(struct.pack(">I", len(payload)) + payload[:len(payload) // 2])
+        out.flush()
+        time.sleep(3600)
+    out.write(struct.pack(">I", len(payload)) + payload)
+    out.flush()
+'''
+
+
+def proxied(tmp, mode):
+    path = os.path.join(tmp, "proxy.py")
+    with open(path, "w") as f:
+        f.write(PROXY)
+    return "server=/usr/bin/python3 %s %s %s" % (path, mode, ml.server())
+
+
+def timed(code, timeout, mp):
+    """Runs python code in a child; returns (seconds, stdout, or None when it was still
+    waiting after timeout). A process whose request the daemon never answers cannot
+    even be killed: the daemon is killed then, which fails its requests."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+        return time.monotonic() - t0, out
+    except subprocess.TimeoutExpired:
+        took = time.monotonic() - t0
+        for pid in ml.daemon_pids(mp):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        p.kill()
+        p.communicate(timeout=30)
+        return took, None
+
+
+def test_errno(root, exp):
+    with tempfile.TemporaryDirectory() as tmp:
+        with ml.mounted(root, ["-o", proxied(tmp, "errno"), "-o", "timeout=3"]) as mp:
+            p = os.path.join(mp, "calls", "0000")
+            code = ("import os\ntry:\n    os.stat(%r)\nexcept OSError as e:\n"
+                    "    print(e.errno)\n" % p)
+            took, out = timed(code, 15, mp)
+            T.check(out is not None, "errno 600: stat of calls/0000 hung (%.1f s)" % took)
+            if out is not None:
+                T.check(out.strip() not in (b"", b"0"), "errno 600: stat failed (%r)" % out)
+
+
+def test_stall(root, exp, opts):
+    value = "d8fd8952f84b9c0e305e6eb2f3a5e11a467d823e1d21af7aca879f7aff0f36bc"
+    if not any(v["digest"] == value for v in exp["values"]):
+        T.check(False, "the fixture lacks the 2 MiB value")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        with ml.mounted(root, ["-o", proxied(tmp, "stall"), "-o", "timeout=3"] + opts) as mp:
+            p = os.path.join(mp, "values", value)
+            code = ("import os\ntry:\n    open(%r, 'rb').read()\n    print(0)\n"
+                    "except OSError as e:\n    print(e.errno)\n" % p)
+            took, out = timed(code, 15, mp)
+            T.check(out is not None, "stall %s: the read hung (%.1f s)" % (opts, took))
+            if out is not None:
+                T.check(out.strip() == b"5", "stall %s: the read gave EIO (%r)" % (opts, out))
+
+
+def test_replay(root, exp):
+    with tempfile.TemporaryDirectory() as tmp:
+        with ml.mounted(root, ["-o", proxied(tmp, "replay"), "-o", "timeout=3"]) as mp:
+            for d in ("calls", "values", "by-name/" + exp["calls"][0]["name"]):
+                p = os.path.join(mp, d)
+                code = ("import os\ntry:\n    print(len(os.listdir(%r)))\n"
+                        "except OSError as e:\n    print(-e.errno)\n" % p)
+                took, out = timed(code, 15, mp)
+                T.check(out is not None, "replayed pages: ls %s ended (%.1f s)" % (d, took))
+                if out is None:
+                    return
+
+
+def test_mute_rmdir(root, exp):
+    key = exp["calls"][0]["key"]
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = ["-o", proxied(tmp, "mute"), "-o", "timeout=3", "-o", "cache_timeout=60"]
+        with ml.mounted(root, opts) as mp:
+            T.check(key in os.listdir(os.path.join(mp, "calls")), "mute: calls/ listed")
+            open(os.path.join(tmp, "mute"), "w").close()
+            p = os.path.join(mp, "calls", key)
+            code = ("import os\ntry:\n    os.rmdir(%r)\n    print(0)\n"
+                    "except OSError as e:\n    print(e.errno)\n" % p)
+            took, out = timed(code, 15, mp)
+            T.check(out is not None and took < 5.5,
+                    "mute: rmdir answered within the timeout of 3 s (%.1f s)" % took)
+            if out is not None:
+                T.check(out.strip() == b"5", "mute: rmdir gave EIO (%r)" % out)
+
+
+def test_silent_hello(root):
+    """A server that starts and never answers hello: a message and a non-zero exit
+    within about the timeout, nothing mounted."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fake = os.path.join(tmp, "silent-server")
+        with open(fake, "w") as f:
+            f.write("#!/bin/sh\nexec sleep 40\n")
+        os.chmod(fake, 0o755)
+        mp = os.path.join(tmp, "mnt")
+        os.mkdir(mp)
+        t0 = time.monotonic()
+        p = subprocess.Popen([ml.flechefs(), "-f", "-o", "server=" + fake, "-o", "timeout=2",
+                              root, mp], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _, err = p.communicate(timeout=15)
+            T.check(p.returncode != 0 and err.startswith(b"flechefs: "),
+                    "silent server: message and non-zero exit (%d, %r)" % (p.returncode, err[:200]))
+            T.check(time.monotonic() - t0 < 10, "silent server: gave up within the timeout")
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            T.check(False, "silent server: flechefs still waiting for hello after 15 s")
+        finally:
+            ml.unmount(mp)
+        T.check(not ml.is_mounted(mp), "silent server: nothing mounted")
+
+
+def main():
+    ml.require_fuse()
+    e = common.expected()["caches"]["files"]
+    with common.temp_copy("files") as root:
+        T.run(test_errno, root, e)
+        T.run(test_stall, root, e, [])
+        T.run(test_stall, root, e, ["-o", "nosplice"])
+        T.run(test_replay, root, e)
+        T.run(test_mute_rmdir, root, e)
+        T.run(test_silent_hello, root)
+    return T.report()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
