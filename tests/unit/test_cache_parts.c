@@ -23,19 +23,7 @@
 #include "keyindex.h"
 #include "query.h"
 #include "sjson.h"
-
-static int failures, checks;
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		checks++;                                                                          \
-		if (!(cond)) {                                                                     \
-			failures++;                                                                \
-			printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                     \
-			printf(__VA_ARGS__);                                                       \
-			printf("\n");                                                              \
-		}                                                                                  \
-	} while (0)
+#include "check_count.h"
 
 /* Parses json into u (sb keeps the bytes); returns the sjson result. */
 static int parse(const char *json, msgpack_sbuffer *sb, msgpack_unpacked *u, char *why)

@@ -12,39 +12,7 @@
 
 #include "json.h"
 #include "msg.h"
-
-static int checks;
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		checks++;                                                                          \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
-
-#define CHECK_EQ(a, b)                                                                             \
-	do {                                                                                       \
-		long long check_a = (long long)(a), check_b = (long long)(b);                      \
-		checks++;                                                                          \
-		if (check_a != check_b) {                                                          \
-			fprintf(stderr, "%s:%d: check failed: %s == %s (%lld != %lld)\n",          \
-			        __FILE__, __LINE__, #a, #b, check_a, check_b);                     \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
-
-#define CHECK_STR(got, want)                                                                       \
-	do {                                                                                       \
-		const char *check_g = (got), *check_w = (want);                                    \
-		checks++;                                                                          \
-		if (strcmp(check_g, check_w) != 0) {                                               \
-			fprintf(stderr, "%s:%d: got '%s', want '%s'\n", __FILE__, __LINE__,        \
-			        check_g, check_w);                                                 \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "check_fatal.h"
 
 /* repr() of these doubles, printed by CPython 3.11. */
 static const struct {

@@ -13,28 +13,7 @@
 #include "frame.h"
 #include "msg.h"
 #include "rpc.h"
-
-static int checks;
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		checks++;                                                                          \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
-
-#define CHECK_EQ(a, b)                                                                             \
-	do {                                                                                       \
-		long long check_a = (long long)(a), check_b = (long long)(b);                      \
-		checks++;                                                                          \
-		if (check_a != check_b) {                                                          \
-			fprintf(stderr, "%s:%d: check failed: %s == %s (%lld != %lld)\n",          \
-			        __FILE__, __LINE__, #a, #b, check_a, check_b);                     \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "check_fatal.h"
 
 /* A reader over memory, handing out at most chunk bytes per call. */
 struct mem_reader {

@@ -18,19 +18,7 @@
 #include "npy.h"
 #include "pickle.h"
 #include "views.h"
-
-static int failures, checks;
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		checks++;                                                                          \
-		if (!(cond)) {                                                                     \
-			failures++;                                                                \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);                                \
-			printf(__VA_ARGS__);                                                       \
-			printf("\n");                                                              \
-		}                                                                                  \
-	} while (0)
+#include "check_count.h"
 
 /* Pickles written by Python 3.11 (tests/e2e/test_views_generated.py checks the same
  * mapping against Python on many more values):
