@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "pickle.h"
@@ -177,6 +178,89 @@ static int summary(struct srv_fstore *fs, const uint8_t *bkey, const char *key, 
 	return 0;
 }
 
+/*
+ * Read-ahead for summaries. A detailed listing of calls reads every record file not in
+ * the identity cache; read one at a time from a cold disk, each waits for its own I/O.
+ * Before summarising index position i, the records up to i + PREFETCH_WINDOW (not
+ * beyond end) that the identity cache cannot answer are opened, given to the kernel
+ * with POSIX_FADV_WILLNEED (asynchronous read-ahead into the page cache, of at most
+ * PREFETCH_BYTES each, so that the page cache used ahead stays bounded) and closed
+ * again, so many reads are in flight while the earlier records are parsed in order.
+ * The window is refilled in batches of at least half of it once half is consumed:
+ * measured on a cold disk, that keeps the stats of the next batch from queueing
+ * behind the reads of the current one, as a window sliding by one record does.
+ * So that records already in the page cache cost nothing more, one record in every
+ * PREFETCH_PROBE is probed with a read that must not wait (RWF_NOWAIT): when its bytes
+ * are cached, or the identity cache knows it, the records up to the next probe are
+ * taken as cached too and skipped.
+ * Invariants: at most one descriptor is open at a time; nothing is written; a file
+ * that vanishes, is not a regular file or fails to open is simply skipped (summary()
+ * then decides what it is); positions below ahead have been offered already.
+ */
+#define PREFETCH_WINDOW 1024
+#define PREFETCH_PROBE  64
+#define PREFETCH_BYTES  16384
+
+struct prefetch {
+	size_t ahead; /* next position to offer */
+	size_t probe; /* next position from which to probe */
+	size_t skip;  /* positions below this are taken as cached */
+};
+
+/* True when the first byte of fd is in the page cache (false when unknown). */
+static bool page_cached(int fd)
+{
+	char c;
+	struct iovec v = {.iov_base = &c, .iov_len = 1};
+
+	return preadv2(fd, &v, 1, 0, RWF_NOWAIT) == 1;
+}
+
+static void prefetch(struct srv_fstore *fs, size_t i, size_t end, struct prefetch *pf)
+{
+	size_t stop = i + PREFETCH_WINDOW < end ? i + PREFETCH_WINDOW : end;
+
+	if (pf->ahead < i)
+		pf->ahead = i;
+	if (pf->ahead >= stop || pf->ahead - i > PREFETCH_WINDOW / 2)
+		return; /* offer in batches of at least half a window */
+	for (; pf->ahead < stop; pf->ahead++) {
+		size_t pos = pf->ahead;
+		const uint8_t *bk = srv_keyindex_key(&fs->index, pos);
+		char key[RPC_KEY_LEN + 1], path[PATH_MAX];
+		struct srv_error ignored;
+		struct stat st;
+		bool probe;
+		int fd;
+
+		if (pos < pf->skip)
+			continue;
+		srv_key_to_hex(bk, key);
+		if (srv_fstore_path(fs, key, path, sizeof(path), &ignored) != 0)
+			continue;
+		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0 ||
+		    (uint64_t)st.st_size > SRV_RECORD_MAX)
+			continue;
+		probe = pos >= pf->probe;
+		if (probe)
+			pf->probe = pos + PREFETCH_PROBE;
+		if (srv_idcache_get(&fs->info, bk, &st)) {
+			if (probe) /* listed before: its neighbours likely were too */
+				pf->skip = pos + PREFETCH_PROBE;
+			continue;
+		}
+		/* O_NONBLOCK: a FIFO put there since the stat must not block the server */
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0)
+			continue;
+		if (probe && page_cached(fd))
+			pf->skip = pos + PREFETCH_PROBE;
+		else
+			(void)posix_fadvise(fd, 0, PREFETCH_BYTES, POSIX_FADV_WILLNEED);
+		close(fd);
+	}
+}
+
 /* Size and mtime of a value file; 1 when it has vanished. */
 static int value_info(struct srv_fstore *fs, const uint8_t *bkey, const char *key, int64_t *size,
                       double *mtime, struct srv_error *err)
@@ -226,7 +310,8 @@ int srv_fstore_list(struct srv_fstore *fs, const char *after, size_t limit, bool
                     struct srv_page *page, struct srv_error *err)
 {
 	uint8_t a[SRV_KEY_BYTES];
-	size_t i;
+	struct prefetch pf = {0};
+	size_t i, end;
 
 	memset(page, 0, sizeof(*page));
 	if (srv_keyindex_refresh(&fs->index, err) != 0)
@@ -236,8 +321,9 @@ int srv_fstore_list(struct srv_fstore *fs, const char *after, size_t limit, bool
 	page->entries = calloc(limit ? limit : 1, sizeof(*page->entries));
 	if (!page->entries)
 		return srv_fail(err, RPC_E_ENOMEM, "out of memory listing '%s'", fs->dir);
-	for (i = srv_keyindex_after(&fs->index, after ? a : NULL);
-	     i < fs->index.n && page->n < limit; i++) {
+	i = srv_keyindex_after(&fs->index, after ? a : NULL);
+	end = fs->index.n - i > limit ? i + limit : fs->index.n;
+	for (; i < fs->index.n && page->n < limit; i++) {
 		const uint8_t *bk = srv_keyindex_key(&fs->index, i);
 		struct srv_entry *e = &page->entries[page->n];
 		int rc = 0;
@@ -245,10 +331,13 @@ int srv_fstore_list(struct srv_fstore *fs, const char *after, size_t limit, bool
 		srv_key_to_hex(bk, e->key);
 		e->size = -1;
 		if (detail) {
-			if (fs->kind == SRV_CALLS)
+			if (fs->kind == SRV_CALLS) {
+				/* entries that vanished are replaced from beyond end */
+				prefetch(fs, i, end > i ? end : fs->index.n, &pf);
 				rc = summary(fs, bk, e->key, &e->name, &e->mtime, err);
-			else
+			} else {
 				rc = value_info(fs, bk, e->key, &e->size, &e->mtime, err);
+			}
 			if (rc < 0) {
 				srv_page_release(page);
 				return -1;
@@ -271,6 +360,7 @@ int srv_fstore_names(struct srv_fstore *fs, const char *after, size_t limit, str
                      struct srv_error *err)
 {
 	char **all = NULL;
+	struct prefetch pf = {0};
 	size_t n = 0, i, j;
 	int ret = -1;
 
@@ -289,6 +379,7 @@ int srv_fstore_names(struct srv_fstore *fs, const char *after, size_t limit, str
 		int rc;
 
 		srv_key_to_hex(bk, key);
+		prefetch(fs, i, fs->index.n, &pf);
 		rc = summary(fs, bk, key, &name, &t, err);
 		if (rc < 0)
 			goto out;
@@ -329,6 +420,7 @@ int srv_fstore_query(struct srv_fstore *fs, const msgpack_object *tmpl, const ch
                      size_t limit, bool detail, struct srv_page *page, struct srv_error *err)
 {
 	uint8_t a[SRV_KEY_BYTES];
+	struct prefetch pf = {0};
 	size_t nlen = 0, i;
 	const char *want = srv_query_name(tmpl, &nlen);
 
@@ -351,8 +443,11 @@ int srv_fstore_query(struct srv_fstore *fs, const msgpack_object *tmpl, const ch
 			/* prefilter on the cached summary's name */
 			char *name = NULL;
 			double t;
-			int rc = summary(fs, bk, key, &name, &t, err);
 			bool same;
+			int rc;
+
+			prefetch(fs, i, fs->index.n, &pf);
+			rc = summary(fs, bk, key, &name, &t, err);
 
 			if (rc < 0) {
 				srv_page_release(page);
