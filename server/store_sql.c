@@ -254,9 +254,11 @@ void srv_sql_close(struct srv_sqlstore *s)
 	memset(s, 0, sizeof(*s));
 }
 
-int srv_sql_count(struct srv_sqlstore *s, uint64_t *n, struct srv_error *err)
+/* Runs a prepared statement that answers one integer (what: for the error message). */
+static int scalar(struct srv_sqlstore *s, enum srv_sql_stmt which, const char *what, int64_t *out,
+                  struct srv_error *err)
 {
-	sqlite3_stmt *st = stmt(s, SRV_SQ_COUNT, err);
+	sqlite3_stmt *st = stmt(s, which, err);
 	int rc;
 
 	if (!st)
@@ -264,10 +266,20 @@ int srv_sql_count(struct srv_sqlstore *s, uint64_t *n, struct srv_error *err)
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		done(st);
-		return db_fail(s, err, "count calls", rc);
+		return db_fail(s, err, what, rc);
 	}
-	*n = (uint64_t)sqlite3_column_int64(st, 0);
+	*out = sqlite3_column_int64(st, 0);
 	done(st);
+	return 0;
+}
+
+int srv_sql_count(struct srv_sqlstore *s, uint64_t *n, struct srv_error *err)
+{
+	int64_t v;
+
+	if (scalar(s, SRV_SQ_COUNT, "count calls", &v, err) != 0)
+		return -1;
+	*n = (uint64_t)v;
 	return 0;
 }
 
@@ -518,19 +530,7 @@ static size_t sum_upper(const struct srv_sql_summary *sum, const char *key)
 
 static int data_version(struct srv_sqlstore *s, int64_t *v, struct srv_error *err)
 {
-	sqlite3_stmt *st = stmt(s, SRV_SQ_DATA_VERSION, err);
-	int rc;
-
-	if (!st)
-		return -1;
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		done(st);
-		return db_fail(s, err, "read the data version", rc);
-	}
-	*v = sqlite3_column_int64(st, 0);
-	done(st);
-	return 0;
+	return scalar(s, SRV_SQ_DATA_VERSION, "read the data version", v, err);
 }
 
 /* Reads the summary inside an open read transaction; 1 when there are too many calls. */
