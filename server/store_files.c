@@ -306,12 +306,16 @@ static int value_info(struct srv_fstore *fs, const uint8_t *bkey, const char *ke
 	return 0;
 }
 
-int srv_fstore_list(struct srv_fstore *fs, const char *after, size_t limit, bool detail,
-                    struct srv_page *page, struct srv_error *err)
+/*
+ * Begins a page of at most limit entries of keys after `after` (NULL: from the
+ * start): refreshes the index, allocates the entries and sets *start to the first
+ * index position to consider. `doing` names the request for the error message.
+ */
+static int page_start(struct srv_fstore *fs, const char *after, size_t limit,
+                      struct srv_page *page, size_t *start, const char *doing,
+                      struct srv_error *err)
 {
 	uint8_t a[SRV_KEY_BYTES];
-	struct prefetch pf = {0};
-	size_t i, end;
 
 	memset(page, 0, sizeof(*page));
 	if (srv_keyindex_refresh(&fs->index, err) != 0)
@@ -320,8 +324,19 @@ int srv_fstore_list(struct srv_fstore *fs, const char *after, size_t limit, bool
 		srv_key_from_hex(after, a);
 	page->entries = calloc(limit ? limit : 1, sizeof(*page->entries));
 	if (!page->entries)
-		return srv_fail(err, RPC_E_ENOMEM, "out of memory listing '%s'", fs->dir);
-	i = srv_keyindex_after(&fs->index, after ? a : NULL);
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory %s '%s'", doing, fs->dir);
+	*start = srv_keyindex_after(&fs->index, after ? a : NULL);
+	return 0;
+}
+
+int srv_fstore_list(struct srv_fstore *fs, const char *after, size_t limit, bool detail,
+                    struct srv_page *page, struct srv_error *err)
+{
+	struct prefetch pf = {0};
+	size_t i, end;
+
+	if (page_start(fs, after, limit, page, &i, "listing", err) != 0)
+		return -1;
 	end = fs->index.n - i > limit ? i + limit : fs->index.n;
 	for (; i < fs->index.n && page->n < limit; i++) {
 		const uint8_t *bk = srv_keyindex_key(&fs->index, i);
@@ -419,21 +434,14 @@ out:
 int srv_fstore_query(struct srv_fstore *fs, const msgpack_object *tmpl, const char *after,
                      size_t limit, bool detail, struct srv_page *page, struct srv_error *err)
 {
-	uint8_t a[SRV_KEY_BYTES];
 	struct prefetch pf = {0};
 	size_t nlen = 0, i;
 	const char *want = srv_query_name(tmpl, &nlen);
 
-	memset(page, 0, sizeof(*page));
-	if (srv_keyindex_refresh(&fs->index, err) != 0)
+	if (page_start(fs, after, limit, page, &i, "querying", err) != 0)
 		return -1;
-	if (after)
-		srv_key_from_hex(after, a);
-	page->entries = calloc(limit ? limit : 1, sizeof(*page->entries));
-	if (!page->entries)
-		return srv_fail(err, RPC_E_ENOMEM, "out of memory querying '%s'", fs->dir);
 	page->complete = true;
-	for (i = srv_keyindex_after(&fs->index, after ? a : NULL); i < fs->index.n; i++) {
+	for (; i < fs->index.n; i++) {
 		const uint8_t *bk = srv_keyindex_key(&fs->index, i);
 		char key[RPC_KEY_LEN + 1];
 		struct srv_record rec;
