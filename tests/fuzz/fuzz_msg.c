@@ -13,6 +13,7 @@
 #include "frame.h"
 #include "json.h"
 #include "msg.h"
+#include "../unit/obj_same.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -33,34 +34,6 @@ static ssize_t fuzz_read(void *ctx, void *buf, size_t len)
 	memcpy(buf, r->p + r->off, n);
 	r->off += n;
 	return (ssize_t)n;
-}
-
-static int same(const msgpack_object *a, const msgpack_object *b)
-{
-	if (a->type != b->type)
-		return 0;
-	switch (a->type) {
-	case MSGPACK_OBJECT_FLOAT32:
-	case MSGPACK_OBJECT_FLOAT64:
-		return memcmp(&a->via.f64, &b->via.f64, sizeof(double)) == 0;
-	case MSGPACK_OBJECT_ARRAY:
-		if (a->via.array.size != b->via.array.size)
-			return 0;
-		for (uint32_t i = 0; i < a->via.array.size; i++)
-			if (!same(&a->via.array.ptr[i], &b->via.array.ptr[i]))
-				return 0;
-		return 1;
-	case MSGPACK_OBJECT_MAP:
-		if (a->via.map.size != b->via.map.size)
-			return 0;
-		for (uint32_t i = 0; i < a->via.map.size; i++)
-			if (!same(&a->via.map.ptr[i].key, &b->via.map.ptr[i].key) ||
-			    !same(&a->via.map.ptr[i].val, &b->via.map.ptr[i].val))
-				return 0;
-		return 1;
-	default:
-		return msgpack_object_equal(*a, *b);
-	}
 }
 
 static void fuzz_payload(const uint8_t *p, size_t n)
@@ -85,7 +58,7 @@ static void fuzz_payload(const uint8_t *p, size_t n)
 		if (msgpack_zone_init(&z2, 1024)) {
 			msgpack_unpack_return r =
 			    msgpack_unpack((const char *)p, n, &off, &z2, &o2);
-			if (r == MSGPACK_UNPACK_SUCCESS && !same(&o, &o2))
+			if (r == MSGPACK_UNPACK_SUCCESS && !obj_same(&o, &o2))
 				abort();
 			if (r != MSGPACK_UNPACK_SUCCESS && r != MSGPACK_UNPACK_NOMEM_ERROR)
 				abort();
