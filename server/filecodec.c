@@ -160,13 +160,11 @@ bool srv_codec_has_trailer(const uint8_t *d, size_t len)
 
 static void warn_unverified(void)
 {
-	static bool warned;
+	static atomic_bool warned; /* records are read by several threads at once */
 
-	if (!warned) {
-		warned = true;
+	if (!atomic_exchange(&warned, true))
 		fprintf(stderr, "flechefs-server: serving HMAC-signed files unverified: no secret "
 		                "key is configured, signatures go unchecked\n");
-	}
 }
 
 int srv_codec_unsign(const uint8_t *d, size_t len, const char *path, const struct srv_sign *sign,

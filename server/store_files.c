@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -131,81 +133,69 @@ int srv_fstore_unlink(struct srv_fstore *fs, const char *key, struct srv_error *
 }
 
 /*
- * Name (malloc'd, may be NULL) and mtime of a record, from the identity cache or by
- * parsing it. Returns 1 when the file has vanished, 0 otherwise, -1 on hard errors.
+ * Record summaries (name and mtime), many at a time.
+ *
+ * A detailed listing of calls, `names` and a `query` by name need the summary of every
+ * record the identity cache cannot answer: a stat, an open, a read and a parse each.
+ * Done one at a time from a cold disk, each waits for its own I/O; on a network
+ * filesystem (NFS, Lustre, GPFS: where clusters keep caches) even the open and stat
+ * are round trips. So a batch of index positions is split into chunks of SUM_CHUNK
+ * that up to SUM_THREADS threads (the caller's included) claim in order, and before
+ * summarising chunk c a thread makes sure that the chunks up to c + SUM_AHEAD have
+ * been offered to the kernel for read-ahead (beyond the batch too, where the next
+ * batch or the next page of a listing will start): each record is opened, given
+ * POSIX_FADV_WILLNEED for at most SUM_READAHEAD bytes (asynchronous read-ahead, so
+ * that the page cache used ahead stays bounded) and closed, so many reads are in
+ * flight while earlier records are parsed. Records already in the page cache cost
+ * nothing more: the first record of a chunk is probed with a read that must not wait
+ * (RWF_NOWAIT); when its bytes are cached, or the identity cache knows it, the chunk
+ * is taken as cached and not offered.
+ *
+ * Invariants: the identity cache is only read while threads run, and only the calling
+ * thread writes to it, after they have all been joined; each thread holds at most one
+ * descriptor at a time; nothing is written to the cache directory; a file that
+ * vanishes is SUM_GONE, one that cannot be read or parsed is summarised from its
+ * stat alone (no name, its file mtime); the only errors are running out of memory and
+ * a path too long.
  */
-static int summary(struct srv_fstore *fs, const uint8_t *bkey, const char *key, char **name,
-                   double *mtime, struct srv_error *err)
-{
-	char path[PATH_MAX];
-	struct srv_idcache_entry *e;
-	struct srv_blob blob = {0};
-	struct pk_doc *doc = NULL;
-	struct stat st;
-	const char *nm = NULL;
-	size_t nl = 0;
-	double ts = 0;
-	int has_ts = 0;
-	struct srv_error ignored;
+#define SUM_THREADS      8
+#define SUM_CHUNK        64
+#define SUM_AHEAD        16
+#define SUM_READAHEAD    16384
+#define SUM_MIN_PARALLEL (2 * SUM_CHUNK)
+/* Positions summarised at once where a request needs all of them (bounds memory). */
+#define SUM_BATCH        4096
 
-	*name = NULL;
-	if (srv_fstore_path(fs, key, path, sizeof(path), err) != 0)
-		return -1;
-	if (stat(path, &st) != 0)
-		return 1;
-	e = srv_idcache_get(&fs->info, bkey, &st);
-	if (e) {
-		*mtime = e->t;
-		if (e->name && !(*name = strdup(e->name)))
-			return srv_fail(err, RPC_E_ENOMEM, "out of memory");
-		return 0;
-	}
-	*mtime = ts_of(&st);
-	if (parse_file(fs, path, &blob, &doc, &st, &ignored) == 0) {
-		if (srv_record_summary(pk_doc_root(doc), &nm, &nl, &ts, &has_ts) == 0) {
-			*name = srv_strndup(nm, nl);
-			if (has_ts)
-				*mtime = ts;
-		}
-		pk_doc_free(doc);
-		srv_blob_release(&blob);
-	} else if (ignored.code == RPC_E_ENOENT) {
-		return 1;
-	} else if (ignored.code == RPC_E_ENOMEM) {
-		return srv_fail(err, RPC_E_ENOMEM, "%s", ignored.message);
-	}
-	srv_idcache_put(&fs->info, bkey, &st, *mtime, 0, *name);
-	return 0;
-}
+enum sum_state { SUM_OK, SUM_GONE, SUM_FRESH };
 
-/*
- * Read-ahead for summaries. A detailed listing of calls reads every record file not in
- * the identity cache; read one at a time from a cold disk, each waits for its own I/O.
- * Before summarising index position i, the records up to i + PREFETCH_WINDOW (not
- * beyond end) that the identity cache cannot answer are opened, given to the kernel
- * with POSIX_FADV_WILLNEED (asynchronous read-ahead into the page cache, of at most
- * PREFETCH_BYTES each, so that the page cache used ahead stays bounded) and closed
- * again, so many reads are in flight while the earlier records are parsed in order.
- * The window is refilled in batches of at least half of it once half is consumed:
- * measured on a cold disk, that keeps the stats of the next batch from queueing
- * behind the reads of the current one, as a window sliding by one record does.
- * So that records already in the page cache cost nothing more, one record in every
- * PREFETCH_PROBE is probed with a read that must not wait (RWF_NOWAIT): when its bytes
- * are cached, or the identity cache knows it, the records up to the next probe are
- * taken as cached too and skipped.
- * Invariants: at most one descriptor is open at a time; nothing is written; a file
- * that vanishes, is not a regular file or fails to open is simply skipped (summary()
- * then decides what it is); positions below ahead have been offered already.
- */
-#define PREFETCH_WINDOW 1024
-#define PREFETCH_PROBE  64
-#define PREFETCH_BYTES  16384
-
-struct prefetch {
-	size_t ahead; /* next position to offer */
-	size_t probe; /* next position from which to probe */
-	size_t skip;  /* positions below this are taken as cached */
+struct sum_out {
+	char *name;   /* malloc'd, NULL when unknown */
+	double mtime;
+	struct stat st; /* SUM_FRESH: the file parsed, for the identity cache */
+	enum sum_state state;
 };
+
+struct sum_job {
+	struct srv_fstore *fs;
+	size_t lo, n, chunks; /* positions lo .. lo + n of the index */
+	size_t ra_n, ra_chunks; /* read ahead up to lo + ra_n (>= n: into the next batch) */
+	struct sum_out *out;  /* n */
+	atomic_size_t next;    /* the next chunk to summarise */
+	atomic_size_t offered; /* the next chunk to read ahead */
+	atomic_bool failed;
+	pthread_mutex_t m;     /* guards err */
+	struct srv_error err;  /* the first failure */
+};
+
+static void sum_fail(struct sum_job *j, const struct srv_error *e)
+{
+	pthread_mutex_lock(&j->m);
+	if (!atomic_load(&j->failed)) {
+		j->err = *e;
+		atomic_store(&j->failed, true);
+	}
+	pthread_mutex_unlock(&j->m);
+}
 
 /* True when the first byte of fd is in the page cache (false when unknown). */
 static bool page_cached(int fd)
@@ -216,49 +206,172 @@ static bool page_cached(int fd)
 	return preadv2(fd, &v, 1, 0, RWF_NOWAIT) == 1;
 }
 
-static void prefetch(struct srv_fstore *fs, size_t i, size_t end, struct prefetch *pf)
+/* Offers the records of chunk c to the kernel's read-ahead (see above). */
+static void sum_readahead(struct sum_job *j, size_t c)
 {
-	size_t stop = i + PREFETCH_WINDOW < end ? i + PREFETCH_WINDOW : end;
+	size_t first = c * SUM_CHUNK;
+	size_t last = first + SUM_CHUNK < j->ra_n ? first + SUM_CHUNK : j->ra_n;
+	bool probed = false;
 
-	if (pf->ahead < i)
-		pf->ahead = i;
-	if (pf->ahead >= stop || pf->ahead - i > PREFETCH_WINDOW / 2)
-		return; /* offer in batches of at least half a window */
-	for (; pf->ahead < stop; pf->ahead++) {
-		size_t pos = pf->ahead;
-		const uint8_t *bk = srv_keyindex_key(&fs->index, pos);
+	for (size_t k = first; k < last; k++) {
+		const uint8_t *bk = srv_keyindex_key(&j->fs->index, j->lo + k);
 		char key[RPC_KEY_LEN + 1], path[PATH_MAX];
 		struct srv_error ignored;
 		struct stat st;
-		bool probe;
 		int fd;
 
-		if (pos < pf->skip)
-			continue;
 		srv_key_to_hex(bk, key);
-		if (srv_fstore_path(fs, key, path, sizeof(path), &ignored) != 0)
+		if (srv_fstore_path(j->fs, key, path, sizeof(path), &ignored) != 0)
 			continue;
 		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0 ||
 		    (uint64_t)st.st_size > SRV_RECORD_MAX)
 			continue;
-		probe = pos >= pf->probe;
-		if (probe)
-			pf->probe = pos + PREFETCH_PROBE;
-		if (srv_idcache_get(&fs->info, bk, &st)) {
-			if (probe) /* listed before: its neighbours likely were too */
-				pf->skip = pos + PREFETCH_PROBE;
+		if (srv_idcache_get(&j->fs->info, bk, &st)) {
+			if (!probed)
+				return; /* listed before: its neighbours likely were too */
 			continue;
 		}
 		/* O_NONBLOCK: a FIFO put there since the stat must not block the server */
 		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 		if (fd < 0)
 			continue;
-		if (probe && page_cached(fd))
-			pf->skip = pos + PREFETCH_PROBE;
-		else
-			(void)posix_fadvise(fd, 0, PREFETCH_BYTES, POSIX_FADV_WILLNEED);
+		if (!probed && page_cached(fd)) {
+			close(fd);
+			return;
+		}
+		probed = true;
+		(void)posix_fadvise(fd, 0, SUM_READAHEAD, POSIX_FADV_WILLNEED);
 		close(fd);
 	}
+}
+
+/* The summary of position lo + k into out[k]. */
+static void sum_one(struct sum_job *j, size_t k)
+{
+	struct srv_fstore *fs = j->fs;
+	const uint8_t *bk = srv_keyindex_key(&fs->index, j->lo + k);
+	struct sum_out *o = &j->out[k];
+	char key[RPC_KEY_LEN + 1], path[PATH_MAX];
+	struct srv_idcache_entry *e;
+	struct srv_blob blob = {0};
+	struct pk_doc *doc = NULL;
+	struct srv_error err;
+	const char *nm = NULL;
+	size_t nl = 0;
+	double ts = 0;
+	int has_ts = 0;
+
+	o->state = SUM_GONE;
+	srv_key_to_hex(bk, key);
+	if (srv_fstore_path(fs, key, path, sizeof(path), &err) != 0) {
+		sum_fail(j, &err);
+		return;
+	}
+	if (stat(path, &o->st) != 0)
+		return;
+	e = srv_idcache_get(&fs->info, bk, &o->st);
+	if (e) {
+		o->mtime = e->t;
+		if (e->name && !(o->name = strdup(e->name))) {
+			srv_fail(&err, RPC_E_ENOMEM, "out of memory");
+			sum_fail(j, &err);
+			return;
+		}
+		o->state = SUM_OK;
+		return;
+	}
+	o->mtime = ts_of(&o->st);
+	if (parse_file(fs, path, &blob, &doc, &o->st, &err) == 0) {
+		if (srv_record_summary(pk_doc_root(doc), &nm, &nl, &ts, &has_ts) == 0) {
+			o->name = srv_strndup(nm, nl);
+			if (has_ts)
+				o->mtime = ts;
+		}
+		pk_doc_free(doc);
+		srv_blob_release(&blob);
+	} else if (err.code == RPC_E_ENOENT) {
+		return;
+	} else if (err.code == RPC_E_ENOMEM) {
+		sum_fail(j, &err);
+		return;
+	}
+	o->state = SUM_FRESH;
+}
+
+static void *sum_worker(void *arg)
+{
+	struct sum_job *j = arg;
+
+	for (;;) {
+		size_t c = atomic_fetch_add(&j->next, 1), o;
+
+		if (c >= j->chunks || atomic_load(&j->failed))
+			return NULL;
+		while ((o = atomic_load(&j->offered)) < j->ra_chunks && o <= c + SUM_AHEAD)
+			if (atomic_compare_exchange_weak(&j->offered, &o, o + 1))
+				sum_readahead(j, o);
+		for (size_t k = c * SUM_CHUNK; k < j->n && k < (c + 1) * SUM_CHUNK; k++)
+			sum_one(j, k);
+	}
+}
+
+static void sum_release(struct sum_out *out, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		free(out[k].name);
+	free(out);
+}
+
+/*
+ * The summaries of index positions lo .. lo + n into *out (n entries, the caller's to
+ * free with sum_release; SUM_GONE entries have vanished). Returns 0 or -1 with err.
+ */
+static int summaries(struct srv_fstore *fs, size_t lo, size_t n, struct sum_out **out,
+                     struct srv_error *err)
+{
+	struct sum_job j = {.fs = fs, .lo = lo, .n = n};
+	pthread_t tid[SUM_THREADS - 1];
+	size_t started = 0;
+
+	*out = NULL;
+	if (!n)
+		return 0;
+	if (!(j.out = calloc(n, sizeof(*j.out))))
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory summarising '%s'", fs->dir);
+	j.chunks = (n + SUM_CHUNK - 1) / SUM_CHUNK;
+	/* The next batch (the next page of a listing) most likely starts where this one
+	 * ends: its first records are read ahead too, so that it does not start cold. */
+	j.ra_n = fs->index.n - lo - n > SUM_AHEAD * SUM_CHUNK ? n + SUM_AHEAD * SUM_CHUNK
+	                                                       : fs->index.n - lo;
+	j.ra_chunks = (j.ra_n + SUM_CHUNK - 1) / SUM_CHUNK;
+	atomic_init(&j.next, 0);
+	atomic_init(&j.offered, 0);
+	atomic_init(&j.failed, false);
+	pthread_mutex_init(&j.m, NULL);
+	/* a thread that cannot be started leaves its share to the others */
+	while (n >= SUM_MIN_PARALLEL && started < SUM_THREADS - 1 && started + 1 < j.chunks &&
+	       pthread_create(&tid[started], NULL, sum_worker, &j) == 0)
+		started++;
+	sum_worker(&j);
+	for (size_t t = 0; t < started; t++)
+		pthread_join(tid[t], NULL);
+	pthread_mutex_destroy(&j.m);
+	if (atomic_load(&j.failed)) {
+		*err = j.err;
+		sum_release(j.out, n);
+		return -1;
+	}
+	for (size_t k = 0; k < n; k++) {
+		struct sum_out *o = &j.out[k];
+
+		if (o->state == SUM_FRESH) {
+			srv_idcache_put(&fs->info, srv_keyindex_key(&fs->index, lo + k), &o->st,
+			                o->mtime, 0, o->name);
+			o->state = SUM_OK;
+		}
+	}
+	*out = j.out;
+	return 0;
 }
 
 /* Size and mtime of a value file; 1 when it has vanished. */
@@ -329,30 +442,61 @@ static int page_start(struct srv_fstore *fs, const char *after, size_t limit,
 	return 0;
 }
 
+/* Appends the records of positions i .. i + n that have not vanished to the page. */
+static int list_summaries(struct srv_fstore *fs, size_t i, size_t n, struct srv_page *page,
+                          struct srv_error *err)
+{
+	struct sum_out *sum;
+
+	if (summaries(fs, i, n, &sum, err) != 0)
+		return -1;
+	for (size_t k = 0; k < n; k++) {
+		struct srv_entry *e = &page->entries[page->n];
+
+		if (sum[k].state == SUM_GONE)
+			continue; /* vanished since the scan */
+		srv_key_to_hex(srv_keyindex_key(&fs->index, i + k), e->key);
+		e->size = -1;
+		e->mtime = sum[k].mtime;
+		e->name = sum[k].name;
+		sum[k].name = NULL;
+		page->n++;
+	}
+	sum_release(sum, n);
+	return 0;
+}
+
 int srv_fstore_list(struct srv_fstore *fs, const char *after, size_t limit, bool detail,
                     struct srv_page *page, struct srv_error *err)
 {
-	struct prefetch pf = {0};
-	size_t i, end;
+	size_t i;
 
 	if (page_start(fs, after, limit, page, &i, "listing", err) != 0)
 		return -1;
-	end = fs->index.n - i > limit ? i + limit : fs->index.n;
+	if (detail && fs->kind == SRV_CALLS) {
+		/* entries that vanished are replaced from beyond the first batch */
+		while (i < fs->index.n && page->n < limit) {
+			size_t n = limit - page->n < fs->index.n - i ? limit - page->n
+			                                              : fs->index.n - i;
+
+			if (list_summaries(fs, i, n, page, err) != 0) {
+				srv_page_release(page);
+				return -1;
+			}
+			i += n;
+		}
+		page->complete = i >= fs->index.n;
+		return 0;
+	}
 	for (; i < fs->index.n && page->n < limit; i++) {
 		const uint8_t *bk = srv_keyindex_key(&fs->index, i);
 		struct srv_entry *e = &page->entries[page->n];
-		int rc = 0;
 
 		srv_key_to_hex(bk, e->key);
 		e->size = -1;
 		if (detail) {
-			if (fs->kind == SRV_CALLS) {
-				/* entries that vanished are replaced from beyond end */
-				prefetch(fs, i, end > i ? end : fs->index.n, &pf);
-				rc = summary(fs, bk, e->key, &e->name, &e->mtime, err);
-			} else {
-				rc = value_info(fs, bk, e->key, &e->size, &e->mtime, err);
-			}
+			int rc = value_info(fs, bk, e->key, &e->size, &e->mtime, err);
+
 			if (rc < 0) {
 				srv_page_release(page);
 				return -1;
@@ -375,7 +519,6 @@ int srv_fstore_names(struct srv_fstore *fs, const char *after, size_t limit, str
                      struct srv_error *err)
 {
 	char **all = NULL;
-	struct prefetch pf = {0};
 	size_t n = 0, i, j;
 	int ret = -1;
 
@@ -387,19 +530,19 @@ int srv_fstore_names(struct srv_fstore *fs, const char *after, size_t limit, str
 		if (!all)
 			return srv_fail(err, RPC_E_ENOMEM, "out of memory listing names");
 	}
-	for (i = 0; i < fs->index.n; i++) {
-		const uint8_t *bk = srv_keyindex_key(&fs->index, i);
-		char key[RPC_KEY_LEN + 1], *name = NULL;
-		double t;
-		int rc;
+	for (i = 0; i < fs->index.n; i += j) {
+		struct sum_out *sum;
 
-		srv_key_to_hex(bk, key);
-		prefetch(fs, i, fs->index.n, &pf);
-		rc = summary(fs, bk, key, &name, &t, err);
-		if (rc < 0)
+		j = fs->index.n - i < SUM_BATCH ? fs->index.n - i : SUM_BATCH;
+		if (summaries(fs, i, j, &sum, err) != 0)
 			goto out;
-		if (name)
-			all[n++] = name;
+		for (size_t k = 0; k < j; k++) {
+			if (sum[k].state != SUM_GONE && sum[k].name) {
+				all[n++] = sum[k].name;
+				sum[k].name = NULL;
+			}
+		}
+		sum_release(sum, j);
 	}
 	if (n > 1)
 		qsort(all, n, sizeof(*all), cmp_str);
@@ -434,47 +577,43 @@ out:
 int srv_fstore_query(struct srv_fstore *fs, const msgpack_object *tmpl, const char *after,
                      size_t limit, bool detail, struct srv_page *page, struct srv_error *err)
 {
-	struct prefetch pf = {0};
-	size_t nlen = 0, i;
+	size_t nlen = 0, i, batch;
 	const char *want = srv_query_name(tmpl, &nlen);
+	bool full = false;
 
 	if (page_start(fs, after, limit, page, &i, "querying", err) != 0)
 		return -1;
 	page->complete = true;
-	for (; i < fs->index.n; i++) {
-		const uint8_t *bk = srv_keyindex_key(&fs->index, i);
-		char key[RPC_KEY_LEN + 1];
-		struct srv_record rec;
+	for (; i < fs->index.n && !full; i += batch) {
+		struct sum_out *sum = NULL;
 
-		srv_key_to_hex(bk, key);
-		if (want) {
-			/* prefilter on the cached summary's name */
-			char *name = NULL;
-			double t;
-			bool same;
-			int rc;
+		/* with a name, prefilter a batch at a time on the records' summaries */
+		batch = !want ? 1 : fs->index.n - i < SUM_BATCH ? fs->index.n - i : SUM_BATCH;
+		if (want && summaries(fs, i, batch, &sum, err) != 0) {
+			srv_page_release(page);
+			return -1;
+		}
+		for (size_t k = 0; k < batch && !full; k++) {
+			char key[RPC_KEY_LEN + 1];
+			struct srv_record rec;
 
-			prefetch(fs, i, fs->index.n, &pf);
-			rc = summary(fs, bk, key, &name, &t, err);
-
-			if (rc < 0) {
-				srv_page_release(page);
-				return -1;
-			}
-			same = name && strlen(name) == nlen && memcmp(name, want, nlen) == 0;
-			free(name);
-			if (rc == 1 || !same)
+			if (sum && (sum[k].state == SUM_GONE || !sum[k].name ||
+			            strlen(sum[k].name) != nlen || memcmp(sum[k].name, want, nlen) != 0))
 				continue;
-		}
-		if (srv_fstore_load(fs, key, &rec, err) != 0) {
-			if (err->code == RPC_E_ENOMEM) {
-				srv_page_release(page);
-				return -1;
+			srv_key_to_hex(srv_keyindex_key(&fs->index, i + k), key);
+			if (srv_fstore_load(fs, key, &rec, err) != 0) {
+				if (err->code == RPC_E_ENOMEM) {
+					if (sum)
+						sum_release(sum, batch);
+					srv_page_release(page);
+					return -1;
+				}
+				continue; /* vanished, unreadable or unsigned: not a match */
 			}
-			continue; /* vanished, unreadable or unsigned: not a match */
+			full = srv_query_offer(page, limit, tmpl, key, &rec, detail);
 		}
-		if (srv_query_offer(page, limit, tmpl, key, &rec, detail))
-			break;
+		if (sum)
+			sum_release(sum, batch);
 	}
 	return 0;
 }

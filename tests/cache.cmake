@@ -8,3 +8,5 @@ flechefs_unit_test(test_cache_parts SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/tes
 	LIBS flechefs_srv PkgConfig::ZLIB)
 flechefs_fuzz_test(fuzz_cache_record ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_cache_record.c
 	LIBS flechefs_srv CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus-cache)
+flechefs_unit_test(test_cache_many SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cache_many.c
+	LIBS flechefs_srv)
