@@ -17,7 +17,11 @@ same cipher (aes128-ctr) everywhere:
     sshfs mount of the cache directory, and `ssh host cat` of the value file;
   - `ls -l calls/` (N entries) through flechefs and through sshfs, fresh mounts,
     "cold" (the call records dropped from the page cache first: flechefs's server
-    reads every record, sshfs only stats them) and "warm";
+    reads every record, sshfs only stats them), "all dropped" (every cache of the
+    machine dropped: directories and inodes come from disk too) and "warm";
+  - on loopback, for the record, flechefs's read of the value with O_DIRECT (dd
+    iflag=direct bs=1M: one read at a time, and no page cache filled on the mount's
+    side, which `ssh cat` to /dev/null does not pay for either);
   - the flechefs daemon's peak RSS (VmHWM) after both;
   - the three throughputs again through bench/delay-proxy (25 ms each way), unless
     --no-proxy;
@@ -179,6 +183,30 @@ def evict_records(a):
             os.close(fd)
 
 
+def drop_all_caches():
+    """Drops the whole page cache and the dentry and inode caches (as root): the
+    first `ls -l` of a cache nobody has touched since the machine started."""
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def make_cold(state, a):
+    if state == "cold":
+        evict_records(a)
+    elif state == "all dropped":
+        drop_all_caches()
+
+
+LS_STATES = ("cold", "all dropped", "warm")
+
+
+def warm_value(a):
+    """Reads the value file once, so that every contender's cat reads it from memory
+    on the "remote" side (again after the caches were dropped)."""
+    subprocess.run(["cat", a.value_path], stdout=subprocess.DEVNULL, timeout=600, check=True)
+
+
 def mbps(size, secs):
     return size / secs / 1e6
 
@@ -199,18 +227,29 @@ def run_link(a, d, port, kh, env, label, results, with_ls):
         log("   flechefs cat: %.1f MB/s (%.2f s); %s" % (mbps(size, dt), dt, window_lines(logf)))
         rss = vmhwm(pid)
     if with_ls:
+        with flechefs_mount(a, d, port, kh, env) as (mp, pid, logf):
+            dt = timed(["dd", "if=" + os.path.join(mp, "values", a.value_key), "of=/dev/null",
+                        "bs=1M", "iflag=direct"])
+            results.append((label, "flechefs dd iflag=direct (no page cache)",
+                            "%.1f MB/s" % mbps(size, dt)))
+            log("   flechefs dd iflag=direct: %.1f MB/s" % mbps(size, dt))
+            rss = max(rss, vmhwm(pid))
+    if with_ls:
         # Fresh mounts, so that the kernel caches nothing: first with the call
         # records out of the page cache ("cold": the remote server reads every
-        # record from disk), then again with them in it ("warm": the transport).
-        for state in ("cold", "warm"):
+        # record from disk), then with every cache of the machine dropped ("all
+        # dropped": the directory and the inodes are read from disk too, for
+        # both contenders), then with the records in the page cache ("warm": the
+        # transport).
+        for state in LS_STATES:
             with flechefs_mount(a, d, port, kh, env) as (mp, pid, logf):
-                if state == "cold":
-                    evict_records(a)
+                make_cold(state, a)
                 dt_ls = timed(["ls", "-l", os.path.join(mp, "calls")])
                 rss = max(rss, vmhwm(pid))
             results.append((label, "flechefs ls -l calls/ (%d, %s)" % (a.calls, state),
                             "%.2f s" % dt_ls))
             log("   flechefs ls -l calls/ (%s): %.2f s" % (state, dt_ls))
+        warm_value(a)
     results.append((label, "flechefs daemon peak RSS (VmHWM)", "%.1f MiB" % (rss / MiB)))
     log("   flechefs VmHWM: %.1f MiB" % (rss / MiB))
     if a.windows:
@@ -225,14 +264,14 @@ def run_link(a, d, port, kh, env, label, results, with_ls):
         results.append((label, "sshfs cat", "%.1f MB/s" % mbps(size, dt)))
         log("   sshfs cat: %.1f MB/s (%.2f s)" % (mbps(size, dt), dt))
     if with_ls:
-        for state in ("cold", "warm"):
+        for state in LS_STATES:
             with sshfs_mount(a, d, port, kh, env) as mp:
-                if state == "cold":
-                    evict_records(a)
+                make_cold(state, a)
                 dt_ls = timed(["ls", "-l", os.path.join(mp, "calls")])
             results.append((label, "sshfs ls -l calls/ (%d, %s)" % (a.calls, state),
                             "%.2f s" % dt_ls))
             log("   sshfs ls -l calls/ (%s): %.2f s" % (state, dt_ls))
+        warm_value(a)
     dt = ssh_cat(a, d, port, kh, env)
     results.append((label, "ssh cat", "%.1f MB/s" % mbps(size, dt)))
     log("   ssh cat: %.1f MB/s (%.2f s)" % (mbps(size, dt), dt))
@@ -292,7 +331,7 @@ def main():
         env = sf.client_env(home)
         with sf.Sshd() as d:
             d.trust_host_key()
-            subprocess.run(["cat", a.value_path], stdout=subprocess.DEVNULL, timeout=600)
+            warm_value(a)
             run_link(a, d, d.port, d.known_hosts, env, "loopback", results, True)
             if not a.no_proxy:
                 port_file = os.path.join(tmp, "proxy.port")
