@@ -200,6 +200,10 @@ static void fill_entry(struct fsd_fs *fs, struct fsd_inode *i, struct fuse_entry
 	fill_attr(fs, i, &e->attr);
 	e->attr_timeout = kind_timeout(fs, i->kind);
 	e->entry_timeout = e->attr_timeout;
+	/* A value whose size the listing did not know (a large compressed one): the
+	 * kernel must ask getattr, which learns it, before it believes a size. */
+	if (i->kind == FSD_VALUE && !i->have_size && !i->err)
+		e->attr_timeout = 0;
 }
 
 /* --- records --- */

@@ -557,18 +557,22 @@ int srv_codec_value_size(int fd, const char *path, const struct stat *st, uint64
 {
 	uint8_t head[2], tail[SRV_SIG_HEX + 1];
 	struct srv_blob raw = {0};
-	struct sink s = {.mode = SINK_COUNT, .path = path, .cap = SRV_GUNZIP_MAX, .fd = -1};
+	struct sink s = {.mode = SINK_COUNT, .path = path, .cap = SRV_GZIP_CHEAP_OUT, .fd = -1};
 	uint64_t n = (uint64_t)st->st_size;
 	ssize_t r;
 	int rc = -1;
 
 	if (n >= 2 && pread(fd, head, 2, 0) == 2 && is_gzip(head, 2)) {
+		if (n > SRV_GZIP_CHEAP_IN)
+			return 1;
 		if (map_fd(fd, path, (size_t)n, &raw, err) != 0)
 			return -1;
 		if (gunzip(raw.data, (size_t)n, &s, err) == 0) {
 			*size = srv_codec_has_trailer(s.tail, s.taillen) ? s.total - SRV_SIG_HEX
 			                                                 : s.total;
 			rc = 0;
+		} else if (err->code == RPC_E_EFBIG) {
+			rc = 1; /* inflates beyond the cap: too large to learn cheaply */
 		}
 		if (srv_blob_damaged(&raw))
 			rc = srv_fail(err, RPC_E_CORRUPT,

@@ -75,10 +75,15 @@ int srv_codec_map_value(int fd, const char *path, const struct stat *st,
                         const struct srv_sign *sign, struct srv_blob *out, struct srv_error *err);
 
 /*
- * The number of bytes srv_codec_map_value would serve, without verifying: the file's
- * size, less the trailer when there is one; for gzip the decompressed size (this
- * decompresses the file, discarding the output).
+ * The number of bytes srv_codec_map_value would serve, cheaply and without verifying
+ * (for listings): the file's size, less the trailer when there is one; for gzip the
+ * decompressed size, found by decompressing (discarding the output) only when the
+ * file is at most SRV_GZIP_CHEAP_IN bytes and inflates to at most SRV_GZIP_CHEAP_OUT.
+ * Returns 0 with *size, 1 when a larger gzip file's size is not known without
+ * decompressing it whole, -1 with err when the file cannot be read.
  */
+#define SRV_GZIP_CHEAP_IN  (64u * 1024)
+#define SRV_GZIP_CHEAP_OUT (1024u * 1024)
 int srv_codec_value_size(int fd, const char *path, const struct stat *st, uint64_t *size,
                          struct srv_error *err);
 

@@ -374,7 +374,8 @@ static int summaries(struct srv_fstore *fs, size_t lo, size_t n, struct sum_out 
 	return 0;
 }
 
-/* Size and mtime of a value file; 1 when it has vanished. */
+/* Size (-1: unknown, see srv_codec_value_size) and mtime of a value file; 1 when it has
+ * vanished. */
 static int value_info(struct srv_fstore *fs, const uint8_t *bkey, const char *key, int64_t *size,
                       double *mtime, struct srv_error *err)
 {
@@ -412,6 +413,7 @@ static int value_info(struct srv_fstore *fs, const uint8_t *bkey, const char *ke
 	if (e) {
 		*size = e->n;
 	} else {
+		/* -1 too for a large compressed value: the client asks stat_value */
 		*size = srv_codec_value_size(fd, path, &st, &n, &ignored) == 0 ? (int64_t)n : -1;
 		srv_idcache_put(&fs->info, bkey, &st, 0, *size, NULL);
 	}

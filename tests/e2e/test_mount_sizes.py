@@ -8,6 +8,7 @@ in a temporary directory, plus value files written here (pickled bytes of exact
 sizes), so no fixture is needed.
 """
 
+import gzip
 import hashlib
 import os
 import pickle
@@ -129,6 +130,46 @@ def check_splice_used(root, values, tmp):
         T.equal(spliced, want, "%r: replies spliced" % (opts,))
 
 
+def check_gzip_listing(tmp):
+    """A listing leaves large compressed values unsized (the server would have to
+    inflate each whole); the mount must then ask for the size before the kernel
+    believes one: after `ls` (readdirplus), `ls -l`, stat and reads are exact."""
+    root = os.path.join(tmp, "gz")
+    os.makedirs(os.path.join(root, "values"))
+    os.makedirs(os.path.join(root, "calls"))
+    rng = random.Random(5)
+    values = {}
+    for data in (rng.randbytes(1000),           # listed exactly
+                 rng.randbytes(300 * KIB),      # more than 64 KiB compressed
+                 bytes(3 * MIB)):               # inflates to more than 1 MiB
+        p = pickle.dumps(data, protocol=4)
+        key = hashlib.sha256(data).hexdigest()
+        with open(os.path.join(root, "values", key), "wb") as f:
+            f.write(gzip.compress(p))
+        values[key] = p
+    with ml.mounted(root, ()) as mp:
+        vdir = os.path.join(mp, "values")
+        T.equal(sorted(os.listdir(vdir)), sorted(values), "gzip: ls values/")
+        r = subprocess.run(["ls", "-l", vdir], capture_output=True, timeout=60)
+        sizes = {}
+        for line in r.stdout.decode().splitlines()[1:]:
+            f = line.split()
+            sizes[f[-1]] = int(f[4])
+        T.equal(sizes, {k: len(p) for k, p in values.items()}, "gzip: ls -l sizes exact")
+        for key, p in values.items():
+            path = os.path.join(vdir, key)
+            T.equal(os.stat(path).st_size, len(p), "gzip: stat of %d bytes" % len(p))
+            with open(path, "rb") as f:
+                T.check(f.read() == p, "gzip: the value of %d bytes read whole" % len(p))
+    # readdirplus then a read without any stat in between
+    with ml.mounted(root, ()) as mp:
+        vdir = os.path.join(mp, "values")
+        os.listdir(vdir)
+        for key, p in values.items():
+            with open(os.path.join(vdir, key), "rb") as f:
+                T.check(f.read() == p, "gzip, read after ls alone: %d bytes" % len(p))
+
+
 def main():
     ml.require_fuse()
     with common.temp_dir() as tmp:
@@ -137,6 +178,7 @@ def main():
         T.run(check_mount, root, values, (), "spliced")
         T.run(check_mount, root, values, ("-o", "nosplice"), "copied")
         T.run(check_splice_used, root, values, tmp)
+        T.run(check_gzip_listing, tmp)
     return T.report()
 
 
