@@ -69,6 +69,7 @@ struct fsd_fs {
 	uint32_t page;
 	uint32_t max_read;
 	int initialized; /* the kernel's INIT was answered (atomic) */
+	int inval_jobs;  /* invalidation threads still running (atomic) */
 	uint64_t byname_ino;
 	struct fsd_listings lists;
 	struct fsd_viewcache views;
@@ -1068,6 +1069,7 @@ static void *inval_main(void *arg)
 		if (j->fs->byname_ino)
 			fuse_lowlevel_notify_inval_inode(se, j->fs->byname_ino, -1, 0);
 	}
+	__atomic_sub_fetch(&j->fs->inval_jobs, 1, __ATOMIC_ACQ_REL);
 	free(j->func);
 	free(j->funcs);
 	free(j);
@@ -1144,9 +1146,12 @@ static void fs_rmdir(fuse_req_t req, fuse_ino_t pino, const char *name)
 	}
 	fuse_reply_err(req, 0);
 	pthread_t th;
-	if (j && pthread_create(&th, NULL, inval_main, j) == 0)
+	if (j)
+		__atomic_add_fetch(&fs->inval_jobs, 1, __ATOMIC_ACQ_REL);
+	if (j && pthread_create(&th, NULL, inval_main, j) == 0) {
 		pthread_detach(th);
-	else if (j) {
+	} else if (j) {
+		__atomic_sub_fetch(&fs->inval_jobs, 1, __ATOMIC_ACQ_REL);
 		free(j->func);
 		free(j->funcs);
 		free(j);
@@ -1835,6 +1840,16 @@ struct fsd_fs *fsd_fs_new(struct fsd_conn *conn, const struct fsd_fs_options *o)
 	}
 	fsd_itable_unlock(&fs->it);
 	return fs;
+}
+
+void fsd_fs_quiesce(struct fsd_fs *fs)
+{
+	/* Invalidations after an eviction are a few writes to /dev/fuse, which fail at
+	 * once after the unmount: wait for them, boundedly (5 s). */
+	for (int k = 0; fs && k < 500 && __atomic_load_n(&fs->inval_jobs, __ATOMIC_ACQUIRE); k++) {
+		struct timespec d = {0, 10 * 1000 * 1000};
+		nanosleep(&d, NULL);
+	}
 }
 
 void fsd_fs_free(struct fsd_fs *fs)

@@ -564,6 +564,7 @@ out:
 		fuse_remove_signal_handlers(se);
 	if (conn)
 		fsd_conn_close(conn);
+	fsd_fs_quiesce(fs);
 	if (se)
 		fuse_session_destroy(se);
 	fsd_fs_free(fs);
