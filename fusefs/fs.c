@@ -563,33 +563,77 @@ static void lookup_keyed(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *pa
 }
 
 /*
- * Where a full key lives: "calls" or "values" (into kind), by asking contains (call
- * keys) and then stat_value. Returns 0, or a positive errno (ENOENT when neither).
+ * Where full keys live: "calls" or "values" (into kinds[k]), by asking contains (call
+ * keys) and stat_value of every key at once, so that however many keys there are,
+ * the lookup waits for one deadline at most, not for one per request. kinds[k] is
+ * NULL for a key that is neither. Returns 0, or a positive errno when a request
+ * failed for another reason than the key's absence.
  */
-static int classify_key(struct fsd_fs *fs, const char *key, const char **kind)
+struct classify_wait {
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	size_t pending;
+};
+
+struct classify_req {
+	struct classify_wait *w;
+	int err;   /* 0 or the positive errno */
+	int local; /* the failure was ours (no server error map) */
+	bool yes;  /* contains: the answer */
+};
+
+static void classify_done(void *ctx, const struct fsd_reply *r)
 {
-	struct fsd_result r;
-	int rc = fsd_conn_call_sync(fs->conn, &r, "contains", 0, "s", key);
-	bool yes = false;
-	if (rc == 0)
-		rpc_obj_bool(r.result, &yes);
-	int err = r.err;
-	fsd_result_release(&r);
-	if (rc && !(r.error && err == ENOENT))
-		return err;
-	if (yes) {
-		*kind = "calls";
-		return 0;
+	struct classify_req *q = ctx;
+
+	q->err = r->err;
+	q->local = r->error == NULL;
+	if (!r->err)
+		rpc_obj_bool(r->result, &q->yes);
+	pthread_mutex_lock(&q->w->m);
+	if (--q->w->pending == 0)
+		pthread_cond_signal(&q->w->cv);
+	pthread_mutex_unlock(&q->w->m);
+}
+
+static int classify_keys(struct fsd_fs *fs, const char (*keys)[65], size_t n, const char **kinds)
+{
+	struct classify_wait w = {.pending = 2 * n};
+	struct classify_req *q = calloc(2 * n + 1, sizeof(*q));
+	int rc = 0;
+
+	if (!q)
+		return ENOMEM;
+	pthread_mutex_init(&w.m, NULL);
+	pthread_cond_init(&w.cv, NULL);
+	for (size_t k = 0; k < 2 * n; k++)
+		q[k].w = &w;
+	for (size_t k = 0; k < n; k++) {
+		fsd_conn_call(fs->conn, "contains", 0, classify_done, &q[2 * k], "s", keys[k]);
+		fsd_conn_call(fs->conn, "stat_value", 0, classify_done, &q[2 * k + 1], "sn",
+		              keys[k]);
 	}
-	rc = fsd_conn_call_sync(fs->conn, &r, "stat_value", 0, "sn", key);
-	err = r.err;
-	int local = r.error == NULL;
-	fsd_result_release(&r);
-	if (rc == 0 || (!local && err != ENOENT && err != EINVAL)) {
-		*kind = "values"; /* a value that exists, even if it cannot be read */
-		return 0;
+	pthread_mutex_lock(&w.m);
+	while (w.pending)
+		pthread_cond_wait(&w.cv, &w.m);
+	pthread_mutex_unlock(&w.m);
+	pthread_cond_destroy(&w.cv);
+	pthread_mutex_destroy(&w.m);
+	for (size_t k = 0; k < n && !rc; k++) {
+		const struct classify_req *c = &q[2 * k], *v = &q[2 * k + 1];
+
+		kinds[k] = NULL;
+		if (c->err && (c->local || c->err != ENOENT))
+			rc = c->err;
+		else if (!c->err && c->yes)
+			kinds[k] = "calls";
+		else if (!v->err || (!v->local && v->err != ENOENT && v->err != EINVAL))
+			kinds[k] = "values"; /* a value that exists, even if it cannot be read */
+		else if (v->local)
+			rc = v->err;
 	}
-	return local ? err : ENOENT;
+	free(q);
+	return rc;
 }
 
 static void lookup_digest(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *parent,
@@ -615,25 +659,31 @@ static void lookup_digest(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *p
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
-		size_t m = 0;
-		for (size_t k = 0; k < nc; k++) {
-			if (!rpc_key_valid(r.error->candidates[k], strlen(r.error->candidates[k])))
-				continue;
-			int e = classify_key(fs, r.error->candidates[k], &kind);
-			if (e) {
-				if (e != ENOENT) {
-					free(c);
-					fsd_result_release(&r);
-					reply_err(req, e);
-					return;
-				}
-				continue;
-			}
-			memcpy(c[m].key, r.error->candidates[k], 65);
-			snprintf(c[m].target, sizeof(c[m].target), "../../%s/%s", kind, c[m].key);
+		char(*keys)[65] = calloc(nc, sizeof(*keys));
+		const char **kinds = calloc(nc, sizeof(*kinds));
+		size_t nk = 0, m = 0;
+		int e = keys && kinds ? 0 : ENOMEM;
+		for (size_t k = 0; k < nc && !e; k++)
+			if (rpc_key_valid(r.error->candidates[k], strlen(r.error->candidates[k])))
+				memcpy(keys[nk++], r.error->candidates[k], 65);
+		fsd_result_release(&r);
+		if (!e)
+			e = classify_keys(fs, (const char(*)[65])keys, nk, kinds);
+		for (size_t k = 0; k < nk && !e; k++) {
+			if (!kinds[k])
+				continue; /* gone since */
+			memcpy(c[m].key, keys[k], 65);
+			snprintf(c[m].target, sizeof(c[m].target), "../../%s/%s", kinds[k],
+			         c[m].key);
 			m++;
 		}
-		fsd_result_release(&r);
+		free(keys);
+		free(kinds);
+		if (e) {
+			free(c);
+			reply_err(req, e);
+			return;
+		}
 		sp.cands = c;
 		sp.ncands = m;
 		reply_child(fs, req, parent, name, FSD_AMBIG, &sp);
@@ -657,20 +707,20 @@ static void lookup_digest(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *p
 		reply_err(req, EIO);
 		return;
 	}
-	char key[65];
-	memcpy(key, s, 64);
-	key[64] = 0;
+	char key[1][65];
+	memcpy(key[0], s, 64);
+	key[0][64] = 0;
 	fsd_result_release(&r);
-	int e = classify_key(fs, key, &kind);
-	if (e == ENOENT) {
-		reply_negative(fs, req);
-		return;
-	}
+	int e = classify_keys(fs, (const char(*)[65])key, 1, &kind);
 	if (e) {
 		reply_err(req, e);
 		return;
 	}
-	snprintf(target, sizeof(target), "../%s/%s", kind, key);
+	if (!kind) {
+		reply_negative(fs, req); /* gone since */
+		return;
+	}
+	snprintf(target, sizeof(target), "../%s/%s", kind, key[0]);
 	sp.target = target;
 	reply_child(fs, req, parent, name, FSD_LINK, &sp);
 }

@@ -12,6 +12,8 @@ every request of a process reading the mount within about -o timeout, never hang
   that ignores `after`); ls must end (with an error) rather than list forever.
 - mute: the server stops answering; rmdir of a listed call fails with EIO within
   about the timeout, not one timeout per request it would have sent.
+- slow: every answer comes 1 s late; digests/<prefix> of a prefix shared by 40 values
+  must not wait for one answer after another.
 - silent hello: a server that never answers hello makes flechefs fail with a message
   within about the timeout instead of waiting forever.
 """
@@ -30,7 +32,7 @@ import mountlib as ml
 T = common.Checks("mount_hostile")
 
 PROXY = r'''
-import os, struct, subprocess, sys, time
+import os, queue, struct, subprocess, sys, threading, time
 import msgpack
 
 mode, real = sys.argv[1], sys.argv[2]
@@ -47,6 +49,22 @@ def read_exact(n):
         b += k
     return b
 
+
+held = queue.Queue()
+
+
+def release():
+    # "slow": every answer leaves 1 s after it arrived (answers to requests sent
+    # together leave together): a server that is slow but alive
+    while True:
+        due, data = held.get()
+        time.sleep(max(0.0, due - time.monotonic()))
+        out.write(data)
+        out.flush()
+
+
+if mode == "slow":
+    threading.Thread(target=release, daemon=True).start()
 
 while True:
     (n,) = struct.unpack(">I", read_exact(4))
@@ -67,6 +85,12 @@ while True:
         out.write(struct.pack(">I", len(payload)) + payload[:len(payload) // 2])
         out.flush()
         time.sleep(3600)
+    if mode == "slow" and os.path.exists(os.path.join(os.path.dirname(sys.argv[0]), "slow")):
+        held.put((time.monotonic() + 1.0, struct.pack(">I", len(payload)) + payload))
+        continue
+    if mode == "slow":
+        held.put((0.0, struct.pack(">I", len(payload)) + payload))  # keeps the order
+        continue
     out.write(struct.pack(">I", len(payload)) + payload)
     out.flush()
 '''
@@ -157,6 +181,36 @@ def test_mute_rmdir(root, exp):
                 T.check(out.strip() == b"5", "mute: rmdir gave EIO (%r)" % out)
 
 
+def test_slow_digests(root):
+    """digests/<prefix> of a prefix shared by 40 values, from a server that answers
+    every request after 1 s: the daemon asks about all of them at once, so ls ends
+    in a few seconds, not one second or more per candidate."""
+    keys = ["abcd%060x" % (i * 7919 + 1) for i in range(40)]
+    for k in keys:
+        with open(os.path.join(root, "values", k), "wb") as f:
+            f.write(b"\x80\x04K\x01.")  # pickle of 1
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            opts = ["-o", proxied(tmp, "slow"), "-o", "timeout=3"]
+            with ml.mounted(root, opts) as mp:
+                open(os.path.join(tmp, "slow"), "w").close()
+                p = os.path.join(mp, "digests", "abcd")
+                code = ("import os\ntry:\n    print(sorted(os.listdir(%r)))\n"
+                        "except OSError as e:\n    print(-e.errno)\n" % p)
+                took, out = timed(code, 60, mp)
+                T.check(out is not None and took < 6,
+                        "slow server: ls digests/abcd within twice the timeout (%.1f s)" % took)
+                if out is not None:
+                    T.equal(out.decode().strip(), repr(sorted(keys)),
+                            "slow server: the 40 candidates listed")
+                    targets = {os.readlink(os.path.join(p, k)) for k in keys[:3]}
+                    T.equal(targets, {"../../values/" + k for k in keys[:3]},
+                            "slow server: candidates link to their values")
+    finally:
+        for k in keys:
+            os.unlink(os.path.join(root, "values", k))
+
+
 def test_silent_hello(root):
     """A server that starts and never answers hello: a message and a non-zero exit
     within about the timeout, nothing mounted."""
@@ -193,6 +247,7 @@ def main():
         T.run(test_stall, root, e, ["-o", "nosplice"])
         T.run(test_replay, root, e)
         T.run(test_mute_rmdir, root, e)
+        T.run(test_slow_digests, root)
         T.run(test_silent_hello, root)
     return T.report()
 
