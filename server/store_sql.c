@@ -323,6 +323,8 @@ int srv_sql_range(struct srv_sqlstore *s, const char *prefix, size_t len,
 	while (n < SRV_SQL_MAX_RANGE && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (!row_key(st, 0, k) || memcmp(k, prefix, len) != 0)
 			continue;
+		if (n > 0 && strcmp(prev, k) == 0)
+			continue; /* a key repeated (no unique constraint): one candidate */
 		if (n > 0) {
 			unsigned c = 0;
 
@@ -637,6 +639,22 @@ static int summary_read(struct srv_sqlstore *s, struct srv_sql_summary *sum, str
 			sum->e[j].t = late[i].t;
 		}
 	}
+	/* a key repeated (a calls table without its unique constraint): listed once */
+	if (sum->n) {
+		size_t o = 1;
+
+		for (size_t i = 1; i < sum->n; i++) {
+			struct sum_entry *last = &sum->e[o - 1];
+
+			if (memcmp(sum->e[i].key, last->key, RPC_KEY_LEN) != 0) {
+				sum->e[o++] = sum->e[i];
+			} else if (!last->has_t && sum->e[i].has_t) {
+				last->has_t = true;
+				last->t = sum->e[i].t;
+			}
+		}
+		sum->n = o;
+	}
 	ret = 0;
 out:
 	free(late);
@@ -752,6 +770,10 @@ int srv_sql_list(struct srv_sqlstore *s, const char *after, size_t limit, bool d
 		struct srv_entry *e;
 
 		if (!row_key(st, 0, k))
+			continue;
+		/* Rows come in key order; a key repeats when a database lacks the unique
+		 * constraint, or has two runtime rows for a call (the join): once only. */
+		if (page->n && strcmp(page->entries[page->n - 1].key, k) == 0)
 			continue;
 		if (page->n == limit) {
 			page->complete = false;
@@ -1124,7 +1146,7 @@ int srv_sql_query(struct srv_sqlstore *s, const msgpack_object *tmpl, const char
 	size_t nlen = 0;
 	const char *name = srv_query_name(tmpl, &nlen);
 	sqlite3_stmt *st;
-	char k[RPC_KEY_LEN + 1];
+	char k[RPC_KEY_LEN + 1], prev[RPC_KEY_LEN + 1] = "";
 	int rc, ret = -1;
 
 	memset(page, 0, sizeof(*page));
@@ -1144,8 +1166,9 @@ int srv_sql_query(struct srv_sqlstore *s, const msgpack_object *tmpl, const char
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct srv_record rec;
 
-		if (!row_key(st, 0, k))
-			continue;
+		if (!row_key(st, 0, k) || strcmp(k, prev) == 0)
+			continue; /* not a key, or repeated (no unique constraint) */
+		memcpy(prev, k, sizeof(prev));
 		if (load_in_txn(s, k, &rec, err) != 0) {
 			if (err->code == RPC_E_ENOENT || err->code == RPC_E_CORRUPT)
 				continue; /* vanished or unreadable: not a match */

@@ -7,7 +7,8 @@
  * page filled from beyond; nothing is answered twice or out of order.
  *
  * The cache is written by examples/make-cache.py (Debian's /usr/bin/python3), plain
- * and gzip-compressed.
+ * and gzip-compressed. Also: a SQLite database whose calls table lacks the unique
+ * key (not fleche's schema, but a file the server may be given) lists each key once.
  */
 #include <fcntl.h>
 #include <math.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include <msgpack.h>
+#include <sqlite3.h>
 
 #include "cache.h"
 #include "check_count.h"
@@ -307,6 +309,127 @@ static void run(const char *root, const char *what)
 	CHECK(removed > 400, "removed %zu", removed);
 }
 
+/* A calls table without its primary key, some keys twice: each listed once. */
+static void test_sql_repeated_keys(const char *tmp)
+{
+	char root[512], db[600], key[RPC_KEY_LEN + 1], after[RPC_KEY_LEN + 1] = "";
+	sqlite3 *h = NULL;
+	sqlite3_stmt *ins = NULL;
+	struct srv_cache *c;
+	size_t total = 0, pages = 0;
+	bool complete = false, ordered = true;
+	const size_t n = 2500;
+
+	snprintf(root, sizeof(root), "%s/sqlrep", tmp);
+	CHECK(mkdir(root, 0755) == 0, "mkdir");
+	snprintf(db, sizeof(db), "%s/calls.db", root);
+	CHECK(sqlite3_open(db, &h) == SQLITE_OK, "create db");
+	CHECK(sqlite3_exec(h,
+	                   "CREATE TABLE calls (\"key\" VARCHAR(64) NOT NULL, name VARCHAR NOT NULL,"
+	                   " module VARCHAR, version INTEGER, result VARCHAR(64));"
+	                   "CREATE TABLE arguments (id INTEGER NOT NULL, call_key VARCHAR(64) NOT NULL,"
+	                   " position INTEGER NOT NULL, name VARCHAR NOT NULL, value VARCHAR(64) NOT"
+	                   " NULL, PRIMARY KEY (id));"
+	                   "CREATE TABLE metadata (id INTEGER NOT NULL, call_key VARCHAR(64) NOT NULL,"
+	                   " name VARCHAR NOT NULL, data JSON NOT NULL, PRIMARY KEY (id));"
+	                   "BEGIN",
+	                   NULL, NULL, NULL) == SQLITE_OK,
+	      "schema: %s", sqlite3_errmsg(h));
+	CHECK(sqlite3_prepare_v2(h, "INSERT INTO calls VALUES (?1, 'f', NULL, NULL, NULL)", -1,
+	                         &ins, NULL) == SQLITE_OK,
+	      "prepare");
+	for (size_t i = 0; i < n; i++) {
+		/* every third key twice, every fifth three times */
+		int times = 1 + (i % 3 == 0) + (i % 5 == 0);
+
+		snprintf(key, sizeof(key), "%064zx", i * 2654435761u);
+		for (int t = 0; t < times; t++) {
+			sqlite3_bind_text(ins, 1, key, RPC_KEY_LEN, SQLITE_TRANSIENT);
+			CHECK(sqlite3_step(ins) == SQLITE_DONE, "insert");
+			sqlite3_reset(ins);
+		}
+	}
+	sqlite3_finalize(ins);
+	CHECK(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) == SQLITE_OK, "commit");
+	sqlite3_close(h);
+	if (!(c = open_cache(root)))
+		return;
+	for (int detail = 0; detail < 2; detail++) {
+		after[0] = '\0';
+		total = pages = 0;
+		complete = false;
+		ordered = true;
+		while (!complete && pages < n) {
+			struct srv_page page;
+			struct srv_error err = {0};
+
+			if (srv_list(c, SRV_CALLS, after[0] ? after : NULL, 97, detail, &page, &err) !=
+			    0) {
+				CHECK(0, "list: %s", err.message);
+				break;
+			}
+			pages++;
+			complete = page.complete;
+			for (size_t i = 0; i < page.n; i++) {
+				if (after[0] && strcmp(page.entries[i].key, after) <= 0)
+					ordered = false;
+				memcpy(after, page.entries[i].key, sizeof(after));
+			}
+			total += page.n;
+			srv_page_release(&page);
+		}
+		CHECK(complete && ordered && total == n, "repeated keys%s: %zu listed of %zu, %s",
+		      detail ? " (detail)" : "", total, n,
+		      ordered ? "ascending" : "not strictly ascending");
+	}
+	/* a query pages through the same keys once each; a full key's prefix is unique */
+	{
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+		msgpack_unpacked up;
+		struct srv_error err = {0};
+		char out[RPC_KEY_LEN + 1];
+
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_map(&pk, 1);
+		msgpack_pack_str_with_body(&pk, "name", 4);
+		msgpack_pack_str_with_body(&pk, "f", 1);
+		msgpack_unpacked_init(&up);
+		CHECK(msgpack_unpack_next(&up, sb.data, sb.size, NULL) == MSGPACK_UNPACK_SUCCESS,
+		      "template");
+		after[0] = '\0';
+		total = 0;
+		complete = false;
+		ordered = true;
+		for (pages = 0; !complete && pages < n; pages++) {
+			struct srv_page page;
+
+			if (srv_query(c, &up.data, after[0] ? after : NULL, 89, false, &page, &err) !=
+			    0) {
+				CHECK(0, "query: %s", err.message);
+				break;
+			}
+			complete = page.complete;
+			for (size_t i = 0; i < page.n; i++) {
+				if (after[0] && strcmp(page.entries[i].key, after) <= 0)
+					ordered = false;
+				memcpy(after, page.entries[i].key, sizeof(after));
+			}
+			total += page.n;
+			srv_page_release(&page);
+		}
+		CHECK(complete && ordered && total == n, "repeated keys: %zu queried of %zu", total,
+		      n);
+		msgpack_unpacked_destroy(&up);
+		msgpack_sbuffer_destroy(&sb);
+		snprintf(key, sizeof(key), "%064zx", (size_t)0);
+		CHECK(srv_expand(c, key, 60, out, &err) == 0 && strcmp(out, key) == 0,
+		      "a repeated key's prefix expands: %s", err.message);
+	}
+	srv_cache_free(c);
+}
+
 int main(void)
 {
 	const char *src = getenv("FLECHEFS_SOURCE");
@@ -335,6 +458,7 @@ int main(void)
 		}
 		run(root, variants[v][0]);
 	}
+	test_sql_repeated_keys(tmp);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
 	if (system(cmd) != 0)
 		printf("cannot remove %s\n", tmp);
