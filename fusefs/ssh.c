@@ -50,6 +50,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -472,7 +473,7 @@ struct ssh_transport {
 	LIBSSH2_SESSION *session;
 	LIBSSH2_CHANNEL *channel;
 	int interactive; /* prompts allowed (during connect) */
-	int prompted;
+	int prompted;    /* answers a person typed (passphrase, password, kbd-interactive) */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cond; /* rx data, tx space, state changes */
@@ -1104,12 +1105,34 @@ static const struct fsd_transport_ops ssh_ops = {
 
 /* ---------------------------------------------------------------- prompts */
 
-/* Asks on the terminal; returns 0 with the answer in buf, or -1 (no terminal). */
+static volatile sig_atomic_t prompt_signal;
+
+static void prompt_on_signal(int sig)
+{
+	prompt_signal = sig;
+}
+
+/*
+ * Asks on the terminal; returns 0 with the answer in buf, or -1 (no terminal, end
+ * of input). A signal that ends the program (Ctrl-C at the prompt) is caught while
+ * echo is off, the terminal's modes are put back, and the signal is raised again
+ * with the handler it had: the shell never gets back a terminal that does not echo.
+ * Only called during connect, before the daemon has other threads.
+ */
 static int tty_prompt(const char *prompt, int echo, char *buf, size_t len)
 {
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+	enum { NSIGS = sizeof(sigs) / sizeof(sigs[0]) };
+	struct sigaction sa, saved[NSIGS];
 	int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = prompt_on_signal; /* no SA_RESTART: read() returns EINTR */
+	sigemptyset(&sa.sa_mask);
+	prompt_signal = 0;
+	for (size_t i = 0; i < NSIGS; i++)
+		sigaction(sigs[i], &sa, &saved[i]);
 	struct termios old, raw;
 	int have_term = tcgetattr(fd, &old) == 0;
 	if (have_term && !echo) {
@@ -1121,7 +1144,7 @@ static int tty_prompt(const char *prompt, int echo, char *buf, size_t len)
 	(void)!write(fd, prompt, strlen(prompt));
 	size_t n = 0;
 	int rc = -1;
-	for (;;) {
+	while (!prompt_signal) {
 		char ch;
 		ssize_t r = read(fd, &ch, 1);
 		if (r < 0 && errno == EINTR)
@@ -1141,7 +1164,23 @@ static int tty_prompt(const char *prompt, int echo, char *buf, size_t len)
 		(void)!write(fd, "\n", 1);
 	}
 	close(fd);
+	for (size_t i = 0; i < NSIGS; i++)
+		sigaction(sigs[i], &saved[i], NULL);
+	if (rc)
+		explicit_bzero(buf, len);
+	if (prompt_signal)
+		raise(prompt_signal);
 	return rc;
+}
+
+/* Nonzero when there is a terminal to prompt on (what tty_prompt opens). */
+static int have_tty(void)
+{
+	int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return 1;
 }
 
 static LIBSSH2_USERAUTH_KBDINT_RESPONSE_FUNC(kbd_callback)
@@ -1167,7 +1206,7 @@ static LIBSSH2_USERAUTH_KBDINT_RESPONSE_FUNC(kbd_callback)
 		responses[i].length = 0;
 		if (!t->interactive || tty_prompt(prompt, prompts[i].echo, answer, sizeof(answer)))
 			continue;
-		t->prompted = 1;
+		t->prompted++;
 		responses[i].text = strdup(answer);
 		responses[i].length = responses[i].text ? (unsigned int)strlen(answer) : 0;
 		explicit_bzero(answer, sizeof(answer));
@@ -1284,7 +1323,7 @@ static int authenticate(struct ssh_transport *t, struct ssh_connector *c, char *
 				         "Enter passphrase for key '%s': ", f);
 				if (tty_prompt(prompt, 0, pass, sizeof(pass)))
 					break;
-				t->prompted = 1;
+				t->prompted++;
 				asked = 1;
 				int rc = libssh2_userauth_publickey_fromfile_ex(s, user, ulen, NULL,
 				                                                f, pass);
@@ -1301,25 +1340,48 @@ static int authenticate(struct ssh_transport *t, struct ssh_connector *c, char *
 			}
 		}
 	}
-	if (t->interactive && strstr(methods, "keyboard-interactive")) {
+	/*
+	 * A key can be only the first of several factors (sshd's AuthenticationMethods
+	 * "publickey,keyboard-interactive"): after that partial success the server
+	 * accepts methods it did not list at first. Ask again.
+	 */
+	if (tried[0]) {
+		list = libssh2_userauth_list(s, user, ulen);
+		if (!list && libssh2_userauth_authenticated(s))
+			goto ok;
+		if (list)
+			snprintf(methods, sizeof(methods), "%s", list);
+	}
+	int kbd = strstr(methods, "keyboard-interactive") != NULL;
+	int password = strstr(methods, "password") != NULL;
+	char no_tty[160] = "";
+	if ((kbd || password) && !(t->interactive && have_tty())) {
+		/* an empty answer would only count as a failed login on the server */
+		snprintf(no_tty, sizeof(no_tty), "; %s a terminal to ask on, and there is none",
+		         !password ? "keyboard-interactive needs"
+		         : !kbd    ? "password needs"
+		                   : "keyboard-interactive and password need");
+		kbd = password = 0;
+	}
+	if (kbd) {
 		tried_add(tried, sizeof(tried), "keyboard-interactive");
 		for (int attempt = 0; attempt < 3; attempt++) {
 			int before = t->prompted;
 			if (libssh2_userauth_keyboard_interactive_ex(s, user, ulen, kbd_callback) ==
 			    0)
 				goto ok;
-			if (!t->prompted || before == t->prompted)
-				break;
+			if (before == t->prompted)
+				break; /* nobody answered: asking again would not help */
 		}
 	}
-	if (t->interactive && strstr(methods, "password")) {
+	if (password) {
 		tried_add(tried, sizeof(tried), "password");
 		for (int attempt = 0; attempt < 3; attempt++) {
 			char prompt[400], pass[512];
 			snprintf(prompt, sizeof(prompt), "%s@%s's password: ", user, c->host);
 			if (tty_prompt(prompt, 0, pass, sizeof(pass)))
 				break;
-			t->prompted = 1;
+			t->prompted++;
 			int rc = libssh2_userauth_password_ex(s, user, ulen, pass,
 			                                      (unsigned)strlen(pass), NULL);
 			explicit_bzero(pass, sizeof(pass));
@@ -1327,8 +1389,12 @@ static int authenticate(struct ssh_transport *t, struct ssh_connector *c, char *
 				goto ok;
 		}
 	}
-	snprintf(err, errlen, "permission denied for %s@%s: tried %s (the server accepts %s)", user,
-	         c->host, tried[0] ? tried : "nothing (no key, no agent, no terminal)", methods);
+	snprintf(err, errlen, "permission denied for %s@%s: tried %s%s (the server accepts %s)",
+	         user, c->host,
+	         tried[0]    ? tried
+	         : no_tty[0] ? "nothing"
+	                     : "nothing (no key, no agent, no terminal)",
+	         no_tty, methods);
 	return -EACCES;
 ok:
 	c->reconnect_ok = no_person && !t->prompted;
@@ -1423,7 +1489,10 @@ static int libssh2_connect(struct ssh_connector *c, int interactive, struct fsd_
 	t->interactive = interactive;
 	pthread_mutex_init(&t->mu, NULL);
 	pthread_cond_init(&t->cond, NULL);
-	snprintf(t->peer, sizeof(t->peer), "%s@%s:%d", c->user, c->host, c->port);
+	if (strchr(c->host, ':')) /* an IPv6 address: user@[::1]:22 */
+		snprintf(t->peer, sizeof(t->peer), "%s@[%s]:%d", c->user, c->host, c->port);
+	else
+		snprintf(t->peer, sizeof(t->peer), "%s@%s:%d", c->user, c->host, c->port);
 	t->rx.cap = SSH_RX_RING;
 	t->tx.cap = SSH_TX_RING;
 	t->rx.buf = malloc(t->rx.cap);
@@ -1573,33 +1642,46 @@ static void sc_free(struct fsd_connector *base)
 	free(c);
 }
 
-/* Splits "[user@]host:[path]" ("[user@][v6]:path" too). */
-static int parse_source(const char *source, char **user, char **host, char **path)
+int fsd_ssh_parse_source(const char *source, char **user, char **host, char **path)
 {
-	const char *at = NULL, *sep = NULL, *h;
-	const char *first_colon = strchr(source, ':');
-	for (const char *p = source; p < first_colon; p++)
-		if (*p == '@')
-			at = p;
-	h = at ? at + 1 : source;
-	if (*h == '[') {
-		const char *close = strchr(h, ']');
-		if (!close || close[1] != ':')
+	const char *colon = strchr(source, ':');
+	const char *lb = strchr(source, '[');
+	const char *at = NULL, *h, *he, *sep;
+
+	*user = *host = *path = NULL;
+	if (!colon || colon == source)
+		return -EINVAL;
+	if (lb && lb < colon && (lb == source || lb[-1] == '@')) {
+		/* [host]: the colons of an IPv6 address are inside the brackets */
+		const char *rb = strchr(lb, ']');
+		if (!rb || rb[1] != ':')
 			return -EINVAL;
-		sep = close + 1;
-		*host = strndup(h + 1, (size_t)(close - h - 1));
+		at = lb > source ? lb - 1 : NULL;
+		h = lb + 1;
+		he = rb;
+		sep = rb + 1;
 	} else {
-		sep = strchr(h, ':');
-		if (!sep)
-			return -EINVAL;
-		*host = strndup(h, (size_t)(sep - h));
+		for (const char *p = source; p < colon; p++)
+			if (*p == '@')
+				at = p;
+		h = at ? at + 1 : source;
+		he = sep = colon;
 	}
+	if (he == h || (at && at == source))
+		return -EINVAL;
+	for (const char *p = h; p < he; p++)
+		if (*p == '[' || *p == ']' || *p == '@')
+			return -EINVAL;
+	*host = strndup(h, (size_t)(he - h));
 	*user = at ? strndup(source, (size_t)(at - source)) : NULL;
 	*path = strdup(sep + 1);
-	if (!*host || !*path || (at && !*user))
+	if (!*host || !*path || (at && !*user)) {
+		free(*user);
+		free(*host);
+		free(*path);
+		*user = *host = *path = NULL;
 		return -ENOMEM;
-	if (!**host || (at && !**user))
-		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -1626,11 +1708,13 @@ struct fsd_connector *fsd_ssh_connector_new(const char *source, const struct fsd
 	c->base.connect = sc_connect;
 	c->base.can_reconnect = sc_can_reconnect;
 	c->base.free = sc_free;
-	rc = parse_source(source, &user, &c->source_host, &path);
+	rc = fsd_ssh_parse_source(source, &user, &c->source_host, &path);
 	if (rc == -ENOMEM)
 		goto oom;
 	if (rc) {
-		snprintf(err, errlen, "bad remote source '%s': expected [user@]host:[path]",
+		snprintf(err, errlen,
+		         "bad remote source '%s': expected [user@]host:[path] (an IPv6 address "
+		         "in brackets: [user@][::1]:[path])",
 		         source);
 		goto fail;
 	}

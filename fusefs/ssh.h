@@ -89,6 +89,17 @@ const char *fsd_ssh_help(void);
 int fsd_ssh_is_remote(const char *source);
 
 /*
+ * Splits a remote source "[user@]host:[path]", where host may be in brackets, as
+ * an IPv6 address must be: "[::1]:path", "user@[::1]:path" (as sshfs and scp
+ * accept it). The user is what comes before the last '@' ahead of the host; the
+ * path is everything after the colon, possibly empty. Returns 0 with *host
+ * (without the brackets), *user (NULL when not given) and *path, all three owned by
+ * the caller; -EINVAL for a malformed source (no host, an empty user, an unclosed
+ * bracket, anything but ':' after ']'), -ENOMEM; on failure all three are NULL.
+ */
+int fsd_ssh_parse_source(const char *source, char **user, char **host, char **path);
+
+/*
  * Makes the connector for source "[user@]host:[path]" ("[user@][v6addr]:[path]" for
  * IPv6). Copies what it needs from o. Resolves the host with `ssh -G` here (not in
  * connect), unless ssh_command is set. read_only adds --read-only to the server's

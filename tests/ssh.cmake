@@ -1,6 +1,8 @@
 # ssh: flechefs over SSH (issue 4). Unit tests of the option parsing, the remote
 # command line and the ssh -G reader; end-to-end tests against a private sshd on
-# 127.0.0.1 (tests/e2e/sshd_fixture.py; they need root, and skip without it);
+# 127.0.0.1 (tests/e2e/sshd_fixture.py; they need root, and skip without it): keys
+# and host keys, password and keyboard-interactive (sshd in a private mount
+# namespace where root has a test password), an sshd on ::1 (ssh_ipv6);
 # bench/delay-proxy, the 25 ms link of bench/bench-ssh, built here and run by hand.
 if(TARGET flechefs_fsd)
 	flechefs_unit_test(test_ssh_opts SOURCES unit/test_ssh_opts.c LIBS flechefs_fsd)
@@ -10,8 +12,11 @@ if(TARGET flechefs AND TARGET flechefs-server)
 	flechefs_py_test(ssh_auth e2e/test_ssh_auth.py LABELS ssh)
 	flechefs_py_test(ssh_reconnect e2e/test_ssh_reconnect.py LABELS ssh)
 	flechefs_py_test(ssh_man e2e/test_ssh_man.py LABELS ssh)
+	flechefs_py_test(ssh_interactive e2e/test_ssh_interactive.py LABELS ssh)
+	flechefs_py_test(ssh_ipv6 e2e/test_ssh_ipv6.py LABELS ssh)
 	if(NOT FLECHEFS_FUZZ AND NOT FLECHEFS_SANITIZE)
 		set_tests_properties(ssh_mount ssh_auth ssh_reconnect PROPERTIES TIMEOUT 300)
+		set_tests_properties(ssh_interactive ssh_ipv6 PROPERTIES TIMEOUT 300)
 	endif()
 endif()
 if(NOT FLECHEFS_FUZZ)

@@ -8,6 +8,21 @@ foreground with its log in the temp dir. Nothing under the real ~/.ssh is read o
 written: clients get the known_hosts file, key and an ssh config of the temp dir
 (ssh_args(), flechefs_opts()).
 
+Options for the tests of other authentication methods and addresses (defaults keep
+the server described above):
+
+- listen="::1": listen on the IPv6 loopback instead (ipv6_missing_reason() says
+  whether this machine has one); d.host is the address, d.host_key_line() writes
+  OpenSSH's "[::1]:PORT" form.
+- settings={"UsePAM": "yes", "KbdInteractiveAuthentication": "yes", ...}: replace
+  the value of keywords of the configuration above (sshd takes the first value of a
+  keyword, so extra_config, appended at the end, cannot change those).
+- private_files={"/etc/shadow": COPY, "/etc/pam.d/sshd": COPY}: sshd (and `sshd
+  -t`) run in a private mount namespace (`unshare --mount --propagation private`)
+  where each COPY is bind-mounted over the real file, which is never modified and
+  never changes for any other process; the namespace ends with the last sshd
+  process. private_files_missing_reason() says whether that is possible here.
+
     with Sshd() as d:
         d.trust_host_key()          # write the host key into d.known_hosts
         subprocess.run(["ssh"] + d.ssh_args() + ["127.0.0.1", "true"])
@@ -37,9 +52,9 @@ def sshd_missing_reason():
     return None
 
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
+def free_port(host="127.0.0.1"):
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((host, 0))
     port = s.getsockname()[1]
     s.close()
     return port
@@ -51,12 +66,52 @@ def keygen(path, kind="ed25519", passphrase=""):
     return path
 
 
-def _wait_port(port, proc, deadline):
+def ipv6_missing_reason():
+    """Why nothing can listen on the IPv6 loopback ::1 here, or None."""
+    if not socket.has_ipv6:
+        return "Python was built without IPv6"
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError as e:
+        return "no IPv6 sockets: %s" % e
+    try:
+        s.bind(("::1", 0))
+    except OSError as e:
+        return "cannot bind the IPv6 loopback ::1: %s" % e
+    finally:
+        s.close()
+    return None
+
+
+UNSHARE = "unshare"
+# Run by unshare in the new namespace: "$1" "$2" pairs (copy, target) up to "--",
+# each copy bind-mounted over its target, then exec of the command after "--".
+_BIND_AND_EXEC = ('while [ "$1" != -- ]; do mount --bind -- "$1" "$2" || exit 125; shift 2; '
+                  'done; shift; exec "$@"')
+
+
+def private_files_missing_reason():
+    """Why files cannot be replaced in a private mount namespace here, or None."""
+    if os.geteuid() != 0:
+        return "not root (a private mount namespace needs CAP_SYS_ADMIN)"
+    if not shutil.which(UNSHARE):
+        return "unshare is missing (apt-get install util-linux)"
+    try:
+        r = subprocess.run([UNSHARE, "--mount", "--propagation", "private", "--", "true"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return "unshare --mount failed: %s" % e
+    if r.returncode != 0:
+        return "unshare --mount failed: %s" % r.stdout.decode(errors="replace").strip()
+    return None
+
+
+def _wait_port(port, proc, deadline, host="127.0.0.1"):
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            with socket.create_connection((host, port), timeout=1) as s:
                 s.settimeout(2)
                 if s.recv(4).startswith(b"SSH-"):
                     return True
@@ -67,14 +122,18 @@ def _wait_port(port, proc, deadline):
 
 class Sshd:
     """A private sshd. Attributes: port, dir, user, host_key, user_key, known_hosts,
-    ssh_config, log_path."""
+    ssh_config, log_path, host (the listening address)."""
 
-    def __init__(self, extra_config="", user="root"):
+    def __init__(self, extra_config="", user="root", listen="127.0.0.1", settings=None,
+                 private_files=None):
         self.dir = tempfile.mkdtemp(prefix="flechefs-sshd-")
         os.chmod(self.dir, 0o755)
-        self.port = free_port()
+        self.host = listen
+        self.port = free_port(listen)
         self.user = user
         self.extra_config = extra_config
+        self.settings = dict(settings or {})
+        self.private_files = dict(private_files or {})
         self.proc = None
         self.host_key = keygen(os.path.join(self.dir, "host_ed25519"))
         self.user_key = keygen(os.path.join(self.dir, "user_ed25519"))
@@ -93,57 +152,73 @@ class Sshd:
         # for flechefs -o ssh_config=FILE.
         with open(self.ssh_config, "w") as f:
             f.write("Host flechefs-test-alias\n"
-                    "  HostName 127.0.0.1\n"
+                    "  HostName %s\n"
                     "  Port %d\n"
                     "  User %s\n"
                     "  IdentityFile %s\n"
                     "  UserKnownHostsFile %s\n"
                     "  StrictHostKeyChecking yes\n"
-                    "  BatchMode yes\n" % (self.port, user, self.user_key, self.known_hosts))
+                    "  BatchMode yes\n" % (self.host, self.port, user, self.user_key,
+                                          self.known_hosts))
             # the same server reached through itself: a hop libssh2 cannot make
             f.write("Host flechefs-test-jump\n"
-                    "  HostName 127.0.0.1\n"
+                    "  HostName %s\n"
                     "  Port %d\n"
                     "  User %s\n"
                     "  IdentityFile %s\n"
                     "  UserKnownHostsFile %s\n"
                     "  BatchMode yes\n"
-                    "  ProxyJump flechefs-test-alias\n" % (self.port, user, self.user_key,
-                                                         self.known_hosts))
+                    "  ProxyJump flechefs-test-alias\n" % (self.host, self.port, user,
+                                                         self.user_key, self.known_hosts))
 
     def _write_config(self, sftp):
+        lines = [("Port", str(self.port)),
+                 ("ListenAddress", self.host),
+                 ("HostKey", self.host_key),
+                 ("PidFile", os.path.join(self.dir, "sshd.pid")),
+                 ("AuthorizedKeysFile", self.authorized_keys),
+                 ("StrictModes", "no"),
+                 ("UsePAM", "no"),
+                 ("PasswordAuthentication", "no"),
+                 ("KbdInteractiveAuthentication", "no"),
+                 ("PermitRootLogin", "yes"),
+                 ("PubkeyAuthentication", "yes"),
+                 ("AcceptEnv", "FLECHEFS_*"),
+                 ("MaxStartups", "100"),
+                 ("Subsystem", "sftp " + sftp),
+                 ("LogLevel", "VERBOSE")]
+        settings = dict(self.settings)
         with open(self.config, "w") as f:
-            f.write("Port %d\n"
-                    "ListenAddress 127.0.0.1\n"
-                    "HostKey %s\n"
-                    "PidFile %s\n"
-                    "AuthorizedKeysFile %s\n"
-                    "StrictModes no\n"
-                    "UsePAM no\n"
-                    "PasswordAuthentication no\n"
-                    "KbdInteractiveAuthentication no\n"
-                    "PermitRootLogin yes\n"
-                    "PubkeyAuthentication yes\n"
-                    "AcceptEnv FLECHEFS_*\n"
-                    "MaxStartups 100\n"
-                    "Subsystem sftp %s\n"
-                    "LogLevel VERBOSE\n"
-                    "%s\n" % (self.port, self.host_key, os.path.join(self.dir, "sshd.pid"),
-                              self.authorized_keys, sftp, self.extra_config))
+            for key, value in lines:
+                f.write("%s %s\n" % (key, settings.pop(key, value)))
+            for key, value in settings.items():  # keywords the defaults do not set
+                f.write("%s %s\n" % (key, value))
+            f.write(self.extra_config + "\n")
+
+    def _argv(self, *args):
+        """sshd's command line, inside the private mount namespace if asked for."""
+        argv = [SSHD] + list(args)
+        if not self.private_files:
+            return argv
+        binds = []
+        for target, copy in self.private_files.items():
+            binds += [copy, target]
+        return [UNSHARE, "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+                _BIND_AND_EXEC, "sh"] + binds + ["--"] + argv
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, timeout=20):
         os.makedirs("/run/sshd", exist_ok=True)  # privilege separation directory
-        t = subprocess.run([SSHD, "-t", "-f", self.config], stdout=subprocess.PIPE,
+        t = subprocess.run(self._argv("-t", "-f", self.config), stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=30)
         if t.returncode != 0:
             raise RuntimeError("sshd -t rejected the test configuration: %s"
                                % t.stdout.decode(errors="replace"))
         self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", self.config],
+        self.proc = subprocess.Popen(self._argv("-D", "-e", "-f", self.config),
                                      stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=self.logf, start_new_session=True)
-        if not _wait_port(self.port, self.proc, time.monotonic() + timeout):
+        if not _wait_port(self.port, self.proc, time.monotonic() + timeout, self.host):
             self.stop()
             raise RuntimeError("the private sshd did not start: %s" % self.log())
         return self
@@ -170,7 +245,11 @@ class Sshd:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()  # __exit__ is not called when __enter__ raises
+            raise
 
     def __exit__(self, *exc):
         self.close()
@@ -228,7 +307,7 @@ class Sshd:
     def host_key_line(self, name=None):
         with open(self.host_key + ".pub") as f:
             kind, b64 = f.read().split()[:2]
-        return "[%s]:%d %s %s\n" % (name or "127.0.0.1", self.port, kind, b64)
+        return "[%s]:%d %s %s\n" % (name or self.host, self.port, kind, b64)
 
     def trust_host_key(self, path=None):
         """Writes this server's host key into a known_hosts file (default ours)."""
@@ -245,7 +324,7 @@ class Sshd:
 
     def ssh_command(self, key=None):
         """A string for flechefs -o ssh_command=..."""
-        return "ssh " + " ".join(self.ssh_args(key)) + " 127.0.0.1"
+        return "ssh " + " ".join(self.ssh_args(key)) + " " + self.host
 
     def flechefs_opts(self, key=None, known_hosts=None):
         """flechefs -o options for libssh2 that use only the temp dir."""

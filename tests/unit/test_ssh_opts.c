@@ -1,11 +1,13 @@
 /*
  * test_ssh_opts.c: unit tests of fusefs/ssh.c and sshconfig.c without a network:
  * the SSH options (consumed, not ours, bad values), the remote/local decision on
- * the source, the remote command line (quoting of data, setup, workdir, paths
- * relative to the login directory, --read-only), the connector's refusal of bad
+ * the source, the splitting of "[user@]host:[path]" (IPv6 addresses in brackets,
+ * as sshfs writes them), the remote command line (quoting of data, setup, workdir,
+ * paths relative to the login directory, --read-only), the connector's refusal of bad
  * sources, and the reading of `ssh -G` output (%-tokens and ~ in identity files,
  * lists of known_hosts files, proxy settings).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,10 +78,75 @@ static void test_is_remote(void)
 	CHECK(fsd_ssh_is_remote("host:cache"));
 	CHECK(fsd_ssh_is_remote("user@host:/abs/cache"));
 	CHECK(fsd_ssh_is_remote("[::1]:cache"));
+	CHECK(fsd_ssh_is_remote("user@[::1]:/abs/cache"));
+	CHECK(fsd_ssh_is_remote("[2001:db8::17]:"));
 	CHECK(!fsd_ssh_is_remote("/local/a:b"));
 	CHECK(!fsd_ssh_is_remote("./a:b"));
 	CHECK(!fsd_ssh_is_remote("cache"));
 	CHECK(!fsd_ssh_is_remote(":cache"));
+}
+
+/* Parses source and checks the three parts ("-" for a NULL user); want_rc < 0: fails. */
+static void check_source(const char *source, int want_rc, const char *want_user,
+                         const char *want_host, const char *want_path)
+{
+	char *user = (char *)"x", *host = (char *)"x", *path = (char *)"x";
+	int rc = fsd_ssh_parse_source(source, &user, &host, &path);
+	if (rc != want_rc) {
+		fprintf(stderr, "%s:%d: '%s': rc %d, want %d\n", __FILE__, __LINE__, source, rc,
+		        want_rc);
+		failures++;
+	}
+	if (want_rc < 0) {
+		CHECK(user == NULL && host == NULL && path == NULL);
+	} else {
+		if (strcmp(want_user, "-") == 0)
+			CHECK(user == NULL);
+		else
+			CHECK_STR(user, want_user);
+		CHECK_STR(host, want_host);
+		CHECK_STR(path, want_path);
+	}
+	if (rc == 0) {
+		free(user);
+		free(host);
+		free(path);
+	}
+}
+
+static void test_parse_source(void)
+{
+	check_source("host:", 0, "-", "host", "");
+	check_source("host:cache", 0, "-", "host", "cache");
+	check_source("alice@cluster.example.org:/data/cache", 0, "alice", "cluster.example.org",
+	             "/data/cache");
+	check_source("a@b@host:p", 0, "a@b", "host", "p");   /* the last '@' ends the user */
+	check_source("host:a:b@c", 0, "-", "host", "a:b@c"); /* the path keeps ':' and '@' */
+	check_source("host:[x]", 0, "-", "host", "[x]");
+	/* IPv6 addresses in brackets, as sshfs and scp write them */
+	check_source("[::1]:cache", 0, "-", "::1", "cache");
+	check_source("[::1]:", 0, "-", "::1", "");
+	check_source("user@[::1]:/abs/cache", 0, "user", "::1", "/abs/cache");
+	check_source("u@[2001:db8::17]:c:v1@x", 0, "u", "2001:db8::17", "c:v1@x");
+	check_source("[fe80::1%eth0]:c", 0, "-", "fe80::1%eth0", "c");
+	check_source("a@b@[::1]:p", 0, "a@b", "::1", "p");
+	check_source("[host.example.org]:p", 0, "-", "host.example.org", "p");
+	check_source("[127.0.0.1]:p", 0, "-", "127.0.0.1", "p");
+	/* malformed */
+	check_source("host", -EINVAL, NULL, NULL, NULL);
+	check_source(":path", -EINVAL, NULL, NULL, NULL);
+	check_source("@host:x", -EINVAL, NULL, NULL, NULL);
+	check_source("user@:x", -EINVAL, NULL, NULL, NULL);
+	check_source("[::1:x", -EINVAL, NULL, NULL, NULL);   /* unclosed */
+	check_source("[::1]x:y", -EINVAL, NULL, NULL, NULL); /* ']' not followed by ':' */
+	check_source("[::1]", -EINVAL, NULL, NULL, NULL);    /* no path separator */
+	check_source("[::1]/x:y", -EINVAL, NULL, NULL, NULL);
+	check_source("[]:x", -EINVAL, NULL, NULL, NULL);     /* empty host */
+	check_source("@[::1]:x", -EINVAL, NULL, NULL, NULL); /* empty user */
+	check_source("user@[::1:x", -EINVAL, NULL, NULL, NULL);
+	check_source("[a@b]:x", -EINVAL, NULL, NULL, NULL); /* '@' inside the brackets */
+	check_source("h[x]:y", -EINVAL, NULL, NULL, NULL);  /* brackets inside a name */
+	check_source("host]:y", -EINVAL, NULL, NULL, NULL);
 }
 
 static void test_remote_command(void)
@@ -123,12 +190,13 @@ static void test_connector_sources(void)
 	char err[512];
 	fsd_ssh_options_init(&o);
 	fsd_ssh_opt(&o, "ssh_config", "none");
-	const char *bad[] = {"@host:x", "user@:x", "[::1:x", "[::1]x:y"};
+	const char *bad[] = {"@host:x", "user@:x", "[::1:x", "[::1]x:y", "u@[::1]x:y", "[]:x"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = '\0';
 		struct fsd_connector *c = fsd_ssh_connector_new(bad[i], &o, 0, err, sizeof(err));
 		CHECK(c == NULL);
 		CHECK(strstr(err, "bad remote source") != NULL);
+		CHECK(strstr(err, "[user@][::1]:[path]") != NULL); /* says how to write IPv6 */
 		if (c)
 			c->free(c);
 	}
@@ -193,6 +261,7 @@ int main(void)
 {
 	test_options();
 	test_is_remote();
+	test_parse_source();
 	test_remote_command();
 	test_connector_sources();
 	test_config_parse();
