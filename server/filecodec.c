@@ -313,7 +313,8 @@ static int sink_add(struct sink *s, const uint8_t *p, size_t n, struct srv_error
 		s->heap = nh;
 		s->heapcap = ncap;
 	}
-	memcpy(s->heap + s->heaplen, p, n);
+	if (n) /* a stream that inflates to nothing leaves the heap NULL */
+		memcpy(s->heap + s->heaplen, p, n);
 	s->heaplen += n;
 	return 0;
 }
