@@ -32,7 +32,7 @@ import mountlib as ml
 T = common.Checks("mount_hostile")
 
 PROXY = r'''
-import os, queue, struct, subprocess, sys, threading, time
+import os, queue, select, struct, subprocess, sys, threading, time
 import msgpack
 
 mode, real = sys.argv[1], sys.argv[2]
@@ -84,7 +84,12 @@ while True:
         payload = msgpack.packb(msg, use_bin_type=True)
         out.write(struct.pack(">I", len(payload)) + payload[:len(payload) // 2])
         out.flush()
-        time.sleep(3600)
+        # stalled until the daemon closes its end (at most 2 minutes): no process
+        # is left behind by the test
+        p = select.poll()
+        p.register(out.fileno(), 0)  # POLLERR and POLLHUP are always reported
+        p.poll(120000)
+        sys.exit(0)
     if mode == "slow" and os.path.exists(os.path.join(os.path.dirname(sys.argv[0]), "slow")):
         held.put((time.monotonic() + 1.0, struct.pack(">I", len(payload)) + payload))
         continue
