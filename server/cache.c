@@ -11,8 +11,11 @@
  *      any path or SQL statement sees them.
  *   3. An open value is reference counted: the LRU holds one reference, every
  *      srv_value_open one more; bytes stay mapped until the last is dropped. The LRU
- *      holds at most SRV_VALUE_LRU values, each keyed by key and file identity
- *      (dev, ino, size, mtime), so a replaced file is never served from the LRU.
+ *      holds at most SRV_VALUE_LRU values, and beyond the most recent one at most
+ *      SRV_VALUE_LRU_COPIES bytes of decompressed copies (so that stat of many large
+ *      compressed values does not keep them all in memory), each keyed by key and
+ *      file identity (dev, ino, size, mtime), so a replaced file is never served
+ *      from the LRU.
  */
 #include "cache.h"
 
@@ -775,20 +778,36 @@ static void lru_remove(struct srv_cache *c, struct srv_value *v)
 	}
 }
 
+/* Bytes a value holds in memory beyond its file (a decompressed copy), or 0. */
+static uint64_t copy_bytes(const struct srv_value *v)
+{
+	return v->blob.file_map ? 0 : v->blob.len;
+}
+
+/*
+ * Adds v, most recent first, and lets go of the oldest values beyond SRV_VALUE_LRU
+ * of them or beyond SRV_VALUE_LRU_COPIES bytes of decompressed copies (v itself is
+ * kept whatever its size: it is about to be read, in ranges).
+ */
 static void lru_add(struct srv_cache *c, struct srv_value *v)
 {
 	struct srv_value *p;
 	size_t n = 1;
+	uint64_t copies = copy_bytes(v);
 
 	v->refs++;
 	v->cached = true;
 	v->next = c->lru;
 	c->lru = v;
-	for (p = v; p->next; p = p->next) {
-		if (++n > SRV_VALUE_LRU) {
+	for (p = v; p->next;) {
+		copies += copy_bytes(p->next);
+		if (++n > SRV_VALUE_LRU || copies > SRV_VALUE_LRU_COPIES) {
+			copies -= copy_bytes(p->next);
+			n--;
 			lru_remove(c, p->next);
-			break;
+			continue;
 		}
+		p = p->next;
 	}
 }
 

@@ -181,6 +181,13 @@ int srv_names(struct srv_cache *cache, const char *after, size_t limit, struct s
 	      struct srv_error *err);
 
 /*
+ * Open values are kept for the next request in a small LRU; of the decompressed copies
+ * of gzip values (large ones are temporary files) it keeps at most this many bytes
+ * besides the most recent value.
+ */
+#define SRV_VALUE_LRU_COPIES (512ull * 1024 * 1024)
+
+/*
  * An open value: its pickle stream (after gunzip and signature check) as one
  * contiguous read-only byte range. Values are opened by full key or unique value
  * prefix. The cache may keep recently opened values (bounded) so that reading a large

@@ -9,4 +9,4 @@ flechefs_unit_test(test_cache_parts SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/tes
 flechefs_fuzz_test(fuzz_cache_record ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_cache_record.c
 	LIBS flechefs_srv CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus-cache)
 flechefs_unit_test(test_cache_many SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cache_many.c
-	LIBS flechefs_srv PkgConfig::SQLITE3)
+	LIBS flechefs_srv PkgConfig::SQLITE3 PkgConfig::ZLIB)

@@ -9,6 +9,8 @@
  * The cache is written by examples/make-cache.py (Debian's /usr/bin/python3), plain
  * and gzip-compressed. Also: a SQLite database whose calls table lacks the unique
  * key (not fleche's schema, but a file the server may be given) lists each key once.
+ * And: opening many large gzip values one after the other keeps at most
+ * SRV_VALUE_LRU_COPIES bytes of their decompressed copies besides the newest.
  */
 #include <fcntl.h>
 #include <math.h>
@@ -21,6 +23,7 @@
 
 #include <msgpack.h>
 #include <sqlite3.h>
+#include <zlib.h>
 
 #include "cache.h"
 #include "check_count.h"
@@ -430,6 +433,81 @@ static void test_sql_repeated_keys(const char *tmp)
 	srv_cache_free(c);
 }
 
+/* Writes n zero bytes gzip-compressed to path. */
+static int gzip_zeros(const char *path, size_t n)
+{
+	static unsigned char zeros[1 << 16];
+	gzFile f = gzopen(path, "wb1");
+	int ok = f != NULL;
+
+	while (ok && n) {
+		size_t k = n < sizeof(zeros) ? n : sizeof(zeros);
+
+		ok = gzwrite(f, zeros, (unsigned)k) == (int)k;
+		n -= k;
+	}
+	return f && gzclose(f) == Z_OK && ok ? 0 : -1;
+}
+
+/* Bytes of this process's mappings of deleted files (the spilled decompressed copies). */
+static uint64_t deleted_mapped(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[1024];
+	uint64_t total = 0;
+
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long long lo, hi;
+
+		if (strstr(line, " (deleted)") && sscanf(line, "%llx-%llx", &lo, &hi) == 2)
+			total += hi - lo;
+	}
+	if (f)
+		fclose(f);
+	return total;
+}
+
+static void test_gzip_copies_bounded(const char *tmp)
+{
+	const size_t size = 96u << 20, nvalues = 8;
+	char root[512], path[700];
+	struct srv_cache *c;
+	uint64_t most = 0;
+
+	snprintf(root, sizeof(root), "%s/gzbig", tmp);
+	snprintf(path, sizeof(path), "%s/values", root);
+	CHECK(mkdir(root, 0755) == 0 && mkdir(path, 0755) == 0, "mkdir");
+	for (size_t i = 0; i < nvalues; i++) {
+		snprintf(path, sizeof(path), "%s/values/%064zx", root, i + 1);
+		CHECK(gzip_zeros(path, size) == 0, "gzip");
+	}
+	if (!(c = open_cache(root)))
+		return;
+	for (size_t i = 0; i < nvalues; i++) {
+		struct srv_value *v;
+		struct srv_error err = {0};
+		char key[RPC_KEY_LEN + 1];
+		uint64_t m;
+
+		snprintf(key, sizeof(key), "%064zx", i + 1);
+		if (srv_value_open(c, key, RPC_KEY_LEN, &v, &err) != 0) {
+			CHECK(0, "open the gzip value %zu: %s", i, err.message);
+			continue;
+		}
+		CHECK(srv_value_size(v) == size && srv_value_bytes(v)[size - 1] == 0,
+		      "gzip value %zu", i);
+		srv_value_close(v);
+		m = deleted_mapped();
+		if (m > most)
+			most = m;
+	}
+	CHECK(most >= size && most <= SRV_VALUE_LRU_COPIES + size,
+	      "decompressed copies kept: at most %llu MiB (bound %llu MiB)",
+	      (unsigned long long)(most >> 20),
+	      (unsigned long long)((SRV_VALUE_LRU_COPIES + size) >> 20));
+	srv_cache_free(c);
+}
+
 int main(void)
 {
 	const char *src = getenv("FLECHEFS_SOURCE");
@@ -459,6 +537,7 @@ int main(void)
 		run(root, variants[v][0]);
 	}
 	test_sql_repeated_keys(tmp);
+	test_gzip_copies_bounded(tmp);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
 	if (system(cmd) != 0)
 		printf("cannot remove %s\n", tmp);
