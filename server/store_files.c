@@ -579,7 +579,7 @@ out:
 int srv_fstore_query(struct srv_fstore *fs, const msgpack_object *tmpl, const char *after,
                      size_t limit, bool detail, struct srv_page *page, struct srv_error *err)
 {
-	size_t nlen = 0, i, batch;
+	size_t nlen = 0, i, batch = 0, grow = SUM_MIN_PARALLEL;
 	const char *want = srv_query_name(tmpl, &nlen);
 	bool full = false;
 
@@ -589,8 +589,11 @@ int srv_fstore_query(struct srv_fstore *fs, const msgpack_object *tmpl, const ch
 	for (; i < fs->index.n && !full; i += batch) {
 		struct sum_out *sum = NULL;
 
-		/* with a name, prefilter a batch at a time on the records' summaries */
-		batch = !want ? 1 : fs->index.n - i < SUM_BATCH ? fs->index.n - i : SUM_BATCH;
+		/* With a name, prefilter a batch at a time on the records' summaries: small
+		 * first (a lookup wants one match, often near), doubling up to SUM_BATCH. */
+		batch = !want ? 1 : fs->index.n - i < grow ? fs->index.n - i : grow;
+		if (grow < SUM_BATCH)
+			grow *= 2;
 		if (want && summaries(fs, i, batch, &sum, err) != 0) {
 			srv_page_release(page);
 			return -1;
