@@ -331,7 +331,7 @@ static int summaries(struct srv_fstore *fs, size_t lo, size_t n, struct sum_out 
 {
 	struct sum_job j = {.fs = fs, .lo = lo, .n = n};
 	pthread_t tid[SUM_THREADS - 1];
-	size_t started = 0;
+	size_t started = 0, ahead;
 
 	*out = NULL;
 	if (!n)
@@ -340,9 +340,11 @@ static int summaries(struct srv_fstore *fs, size_t lo, size_t n, struct sum_out 
 		return srv_fail(err, RPC_E_ENOMEM, "out of memory summarising '%s'", fs->dir);
 	j.chunks = (n + SUM_CHUNK - 1) / SUM_CHUNK;
 	/* The next batch (the next page of a listing) most likely starts where this one
-	 * ends: its first records are read ahead too, so that it does not start cold. */
-	j.ra_n = fs->index.n - lo - n > SUM_AHEAD * SUM_CHUNK ? n + SUM_AHEAD * SUM_CHUNK
-	                                                       : fs->index.n - lo;
+	 * ends: its first records are read ahead too, so that it does not start cold;
+	 * as many as this batch has, at most SUM_AHEAD chunks, none after a small batch
+	 * (a lookup's, which will not continue). */
+	ahead = n < SUM_MIN_PARALLEL ? 0 : n < SUM_AHEAD * SUM_CHUNK ? n : SUM_AHEAD * SUM_CHUNK;
+	j.ra_n = fs->index.n - lo - n > ahead ? n + ahead : fs->index.n - lo;
 	j.ra_chunks = (j.ra_n + SUM_CHUNK - 1) / SUM_CHUNK;
 	atomic_init(&j.next, 0);
 	atomic_init(&j.offered, 0);
