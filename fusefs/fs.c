@@ -1892,7 +1892,7 @@ struct fsd_fs *fsd_fs_new(struct fsd_conn *conn, const struct fsd_fs_options *o)
 	return fs;
 }
 
-void fsd_fs_quiesce(struct fsd_fs *fs)
+int fsd_fs_quiesce(struct fsd_fs *fs)
 {
 	/* Invalidations after an eviction are a few writes to /dev/fuse, which fail at
 	 * once after the unmount: wait for them, boundedly (5 s). */
@@ -1900,6 +1900,7 @@ void fsd_fs_quiesce(struct fsd_fs *fs)
 		struct timespec d = {0, 10 * 1000 * 1000};
 		nanosleep(&d, NULL);
 	}
+	return !fs || __atomic_load_n(&fs->inval_jobs, __ATOMIC_ACQUIRE) == 0;
 }
 
 void fsd_fs_free(struct fsd_fs *fs)

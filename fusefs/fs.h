@@ -27,8 +27,9 @@ struct fsd_fs;
 /* Makes the filesystem on a started connection (borrowed). NULL when out of memory. */
 struct fsd_fs *fsd_fs_new(struct fsd_conn *conn, const struct fsd_fs_options *o);
 /* Waits (at most 5 s) for the threads that invalidate kernel entries after an
- * eviction: before the session they write to is destroyed. */
-void fsd_fs_quiesce(struct fsd_fs *fs);
+ * eviction: before the session they write to is destroyed. Returns nonzero when
+ * none is left (else the session and fs must not be freed: the process exits). */
+int fsd_fs_quiesce(struct fsd_fs *fs);
 void fsd_fs_free(struct fsd_fs *fs);
 
 /* The operations table; the userdata of the session must be the struct fsd_fs. */

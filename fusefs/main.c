@@ -564,7 +564,13 @@ out:
 		fuse_remove_signal_handlers(se);
 	if (conn)
 		fsd_conn_close(conn);
-	fsd_fs_quiesce(fs);
+	if (!fsd_fs_quiesce(fs)) {
+		/* a thread still uses them: leave them to the exit rather than free them */
+		fsd_log(FSD_LOG_WARN, "an invalidation thread did not end; exiting without "
+		                      "freeing the session");
+		se = NULL;
+		fs = NULL;
+	}
 	if (se)
 		fuse_session_destroy(se);
 	fsd_fs_free(fs);
