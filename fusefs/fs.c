@@ -1006,10 +1006,17 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	ensure_value_size(fs, i);
 	fsd_itable_lock(&fs->it);
+	/* A size that could not be learnt now (the request timed out, the link is
+	 * down): an error, and the next getattr asks again; a size of 0 would be
+	 * cached by the kernel and read as an empty value. */
+	int unknown = i->kind == FSD_VALUE && !i->have_size && !i->err;
 	fill_attr(fs, i, &st);
 	double t = kind_timeout(fs, i->kind);
 	fsd_itable_unlock(&fs->it);
-	fuse_reply_attr(req, &st, t);
+	if (unknown)
+		fuse_reply_err(req, EIO);
+	else
+		fuse_reply_attr(req, &st, t);
 }
 
 static int change_errno(struct fsd_fs *fs)

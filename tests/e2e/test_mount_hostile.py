@@ -14,12 +14,16 @@ every request of a process reading the mount within about -o timeout, never hang
   about the timeout, not one timeout per request it would have sent.
 - slow: every answer comes 1 s late; digests/<prefix> of a prefix shared by 40 values
   must not wait for one answer after another.
+- slowstat: the stat_value that would give a compressed value's size comes after the
+  deadline: stat fails rather than caching a size of 0.
 - silent hello: a server that never answers hello makes flechefs fail with a message
   within about the timeout instead of waiting forever.
 """
 
 import contextlib
+import gzip
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -90,6 +94,10 @@ while True:
         p.register(out.fileno(), 0)  # POLLERR and POLLHUP are always reported
         p.poll(120000)
         sys.exit(0)
+    if (mode == "slowstat" and isinstance(msg[3], dict) and "view" in msg[3] and
+            os.path.exists(os.path.join(os.path.dirname(sys.argv[0]), "slowstat"))):
+        os.unlink(os.path.join(os.path.dirname(sys.argv[0]), "slowstat"))
+        time.sleep(3)  # one stat_value answer late, and those after it behind it
     if mode == "slow" and os.path.exists(os.path.join(os.path.dirname(sys.argv[0]), "slow")):
         held.put((time.monotonic() + 1.0, struct.pack(">I", len(payload)) + payload))
         continue
@@ -216,6 +224,33 @@ def test_slow_digests(root):
             os.unlink(os.path.join(root, "values", k))
 
 
+def test_late_size(tmp_root):
+    """A compressed value whose size the listing leaves out, and the stat_value that
+    would tell it answered after the deadline: stat fails (EIO) rather than give a
+    size of 0 that the kernel would keep for a day; once the server answers again,
+    stat and read are whole."""
+    root = os.path.join(tmp_root, "gz-late")
+    os.makedirs(os.path.join(root, "values"))
+    os.makedirs(os.path.join(root, "calls"))
+    data = pickle.dumps(bytes(3 << 20), protocol=4)
+    key = "ee" * 32
+    with open(os.path.join(root, "values", key), "wb") as f:
+        f.write(gzip.compress(data))
+    with tempfile.TemporaryDirectory() as tmp:
+        with ml.mounted(root, ["-o", proxied(tmp, "slowstat"), "-o", "timeout=1"]) as mp:
+            path = os.path.join(mp, "values", key)
+            T.equal(os.listdir(os.path.join(mp, "values")), [key], "late size: listed")
+            open(os.path.join(tmp, "slowstat"), "w").close()
+            code = ("import os\ntry:\n    print(os.stat(%r).st_size)\n"
+                    "except OSError as e:\n    print(-e.errno)\n" % path)
+            took, out = timed(code, 15, mp)
+            T.equal(out and out.strip(), b"-5", "late size: the first stat fails with EIO")
+            time.sleep(3)
+            T.equal(os.stat(path).st_size, len(data), "late size: a later stat is exact")
+            with open(path, "rb") as f:
+                T.check(f.read() == data, "late size: the value reads whole")
+
+
 def test_silent_hello(root):
     """A server that starts and never answers hello: a message and a non-zero exit
     within about the timeout, nothing mounted."""
@@ -253,6 +288,8 @@ def main():
         T.run(test_replay, root, e)
         T.run(test_mute_rmdir, root, e)
         T.run(test_slow_digests, root)
+        with tempfile.TemporaryDirectory() as tmp:
+            T.run(test_late_size, tmp)
         T.run(test_silent_hello, root)
     return T.report()
 
