@@ -564,10 +564,12 @@ static void lookup_keyed(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *pa
 
 /*
  * Where full keys live: "calls" or "values" (into kinds[k]), by asking contains (call
- * keys) and stat_value of every key at once, so that however many keys there are,
- * the lookup waits for one deadline at most, not for one per request. kinds[k] is
- * NULL for a key that is neither. Returns 0, or a positive errno when a request
- * failed for another reason than the key's absence.
+ * keys) and a one-key listing of values from just below each key (which says whether
+ * the value file exists without reading it: a stat_value would inflate a compressed
+ * one), all at once, so that however many keys there are the lookup waits for one
+ * deadline at most, not for one per request. kinds[k] is NULL for a key that is
+ * neither. Returns 0, or a positive errno when a request failed for another reason
+ * than the key's absence.
  */
 struct classify_wait {
 	pthread_mutex_t m;
@@ -577,9 +579,10 @@ struct classify_wait {
 
 struct classify_req {
 	struct classify_wait *w;
-	int err;   /* 0 or the positive errno */
-	int local; /* the failure was ours (no server error map) */
-	bool yes;  /* contains: the answer */
+	const char *key; /* the listing's: the key it must start with */
+	int err;         /* 0 or the positive errno */
+	int local;       /* the failure was ours (no server error map) */
+	bool yes;        /* contains: the answer; listing: the key came first */
 };
 
 static void classify_done(void *ctx, const struct fsd_reply *r)
@@ -588,12 +591,34 @@ static void classify_done(void *ctx, const struct fsd_reply *r)
 
 	q->err = r->err;
 	q->local = r->error == NULL;
-	if (!r->err)
+	if (!r->err && !q->key) {
 		rpc_obj_bool(r->result, &q->yes);
+	} else if (!r->err) {
+		const msgpack_object *keys = rpc_map_get(r->result, "keys");
+		const char *k;
+		size_t kl;
+		q->yes = keys && keys->type == MSGPACK_OBJECT_ARRAY && keys->via.array.size &&
+		         rpc_obj_str(&keys->via.array.ptr[0], &k, &kl) == 0 && kl == RPC_KEY_LEN &&
+		         memcmp(k, q->key, RPC_KEY_LEN) == 0;
+	}
 	pthread_mutex_lock(&q->w->m);
 	if (--q->w->pending == 0)
 		pthread_cond_signal(&q->w->cv);
 	pthread_mutex_unlock(&q->w->m);
+}
+
+/* The key just below key (64 hex digits), or 0 when key is all zeros. */
+static int key_before(const char *key, char out[65])
+{
+	memcpy(out, key, 65);
+	for (int i = RPC_KEY_LEN - 1; i >= 0; i--) {
+		if (out[i] != '0') {
+			out[i] = out[i] == 'a' ? '9' : (char)(out[i] - 1);
+			return 1;
+		}
+		out[i] = 'f';
+	}
+	return 0;
 }
 
 static int classify_keys(struct fsd_fs *fs, const char (*keys)[65], size_t n, const char **kinds)
@@ -609,9 +634,12 @@ static int classify_keys(struct fsd_fs *fs, const char (*keys)[65], size_t n, co
 	for (size_t k = 0; k < 2 * n; k++)
 		q[k].w = &w;
 	for (size_t k = 0; k < n; k++) {
+		char before[65];
+		int has_before = key_before(keys[k], before);
+		q[2 * k + 1].key = keys[k];
 		fsd_conn_call(fs->conn, "contains", 0, classify_done, &q[2 * k], "s", keys[k]);
-		fsd_conn_call(fs->conn, "stat_value", 0, classify_done, &q[2 * k + 1], "sn",
-		              keys[k]);
+		fsd_conn_call(fs->conn, "list", 0, classify_done, &q[2 * k + 1], "ssub", "values",
+		              has_before ? before : NULL, (uint64_t)1, 0);
 	}
 	pthread_mutex_lock(&w.m);
 	while (w.pending)
@@ -627,10 +655,10 @@ static int classify_keys(struct fsd_fs *fs, const char (*keys)[65], size_t n, co
 			rc = c->err;
 		else if (!c->err && c->yes)
 			kinds[k] = "calls";
-		else if (!v->err || (!v->local && v->err != ENOENT && v->err != EINVAL))
-			kinds[k] = "values"; /* a value that exists, even if it cannot be read */
-		else if (v->local)
+		else if (v->err)
 			rc = v->err;
+		else if (v->yes)
+			kinds[k] = "values";
 	}
 	free(q);
 	return rc;

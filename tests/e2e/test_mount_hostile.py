@@ -198,8 +198,11 @@ def test_slow_digests(root):
     """digests/<prefix> of a prefix shared by 40 values, from a server that answers
     every request after 1 s: the daemon asks about all of them at once, so ls ends
     in a few seconds, not one second or more per candidate."""
-    keys = ["abcd%060x" % (i * 7919 + 1) for i in range(40)]
-    for k in keys:
+    # 40 candidates, one of them ending in zeros (the key just below it borrows
+    # across every digit), and the all-zero key alone under its prefix
+    keys = ["abcd%060x" % (i * 7919) for i in range(40)]
+    zero = "0" * 64
+    for k in keys + [zero]:
         with open(os.path.join(root, "values", k), "wb") as f:
             f.write(b"\x80\x04K\x01.")  # pickle of 1
     try:
@@ -219,8 +222,10 @@ def test_slow_digests(root):
                     targets = {os.readlink(os.path.join(p, k)) for k in keys[:3]}
                     T.equal(targets, {"../../values/" + k for k in keys[:3]},
                             "slow server: candidates link to their values")
+                T.equal(os.readlink(os.path.join(mp, "digests", zero[:8])),
+                        "../values/" + zero, "slow server: the all-zero key found")
     finally:
-        for k in keys:
+        for k in keys + [zero]:
             os.unlink(os.path.join(root, "values", k))
 
 
