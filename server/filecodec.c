@@ -214,6 +214,7 @@ struct sink {
 	uint8_t *heap;
 	size_t heaplen, heapcap;
 	int fd; /* SINK_VALUE after spilling, else -1 */
+	enum rpc_error over; /* the error beyond cap (0: CORRUPT for a record, else EFBIG) */
 	uint8_t tail[SRV_SIG_HEX + 1];
 	size_t taillen;
 };
@@ -261,7 +262,8 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 static int sink_add(struct sink *s, const uint8_t *p, size_t n, struct srv_error *err)
 {
 	if (n > s->cap - s->total)
-		return srv_fail(err, s->mode == SINK_HEAP ? RPC_E_CORRUPT : RPC_E_EFBIG,
+		return srv_fail(err,
+		                s->over ? s->over : s->mode == SINK_HEAP ? RPC_E_CORRUPT : RPC_E_EFBIG,
 		                "'%s' decompresses to more than %llu bytes", s->path,
 		                (unsigned long long)s->cap);
 	s->total += n;
@@ -417,9 +419,11 @@ static int read_whole(int fd, const char *path, size_t size, uint8_t **out, size
 	return 0;
 }
 
-int srv_codec_read_record(const char *path, const struct srv_sign *sign, struct srv_blob *out,
-                          struct stat *st, struct srv_error *err)
+int srv_codec_read_record(const char *path, const struct srv_sign *sign, uint64_t max,
+                          struct srv_blob *out, struct stat *st, struct srv_error *err)
 {
+	/* beyond a max below SRV_RECORD_MAX the record is not corrupt, only larger */
+	enum rpc_error over = max < SRV_RECORD_MAX ? RPC_E_EFBIG : RPC_E_CORRUPT;
 	int fd = -1, rc = -1;
 	uint8_t *raw = NULL;
 	size_t rawlen = 0, payload;
@@ -441,15 +445,18 @@ int srv_codec_read_record(const char *path, const struct srv_sign *sign, struct 
 		srv_fail(err, RPC_E_CORRUPT, "'%s' is not a regular file", path);
 		goto out;
 	}
-	if ((uint64_t)st->st_size > SRV_RECORD_MAX) {
-		srv_fail(err, RPC_E_CORRUPT, "record file '%s' is larger than %u bytes", path,
-		         SRV_RECORD_MAX);
+	if (max > SRV_RECORD_MAX)
+		max = SRV_RECORD_MAX;
+	if ((uint64_t)st->st_size > max) {
+		srv_fail(err, over, "record file '%s' is larger than %llu bytes", path,
+		         (unsigned long long)max);
 		goto out;
 	}
 	if (read_whole(fd, path, (size_t)st->st_size, &raw, &rawlen, err) != 0)
 		goto out;
 	if (is_gzip(raw, rawlen)) {
-		struct sink s = {.mode = SINK_HEAP, .path = path, .cap = SRV_RECORD_MAX, .fd = -1};
+		struct sink s = {
+		    .mode = SINK_HEAP, .path = path, .cap = max, .fd = -1, .over = over};
 
 		if (gunzip(raw, rawlen, &s, err) != 0) {
 			free(s.heap);

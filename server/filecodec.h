@@ -64,11 +64,13 @@ void srv_blob_release(struct srv_blob *b);
 bool srv_blob_damaged(const struct srv_blob *b);
 
 /*
- * Reads a small file (a call record) whole: at most SRV_RECORD_MAX bytes before and
- * after gunzip. Fills *st with the file's stat. A missing file is ENOENT.
+ * Reads a small file (a call record) whole: at most max (at most SRV_RECORD_MAX)
+ * bytes before and after gunzip. Fills *st with the file's stat. A missing file is
+ * ENOENT; one larger than SRV_RECORD_MAX is CORRUPT, one larger than a smaller max
+ * EFBIG (the caller may read it again with a larger one).
  */
-int srv_codec_read_record(const char *path, const struct srv_sign *sign, struct srv_blob *out,
-                          struct stat *st, struct srv_error *err);
+int srv_codec_read_record(const char *path, const struct srv_sign *sign, uint64_t max,
+                          struct srv_blob *out, struct stat *st, struct srv_error *err);
 
 /* Maps an open value file (st from fstat); gzip goes through a temporary file. */
 int srv_codec_map_value(int fd, const char *path, const struct stat *st,

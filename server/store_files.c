@@ -75,8 +75,11 @@ int srv_fstore_stat(struct srv_fstore *fs, const char *key, struct stat *st, boo
 	return 0;
 }
 
-/* Reads and parses the record file; *doc and *blob are the caller's to free. */
-static int parse_file(struct srv_fstore *fs, const char *path, struct srv_blob *blob,
+/*
+ * Reads and parses the record file, of at most max bytes (see srv_codec_read_record);
+ * *doc and *blob are the caller's to free.
+ */
+static int parse_file(struct srv_fstore *fs, const char *path, uint64_t max, struct srv_blob *blob,
                       struct pk_doc **doc, struct stat *st, struct srv_error *err)
 {
 	char why[160];
@@ -84,7 +87,7 @@ static int parse_file(struct srv_fstore *fs, const char *path, struct srv_blob *
 	int rc;
 
 	*doc = NULL;
-	if (srv_codec_read_record(path, fs->sign, blob, st, err) != 0)
+	if (srv_codec_read_record(path, fs->sign, max, blob, st, err) != 0)
 		return -1;
 	rc = pk_parse(blob->data, blob->len, NULL, doc, &end, why, sizeof(why));
 	if (rc != 0) {
@@ -107,7 +110,7 @@ int srv_fstore_load(struct srv_fstore *fs, const char *key, struct srv_record *r
 	memset(rec, 0, sizeof(*rec));
 	if (srv_fstore_path(fs, key, path, sizeof(path), err) != 0)
 		return -1;
-	if (parse_file(fs, path, &blob, &doc, &st, err) != 0) {
+	if (parse_file(fs, path, SRV_RECORD_MAX, &blob, &doc, &st, err) != 0) {
 		if (err->code == RPC_E_ENOENT)
 			srv_fail(err, RPC_E_ENOENT, "no call '%s' in the cache", key);
 		return -1;
@@ -153,7 +156,9 @@ int srv_fstore_unlink(struct srv_fstore *fs, const char *key, struct srv_error *
  *
  * Invariants: the identity cache is only read while threads run, and only the calling
  * thread writes to it, after they have all been joined; each thread holds at most one
- * descriptor at a time; nothing is written to the cache directory; a file that
+ * descriptor at a time, and records larger than SUM_RECORD_SHARED (on disk or
+ * decompressed) are read by one thread at a time; nothing is written to the cache
+ * directory; a file that
  * vanishes is SUM_GONE, one that cannot be read or parsed is summarised from its
  * stat alone (no name, its file mtime); the only errors are running out of memory and
  * a path too long.
@@ -162,6 +167,7 @@ int srv_fstore_unlink(struct srv_fstore *fs, const char *key, struct srv_error *
 #define SUM_CHUNK        64
 #define SUM_AHEAD        16
 #define SUM_READAHEAD    16384
+#define SUM_RECORD_SHARED (1024u * 1024)
 #define SUM_MIN_PARALLEL (2 * SUM_CHUNK)
 /* Positions summarised at once where a request needs all of them (bounds memory). */
 #define SUM_BATCH        4096
@@ -183,6 +189,7 @@ struct sum_job {
 	atomic_size_t next;    /* the next chunk to summarise */
 	atomic_size_t offered; /* the next chunk to read ahead */
 	atomic_bool failed;
+	pthread_mutex_t big;   /* held while a record larger than SUM_RECORD_SHARED is read */
 	pthread_mutex_t m;     /* guards err */
 	struct srv_error err;  /* the first failure */
 };
@@ -245,6 +252,29 @@ static void sum_readahead(struct sum_job *j, size_t c)
 	}
 }
 
+/* Reads the record at path (at most max bytes) into o's name and mtime. */
+static int sum_parse(struct srv_fstore *fs, const char *path, uint64_t max, struct sum_out *o,
+                     struct srv_error *err)
+{
+	struct srv_blob blob = {0};
+	struct pk_doc *doc = NULL;
+	const char *nm = NULL;
+	size_t nl = 0;
+	double ts = 0;
+	int has_ts = 0;
+
+	if (parse_file(fs, path, max, &blob, &doc, &o->st, err) != 0)
+		return -1;
+	if (srv_record_summary(pk_doc_root(doc), &nm, &nl, &ts, &has_ts) == 0) {
+		o->name = srv_strndup(nm, nl);
+		if (has_ts)
+			o->mtime = ts;
+	}
+	pk_doc_free(doc);
+	srv_blob_release(&blob);
+	return 0;
+}
+
 /* The summary of position lo + k into out[k]. */
 static void sum_one(struct sum_job *j, size_t k)
 {
@@ -253,13 +283,8 @@ static void sum_one(struct sum_job *j, size_t k)
 	struct sum_out *o = &j->out[k];
 	char key[RPC_KEY_LEN + 1], path[PATH_MAX];
 	struct srv_idcache_entry *e;
-	struct srv_blob blob = {0};
-	struct pk_doc *doc = NULL;
 	struct srv_error err;
-	const char *nm = NULL;
-	size_t nl = 0;
-	double ts = 0;
-	int has_ts = 0;
+	int rc;
 
 	o->state = SUM_GONE;
 	srv_key_to_hex(bk, key);
@@ -281,17 +306,18 @@ static void sum_one(struct sum_job *j, size_t k)
 		return;
 	}
 	o->mtime = ts_of(&o->st);
-	if (parse_file(fs, path, &blob, &doc, &o->st, &err) == 0) {
-		if (srv_record_summary(pk_doc_root(doc), &nm, &nl, &ts, &has_ts) == 0) {
-			o->name = srv_strndup(nm, nl);
-			if (has_ts)
-				o->mtime = ts;
-		}
-		pk_doc_free(doc);
-		srv_blob_release(&blob);
-	} else if (err.code == RPC_E_ENOENT) {
+	/* Records of up to SUM_RECORD_SHARED bytes (read and decompressed) are parsed by
+	 * every thread at once, a larger one by one thread at a time: memory stays near
+	 * that of one thread, not SUM_THREADS records of SRV_RECORD_MAX. */
+	rc = sum_parse(fs, path, SUM_RECORD_SHARED, o, &err);
+	if (rc != 0 && err.code == RPC_E_EFBIG) {
+		pthread_mutex_lock(&j->big);
+		rc = sum_parse(fs, path, SRV_RECORD_MAX, o, &err);
+		pthread_mutex_unlock(&j->big);
+	}
+	if (rc != 0 && err.code == RPC_E_ENOENT)
 		return;
-	} else if (err.code == RPC_E_ENOMEM) {
+	if (rc != 0 && err.code == RPC_E_ENOMEM) {
 		sum_fail(j, &err);
 		return;
 	}
@@ -350,6 +376,7 @@ static int summaries(struct srv_fstore *fs, size_t lo, size_t n, struct sum_out 
 	atomic_init(&j.offered, 0);
 	atomic_init(&j.failed, false);
 	pthread_mutex_init(&j.m, NULL);
+	pthread_mutex_init(&j.big, NULL);
 	/* a thread that cannot be started leaves its share to the others */
 	while (n >= SUM_MIN_PARALLEL && started < SUM_THREADS - 1 && started + 1 < j.chunks &&
 	       pthread_create(&tid[started], NULL, sum_worker, &j) == 0)
@@ -358,6 +385,7 @@ static int summaries(struct srv_fstore *fs, size_t lo, size_t n, struct sum_out 
 	for (size_t t = 0; t < started; t++)
 		pthread_join(tid[t], NULL);
 	pthread_mutex_destroy(&j.m);
+	pthread_mutex_destroy(&j.big);
 	if (atomic_load(&j.failed)) {
 		*err = j.err;
 		sum_release(j.out, n);

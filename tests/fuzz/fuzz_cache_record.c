@@ -94,7 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			return 0;
 		if (write(fd, data + 1, size - 1) == (ssize_t)(size - 1)) {
 			snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-			if (srv_codec_read_record(path, NULL, &blob, &st, &err) == 0) {
+			if (srv_codec_read_record(path, NULL, SRV_RECORD_MAX, &blob, &st, &err) == 0) {
 				as_record(blob.data, blob.len);
 				srv_blob_release(&blob);
 			}

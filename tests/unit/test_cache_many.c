@@ -28,7 +28,7 @@
 #include "cache.h"
 #include "check_count.h"
 
-#define NCALLS 1500
+#define NCALLS 1500 /* and 12 big ones */
 
 struct truth {
 	char key[RPC_KEY_LEN + 1];
@@ -101,7 +101,7 @@ static void check_listing(struct srv_cache *c, size_t limit, const char *what)
 	size_t at = 0, pages = 0, bad = 0;
 	bool complete = false;
 
-	while (!complete && pages < NCALLS + 2) {
+	while (!complete && pages < ncalls + 2) {
 		struct srv_page page;
 		struct srv_error err = {0};
 
@@ -508,10 +508,24 @@ static void test_gzip_copies_bounded(const char *tmp)
 	srv_cache_free(c);
 }
 
+/* Adds 12 calls whose records hold 3 MiB of metadata tags, with make-cache.py's
+ * writer: argv 1 make-cache.py, 2 the cache, 3 "gzip" or "plain". */
+static const char BIG_RECORDS[] =
+    "import importlib.util, sys\n"
+    "spec = importlib.util.spec_from_file_location('mc', sys.argv[1])\n"
+    "mc = importlib.util.module_from_spec(spec)\n"
+    "spec.loader.exec_module(mc)\n"
+    "mc.install_standins()\n"
+    "w = mc.CacheWriter(sys.argv[2], 'files', 5, sys.argv[3] == 'gzip')\n"
+    "for i in range(12):\n"
+    "    w.put_call('big', [('i', i)], i,\n"
+    "               mc.metadata(2000000 + i, tags={'blob': 'x' * (3 << 20)}))\n"
+    "w.close()\n";
+
 int main(void)
 {
 	const char *src = getenv("FLECHEFS_SOURCE");
-	char tmp[256], cmd[2048], root[512];
+	char tmp[256], cmd[2048], root[512], script[300];
 	static const char *const variants[][2] = {{"plain", ""}, {"gzip", "--gzip"}};
 
 	if (!src || access("/usr/bin/python3", X_OK) != 0) {
@@ -525,6 +539,12 @@ int main(void)
 		perror("mkdtemp");
 		return 1;
 	}
+	snprintf(script, sizeof(script), "%s/big-records.py", tmp);
+	{
+		FILE *f = fopen(script, "w");
+
+		CHECK(f && fputs(BIG_RECORDS, f) >= 0 && fclose(f) == 0, "write %s", script);
+	}
 	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
 		snprintf(root, sizeof(root), "%s/%s", tmp, variants[v][0]);
 		snprintf(cmd, sizeof(cmd),
@@ -532,6 +552,13 @@ int main(void)
 		         NCALLS, variants[v][1], root);
 		if (system(cmd) != 0) {
 			CHECK(0, "make-cache.py %s failed", variants[v][0]);
+			continue;
+		}
+		/* and records of 3 MiB (metadata tags), which are read one at a time */
+		snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s' '%s/examples/make-cache.py' '%s' %s",
+		         script, src, root, variants[v][1][0] ? "gzip" : "plain");
+		if (system(cmd) != 0) {
+			CHECK(0, "adding big records to %s failed", variants[v][0]);
 			continue;
 		}
 		run(root, variants[v][0]);
