@@ -1105,49 +1105,60 @@ static const struct fsd_transport_ops ssh_ops = {
 
 /* ---------------------------------------------------------------- prompts */
 
-static volatile sig_atomic_t prompt_signal;
+/*
+ * The signals tty_prompt catches: those that end the program (Ctrl-C, a hangup,
+ * kill, Ctrl-\) and those that stop the job (Ctrl-Z, a background job using the
+ * terminal). prompt_caught[i] is set when prompt_sigs[i] arrived.
+ */
+static const int prompt_sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU};
+enum { PROMPT_NSIGS = sizeof(prompt_sigs) / sizeof(prompt_sigs[0]) };
+static volatile sig_atomic_t prompt_caught[PROMPT_NSIGS];
 
 static void prompt_on_signal(int sig)
 {
-	prompt_signal = sig;
+	for (size_t i = 0; i < PROMPT_NSIGS; i++)
+		if (prompt_sigs[i] == sig)
+			prompt_caught[i] = 1;
+}
+
+static int prompt_caught_any(void)
+{
+	for (size_t i = 0; i < PROMPT_NSIGS; i++)
+		if (prompt_caught[i])
+			return 1;
+	return 0;
 }
 
 /*
- * Asks on the terminal; returns 0 with the answer in buf, or -1 (no terminal, end
- * of input). A signal that ends the program (Ctrl-C at the prompt) is caught while
- * echo is off, the terminal's modes are put back, and the signal is raised again
- * with the handler it had: the shell never gets back a terminal that does not echo.
- * Only called during connect, before the daemon has other threads.
+ * Reads one line from the terminal into buf (truncated to len - 1 bytes); returns 0,
+ * or -1 at end of input, on an error, or when one of the signals in `caught` has
+ * arrived (prompt_caught says which). No signal is missed between the check and the
+ * wait: they are blocked for the check, and ppoll() unblocks them atomically while
+ * it waits. read() follows POLLIN only (in ICANON mode: a whole line is there), so it
+ * does not block either; it runs with the signals unblocked, for a background job's
+ * SIGTTIN to be caught rather than turned into EIO.
  */
-static int tty_prompt(const char *prompt, int echo, char *buf, size_t len)
+static int prompt_read(int fd, const sigset_t *caught, char *buf, size_t len)
 {
-	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-	enum { NSIGS = sizeof(sigs) / sizeof(sigs[0]) };
-	struct sigaction sa, saved[NSIGS];
-	int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = prompt_on_signal; /* no SA_RESTART: read() returns EINTR */
-	sigemptyset(&sa.sa_mask);
-	prompt_signal = 0;
-	for (size_t i = 0; i < NSIGS; i++)
-		sigaction(sigs[i], &sa, &saved[i]);
-	struct termios old, raw;
-	int have_term = tcgetattr(fd, &old) == 0;
-	if (have_term && !echo) {
-		raw = old;
-		raw.c_lflag &= (tcflag_t) ~(ECHO | ECHONL);
-		raw.c_lflag |= ICANON;
-		tcsetattr(fd, TCSAFLUSH, &raw);
-	}
-	(void)!write(fd, prompt, strlen(prompt));
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
 	size_t n = 0;
 	int rc = -1;
-	while (!prompt_signal) {
+	for (;;) {
+		sigset_t orig;
+		pthread_sigmask(SIG_BLOCK, caught, &orig);
+		if (prompt_caught_any()) {
+			pthread_sigmask(SIG_SETMASK, &orig, NULL);
+			break;
+		}
+		int ready = ppoll(&pfd, 1, NULL, &orig);
+		pthread_sigmask(SIG_SETMASK, &orig, NULL);
+		if (ready < 0 && errno == EINTR)
+			continue;
+		if (ready < 0 || !(pfd.revents & POLLIN))
+			break; /* POLLHUP, POLLERR: the terminal is gone */
 		char ch;
 		ssize_t r = read(fd, &ch, 1);
-		if (r < 0 && errno == EINTR)
+		if (r < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (r <= 0)
 			break;
@@ -1159,17 +1170,79 @@ static int tty_prompt(const char *prompt, int echo, char *buf, size_t len)
 			buf[n++] = ch;
 	}
 	buf[n] = '\0';
-	if (have_term && !echo) {
-		tcsetattr(fd, TCSAFLUSH, &old);
-		(void)!write(fd, "\n", 1);
-	}
-	close(fd);
-	for (size_t i = 0; i < NSIGS; i++)
-		sigaction(sigs[i], &saved[i], NULL);
-	if (rc)
-		explicit_bzero(buf, len);
-	if (prompt_signal)
-		raise(prompt_signal);
+	return rc;
+}
+
+/*
+ * Asks on the terminal; returns 0 with the answer in buf, or -1 (no terminal, end
+ * of input). Only called during connect, before the daemon has other threads.
+ * Signals, as OpenBSD's readpassphrase(3) treats them:
+ *  - SIGINT, SIGTERM, SIGHUP, SIGQUIT are caught while the prompt is up; the
+ *    terminal's modes and the old handlers are put back, and the signal is raised
+ *    again, so it acts as it would have (usually: the program ends) and the shell
+ *    never gets back a terminal that does not echo;
+ *  - SIGTSTP, SIGTTIN, SIGTTOU (Ctrl-Z; a prompt in a background job) the same way,
+ *    so the job stops with the terminal echoing; when it is continued, the prompt
+ *    starts over and what was typed before is discarded;
+ *  - a signal whose disposition is SIG_IGN (SIGHUP under nohup) gets no handler: it
+ *    stays ignored and does not end the prompt.
+ */
+static int tty_prompt(const char *prompt, int echo, char *buf, size_t len)
+{
+	struct sigaction sa, saved[PROMPT_NSIGS];
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = prompt_on_signal; /* no SA_RESTART: a wait returns EINTR */
+	sigemptyset(&sa.sa_mask);
+	int rc, again;
+	do {
+		int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (fd < 0)
+			return -1;
+		sigset_t caught, orig;
+		sigemptyset(&caught);
+		for (size_t i = 0; i < PROMPT_NSIGS; i++) {
+			prompt_caught[i] = 0;
+			sigaction(prompt_sigs[i], NULL, &saved[i]);
+			if (!(saved[i].sa_flags & SA_SIGINFO) && saved[i].sa_handler == SIG_IGN)
+				continue;
+			sigaddset(&caught, prompt_sigs[i]);
+			sigaction(prompt_sigs[i], &sa, NULL);
+		}
+		struct termios old, quiet;
+		int restore = 0;
+		if (!echo && tcgetattr(fd, &old) == 0) {
+			quiet = old;
+			quiet.c_lflag &= (tcflag_t) ~(ECHO | ECHONL);
+			quiet.c_lflag |= ICANON;
+			/* in a background job: SIGTTOU, caught, and EINTR here */
+			restore = tcsetattr(fd, TCSAFLUSH, &quiet) == 0;
+		}
+		if (!prompt_caught_any())
+			(void)!write(fd, prompt, strlen(prompt));
+		rc = prompt_read(fd, &caught, buf, len);
+		/* blocked from here on: SIGTTOU cannot keep the modes from going back */
+		pthread_sigmask(SIG_BLOCK, &caught, &orig);
+		if (restore) {
+			tcsetattr(fd, TCSAFLUSH, &old);
+			(void)!write(fd, "\n", 1);
+		}
+		close(fd);
+		again = 0;
+		for (size_t i = 0; i < PROMPT_NSIGS; i++) {
+			if (!sigismember(&caught, prompt_sigs[i]))
+				continue;
+			sigaction(prompt_sigs[i], &saved[i], NULL);
+			if (prompt_caught[i]) {
+				raise(prompt_sigs[i]); /* pending until the mask goes back */
+				again |= prompt_sigs[i] == SIGTSTP || prompt_sigs[i] == SIGTTIN ||
+				         prompt_sigs[i] == SIGTTOU;
+			}
+		}
+		if (rc || again)
+			explicit_bzero(buf, len);
+		/* what was raised acts here: the program ends, or the job stops until SIGCONT */
+		pthread_sigmask(SIG_SETMASK, &orig, NULL);
+	} while (again);
 	return rc;
 }
 

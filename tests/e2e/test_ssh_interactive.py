@@ -19,6 +19,13 @@ there. Checks:
   --demo) reads back; a wrong password is asked three times, then refused with
   "permission denied ... tried password" and no mount, no daemon left;
 - Ctrl-C at the prompt (echo off) ends flechefs and leaves the terminal echoing;
+- a signal arriving between the prompt's check for one and its wait for input (a
+  preload shim sends SIGTERM at that instant) ends flechefs at once, no key needed;
+- SIGHUP ignored from the start (nohup) stays ignored at the prompt: mounted;
+- Ctrl-Z at the prompt (a job-control shell on the terminal): the job stops with the
+  terminal echoing; fg: the prompt is asked again from the start, and the answer
+  mounts; started in the background: stopped (SIGTTOU) before the prompt, the
+  terminal untouched; fg: asked, mounted;
 - all prompting happens before the daemon detaches: flechefs without -f returns
   (status 0) only after the answer, the mount is there at that moment, and the
   daemon has left the terminal's session;
@@ -70,12 +77,14 @@ class Terminal:
     test_ssh_auth.py does for a passphrase). Collects what is written there and
     answers prompts; every wait is bounded. stderr_path: the program's standard error
     goes to that file instead (the daemon's log with -f); stdin_null: its standard
-    input is /dev/null (the terminal stays the controlling one); job: a session
-    leader stays on the terminal, as a job-control shell does, running the program
-    in a foreground process group of its own and printing "exit STATUS" when it
-    ends (so the terminal stays open after the program is gone)."""
+    input is /dev/null (the terminal stays the controlling one); ignore: signals
+    the program starts with ignored (SIGHUP, as under nohup); job: a session leader
+    stays on the terminal, as a job-control shell does, running the program in a
+    process group of its own, in the foreground or (job="bg") the background (see
+    _shell)."""
 
-    def __init__(self, argv, env, stderr_path=None, stdin_null=False, job=False):
+    def __init__(self, argv, env, stderr_path=None, stdin_null=False, job=False,
+                 ignore=()):
         self.out = b""
         self.pos = 0  # prompts before this offset have been answered
         self.status = None
@@ -88,29 +97,47 @@ class Terminal:
                 if stdin_null:
                     nul = os.open(os.devnull, os.O_RDONLY)
                     os.dup2(nul, 0)
+                for sig in ignore:
+                    signal.signal(sig, signal.SIG_IGN)
                 if job:
-                    self._shell(argv, env)
+                    self._shell(argv, env, job == "bg")
                 os.execve(argv[0], argv, env)
             finally:
                 os._exit(127)
         self.pid, self.fd = pid, fd
 
     @staticmethod
-    def _shell(argv, env):
-        """In the pty child: what a job-control shell does for one foreground job."""
-        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    def _shell(argv, env, background):
+        """In the pty child: what a job-control shell does for one job, started in
+        the foreground or the background. When the job stops, the shell takes the
+        terminal back (leaving its modes alone), prints "stopped SIG", and on a line
+        of input ("fg") gives the job the terminal and continues it (SIGCONT). When
+        the job ends it prints "exit STATUS" and stays (so the terminal stays open
+        after the program is gone)."""
+        job_signals = (signal.SIGTTOU, signal.SIGINT, signal.SIGTSTP)
+        for sig in job_signals:
+            signal.signal(sig, signal.SIG_IGN)
         child = os.fork()
         if child == 0:
             os.setpgid(0, 0)
-            os.tcsetpgrp(0, os.getpid())
-            signal.signal(signal.SIGTTOU, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            if not background:
+                os.tcsetpgrp(0, os.getpid())
+            for sig in job_signals:
+                signal.signal(sig, signal.SIG_DFL)
             os.execve(argv[0], argv, env)
         with contextlib.suppress(OSError):  # the child may have done both already
             os.setpgid(child, child)
+            if not background:
+                os.tcsetpgrp(0, child)
+        while True:
+            _, st = os.waitpid(child, os.WUNTRACED)
+            if not os.WIFSTOPPED(st):
+                break
+            os.tcsetpgrp(0, os.getpgrp())
+            os.write(1, b"stopped %d\n" % os.WSTOPSIG(st))
+            os.read(0, 100)  # "fg"
             os.tcsetpgrp(0, child)
-        _, st = os.waitpid(child, 0)
+            os.killpg(child, signal.SIGCONT)
         os.tcsetpgrp(0, os.getpgrp())
         os.write(1, b"exit %d\n" % os.waitstatus_to_exitcode(st))
         os.read(0, 1)  # until the test closes the terminal
@@ -318,6 +345,8 @@ def test_password(s, d):
             term.close()
         T.check(not ml.is_mounted(mp), "Ctrl-C: nothing mounted")
 
+    T.run(test_prompt_signals, s, d, peer)
+
     # stdin is not a terminal, but there is one: asked there, as ssh does
     with mount_point() as mp:
         term = Terminal(s.argv(d, mp), s.env, stdin_null=True)
@@ -337,6 +366,160 @@ def test_password(s, d):
             "password needs a terminal" in err, "no terminal: says why: %r" % err)
     T.check(took < 20, "no terminal: no hang (%.1f s)" % took)
     T.equal(failed_logins(d), before, "no terminal: no empty password reached the server")
+
+
+# An LD_PRELOAD shim for flechefs: its first wait for input on a terminal (read or
+# ppoll, what the prompt waits in) sends the calling process (the one prompting, not
+# the parent that waits for it to detach) SIGTERM just before the system call, after
+# the prompt has looked for a signal: the race of a signal arriving in between, at
+# the worst instant, every time.
+SIGNAL_BEFORE_WAIT_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+static int fired;
+
+static void fire(int fd)
+{
+	int e = errno;
+	if (!fired && isatty(fd)) {
+		fired = 1;
+		kill(getpid(), SIGTERM);
+	}
+	errno = e;
+}
+
+ssize_t read(int fd, void *buf, size_t n)
+{
+	ssize_t (*real)(int, void *, size_t) = dlsym(RTLD_NEXT, "read");
+	fire(fd);
+	return real(fd, buf, n);
+}
+
+ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
+{
+	ssize_t (*real)(int, void *, size_t, size_t) = dlsym(RTLD_NEXT, "__read_chk");
+	fire(fd);
+	return real(fd, buf, n, buflen);
+}
+
+int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t, const sigset_t *m)
+{
+	int (*real)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *) =
+	    dlsym(RTLD_NEXT, "ppoll");
+	if (n > 0)
+		fire(fds[0].fd);
+	return real(fds, n, t, m);
+}
+
+int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t, const sigset_t *m,
+                size_t len)
+{
+	int (*real)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *,
+	            size_t) = dlsym(RTLD_NEXT, "__ppoll_chk");
+	if (n > 0)
+		fire(fds[0].fd);
+	return real(fds, n, t, m, len);
+}
+"""
+
+
+def signal_before_wait_shim(tmp):
+    """Builds SIGNAL_BEFORE_WAIT_C; its path, or None (no C compiler)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return None
+    src, lib = os.path.join(tmp, "signal-before-wait.c"), os.path.join(tmp, "signal-before-wait.so")
+    with open(src, "w") as f:
+        f.write(SIGNAL_BEFORE_WAIT_C)
+    r = common.run([cc, "-shared", "-fPIC", "-O1", "-o", lib, src, "-ldl"], timeout=60)
+    if r.returncode != 0:
+        common.fail("cannot build the preload shim: %s" % r.stderr.decode(errors="replace"))
+    return lib
+
+
+def test_prompt_signals(s, d, peer):
+    """Signals at the password prompt, beyond Ctrl-C: one arriving just before the
+    wait for input, SIGHUP ignored (nohup), Ctrl-Z, a prompt in a background job."""
+    # a signal between the prompt's check for one and its wait: still seen at once
+    shim = signal_before_wait_shim(s.tmp)
+    if not shim:
+        T.check(not common.in_ci(), "signal before the wait: needs a C compiler (cc)")
+        print("note: no C compiler, the signal-before-the-wait check is skipped")
+    else:
+        with mount_point() as mp:
+            env = dict(s.env, LD_PRELOAD=shim)
+            term = Terminal(s.argv(d, mp), env, job=True)
+            try:
+                T.check(term.expect(peer), "signal before the wait: prompt: %r" % term.text())
+                # the parent reports the prompting child's death as a failure
+                T.check(term.expect(b"exit ", 10) and b"exit 0" not in term.out,
+                        "signal before the wait: flechefs ends at once, no key pressed: "
+                        "%r" % term.text()[-300:])
+                T.check(ml.wait_for(lambda: not ml.daemon_pids(mp), 5),
+                        "signal before the wait: no flechefs process left")
+                T.check(tty_echoes(term.fd), "signal before the wait: the terminal echoes")
+            finally:
+                term.close()
+            T.check(not ml.is_mounted(mp), "signal before the wait: nothing mounted")
+
+    # SIGHUP ignored when flechefs starts (nohup): it stays ignored at the prompt
+    with mount_point() as mp:
+        term = Terminal(s.argv(d, mp), s.env, ignore=(signal.SIGHUP,))
+        try:
+            T.check(term.expect(peer), "nohup: prompt: %r" % term.text())
+            os.killpg(term.pid, signal.SIGHUP)  # the parent, and the child prompting
+            term.send(PASSWORD)
+            T.equal(term.wait(20), 0, "nohup: SIGHUP at the prompt ignored, mounted (%r)"
+                    % term.text()[-300:])
+            T.equal(term.out.count(peer), 1, "nohup: asked once")
+        finally:
+            term.close()
+        T.check(ml.is_mounted(mp), "nohup: the mount is there")
+
+    # Ctrl-Z: the job stops with the terminal echoing; fg: asked again from the start
+    with mount_point() as mp:
+        term = Terminal(s.argv(d, mp), s.env, job=True)
+        try:
+            T.check(term.expect(peer), "Ctrl-Z: prompt: %r" % term.text())
+            os.write(term.fd, b"typed before")  # no newline: discarded by Ctrl-Z
+            os.write(term.fd, b"\x1a")  # VSUSP: SIGTSTP to the foreground job
+            if not T.check(term.expect(b"stopped %d" % signal.SIGTSTP, 10),
+                           "Ctrl-Z: the job stops: %r" % term.text()[-300:]):
+                return
+            T.check(tty_echoes(term.fd), "Ctrl-Z: the terminal echoes while stopped")
+            term.send("fg")
+            T.check(term.expect(peer, 5), "Ctrl-Z, fg: asked again: %r" % term.text()[-300:])
+            T.check(not tty_echoes(term.fd), "Ctrl-Z, fg: echo is off at the new prompt")
+            term.send(PASSWORD)
+            T.check(term.expect(b"exit 0", 20), "Ctrl-Z, fg: mounted with the answer to "
+                    "the new prompt: %r" % term.text()[-300:])
+            T.check(ml.is_mounted(mp), "Ctrl-Z, fg: the mount is there")
+            T.check(PASSWORD.encode() not in term.out, "Ctrl-Z, fg: the answer is not echoed")
+        finally:
+            term.close()
+
+    # started in the background: stopped by SIGTTOU before it touches the terminal's
+    # modes or prints the prompt; fg: asked, mounted
+    with mount_point() as mp:
+        term = Terminal(s.argv(d, mp), s.env, job="bg")
+        try:
+            if not T.check(term.expect(b"stopped %d" % signal.SIGTTOU, 20),
+                           "background: the job stops (SIGTTOU): %r" % term.text()[-300:]):
+                return
+            T.check(tty_echoes(term.fd), "background: the terminal still echoes")
+            T.check(peer not in term.out, "background: no prompt while in the background")
+            term.send("fg")
+            T.check(term.answer(peer, PASSWORD), "background, fg: asked: %r" % term.text())
+            T.check(term.expect(b"exit 0", 20), "background, fg: mounted: %r"
+                    % term.text()[-300:])
+            T.check(ml.is_mounted(mp), "background, fg: the mount is there")
+        finally:
+            term.close()
 
 
 def test_keyboard_interactive(s, d):
