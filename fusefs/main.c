@@ -331,9 +331,20 @@ static void ssh_log(const char *line)
 
 /* --- detaching --- */
 
+static volatile pid_t waited_child;
+
+/* In the waiting parent: a signal meant for flechefs goes to the child, which may be
+ * at a prompt with the terminal's echo off, and ends it the way it ends itself. */
+static void forward_signal(int sig)
+{
+	if (waited_child > 0)
+		kill(waited_child, sig);
+}
+
 /*
- * Forks; the parent waits for "ok" on the pipe and exits. Returns the write end in
- * the child (-1 in the foreground).
+ * Forks; the parent waits for "ok" on the pipe and exits (forwarding SIGINT,
+ * SIGTERM, SIGHUP and SIGQUIT to the child meanwhile). Returns the write end in the
+ * child (-1 in the foreground).
  */
 static int fork_and_wait(void)
 {
@@ -347,8 +358,19 @@ static int fork_and_wait(void)
 		return -1;
 	}
 	if (pid > 0) {
+		static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
 		char buf[2];
 		close(p[1]);
+		waited_child = pid;
+		for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+			struct sigaction sa, old;
+			memset(&sa, 0, sizeof(sa));
+			sa.sa_handler = forward_signal;
+			sigemptyset(&sa.sa_mask);
+			/* an ignored signal (nohup) stays ignored */
+			if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+				sigaction(sigs[i], &sa, NULL);
+		}
 		ssize_t n;
 		do
 			n = read(p[0], buf, sizeof(buf));
@@ -358,6 +380,11 @@ static int fork_and_wait(void)
 		int st;
 		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 			;
+		if (WIFSIGNALED(st) && WTERMSIG(st) != SIGKILL) {
+			/* ended by a signal: so does flechefs, as the shell expects */
+			signal(WTERMSIG(st), SIG_DFL);
+			raise(WTERMSIG(st));
+		}
 		_exit(WIFEXITED(st) && WEXITSTATUS(st) ? WEXITSTATUS(st) : 1);
 	}
 	close(p[0]);

@@ -289,6 +289,14 @@ def tty_echoes(fd):
     return bool(termios.tcgetattr(fd)[3] & termios.ECHO)
 
 
+def parent_of(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def session_id(pid):
     with open("/proc/%d/stat" % pid) as f:
         return int(f.read().rsplit(")", 1)[1].split()[3])  # state ppid pgrp session
@@ -346,6 +354,25 @@ def test_password(s, d):
         T.check(not ml.is_mounted(mp), "Ctrl-C: nothing mounted")
 
     T.run(test_prompt_signals, s, d, peer)
+
+    # SIGTERM to the process the shell started (which waits for the prompting child):
+    # both end, and the terminal echoes
+    with mount_point() as mp:
+        term = Terminal(s.argv(d, mp), s.env, job=True)
+        try:
+            T.check(term.expect(peer), "kill: prompt: %r" % term.text())
+            started = [p for p in ml.daemon_pids(mp) if parent_of(p) == term.pid]
+            T.equal(len(started), 1, "kill: the process the shell started")
+            for p in started:
+                os.kill(p, signal.SIGTERM)
+            T.check(term.expect(b"exit -%d" % signal.SIGTERM, 10),
+                    "kill: flechefs ended by SIGTERM: %r" % term.text()[-300:])
+            T.check(ml.wait_for(lambda: not ml.daemon_pids(mp), 10),
+                    "kill: the prompting child ended too")
+            T.check(tty_echoes(term.fd), "kill: the terminal echoes again")
+        finally:
+            term.close()
+        T.check(not ml.is_mounted(mp), "kill: nothing mounted")
 
     # stdin is not a terminal, but there is one: asked there, as ssh does
     with mount_point() as mp:
