@@ -6,6 +6,7 @@ sshd_fixture.py and mounts FUSE filesystems):
 
     /usr/bin/python3 bench/bench-ssh.py [--build DIR] [--cache DIR] [--calls N]
                                         [--size BYTES] [--no-proxy] [--windows]
+                                        [--repeat N]
 
 It writes a files-layout cache with examples/make-cache.py (N calls, default
 100,000, and one bytes value of --size, default 1 GiB) unless --cache names one made
@@ -14,7 +15,9 @@ every contender reads it from memory on the "remote" side), then measures with t
 same cipher (aes128-ctr) everywhere:
 
   - cold `cat` of the value through a fresh flechefs mount (libssh2), through a fresh
-    sshfs mount of the cache directory, and `ssh host cat` of the value file;
+    sshfs mount of the cache directory, and `ssh host cat` of the value file, in
+    --repeat interleaved rounds on loopback (default 3; the median is reported with
+    the range), one round through the proxy;
   - `ls -l calls/` (N entries) through flechefs and through sshfs, fresh mounts,
     "cold" (the call records dropped from the page cache first: flechefs's server
     reads every record, sshfs only stats them), "all dropped" (every cache of the
@@ -218,14 +221,51 @@ def window_lines(logf):
     return lines[-1] if lines else ""
 
 
-def run_link(a, d, port, kh, env, label, results, with_ls):
+def fmt_rates(rates):
+    """Median MB/s of the rounds, with the range when there were several."""
+    rs = sorted(rates)
+    med = rs[len(rs) // 2] if len(rs) % 2 else (rs[len(rs) // 2 - 1] + rs[len(rs) // 2]) / 2
+    if len(rs) == 1:
+        return "%.1f MB/s" % med
+    return "%.1f MB/s (median of %d, %.1f-%.1f)" % (med, len(rs), rs[0], rs[-1])
+
+
+def cat_round(a, d, port, kh, env, label, rates):
+    """One cold cat of the value by every contender, each through a fresh mount (so
+    nothing of the value is in the mount's page cache); MB/s appended to rates."""
+    size, value = a.size, a.value_key
+    contenders = [("flechefs cat (adaptive window)", ())]
+    if a.windows:
+        contenders += [("flechefs cat (fixed window %s)" % w, ("-o", "ssh_window=" + w))
+                       for w in ("2M", "32M")]
+    for what, extra in contenders:
+        with flechefs_mount(a, d, port, kh, env, list(extra)) as (mp, pid, logf):
+            dt = timed(["cat", os.path.join(mp, "values", value)])
+            rates.setdefault(what, []).append(mbps(size, dt))
+            log("   %s: %.1f MB/s (%.2f s)%s" % (what, mbps(size, dt), dt,
+                                                 "" if extra else "; " + window_lines(logf)))
+            rates.setdefault("rss", []).append(vmhwm(pid))
+    with sshfs_mount(a, d, port, kh, env) as mp:
+        dt = timed(["cat", os.path.join(mp, "values", value)])
+        rates.setdefault("sshfs cat", []).append(mbps(size, dt))
+        log("   sshfs cat: %.1f MB/s (%.2f s)" % (mbps(size, dt), dt))
+    dt = ssh_cat(a, d, port, kh, env)
+    rates.setdefault("ssh cat", []).append(mbps(size, dt))
+    log("   ssh cat: %.1f MB/s (%.2f s)" % (mbps(size, dt), dt))
+
+
+def run_link(a, d, port, kh, env, label, results, with_ls, rounds):
     size = a.size
     log("== %s" % label)
-    with flechefs_mount(a, d, port, kh, env) as (mp, pid, logf):
-        dt = timed(["cat", os.path.join(mp, "values", a.value_key)])
-        results.append((label, "flechefs cat (adaptive window)", "%.1f MB/s" % mbps(size, dt)))
-        log("   flechefs cat: %.1f MB/s (%.2f s); %s" % (mbps(size, dt), dt, window_lines(logf)))
-        rss = vmhwm(pid)
+    # The throughputs in interleaved rounds (flechefs, sshfs, ssh cat, again...), so
+    # that a slow moment of the machine does not fall on one contender alone.
+    rates = {}
+    for r in range(rounds):
+        log("  round %d of %d" % (r + 1, rounds))
+        cat_round(a, d, port, kh, env, label, rates)
+    rss = max(rates.pop("rss"))
+    for what in rates:
+        results.append((label, what, fmt_rates(rates[what])))
     if with_ls:
         with flechefs_mount(a, d, port, kh, env) as (mp, pid, logf):
             dt = timed(["dd", "if=" + os.path.join(mp, "values", a.value_key), "of=/dev/null",
@@ -234,7 +274,6 @@ def run_link(a, d, port, kh, env, label, results, with_ls):
                             "%.1f MB/s" % mbps(size, dt)))
             log("   flechefs dd iflag=direct: %.1f MB/s" % mbps(size, dt))
             rss = max(rss, vmhwm(pid))
-    if with_ls:
         # Fresh mounts, so that the kernel caches nothing: first with the call
         # records out of the page cache ("cold": the remote server reads every
         # record from disk), then with every cache of the machine dropped ("all
@@ -249,22 +288,6 @@ def run_link(a, d, port, kh, env, label, results, with_ls):
             results.append((label, "flechefs ls -l calls/ (%d, %s)" % (a.calls, state),
                             "%.2f s" % dt_ls))
             log("   flechefs ls -l calls/ (%s): %.2f s" % (state, dt_ls))
-        warm_value(a)
-    results.append((label, "flechefs daemon peak RSS (VmHWM)", "%.1f MiB" % (rss / MiB)))
-    log("   flechefs VmHWM: %.1f MiB" % (rss / MiB))
-    if a.windows:
-        for w in ("2M", "32M"):
-            with flechefs_mount(a, d, port, kh, env, ["-o", "ssh_window=" + w]) as (mp, pid, logf):
-                dt = timed(["cat", os.path.join(mp, "values", a.value_key)])
-                results.append((label, "flechefs cat (fixed window %s)" % w,
-                                "%.1f MB/s" % mbps(size, dt)))
-                log("   flechefs cat, window %s: %.1f MB/s" % (w, mbps(size, dt)))
-    with sshfs_mount(a, d, port, kh, env) as mp:
-        dt = timed(["cat", os.path.join(mp, "values", a.value_key)])
-        results.append((label, "sshfs cat", "%.1f MB/s" % mbps(size, dt)))
-        log("   sshfs cat: %.1f MB/s (%.2f s)" % (mbps(size, dt), dt))
-    if with_ls:
-        for state in LS_STATES:
             with sshfs_mount(a, d, port, kh, env) as mp:
                 make_cold(state, a)
                 dt_ls = timed(["ls", "-l", os.path.join(mp, "calls")])
@@ -272,9 +295,8 @@ def run_link(a, d, port, kh, env, label, results, with_ls):
                             "%.2f s" % dt_ls))
             log("   sshfs ls -l calls/ (%s): %.2f s" % (state, dt_ls))
         warm_value(a)
-    dt = ssh_cat(a, d, port, kh, env)
-    results.append((label, "ssh cat", "%.1f MB/s" % mbps(size, dt)))
-    log("   ssh cat: %.1f MB/s (%.2f s)" % (mbps(size, dt), dt))
+    results.append((label, "flechefs daemon peak RSS (VmHWM)", "%.1f MiB" % (rss / MiB)))
+    log("   flechefs VmHWM: %.1f MiB" % (rss / MiB))
 
 
 def make_cache(a, tmp):
@@ -307,6 +329,8 @@ def main():
     p.add_argument("--delay", type=int, default=25, help="ms each way through the proxy")
     p.add_argument("--no-proxy", action="store_true")
     p.add_argument("--windows", action="store_true")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="rounds of the cat throughputs on loopback (median reported)")
     a = p.parse_args()
     reason = sf.sshd_missing_reason()
     if reason:
@@ -332,7 +356,7 @@ def main():
         with sf.Sshd() as d:
             d.trust_host_key()
             warm_value(a)
-            run_link(a, d, d.port, d.known_hosts, env, "loopback", results, True)
+            run_link(a, d, d.port, d.known_hosts, env, "loopback", results, True, a.repeat)
             if not a.no_proxy:
                 port_file = os.path.join(tmp, "proxy.port")
                 proxy = subprocess.Popen([proxy_bin, "0", "127.0.0.1", str(d.port),
@@ -349,7 +373,7 @@ def main():
                 kh = os.path.join(tmp, "known_hosts_proxy")
                 with open(kh, "w") as f:
                     f.write(d.host_key_line().replace(":%d " % d.port, ":%d " % pport))
-                run_link(a, d, pport, kh, env, "%d ms each way" % a.delay, results, False)
+                run_link(a, d, pport, kh, env, "%d ms each way" % a.delay, results, False, 1)
         log("\nresults (%s, %d-byte value, %d calls):" % (CIPHER, a.size, a.calls))
         for label, what, val in results:
             log("  %-16s %-40s %s" % (label, what, val))
