@@ -68,8 +68,9 @@ struct fsd_fs {
 	gid_t gid;
 	uint32_t page;
 	uint32_t max_read;
-	int initialized; /* the kernel's INIT was answered (atomic) */
 	int inval_jobs;  /* invalidation threads still running (atomic) */
+	pthread_mutex_t ra_lock;
+	int ra_done; /* the readahead was raised (or could not be): under ra_lock */
 	uint64_t byname_ino;
 	struct fsd_listings lists;
 	struct fsd_viewcache views;
@@ -1246,6 +1247,54 @@ static void fs_rmdir(fuse_req_t req, fuse_ino_t pino, const char *name)
 
 /* --- files --- */
 
+/*
+ * Raises the kernel's readahead for this mount (best effort; root only). FUSE's INIT
+ * can only lower it from the block layer's default of 128 KiB, which on a slow link
+ * leaves a few hundred KiB in flight (10 MB/s at 50 ms). A file's readahead is fixed
+ * when it is opened, after our open answer: done before answering the first open,
+ * so that no reader starts with the small one. The device number comes from
+ * mountinfo (a stat of the mount point would ask ourselves).
+ */
+static void raise_readahead(struct fsd_fs *fs)
+{
+	char line[4096], path[128];
+	unsigned maj = 0, min = 0;
+	int found = 0;
+
+	pthread_mutex_lock(&fs->ra_lock);
+	if (fs->ra_done || !fs->o.mountpoint || !fs->o.readahead_kb) {
+		pthread_mutex_unlock(&fs->ra_lock);
+		return;
+	}
+	fs->ra_done = 1;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		char mp[4096];
+		unsigned a, b;
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &a, &b, mp) == 3 &&
+		    strcmp(mp, fs->o.mountpoint) == 0) {
+			maj = a; /* the last match is the newest mount */
+			min = b;
+			found = 1;
+		}
+	}
+	if (f)
+		fclose(f);
+	if (found) {
+		snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
+		FILE *ra = fopen(path, "we");
+		if (ra) {
+			fprintf(ra, "%u\n", fs->o.readahead_kb);
+			if (fclose(ra) != 0)
+				fsd_log(FSD_LOG_DEBUG, "cannot raise the readahead ('%s')", path);
+		} else {
+			fsd_log(FSD_LOG_DEBUG, "cannot raise the readahead ('%s'): %s", path,
+			        strerror(errno));
+		}
+	}
+	pthread_mutex_unlock(&fs->ra_lock);
+}
+
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fsd_fs *fs = fs_of(req);
@@ -1272,6 +1321,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
+	raise_readahead(fs);
 	/* A value never changes for its key: keep the kernel's pages. A record's
 	 * files are small and may change when a call is recorded again. */
 	fi->keep_cache = i->kind == FSD_VALUE;
@@ -1813,7 +1863,6 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct fsd_fs *fs = userdata;
-	__atomic_store_n(&fs->initialized, 1, __ATOMIC_RELEASE);
 	if (conn->capable & FUSE_CAP_READDIRPLUS) {
 		conn->want |= FUSE_CAP_READDIRPLUS;
 		conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
@@ -1889,6 +1938,7 @@ struct fsd_fs *fsd_fs_new(struct fsd_conn *conn, const struct fsd_fs_options *o)
 	}
 	fs->conn = conn;
 	fs->o = *o;
+	pthread_mutex_init(&fs->ra_lock, NULL);
 	if (fs->o.cache_timeout < 0)
 		fs->o.cache_timeout = 0;
 	if (fs->o.negative_timeout < 0)
@@ -1945,12 +1995,8 @@ void fsd_fs_free(struct fsd_fs *fs)
 	fsd_listings_release(&fs->lists);
 	fsd_viewcache_release(&fs->views);
 	fsd_itable_release(&fs->it);
+	pthread_mutex_destroy(&fs->ra_lock);
 	free(fs);
-}
-
-int fsd_fs_initialized(struct fsd_fs *fs)
-{
-	return __atomic_load_n(&fs->initialized, __ATOMIC_ACQUIRE);
 }
 
 void fsd_fs_set_session(struct fsd_fs *fs, struct fuse_session *se)

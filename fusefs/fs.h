@@ -20,6 +20,8 @@ struct fsd_fs_options {
 	double value_timeout;    /* seconds value entries and attributes are cached (86400) */
 	int read_only;           /* -o ro: every change is EROFS */
 	int no_splice;           /* -o nosplice: values are copied, never spliced */
+	const char *mountpoint;  /* the real path, borrowed: for readahead_kb */
+	unsigned readahead_kb;   /* the kernel readahead raised to (0: left alone) */
 };
 
 struct fsd_fs;
@@ -37,9 +39,6 @@ const struct fuse_lowlevel_ops *fsd_fs_ops(void);
 
 /* Tells the filesystem its session (for cache invalidation). */
 void fsd_fs_set_session(struct fsd_fs *fs, struct fuse_session *se);
-
-/* Nonzero once the kernel's INIT request has been handled. */
-int fsd_fs_initialized(struct fsd_fs *fs);
 
 /*
  * Lists calls/ once through the server, as the mount's first check. Returns 0 or

@@ -230,62 +230,6 @@ out:
 	return c;
 }
 
-/*
- * Raises the kernel's readahead for this mount (best effort; root only). FUSE caps
- * it at the block layer's default of 128 KiB, which makes every large read a
- * stream of small requests. The device number comes from mountinfo: a stat of the
- * mount point would ask ourselves before the loop runs.
- */
-static void set_readahead(const char *mountpoint, unsigned kb)
-{
-	char *real = realpath(mountpoint, NULL), line[4096], path[128];
-	FILE *f = real ? fopen("/proc/self/mountinfo", "re") : NULL;
-	unsigned maj = 0, min = 0;
-	int found = 0;
-	while (f && fgets(line, sizeof(line), f)) {
-		char mp[4096];
-		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &maj, &min, mp) == 3 &&
-		    strcmp(mp, real) == 0)
-			found = 1; /* the last match is the newest mount */
-	}
-	if (f)
-		fclose(f);
-	free(real);
-	if (!found || !kb)
-		return;
-	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
-	FILE *ra = fopen(path, "we");
-	if (!ra) {
-		fsd_log(FSD_LOG_DEBUG, "cannot raise the readahead ('%s'): %s", path,
-		        strerror(errno));
-		return;
-	}
-	fprintf(ra, "%u\n", kb);
-	fclose(ra);
-}
-
-struct readahead_job {
-	struct fsd_fs *fs;
-	unsigned kb;
-	char *mountpoint;
-};
-
-/* Waits for the kernel's INIT (which sets the readahead) and then raises it. */
-static void *readahead_main(void *arg)
-{
-	struct readahead_job *j = arg;
-	for (int k = 0; k < 500 && !fsd_fs_initialized(j->fs); k++) {
-		struct timespec d = {0, 10 * 1000 * 1000};
-		nanosleep(&d, NULL);
-	}
-	struct timespec d = {0, 50 * 1000 * 1000};
-	nanosleep(&d, NULL);
-	set_readahead(j->mountpoint, j->kb);
-	free(j->mountpoint);
-	free(j);
-	return NULL;
-}
-
 /* --- ending --- */
 
 static pthread_t main_thread;
@@ -423,7 +367,7 @@ int main(int argc, char *argv[])
 	struct fsd_conn *conn = NULL;
 	struct fsd_fs *fs = NULL;
 	struct fuse_session *se = NULL;
-	struct readahead_job *raj = NULL;
+	char *mount_real = NULL;
 	int mounted = 0, handlers = 0, status_fd = -1, ret = 1;
 	char err[2048];
 
@@ -512,11 +456,15 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "flechefs: cannot start the server for '%s': %s\n", o.source, err);
 		goto out;
 	}
+	/* resolved now: once mounted, a stat of the mount point would ask ourselves */
+	mount_real = realpath(fopts.mountpoint, NULL);
 	struct fsd_fs_options fso = {
 	    .cache_timeout = o.cache_timeout,
 	    .negative_timeout = o.negative_timeout,
 	    .read_only = o.read_only,
 	    .no_splice = o.no_splice,
+	    .mountpoint = mount_real,
+	    .readahead_kb = o.readahead_kb,
 	};
 	fs = fsd_fs_new(conn, &fso);
 	if (!fs) {
@@ -542,12 +490,6 @@ int main(int argc, char *argv[])
 	}
 	mounted = 1;
 	set_session(se);
-	raj = malloc(sizeof(*raj));
-	if (raj) {
-		raj->fs = fs;
-		raj->kb = o.readahead_kb;
-		raj->mountpoint = strdup(fopts.mountpoint);
-	}
 	if (!fsd_conn_is_up(conn)) {
 		fprintf(stderr, "flechefs: the server went away during the mount\n");
 		goto out;
@@ -555,12 +497,6 @@ int main(int argc, char *argv[])
 	fsd_log(FSD_LOG_DEBUG, "mounted '%s' on '%s'", o.source, fopts.mountpoint);
 	detach(status_fd);
 	status_fd = -1;
-	/* After detaching: the thread must run in the process that serves. */
-	pthread_t rat;
-	if (raj && raj->mountpoint && pthread_create(&rat, NULL, readahead_main, raj) == 0) {
-		pthread_detach(rat);
-		raj = NULL;
-	}
 
 	if (fopts.singlethread) {
 		ret = fuse_session_loop(se);
@@ -580,10 +516,6 @@ int main(int argc, char *argv[])
 	ret = 0;
 	fsd_log(FSD_LOG_INFO, "unmounting '%s'", fopts.mountpoint);
 out:
-	if (raj) {
-		free(raj->mountpoint);
-		free(raj);
-	}
 	set_session(NULL);
 	if (se && mounted)
 		fuse_session_unmount(se);
@@ -601,6 +533,7 @@ out:
 	if (se)
 		fuse_session_destroy(se);
 	fsd_fs_free(fs);
+	free(mount_real);
 	fsd_conn_free(conn);
 	if (connector)
 		connector->free(connector);

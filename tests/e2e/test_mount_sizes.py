@@ -170,6 +170,21 @@ def check_gzip_listing(tmp):
                 T.check(f.read() == p, "gzip, read after ls alone: %d bytes" % len(p))
 
 
+def check_readahead(root, values):
+    """The mount's kernel readahead is raised (-o readahead_kb, default 1024) before
+    the first open of a file returns: a reader that starts at once must not get the
+    128 KiB default, which over a slow link leaves only a few hundred KiB in flight."""
+    key = min(values, key=lambda k: len(values[k]))
+    for opts, want in (((), 1024), (("-o", "readahead_kb=2048"), 2048)):
+        with ml.mounted(root, opts) as mp:
+            with open(os.path.join(mp, "values", key), "rb") as f:
+                dev = os.fstat(f.fileno()).st_dev
+                with open("/sys/class/bdi/%d:%d/read_ahead_kb"
+                          % (os.major(dev), os.minor(dev))) as ra:
+                    got = int(ra.read())
+            T.equal(got, want, "%r: readahead (KiB) when the first open returns" % (opts,))
+
+
 def main():
     ml.require_fuse()
     with common.temp_dir() as tmp:
@@ -179,6 +194,7 @@ def main():
         T.run(check_mount, root, values, ("-o", "nosplice"), "copied")
         T.run(check_splice_used, root, values, tmp)
         T.run(check_gzip_listing, tmp)
+        T.run(check_readahead, root, values)
     return T.report()
 
 
