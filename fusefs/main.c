@@ -142,7 +142,7 @@ static void usage(const char *prog)
 	       "    -o timeout=S           seconds before a request fails with EIO (30)\n"
 	       "    -o cache_timeout=S     seconds listings and call entries are cached (5)\n"
 	       "    -o negative_timeout=S  seconds a missing name is cached (1)\n"
-	       "    -o readahead_kb=N      kernel readahead for the mount, when allowed (1024)\n"
+	       "    -o readahead_kb=N      kernel readahead for the mount, when allowed (4096)\n"
 	       "    -o nosplice            copy values through memory instead of splicing them\n"
 	       "                           from the local server's pipe to the kernel\n"
 	       "\n"
@@ -374,7 +374,7 @@ int main(int argc, char *argv[])
 	memset(&o, 0, sizeof(o));
 	memset(&fopts, 0, sizeof(fopts));
 	o.timeout = 30;
-	o.readahead_kb = 1024;
+	o.readahead_kb = 4096;
 	o.cache_timeout = 5;
 	o.negative_timeout = 1;
 	fsd_ssh_options_init(&o.ssh);

@@ -171,11 +171,11 @@ def check_gzip_listing(tmp):
 
 
 def check_readahead(root, values):
-    """The mount's kernel readahead is raised (-o readahead_kb, default 1024) before
+    """The mount's kernel readahead is raised (-o readahead_kb, default 4096) before
     the first open of a file returns: a reader that starts at once must not get the
     128 KiB default, which over a slow link leaves only a few hundred KiB in flight."""
     key = min(values, key=lambda k: len(values[k]))
-    for opts, want in (((), 1024), (("-o", "readahead_kb=2048"), 2048)):
+    for opts, want in (((), 4096), (("-o", "readahead_kb=2048"), 2048)):
         with ml.mounted(root, opts) as mp:
             with open(os.path.join(mp, "values", key), "rb") as f:
                 dev = os.fstat(f.fileno()).st_dev
