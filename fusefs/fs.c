@@ -193,6 +193,12 @@ static double kind_timeout(struct fsd_fs *fs, enum fsd_kind k)
 	}
 }
 
+/* A value whose size is not known yet (the listing left it out). Lock held. */
+static int value_unsized(const struct fsd_inode *i)
+{
+	return i->kind == FSD_VALUE && !i->have_size && !i->err;
+}
+
 /* Fills an entry for i. Lock held. */
 static void fill_entry(struct fsd_fs *fs, struct fsd_inode *i, struct fuse_entry_param *e)
 {
@@ -204,7 +210,7 @@ static void fill_entry(struct fsd_fs *fs, struct fsd_inode *i, struct fuse_entry
 	e->entry_timeout = e->attr_timeout;
 	/* A value whose size the listing did not know (a large compressed one): the
 	 * kernel must ask getattr, which learns it, before it believes a size. */
-	if (i->kind == FSD_VALUE && !i->have_size && !i->err)
+	if (value_unsized(i))
 		e->attr_timeout = 0;
 }
 
@@ -1003,7 +1009,7 @@ static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 static void ensure_value_size(struct fsd_fs *fs, struct fsd_inode *i)
 {
 	fsd_itable_lock(&fs->it);
-	int need = i->kind == FSD_VALUE && !i->have_size && !i->err;
+	int need = value_unsized(i);
 	fsd_itable_unlock(&fs->it);
 	if (!need)
 		return;
@@ -1038,7 +1044,7 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	/* A size that could not be learnt now (the request timed out, the link is
 	 * down): an error, and the next getattr asks again; a size of 0 would be
 	 * cached by the kernel and read as an empty value. */
-	int unknown = i->kind == FSD_VALUE && !i->have_size && !i->err;
+	int unknown = value_unsized(i);
 	fill_attr(fs, i, &st);
 	double t = kind_timeout(fs, i->kind);
 	fsd_itable_unlock(&fs->it);
