@@ -145,8 +145,9 @@ int srv_fstore_unlink(struct srv_fstore *fs, const char *key, struct srv_error *
  * are round trips. So a batch of index positions is split into chunks of SUM_CHUNK
  * that up to SUM_THREADS threads (the caller's included) claim in order, and before
  * summarising chunk c a thread makes sure that the chunks up to c + SUM_AHEAD have
- * been offered to the kernel for read-ahead (beyond the batch too, where the next
- * batch or the next page of a listing will start): each record is opened, given
+ * been offered to the kernel for read-ahead (beyond a large batch too, as far as it
+ * is long and at most SUM_AHEAD chunks, where the next batch or the next page of a
+ * listing will start): each record is opened, given
  * POSIX_FADV_WILLNEED for at most SUM_READAHEAD bytes (asynchronous read-ahead, so
  * that the page cache used ahead stays bounded) and closed, so many reads are in
  * flight while earlier records are parsed. Records already in the page cache cost
@@ -158,10 +159,9 @@ int srv_fstore_unlink(struct srv_fstore *fs, const char *key, struct srv_error *
  * thread writes to it, after they have all been joined; each thread holds at most one
  * descriptor at a time, and records larger than SUM_RECORD_SHARED (on disk or
  * decompressed) are read by one thread at a time; nothing is written to the cache
- * directory; a file that
- * vanishes is SUM_GONE, one that cannot be read or parsed is summarised from its
- * stat alone (no name, its file mtime); the only errors are running out of memory and
- * a path too long.
+ * directory; a file that vanishes is SUM_GONE, one that cannot be read or parsed is
+ * summarised from its stat alone (no name, its file mtime); the only errors are
+ * running out of memory and a path too long.
  */
 #define SUM_THREADS      8
 #define SUM_CHUNK        64
