@@ -214,7 +214,7 @@ struct sink {
 	uint8_t *heap;
 	size_t heaplen, heapcap;
 	int fd; /* SINK_VALUE after spilling, else -1 */
-	enum rpc_error over; /* the error beyond cap (0: CORRUPT for a record, else EFBIG) */
+	enum rpc_error over; /* the error beyond cap (0: EFBIG) */
 	uint8_t tail[SRV_SIG_HEX + 1];
 	size_t taillen;
 };
@@ -263,7 +263,7 @@ static int sink_add(struct sink *s, const uint8_t *p, size_t n, struct srv_error
 {
 	if (n > s->cap - s->total)
 		return srv_fail(err,
-		                s->over ? s->over : s->mode == SINK_HEAP ? RPC_E_CORRUPT : RPC_E_EFBIG,
+		                s->over ? s->over : RPC_E_EFBIG,
 		                "'%s' decompresses to more than %llu bytes", s->path,
 		                (unsigned long long)s->cap);
 	s->total += n;
