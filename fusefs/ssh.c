@@ -881,6 +881,12 @@ static void *io_thread(void *arg)
 			libssh2_channel_window_read_ex(t->channel, &queued, NULL);
 		pthread_mutex_lock(&t->mu);
 		int rx_room = t->rx.len < t->rx.cap;
+		/*
+		 * rx filled up in step 2 (it is never full at the top of the loop but
+		 * when the reader left it so): the reader must wake us when it takes
+		 * bytes out, or we would sleep the whole timeout with rx drained.
+		 */
+		t->rx_waiting_space = !rx_room;
 		if (t->tx_seq != seq || t->stop || (queued && rx_room)) {
 			pthread_mutex_unlock(&t->mu);
 			continue; /* a request came in, or data waits in libssh2: no sleep */

@@ -2,10 +2,15 @@
 # command line and the ssh -G reader; end-to-end tests against a private sshd on
 # 127.0.0.1 (tests/e2e/sshd_fixture.py; they need root, and skip without it): keys
 # and host keys, password and keyboard-interactive (sshd in a private mount
-# namespace where root has a test password), an sshd on ::1 (ssh_ipv6);
+# namespace where root has a test password), an sshd on ::1 (ssh_ipv6), the libssh2
+# transport's receive buffer filling up (ssh_stream, through the sshread helper);
 # bench/delay-proxy, the 25 ms link of bench/bench-ssh, built here and run by hand.
 if(TARGET flechefs_fsd)
 	flechefs_unit_test(test_ssh_opts SOURCES unit/test_ssh_opts.c LIBS flechefs_fsd)
+	if(NOT FLECHEFS_FUZZ)
+		add_executable(sshread ${CMAKE_CURRENT_SOURCE_DIR}/sshread.c)
+		target_link_libraries(sshread PRIVATE flechefs_fsd)
+	endif()
 endif()
 if(TARGET flechefs AND TARGET flechefs-server)
 	flechefs_py_test(ssh_mount e2e/test_ssh_mount.py LABELS ssh)
@@ -14,6 +19,7 @@ if(TARGET flechefs AND TARGET flechefs-server)
 	flechefs_py_test(ssh_man e2e/test_ssh_man.py LABELS ssh)
 	flechefs_py_test(ssh_interactive e2e/test_ssh_interactive.py LABELS ssh)
 	flechefs_py_test(ssh_ipv6 e2e/test_ssh_ipv6.py LABELS ssh)
+	flechefs_py_test(ssh_stream e2e/test_ssh_stream.py LABELS ssh)
 	if(NOT FLECHEFS_FUZZ AND NOT FLECHEFS_SANITIZE)
 		set_tests_properties(ssh_mount ssh_auth ssh_reconnect PROPERTIES TIMEOUT 300)
 		set_tests_properties(ssh_interactive ssh_ipv6 PROPERTIES TIMEOUT 300)
