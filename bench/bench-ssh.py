@@ -15,9 +15,13 @@ every contender reads it from memory on the "remote" side), then measures with t
 same cipher (aes128-ctr) everywhere:
 
   - cold `cat` of the value through a fresh flechefs mount (libssh2), through a fresh
+    flechefs mount with -o ssh_command (OpenSSH as the transport), through a fresh
     sshfs mount of the cache directory, and `ssh host cat` of the value file, in
     --repeat interleaved rounds on loopback (default 3; the median is reported with
     the range), one round through the proxy;
+  - in the same rounds, the value's bytes through flechefs's libssh2 transport alone
+    (tests/sshread reading `cat` of the file in one exec channel, no FUSE): what one
+    libssh2 channel carries, the ceiling of the default transport;
   - `ls -l calls/` (N entries) through flechefs and through sshfs, fresh mounts,
     "cold" (the call records dropped from the page cache first: flechefs's server
     reads every record, sshfs only stats them), "all dropped" (every cache of the
@@ -38,6 +42,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -156,10 +161,25 @@ def sshfs_mount(a, d, port, kh, env):
         os.rmdir(mp)
 
 
+def ssh_client_args(d, port, kh):
+    return ["ssh", "-F", "/dev/null", "-p", str(port), "-i", d.user_key, "-o", "BatchMode=yes",
+            "-o", "UserKnownHostsFile=" + kh, "-o", "StrictHostKeyChecking=yes", "-c", CIPHER]
+
+
 def ssh_cat(a, d, port, kh, env):
-    cmd = ["ssh", "-F", "/dev/null", "-p", str(port), "-i", d.user_key, "-o", "BatchMode=yes",
-           "-o", "UserKnownHostsFile=" + kh, "-o", "StrictHostKeyChecking=yes",
-           "-c", CIPHER, "root@127.0.0.1", "cat", a.value_path]
+    return timed(ssh_client_args(d, port, kh) + ["root@127.0.0.1", "cat", a.value_path],
+                 env=env)
+
+
+def libssh2_alone(a, d, port, kh, env):
+    """`cat` of the value file through flechefs's libssh2 transport alone, read as
+    fast as it comes and thrown away (tests/sshread): no FUSE, no flechefs-server, no
+    page cache. What one libssh2 channel can carry here, the ceiling of flechefs's
+    default transport."""
+    cmd = [a.sshread, "-o", "port=%d" % port, "-o", "IdentityFile=" + d.user_key,
+           "-o", "UserKnownHostsFile=" + kh, "-o", "ssh_config=none",
+           "-o", "Ciphers=" + CIPHER, "-o", "server=sh -c 'exec cat \"$0\"' " + shlex.quote(a.value_path),
+           "-c", "1", "-b", str(a.size), "-s", "0", "root@127.0.0.1:/"]
     return timed(cmd, env=env)
 
 
@@ -251,6 +271,9 @@ def cat_round(a, d, port, kh, env, label, rates):
     if a.windows:
         contenders += [("flechefs cat (fixed window %s)" % w, ("-o", "ssh_window=" + w))
                        for w in ("2M", "32M")]
+    # OpenSSH as the transport (-o ssh_command) instead of libssh2
+    contenders += [("flechefs -o ssh_command cat", ("-o", "ssh_command=" + " ".join(
+        ssh_client_args(d, port, kh) + ["root@127.0.0.1"])))]
     for what, extra in contenders:
         with flechefs_mount(a, d, port, kh, env, list(extra)) as (mp, pid, logf):
             dt = timed(["cat", os.path.join(mp, "values", value)])
@@ -265,6 +288,9 @@ def cat_round(a, d, port, kh, env, label, rates):
     dt = ssh_cat(a, d, port, kh, env)
     rates.setdefault("ssh cat", []).append(mbps(size, dt))
     log("   ssh cat: %.1f MB/s (%.2f s)" % (mbps(size, dt), dt))
+    dt = libssh2_alone(a, d, port, kh, env)
+    rates.setdefault("libssh2 channel alone (no FUSE)", []).append(mbps(size, dt))
+    log("   libssh2 channel alone: %.1f MB/s (%.2f s)" % (mbps(size, dt), dt))
 
 
 def run_link(a, d, port, kh, env, label, results, with_ls, rounds):
@@ -352,6 +378,7 @@ def main():
         sys.exit("bench-ssh: sshfs is missing (apt-get install sshfs)")
     a.flechefs = find(a.build, "flechefs")
     a.server = find(a.build, "flechefs-server")
+    a.sshread = find(a.build, "sshread", ("tests",))
     tmp = tempfile.mkdtemp(prefix="bench-ssh-")
     os.chmod(tmp, 0o755)
     proxy = None
