@@ -55,7 +55,8 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if ((!strcmp(a, "-o") || !strcmp(a, "-p") || !strcmp(a, "-c") || !strcmp(a, "-b") ||
-		     !strcmp(a, "-s")) && i + 1 < argc) {
+		     !strcmp(a, "-s")) &&
+		    i + 1 < argc) {
 			const char *v = argv[++i];
 			if (!strcmp(a, "-p")) {
 				if (fsd_ssh_opt(&so, "port", v) != 1)
@@ -132,7 +133,8 @@ int main(int argc, char **argv)
 		}
 	}
 out:
-	printf("{\"bytes\": %llu, \"cycles\": %ld, \"max_wait_ms\": %.1f}\n", total, done, max_wait);
+	printf("{\"bytes\": %llu, \"cycles\": %ld, \"max_wait_ms\": %.1f}\n", total, done,
+	       max_wait);
 	t->ops->shutdown(t);
 	t->ops->free(t);
 	c->free(c);
