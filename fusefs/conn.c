@@ -118,6 +118,19 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* The deadline of the operation this thread is in (fsd_conn_op_begin), or 0. */
+static _Thread_local uint64_t op_deadline_ms;
+
+void fsd_conn_op_begin(struct fsd_conn *c)
+{
+	op_deadline_ms = now_ms() + (uint64_t)c->opt.timeout * 1000;
+}
+
+void fsd_conn_op_end(void)
+{
+	op_deadline_ms = 0;
+}
+
 static void abs_time(struct timespec *ts, uint64_t ms_from_now)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
@@ -278,13 +291,22 @@ static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, in
 	p->ctx = ctx;
 	p->weight = weight;
 	p->data = data;
-	p->deadline_ms = now_ms() + (uint64_t)c->opt.timeout * 1000;
+	uint64_t now = now_ms();
+	p->deadline_ms = now + (uint64_t)c->opt.timeout * 1000;
+	if (op_deadline_ms && op_deadline_ms < p->deadline_ms) {
+		if (op_deadline_ms <= now) {
+			complete_local(done, ctx, ETIMEDOUT,
+			               "the operation's deadline passed before this request");
+			goto out;
+		}
+		p->deadline_ms = op_deadline_ms;
+	}
 
 	pthread_mutex_lock(&c->lock);
 	p->msgid = c->next_msgid++;
 	if (weight && !(c->reader_started && pthread_equal(pthread_self(), c->reader))) {
 		struct timespec ts;
-		abs_time(&ts, (uint64_t)c->opt.timeout * 1000);
+		abs_time(&ts, p->deadline_ms - now);
 		while (c->state == CONN_UP && c->inflight &&
 		       c->inflight + weight > c->opt.max_inflight) {
 			if (pthread_cond_timedwait(&c->space, &c->lock, &ts) == ETIMEDOUT)

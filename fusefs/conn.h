@@ -129,6 +129,17 @@ void fsd_conn_call_data(struct fsd_conn *c, const char *method, size_t weight, f
  */
 long fsd_conn_set_splice(struct fsd_conn *c, size_t max);
 
+/*
+ * One deadline for an operation that needs several requests in a row (a lookup in
+ * digests/: expand, then where the key lives; rmdir: load, then evict): requests
+ * this thread sends between fsd_conn_op_begin and fsd_conn_op_end fail by the
+ * deadline set at begin (now + timeout) rather than each by its own, so the process
+ * waiting on the operation is answered within one timeout. A request sent after
+ * that deadline fails at once with ETIMEDOUT. Per thread; no nesting.
+ */
+void fsd_conn_op_begin(struct fsd_conn *c);
+void fsd_conn_op_end(void);
+
 /* A synchronous answer: owns a copy of the response. */
 struct fsd_result {
 	int err;                      /* 0 or the positive errno */

@@ -917,7 +917,7 @@ static void lookup_in_call(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *
 	fsd_record_unref(rec);
 }
 
-static void fs_lookup(fuse_req_t req, fuse_ino_t pino, const char *name)
+static void lookup_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 {
 	struct fsd_fs *fs = fs_of(req);
 	struct fsd_inode *parent = inode_of(fs, pino);
@@ -1168,7 +1168,7 @@ static void *inval_main(void *arg)
 	return NULL;
 }
 
-static void fs_rmdir(fuse_req_t req, fuse_ino_t pino, const char *name)
+static void rmdir_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 {
 	struct fsd_fs *fs = fs_of(req);
 	struct fsd_inode *parent = inode_of(fs, pino);
@@ -1371,7 +1371,7 @@ static void read_done(void *arg, const struct fsd_reply *r)
 	free(rc);
 }
 
-static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+static void read_op(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
 	struct fsd_fs *fs = fs_of(req);
@@ -1900,6 +1900,34 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
+}
+
+/*
+ * The operations that may send several requests in a row (a lookup in digests/:
+ * expand, then where the key lives; rmdir: load, then evict; a read larger than the
+ * server's max_read, in pieces) answer within one deadline (fsd_conn_op_begin), not
+ * one per request. Listings, which progress page by page, keep one per page.
+ */
+static void fs_lookup(fuse_req_t req, fuse_ino_t pino, const char *name)
+{
+	fsd_conn_op_begin(fs_of(req)->conn);
+	lookup_op(req, pino, name);
+	fsd_conn_op_end();
+}
+
+static void fs_rmdir(fuse_req_t req, fuse_ino_t pino, const char *name)
+{
+	fsd_conn_op_begin(fs_of(req)->conn);
+	rmdir_op(req, pino, name);
+	fsd_conn_op_end();
+}
+
+static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+	fsd_conn_op_begin(fs_of(req)->conn);
+	read_op(req, ino, size, off, fi);
+	fsd_conn_op_end();
 }
 
 static const struct fuse_lowlevel_ops fs_ops = {

@@ -13,7 +13,9 @@ every request of a process reading the mount within about -o timeout, never hang
 - mute: the server stops answering; rmdir of a listed call fails with EIO within
   about the timeout, not one timeout per request it would have sent.
 - slow: every answer comes 1 s late; digests/<prefix> of a prefix shared by 40 values
-  must not wait for one answer after another.
+  must not wait for one answer after another. Then every answer comes 2.5 s late,
+  within the 3 s timeout: a digests/ lookup, which needs two requests in a row, must
+  still be answered (EIO) within one timeout, not take two answers' time.
 - slowstat: the stat_value that would give a compressed value's size comes after the
   deadline: stat fails rather than caching a size of 0.
 - silent hello: a server that never answers hello makes flechefs fail with a message
@@ -99,7 +101,9 @@ while True:
         os.unlink(os.path.join(os.path.dirname(sys.argv[0]), "slowstat"))
         time.sleep(3)  # one stat_value answer late, and those after it behind it
     if mode == "slow" and os.path.exists(os.path.join(os.path.dirname(sys.argv[0]), "slow")):
-        held.put((time.monotonic() + 1.0, struct.pack(">I", len(payload)) + payload))
+        with open(os.path.join(os.path.dirname(sys.argv[0]), "slow")) as f:
+            delay = float(f.read() or "1")  # seconds, written by the test
+        held.put((time.monotonic() + delay, struct.pack(">I", len(payload)) + payload))
         continue
     if mode == "slow":
         held.put((0.0, struct.pack(">I", len(payload)) + payload))  # keeps the order
@@ -229,6 +233,35 @@ def test_slow_digests(root):
             os.unlink(os.path.join(root, "values", k))
 
 
+def test_slow_lookup(root):
+    """Every answer 2.5 s late with a timeout of 3 s: each request alone is answered
+    in time, but a lookup in digests/ needs two in a row (expand, then whether the
+    key is a call or a value). The process must not wait 5 s: the lookup shares one
+    deadline and fails with EIO by 3 s."""
+    key = "face" + "0" * 60
+    with open(os.path.join(root, "values", key), "wb") as f:
+        f.write(b"\x80\x04K\x01.")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            with ml.mounted(root, ["-o", proxied(tmp, "slow"), "-o", "timeout=3"]) as mp:
+                with open(os.path.join(tmp, "slow"), "w") as f:
+                    f.write("2.5")
+                p = os.path.join(mp, "digests", key[:8])
+                code = ("import os\ntry:\n    print(os.readlink(%r))\n"
+                        "except OSError as e:\n    print(-e.errno)\n" % p)
+                took, out = timed(code, 30, mp)
+                T.check(out is not None and took < 4.2,
+                        "slow lookup: digests/%s answered within the 3 s timeout "
+                        "(%.1f s)" % (key[:8], took))
+                T.equal(out and out.strip(), b"-5", "slow lookup: EIO")
+                os.unlink(os.path.join(tmp, "slow"))
+                time.sleep(2.5)  # the late answers drain
+                T.equal(os.readlink(p), "../values/" + key,
+                        "slow lookup: found once the server answers in time")
+    finally:
+        os.unlink(os.path.join(root, "values", key))
+
+
 def test_late_size(tmp_root):
     """A compressed value whose size the listing leaves out, and the stat_value that
     would tell it answered after the deadline: stat fails (EIO) rather than give a
@@ -293,6 +326,7 @@ def main():
         T.run(test_replay, root, e)
         T.run(test_mute_rmdir, root, e)
         T.run(test_slow_digests, root)
+        T.run(test_slow_lookup, root)
         with tempfile.TemporaryDirectory() as tmp:
             T.run(test_late_size, tmp)
         T.run(test_silent_hello, root)
