@@ -41,6 +41,9 @@
  *  5. Keepalives (keepalive@openssh.com, want-reply) go out every interval; any byte
  *     from the server counts as life; count intervals of silence end the stream
  *     with -ETIMEDOUT.
+ *  6. A packet libssh2 could send only in part belongs to the call that started it
+ *     (send_pending): until that call finishes it, the I/O thread sends and reads
+ *     nothing else (packet_half_sent says why).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -458,6 +461,9 @@ struct ssh_connector {
 
 enum ssh_state { SSH_RUNNING, SSH_ENDED };
 
+/* The I/O thread's libssh2 call whose packet met EAGAIN half-sent (packet_half_sent). */
+enum ssh_send { SSH_SEND_NONE, SSH_SEND_WRITE, SSH_SEND_ADJUST, SSH_SEND_KEEPALIVE };
+
 struct ssh_ring {
 	unsigned char *buf;
 	size_t cap, head, len;
@@ -498,6 +504,8 @@ struct ssh_transport {
 	int window_fixed;
 	double rtt_s;
 	unsigned long adjust_amount; /* a window adjust that met EAGAIN, to finish */
+	enum ssh_send send_pending;  /* whose packet is half-sent (packet_half_sent) */
+	int64_t keepalive_due_us;    /* when libssh2 will send the next keepalive */
 	int rx_was_full;             /* rx filled up in this rate interval: the reader limits */
 	int64_t rate_t0;
 	uint64_t rate_b0;
@@ -646,9 +654,8 @@ static void finish_exit(struct ssh_transport *t)
 		int64_t left = deadline - now_us();
 		if (left <= 0 || t->stop)
 			break;
+		/* POLLIN only: nothing here would finish a half-sent packet */
 		struct pollfd pfd = {t->sock, POLLIN, 0};
-		if (libssh2_session_block_directions(t->session) & LIBSSH2_SESSION_BLOCK_OUTBOUND)
-			pfd.events |= POLLOUT;
 		poll(&pfd, 1, (int)(left / 1000) + 1);
 	}
 	stderr_bytes(t, "", 0, 1);
@@ -666,15 +673,31 @@ static void finish_exit(struct ssh_transport *t)
 }
 
 /*
+ * libssh2 1.10 encrypts a packet before it sends it: when the socket takes only part
+ * of it (EAGAIN with the outbound direction blocked), the rest stays in the session
+ * and libssh2 refuses every other packet (LIBSSH2_ERROR_BAD_USE, which would end
+ * the link) until the same call, with the same arguments, sends it whole. So the
+ * I/O thread records which of its calls owns a half-sent packet and, while one does,
+ * retries that call first and makes no other that may send: no other write, window
+ * adjust or keepalive, and no channel read either (reading may answer the server,
+ * a key re-exchange for one). Called after an EAGAIN from a call that sends.
+ */
+static int packet_half_sent(struct ssh_transport *t)
+{
+	return (libssh2_session_block_directions(t->session) & LIBSSH2_SESSION_BLOCK_OUTBOUND) != 0;
+}
+
+/*
  * The window logic of invariant 4, called before every libssh2 call that reads
- * channel data. libssh2 1.10's channel read tops the window up by itself when it
- * falls below 3/4 of the size the channel was opened with plus the read's buffer
- * length, sharing one non-blocking adjust state with receive_window_adjust2: two
- * adjusts interleaved would leave libssh2's idea of the window apart from the
- * server's (and libssh2 truncates data beyond it). So we adjust first and earlier
- * (below 7/8 of our target, reads of at most 64 KiB), which keeps libssh2's own
- * top-up from ever starting, and an adjust that met EAGAIN is retried with the same
- * amount before anything else reads. Returns 0, 1 (adjust pending) or -1 (ended).
+ * channel data (never while another call's packet is half-sent). libssh2 1.10's
+ * channel read tops the window up by itself when it falls below 3/4 of the size the
+ * channel was opened with plus the read's buffer length, sharing one non-blocking
+ * adjust state with receive_window_adjust2: two adjusts interleaved would leave
+ * libssh2's idea of the window apart from the server's (and libssh2 truncates data
+ * beyond it). So we adjust first and earlier (below 7/8 of our target, reads of at
+ * most 64 KiB), which keeps libssh2's own top-up from ever starting, and an adjust
+ * that met EAGAIN is retried with the same amount before anything else is sent or
+ * read (send_pending). Returns 0, 1 (the adjust is half-sent) or -1 (ended).
  */
 static int adjust_window(struct ssh_transport *t)
 {
@@ -701,9 +724,13 @@ static int adjust_window(struct ssh_transport *t)
 		t->adjust_amount = (unsigned long)t->window_target - avail;
 	}
 	unsigned int w = 0;
+	t->recv_budget = SSH_SIDE_BUDGET;
 	int rc = libssh2_channel_receive_window_adjust2(t->channel, t->adjust_amount, 0, &w);
-	if (rc == LIBSSH2_ERROR_EAGAIN)
+	if (rc == LIBSSH2_ERROR_EAGAIN) {
+		t->send_pending = SSH_SEND_ADJUST;
 		return 1;
+	}
+	t->send_pending = SSH_SEND_NONE;
 	t->adjust_amount = 0;
 	if (rc < 0)
 		return socket_error(t, rc, "window adjust");
@@ -722,10 +749,16 @@ static void publish_rx(struct ssh_transport *t, size_t n)
 	pthread_mutex_unlock(&t->mu);
 }
 
+/* Nonzero when the socket has room for a small packet (a keepalive). */
+static int socket_writable(int sock)
+{
+	struct pollfd p = {sock, POLLOUT, 0};
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLOUT);
+}
+
 static void *io_thread(void *arg)
 {
 	struct ssh_transport *t = arg;
-	int adjust_pending = 0;
 
 	t->last_recv_us = now_us();
 	t->rate_t0 = now_us();
@@ -743,16 +776,26 @@ static void *io_thread(void *arg)
 		if (stop)
 			break;
 
-		/* 1. requests to the server */
-		while (tx_len > 0) {
+		/* 0. a window adjust that met EAGAIN goes out before anything else */
+		if (t->send_pending == SSH_SEND_ADJUST && adjust_window(t) < 0)
+			goto out;
+
+		/* 1. requests to the server (first, or only, a half-sent write) */
+		while (tx_len > 0 &&
+		       (t->send_pending == SSH_SEND_NONE || t->send_pending == SSH_SEND_WRITE)) {
 			size_t chunk = t->tx.cap - tx_head;
 			if (chunk > tx_len)
 				chunk = tx_len;
 			t->recv_budget = SSH_SIDE_BUDGET;
 			ssize_t n = libssh2_channel_write(t->channel,
 			                                  (const char *)t->tx.buf + tx_head, chunk);
-			if (n == LIBSSH2_ERROR_EAGAIN)
+			if (n == LIBSSH2_ERROR_EAGAIN) {
+				/* else the server's window is full: nothing is half-sent */
+				t->send_pending =
+				    packet_half_sent(t) ? SSH_SEND_WRITE : SSH_SEND_NONE;
 				break;
+			}
+			t->send_pending = SSH_SEND_NONE;
 			if (n < 0) {
 				socket_error(t, (int)n, "write");
 				goto out;
@@ -777,13 +820,13 @@ static void *io_thread(void *arg)
 		 */
 		int eof = 0;
 		size_t unpublished = 0;
-		while (rx_free > unpublished) {
-			adjust_pending = adjust_window(t);
-			if (adjust_pending < 0) {
+		while (rx_free > unpublished && t->send_pending == SSH_SEND_NONE) {
+			int a = adjust_window(t);
+			if (a < 0) {
 				publish_rx(t, unpublished);
 				goto out;
 			}
-			if (adjust_pending)
+			if (a)
 				break;
 			size_t at = (rx_tail + unpublished) % t->rx.cap;
 			size_t chunk = t->rx.cap - at;
@@ -817,11 +860,9 @@ static void *io_thread(void *arg)
 		publish_rx(t, unpublished);
 
 		/* 3. the server's standard error (a channel read too: window first) */
-		if (!adjust_pending)
-			adjust_pending = adjust_window(t);
-		if (adjust_pending < 0)
+		if (t->send_pending == SSH_SEND_NONE && adjust_window(t) < 0)
 			goto out;
-		if (!adjust_pending) {
+		if (t->send_pending == SSH_SEND_NONE) {
 			char buf[4096];
 			ssize_t n;
 			t->recv_budget = SSH_SIDE_BUDGET;
@@ -838,19 +879,32 @@ static void *io_thread(void *arg)
 			goto out;
 		}
 
-		/* 4. keepalives and a silent link */
+		/*
+		 * 4. keepalives and a silent link. libssh2 swallows a keepalive's EAGAIN
+		 * and will not retry before the next interval, so one is sent only when
+		 * nothing is half-sent and the socket has room for it (then it goes out
+		 * whole); one half-sent all the same (a socket that shrank in between) is
+		 * finished by the call at the next interval, and nothing else is sent
+		 * or read until then.
+		 */
 		int64_t now = now_us();
 		int timeout_ms = 1000;
 		if (t->keepalive_interval > 0) {
-			int next = 0;
-			t->recv_budget = SSH_SIDE_BUDGET;
-			int rc = libssh2_keepalive_send(t->session, &next);
-			if (rc && rc != LIBSSH2_ERROR_EAGAIN) {
-				socket_error(t, rc, "keepalive");
-				goto out;
+			if ((t->send_pending == SSH_SEND_NONE && now >= t->keepalive_due_us &&
+			     socket_writable(t->sock)) ||
+			    (t->send_pending == SSH_SEND_KEEPALIVE && now >= t->keepalive_due_us)) {
+				int next = 0;
+				t->recv_budget = SSH_SIDE_BUDGET;
+				int rc = libssh2_keepalive_send(t->session, &next);
+				if (rc) {
+					socket_error(t, rc, "keepalive");
+					goto out;
+				}
+				t->send_pending =
+				    packet_half_sent(t) ? SSH_SEND_KEEPALIVE : SSH_SEND_NONE;
+				t->keepalive_due_us =
+				    now + (int64_t)(next > 0 ? next : 1) * 1000000;
 			}
-			if (next > 0 && next * 1000 < timeout_ms)
-				timeout_ms = next * 1000;
 			int64_t silent =
 			    (int64_t)t->keepalive_interval * (t->keepalive_count + 1) * 1000000;
 			if (now - t->last_recv_us > silent) {
@@ -874,10 +928,10 @@ static void *io_thread(void *arg)
 		 * an answer waits in the queue. Seen once in a listing; so look first.
 		 * (Not libssh2_poll_channel_read: a 1-byte global request reply in the
 		 * queue, as keepalives get, makes it return an error, i.e. "true".)
-		 * Only when nothing waits to go out, so that this never spins.
+		 * Only when nothing is half-sent, so that this never spins.
 		 */
 		unsigned long queued = 0;
-		if (!adjust_pending && !(dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND))
+		if (t->send_pending == SSH_SEND_NONE)
 			libssh2_channel_window_read_ex(t->channel, &queued, NULL);
 		pthread_mutex_lock(&t->mu);
 		int rx_room = t->rx.len < t->rx.cap;
@@ -887,23 +941,36 @@ static void *io_thread(void *arg)
 		 * bytes out, or we would sleep the whole timeout with rx drained.
 		 */
 		t->rx_waiting_space = !rx_room;
-		if (t->tx_seq != seq || t->stop || (queued && rx_room)) {
+		int new_tx = t->tx_seq != seq && t->send_pending != SSH_SEND_KEEPALIVE &&
+		             t->send_pending != SSH_SEND_ADJUST;
+		if (new_tx || t->stop || (queued && rx_room)) {
 			pthread_mutex_unlock(&t->mu);
 			continue; /* a request came in, or data waits in libssh2: no sleep */
 		}
 		t->io_polling = 1;
 		pthread_mutex_unlock(&t->mu);
-		/*
-		 * rx full: leave the socket alone (the server runs out of window, TCP
-		 * pushes back), unless a write waits for the server's window adjust.
-		 * A full rx is the reader's doing, not a silent link.
-		 */
-		if (rx_room || (tx_len > 0 && (dirs & LIBSSH2_SESSION_BLOCK_INBOUND)))
-			pfd[0].events |= POLLIN;
+		if (t->send_pending != SSH_SEND_NONE) {
+			/* a half-sent packet (or a key exchange under it): only its way */
+			pfd[0].events = (dirs & LIBSSH2_SESSION_BLOCK_INBOUND ? POLLIN : 0) |
+			                (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND ? POLLOUT : 0);
+			if (t->send_pending == SSH_SEND_KEEPALIVE) {
+				int64_t wait_ms = (t->keepalive_due_us - now) / 1000 + 1;
+				pfd[0].events = 0; /* nothing to do before the next interval */
+				timeout_ms = wait_ms < timeout_ms ? (int)wait_ms : timeout_ms;
+			}
+		} else {
+			/*
+			 * rx full: leave the socket alone (the server runs out of window,
+			 * TCP pushes back), unless a write waits for the server's window
+			 * adjust. A full rx is the reader's doing, not a silent link.
+			 */
+			if (rx_room || (tx_len > 0 && (dirs & LIBSSH2_SESSION_BLOCK_INBOUND)))
+				pfd[0].events |= POLLIN;
+			if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)
+				pfd[0].events |= POLLOUT;
+		}
 		if (!rx_room)
 			t->last_recv_us = now_us();
-		if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)
-			pfd[0].events |= POLLOUT;
 		int pr = poll(pfd, 2, timeout_ms);
 		pthread_mutex_lock(&t->mu);
 		t->io_polling = 0;

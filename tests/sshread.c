@@ -13,8 +13,17 @@
  * JSON object: bytes read, cycles done, and the longest wait of one read() call in
  * the reading phase of any cycle, in milliseconds. Exit status 0 when every cycle
  * got its bytes, 1 otherwise (the transport's error on standard error).
+ *
+ *	sshread [-o key=value]... [-p PORT] -w BYTES [-e] HOST:PATH
+ *
+ * writes BYTES bytes to the remote command's standard input in 256 KiB writes while
+ * a thread reads (and counts) its output; with -e the output is an echo of the
+ * input, which must then come back whole (within 120 s). Prints {"written": N,
+ * "read": M}; exit status 0 when all was written (and echoed), 1 otherwise.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +49,65 @@ static void sleep_ms(long ms)
 static int usage(void)
 {
 	fprintf(stderr, "usage: sshread [-o key=value]... [-p PORT] [-c CYCLES] [-b BYTES] "
-	                "[-s MS] HOST:PATH\n");
+	                "[-s MS] HOST:PATH\n"
+	                "       sshread [-o key=value]... [-p PORT] -w BYTES [-e] HOST:PATH\n");
 	return 2;
+}
+
+struct drain {
+	struct fsd_transport *t;
+	atomic_ullong got;
+	atomic_int ended;
+};
+
+static void *drain_main(void *arg)
+{
+	struct drain *d = arg;
+	static char buf[64 << 10];
+	ssize_t n;
+	while ((n = d->t->ops->read(d->t, buf, sizeof(buf))) > 0)
+		atomic_fetch_add(&d->got, (unsigned long long)n);
+	atomic_store(&d->ended, 1);
+	return NULL;
+}
+
+/* The -w mode: writes total bytes while a thread reads. */
+static int write_mode(struct fsd_transport *t, unsigned long long total, int echo)
+{
+	static char buf[256 << 10];
+	struct drain d = {.t = t};
+	pthread_t th;
+	unsigned long long done = 0;
+	int rc = 0;
+
+	memset(buf, 'x', sizeof(buf));
+	if (pthread_create(&th, NULL, drain_main, &d) != 0) {
+		fprintf(stderr, "sshread: cannot start a thread\n");
+		return 1;
+	}
+	while (done < total && rc == 0) {
+		size_t n = total - done < sizeof(buf) ? (size_t)(total - done) : sizeof(buf);
+		rc = t->ops->write(t, buf, n);
+		if (rc == 0)
+			done += n;
+	}
+	double end = now_ms() + 120e3;
+	while (rc == 0 && echo && atomic_load(&d.got) < done && !atomic_load(&d.ended) &&
+	       now_ms() < end)
+		sleep_ms(10);
+	unsigned long long got = atomic_load(&d.got);
+	int ok = rc == 0 && (!echo || got == done);
+	if (!ok) {
+		char why[1024] = "";
+		t->ops->describe_exit(t, why, sizeof(why));
+		fprintf(stderr, "sshread: %s after writing %llu and reading %llu bytes%s%s\n",
+		        rc ? strerror(-rc) : "the echo did not come back whole", done, got,
+		        why[0] ? ": " : "", why);
+	}
+	printf("{\"written\": %llu, \"read\": %llu}\n", done, got);
+	t->ops->shutdown(t);
+	pthread_join(th, NULL);
+	return ok ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -49,16 +115,22 @@ int main(int argc, char **argv)
 	struct fsd_ssh_options so;
 	long cycles = 8, sleep_each = 200;
 	size_t bytes = 8u << 20;
+	unsigned long long write_total = 0;
+	int echo = 0;
 	const char *source = NULL;
 
 	fsd_ssh_options_init(&so);
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
-		if ((!strcmp(a, "-o") || !strcmp(a, "-p") || !strcmp(a, "-c") || !strcmp(a, "-b") ||
-		     !strcmp(a, "-s")) &&
-		    i + 1 < argc) {
+		if (!strcmp(a, "-e")) {
+			echo = 1;
+		} else if ((!strcmp(a, "-o") || !strcmp(a, "-p") || !strcmp(a, "-c") ||
+		            !strcmp(a, "-b") || !strcmp(a, "-s") || !strcmp(a, "-w")) &&
+		           i + 1 < argc) {
 			const char *v = argv[++i];
-			if (!strcmp(a, "-p")) {
+			if (!strcmp(a, "-w")) {
+				write_total = strtoull(v, NULL, 10);
+			} else if (!strcmp(a, "-p")) {
 				if (fsd_ssh_opt(&so, "port", v) != 1)
 					return usage();
 			} else if (!strcmp(a, "-c")) {
@@ -102,6 +174,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sshread: %s\n", err);
 		c->free(c);
 		return 1;
+	}
+
+	if (write_total) {
+		int st = write_mode(t, write_total, echo);
+		t->ops->free(t);
+		c->free(c);
+		return st;
 	}
 
 	static char buf[256 << 10];
