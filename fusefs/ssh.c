@@ -38,9 +38,9 @@
  *     windows slow on loopback): the socket read callback hands libssh2 no more
  *     bytes per channel read than that read takes out (64 KiB), and 32 KiB per
  *     other call, then says EAGAIN.
- *  5. Keepalives (keepalive@openssh.com, want-reply) go out every interval; any byte
- *     from the server counts as life; count intervals of silence end the stream
- *     with -ETIMEDOUT.
+ *  5. Keepalives: any byte from the server counts as life; after an interval of
+ *     silence a ping goes out (an "env" channel request, which sshd answers);
+ *     count + 1 intervals of silence end the stream with -ETIMEDOUT.
  *  6. A packet libssh2 could send only in part belongs to the call that started it
  *     (send_pending): until that call finishes it, the I/O thread sends and reads
  *     nothing else (packet_half_sent says why).
@@ -462,7 +462,7 @@ struct ssh_connector {
 enum ssh_state { SSH_RUNNING, SSH_ENDED };
 
 /* The I/O thread's libssh2 call whose packet met EAGAIN half-sent (packet_half_sent). */
-enum ssh_send { SSH_SEND_NONE, SSH_SEND_WRITE, SSH_SEND_ADJUST, SSH_SEND_KEEPALIVE };
+enum ssh_send { SSH_SEND_NONE, SSH_SEND_WRITE, SSH_SEND_ADJUST, SSH_SEND_PING };
 
 struct ssh_ring {
 	unsigned char *buf;
@@ -505,8 +505,9 @@ struct ssh_transport {
 	double rtt_s;
 	unsigned long adjust_amount; /* a window adjust that met EAGAIN, to finish */
 	enum ssh_send send_pending;  /* whose packet is half-sent (packet_half_sent) */
-	int64_t keepalive_due_us;    /* when libssh2 will send the next keepalive */
-	int rx_was_full;             /* rx filled up in this rate interval: the reader limits */
+	int ping_inflight;           /* a ping (step 4 of io_thread) waits for its answer */
+	int64_t ping_sent_us;
+	int rx_was_full; /* rx filled up in this rate interval: the reader limits */
 	int64_t rate_t0;
 	uint64_t rate_b0;
 
@@ -679,7 +680,7 @@ static void finish_exit(struct ssh_transport *t)
  * the link) until the same call, with the same arguments, sends it whole. So the
  * I/O thread records which of its calls owns a half-sent packet and, while one does,
  * retries that call first and makes no other that may send: no other write, window
- * adjust or keepalive, and no channel read either (reading may answer the server,
+ * adjust or ping, and no channel read either (reading may answer the server,
  * a key re-exchange for one). Called after an EAGAIN from a call that sends.
  */
 static int packet_half_sent(struct ssh_transport *t)
@@ -749,7 +750,7 @@ static void publish_rx(struct ssh_transport *t, size_t n)
 	pthread_mutex_unlock(&t->mu);
 }
 
-/* Nonzero when the socket has room for a small packet (a keepalive). */
+/* Nonzero when the socket has room for a small packet (a ping). */
 static int socket_writable(int sock)
 {
 	struct pollfd p = {sock, POLLOUT, 0};
@@ -880,33 +881,43 @@ static void *io_thread(void *arg)
 		}
 
 		/*
-		 * 4. keepalives and a silent link. libssh2 swallows a keepalive's EAGAIN
-		 * and will not retry before the next interval, so one is sent only when
-		 * nothing is half-sent and the socket has room for it (then it goes out
-		 * whole); one half-sent all the same (a socket that shrank in between) is
-		 * finished by the call at the next interval, and nothing else is sent
-		 * or read until then.
+		 * 4. a silent link. After an interval without a byte from the server, a
+		 * ping: an "env" request on the channel, which sshd refuses once the
+		 * command runs, and whose answer libssh2 hands back to the call that
+		 * asked. (libssh2's keepalive@ global requests would do, but it keeps
+		 * their answers in its packet list for the session's life, where every
+		 * channel read walks past them: a week of them slows reading 100-fold.)
+		 * Started only when nothing is half-sent and the socket has room, so
+		 * that it goes out whole. count + 1 intervals of silence end the link.
 		 */
 		int64_t now = now_us();
 		int timeout_ms = 1000;
 		if (t->keepalive_interval > 0) {
-			if ((t->send_pending == SSH_SEND_NONE && now >= t->keepalive_due_us &&
-			     socket_writable(t->sock)) ||
-			    (t->send_pending == SSH_SEND_KEEPALIVE && now >= t->keepalive_due_us)) {
-				int next = 0;
-				t->recv_budget = SSH_SIDE_BUDGET;
-				int rc = libssh2_keepalive_send(t->session, &next);
-				if (rc) {
-					socket_error(t, rc, "keepalive");
-					goto out;
-				}
-				t->send_pending =
-				    packet_half_sent(t) ? SSH_SEND_KEEPALIVE : SSH_SEND_NONE;
-				t->keepalive_due_us =
-				    now + (int64_t)(next > 0 ? next : 1) * 1000000;
+			int64_t interval = (int64_t)t->keepalive_interval * 1000000;
+			if (!t->ping_inflight && t->send_pending == SSH_SEND_NONE &&
+			    now - t->last_recv_us >= interval &&
+			    now - t->ping_sent_us >= interval && socket_writable(t->sock)) {
+				t->ping_inflight = 1;
+				t->ping_sent_us = now;
 			}
-			int64_t silent =
-			    (int64_t)t->keepalive_interval * (t->keepalive_count + 1) * 1000000;
+			if (t->ping_inflight && (t->send_pending == SSH_SEND_NONE ||
+			                         t->send_pending == SSH_SEND_PING)) {
+				t->recv_budget = SSH_SIDE_BUDGET;
+				int rc = libssh2_channel_setenv_ex(t->channel, "FLECHEFS_PING", 13,
+				                                   "1", 1);
+				if (rc == LIBSSH2_ERROR_EAGAIN) {
+					t->send_pending =
+					    packet_half_sent(t) ? SSH_SEND_PING : SSH_SEND_NONE;
+				} else {
+					t->send_pending = SSH_SEND_NONE;
+					t->ping_inflight = 0;
+					if (rc && rc != LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED) {
+						socket_error(t, rc, "keepalive");
+						goto out;
+					}
+				}
+			}
+			int64_t silent = interval * (t->keepalive_count + 1);
 			if (now - t->last_recv_us > silent) {
 				char why[700];
 				snprintf(why, sizeof(why),
@@ -923,7 +934,7 @@ static void *io_thread(void *arg)
 		int dirs = libssh2_session_block_directions(t->session);
 		/*
 		 * Channel data that libssh2 already took off the socket (a write, the
-		 * stderr read or a keepalive reads whole packets into its queue) leaves
+		 * stderr read or a ping reads whole packets into its queue) leaves
 		 * the socket quiet: polling it would sleep the whole timeout (1 s) while
 		 * an answer waits in the queue. Seen once in a listing; so look first.
 		 * (Not libssh2_poll_channel_read: a 1-byte global request reply in the
@@ -941,8 +952,8 @@ static void *io_thread(void *arg)
 		 * bytes out, or we would sleep the whole timeout with rx drained.
 		 */
 		t->rx_waiting_space = !rx_room;
-		int new_tx = t->tx_seq != seq && t->send_pending != SSH_SEND_KEEPALIVE &&
-		             t->send_pending != SSH_SEND_ADJUST;
+		int new_tx = t->tx_seq != seq && (t->send_pending == SSH_SEND_NONE ||
+		                                  t->send_pending == SSH_SEND_WRITE);
 		if (new_tx || t->stop || (queued && rx_room)) {
 			pthread_mutex_unlock(&t->mu);
 			continue; /* a request came in, or data waits in libssh2: no sleep */
@@ -953,11 +964,6 @@ static void *io_thread(void *arg)
 			/* a half-sent packet (or a key exchange under it): only its way */
 			pfd[0].events = (dirs & LIBSSH2_SESSION_BLOCK_INBOUND ? POLLIN : 0) |
 			                (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND ? POLLOUT : 0);
-			if (t->send_pending == SSH_SEND_KEEPALIVE) {
-				int64_t wait_ms = (t->keepalive_due_us - now) / 1000 + 1;
-				pfd[0].events = 0; /* nothing to do before the next interval */
-				timeout_ms = wait_ms < timeout_ms ? (int)wait_ms : timeout_ms;
-			}
 		} else {
 			/*
 			 * rx full: leave the socket alone (the server runs out of window,
@@ -1732,8 +1738,6 @@ static int libssh2_connect(struct ssh_connector *c, int interactive, struct fsd_
 	}
 	t->keepalive_interval = c->keepalive_interval;
 	t->keepalive_count = c->keepalive_count;
-	if (c->keepalive_interval > 0)
-		libssh2_keepalive_config(t->session, 1, (unsigned)c->keepalive_interval);
 	ssh_logf("connected to %s (rtt %.2f ms, window %zu KiB%s)", t->peer, t->rtt_s * 1e3,
 	         window >> 10, t->window_fixed ? ", fixed" : "");
 	t->interactive = 0; /* no prompt after connect */
@@ -1896,8 +1900,9 @@ struct fsd_connector *fsd_ssh_connector_new(const char *source, const struct fsd
 		if (o->port)
 			snprintf(portbuf, sizeof(portbuf), " -p %d", o->port);
 		if (q && qh && qf && qu &&
-		    asprintf(&c->spawn_cmd, "exec ssh%s%s%s%s%s -- %s %s", o->ssh_config ? " -F " : "",
-		             qf, portbuf, user ? " -l " : "", qu, qh, q) < 0)
+		    asprintf(&c->spawn_cmd, "exec ssh%s%s%s%s%s -- %s %s",
+		             o->ssh_config ? " -F " : "", qf, portbuf, user ? " -l " : "", qu, qh,
+		             q) < 0)
 			c->spawn_cmd = NULL;
 		free(q);
 		free(qh);

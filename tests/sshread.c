@@ -14,12 +14,12 @@
  * the reading phase of any cycle, in milliseconds. Exit status 0 when every cycle
  * got its bytes, 1 otherwise (the transport's error on standard error).
  *
- *	sshread [-o key=value]... [-p PORT] -w BYTES [-e] HOST:PATH
+ *	sshread [-o key=value]... [-p PORT] [-i SECONDS] -w BYTES [-e] HOST:PATH
  *
- * writes BYTES bytes to the remote command's standard input in 256 KiB writes while
- * a thread reads (and counts) its output; with -e the output is an echo of the
- * input, which must then come back whole (within 120 s). Prints {"written": N,
- * "read": M}; exit status 0 when all was written (and echoed), 1 otherwise.
+ * stays idle for SECONDS (keepalives go out, nothing else), then writes BYTES bytes to the remote
+ *command's standard input in 256 KiB writes while a thread reads (and counts) its output; with -e
+ *the output is an echo of the input, which must then come back whole (within 120 s). Prints
+ *{"written": N, "read": M}; exit status 0 when all was written (and echoed), 1 otherwise.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -50,7 +50,8 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: sshread [-o key=value]... [-p PORT] [-c CYCLES] [-b BYTES] "
 	                "[-s MS] HOST:PATH\n"
-	                "       sshread [-o key=value]... [-p PORT] -w BYTES [-e] HOST:PATH\n");
+	                "       sshread [-o key=value]... [-p PORT] [-i SECONDS] -w BYTES [-e] "
+	                "HOST:PATH\n");
 	return 2;
 }
 
@@ -71,8 +72,8 @@ static void *drain_main(void *arg)
 	return NULL;
 }
 
-/* The -w mode: writes total bytes while a thread reads. */
-static int write_mode(struct fsd_transport *t, unsigned long long total, int echo)
+/* The -w mode: writes total bytes (after idle_s seconds) while a thread reads. */
+static int write_mode(struct fsd_transport *t, unsigned long long total, int echo, long idle_s)
 {
 	static char buf[256 << 10];
 	struct drain d = {.t = t};
@@ -85,6 +86,7 @@ static int write_mode(struct fsd_transport *t, unsigned long long total, int ech
 		fprintf(stderr, "sshread: cannot start a thread\n");
 		return 1;
 	}
+	sleep_ms(idle_s * 1000); /* the reader started the I/O thread: only keepalives */
 	while (done < total && rc == 0) {
 		size_t n = total - done < sizeof(buf) ? (size_t)(total - done) : sizeof(buf);
 		rc = t->ops->write(t, buf, n);
@@ -117,6 +119,7 @@ int main(int argc, char **argv)
 	size_t bytes = 8u << 20;
 	unsigned long long write_total = 0;
 	int echo = 0;
+	long idle_s = 0;
 	const char *source = NULL;
 
 	fsd_ssh_options_init(&so);
@@ -125,11 +128,14 @@ int main(int argc, char **argv)
 		if (!strcmp(a, "-e")) {
 			echo = 1;
 		} else if ((!strcmp(a, "-o") || !strcmp(a, "-p") || !strcmp(a, "-c") ||
-		            !strcmp(a, "-b") || !strcmp(a, "-s") || !strcmp(a, "-w")) &&
+		            !strcmp(a, "-b") || !strcmp(a, "-s") || !strcmp(a, "-w") ||
+		            !strcmp(a, "-i")) &&
 		           i + 1 < argc) {
 			const char *v = argv[++i];
 			if (!strcmp(a, "-w")) {
 				write_total = strtoull(v, NULL, 10);
+			} else if (!strcmp(a, "-i")) {
+				idle_s = strtol(v, NULL, 10);
 			} else if (!strcmp(a, "-p")) {
 				if (fsd_ssh_opt(&so, "port", v) != 1)
 					return usage();
@@ -177,7 +183,7 @@ int main(int argc, char **argv)
 	}
 
 	if (write_total) {
-		int st = write_mode(t, write_total, echo);
+		int st = write_mode(t, write_total, echo, idle_s);
 		t->ops->free(t);
 		c->free(c);
 		return st;
