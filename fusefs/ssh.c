@@ -462,7 +462,7 @@ struct ssh_connector {
 enum ssh_state { SSH_RUNNING, SSH_ENDED };
 
 /* The I/O thread's libssh2 call whose packet met EAGAIN half-sent (packet_half_sent). */
-enum ssh_send { SSH_SEND_NONE, SSH_SEND_WRITE, SSH_SEND_ADJUST, SSH_SEND_PING };
+enum ssh_send { SSH_SEND_NONE, SSH_SEND_WRITE, SSH_SEND_ADJUST, SSH_SEND_PING, SSH_SEND_READ };
 
 struct ssh_ring {
 	unsigned char *buf;
@@ -506,6 +506,7 @@ struct ssh_transport {
 	unsigned long adjust_amount; /* a window adjust that met EAGAIN, to finish */
 	enum ssh_send send_pending;  /* whose packet is half-sent (packet_half_sent) */
 	int ping_inflight;           /* a ping (step 4 of io_thread) waits for its answer */
+	size_t read_max;             /* bytes per channel read (adjust_window says why) */
 	int64_t ping_sent_us;
 	int rx_was_full; /* rx filled up in this rate interval: the reader limits */
 	int64_t rate_t0;
@@ -695,10 +696,12 @@ static int packet_half_sent(struct ssh_transport *t)
  * channel was opened with plus the read's buffer length, sharing one non-blocking
  * adjust state with receive_window_adjust2: two adjusts interleaved would leave
  * libssh2's idea of the window apart from the server's (and libssh2 truncates data
- * beyond it). So we adjust first and earlier (below 7/8 of our target, reads of at
- * most 64 KiB), which keeps libssh2's own top-up from ever starting, and an adjust
- * that met EAGAIN is retried with the same amount before anything else is sent or
- * read (send_pending). Returns 0, 1 (the adjust is half-sent) or -1 (ended).
+ * beyond it). So we adjust first and earlier: below 7/8 of our target, which is at
+ * least the opening size W, with reads of at most W/8 (read_max, 64 KiB at most),
+ * so that 7/8 W >= 3/4 W + the read's length and libssh2's own top-up never starts;
+ * and an adjust that met EAGAIN is retried with the same amount before anything
+ * else is sent or read (send_pending). Returns 0, 1 (the adjust is half-sent) or -1
+ * (ended).
  */
 static int adjust_window(struct ssh_transport *t)
 {
@@ -821,8 +824,9 @@ static void *io_thread(void *arg)
 		 */
 		int eof = 0;
 		size_t unpublished = 0;
-		while (rx_free > unpublished && t->send_pending == SSH_SEND_NONE) {
-			int a = adjust_window(t);
+		while (rx_free > unpublished &&
+		       (t->send_pending == SSH_SEND_NONE || t->send_pending == SSH_SEND_READ)) {
+			int a = t->send_pending == SSH_SEND_NONE ? adjust_window(t) : 0;
 			if (a < 0) {
 				publish_rx(t, unpublished);
 				goto out;
@@ -833,10 +837,13 @@ static void *io_thread(void *arg)
 			size_t chunk = t->rx.cap - at;
 			if (chunk > rx_free - unpublished)
 				chunk = rx_free - unpublished;
-			if (chunk > SSH_READ_CHUNK)
-				chunk = SSH_READ_CHUNK;
+			if (chunk > t->read_max)
+				chunk = t->read_max;
 			t->recv_budget = chunk; /* in = out: libssh2's queue stays short */
 			ssize_t n = libssh2_channel_read(t->channel, (char *)t->rx.buf + at, chunk);
+			/* a reply of libssh2's own (a key re-exchange, an answer to the
+			 * server's request) that met EAGAIN: the next read finishes it */
+			t->send_pending = packet_half_sent(t) ? SSH_SEND_READ : SSH_SEND_NONE;
 			if (n == LIBSSH2_ERROR_EAGAIN)
 				break;
 			if (n < 0) {
@@ -869,6 +876,7 @@ static void *io_thread(void *arg)
 			t->recv_budget = SSH_SIDE_BUDGET;
 			while ((n = libssh2_channel_read_stderr(t->channel, buf, sizeof(buf))) > 0)
 				stderr_bytes(t, buf, (size_t)n, 0);
+			t->send_pending = packet_half_sent(t) ? SSH_SEND_READ : SSH_SEND_NONE;
 			if (n < 0 && n != LIBSSH2_ERROR_EAGAIN) {
 				socket_error(t, (int)n, "read");
 				goto out;
@@ -1730,6 +1738,10 @@ static int libssh2_connect(struct ssh_connector *c, int interactive, struct fsd_
 	}
 	t->window_target = window;
 	t->window_fixed = c->window != 0;
+	/* the channel was opened with c->window or SSH_WINDOW_MIN: see adjust_window */
+	t->read_max = (c->window ? c->window : SSH_WINDOW_MIN) / 8;
+	if (t->read_max > SSH_READ_CHUNK)
+		t->read_max = SSH_READ_CHUNK;
 	if (libssh2_channel_exec(t->channel, c->remote_cmd)) {
 		snprintf(err, errlen, "cannot run the server on %s: %s", t->peer,
 		         ssh_errmsg(t->session));

@@ -12,8 +12,11 @@ network namespace) and a proxy in front of a private sshd forwards the client's 
 at 4 MB/s, so writes through the transport (tests/sshread -w) keep meeting EAGAIN:
   - 24 MiB into `cat >/dev/null` with a keepalive every second;
   - 16 MiB into `cat` (the echo comes back, so window adjusts must go out while
-    writes are blocked), keepalives off.
-Both must go through whole, with the connection up.
+    writes are blocked), keepalives off;
+  - 8 MiB into `cat` with a fixed 64 KiB receive window (-o ssh_window), where
+    reads of 64 KiB would make libssh2 adjust the window by itself, in the middle of
+    the transport's own adjusts.
+All must go through whole, with the connection up.
 """
 
 import json
@@ -65,9 +68,9 @@ def slow_proxy(listener, port):
         threading.Thread(target=pump, args=(s, c, 0), daemon=True).start()
 
 
-def upload(d, env, pport, server, nbytes, keepalive, echo):
+def upload(d, env, pport, server, nbytes, keepalive, echo, extra=()):
     opts = [o if not o.startswith("port=") else "port=%d" % pport for o in d.flechefs_opts()]
-    cmd = [common.binary("sshread")] + opts + [
+    cmd = [common.binary("sshread")] + opts + list(extra) + [
         "-o", "StrictHostKeyChecking=no", "-o", "ServerAliveInterval=%d" % keepalive,
         "-o", "server=" + server, "-w", str(nbytes)] + (["-e"] if echo else []) + [
         "%s@%s:/" % (d.user, d.host)]
@@ -89,6 +92,12 @@ def test_upload(d, env, pport):
     rc, out, err = upload(d, env, pport, "sh -c 'exec cat' sh", n, 0, True)
     T.equal(rc, 0, "echo: sshread's exit status (%s)" % err[-400:])
     T.equal((out.get("written"), out.get("read")), (n, n), "echo: all written and read back")
+    n = 8 << 20
+    rc, out, err = upload(d, env, pport, "sh -c 'exec cat' sh", n, 0, True,
+                          ["-o", "ssh_window=65536"])
+    T.equal(rc, 0, "echo, 64 KiB window: sshread's exit status (%s)" % err[-400:])
+    T.equal((out.get("written"), out.get("read")), (n, n),
+            "echo, 64 KiB window: all written and read back")
 
 
 def in_netns():
