@@ -28,6 +28,13 @@
  *     wait in c->rbuf (they are written to c->spipe first). While splicing is on,
  *     conn_read_fn reads ahead at most CONN_HEAD_READ bytes, so that a frame's bin is
  *     still in the transport's pipe when its head is parsed.
+ *  7. A writer sets c->writing (and the deadline of its request) under c->lock before
+ *     it writes to c->t and clears it after, both while it holds c->wlock, so the
+ *     transport cannot be freed while c->writing names it. A write still blocked at
+ *     that deadline (a server that stopped reading its requests) makes the timer
+ *     thread shut the transport down, under c->lock: the write fails, the reader sees
+ *     the end, and the connection is lost rather than the writer (and every sender
+ *     behind it on c->wlock) blocked for good.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -86,6 +93,9 @@ struct fsd_conn {
 
 	pthread_mutex_t wlock; /* c->t for writers */
 	struct fsd_transport *t;
+	/* the write in progress (under c->lock; invariant 7) */
+	struct fsd_transport *writing;
+	uint64_t writing_deadline_ms;
 
 	pthread_t reader, timer;
 	int reader_started, timer_started;
@@ -301,12 +311,13 @@ static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, in
 		}
 		p->deadline_ms = op_deadline_ms;
 	}
+	uint64_t deadline_ms = p->deadline_ms; /* p belongs to the table once added */
 
 	pthread_mutex_lock(&c->lock);
 	p->msgid = c->next_msgid++;
 	if (weight && !(c->reader_started && pthread_equal(pthread_self(), c->reader))) {
 		struct timespec ts;
-		abs_time(&ts, p->deadline_ms - now);
+		abs_time(&ts, deadline_ms - now);
 		while (c->state == CONN_UP && c->inflight &&
 		       c->inflight + weight > c->opt.max_inflight) {
 			if (pthread_cond_timedwait(&c->space, &c->lock, &ts) == ETIMEDOUT)
@@ -341,7 +352,19 @@ static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, in
 		                   c->info.max_frame ? c->info.max_frame : RPC_MAX_FRAME_DEFAULT);
 	if (!rc) {
 		pthread_mutex_lock(&c->wlock);
-		rc = c->t ? c->t->ops->write(c->t, sb.data, sb.size) : -EPIPE;
+		struct fsd_transport *t = c->t;
+		if (t) {
+			pthread_mutex_lock(&c->lock);
+			c->writing = t;
+			c->writing_deadline_ms = deadline_ms;
+			pthread_mutex_unlock(&c->lock);
+			rc = t->ops->write(t, sb.data, sb.size);
+			pthread_mutex_lock(&c->lock);
+			c->writing = NULL;
+			pthread_mutex_unlock(&c->lock);
+		} else {
+			rc = -EPIPE;
+		}
 		pthread_mutex_unlock(&c->wlock);
 	}
 	if (rc) {
@@ -1191,6 +1214,15 @@ static void *timer_main(void *arg)
 		pthread_cond_timedwait(&c->tick, &c->lock, &ts);
 		if (c->closing)
 			break;
+		if (c->writing && now_ms() > c->writing_deadline_ms) {
+			/* invariant 7: the transport lives while c->writing names it */
+			fsd_log(FSD_LOG_WARN,
+			        "the server has taken no request for %d s: "
+			        "dropping the connection",
+			        c->opt.timeout);
+			c->writing->ops->shutdown(c->writing);
+			c->writing = NULL;
+		}
 		struct pending *list = c->npending ? table_take_all(c, now_ms()) : NULL;
 		if (list) {
 			pthread_mutex_unlock(&c->lock);

@@ -10,6 +10,10 @@
  *  2. shutdown() closes nothing: it shuts the pipes' use down by signalling the child
  *     (SIGTERM) and marking the transport closed, so that a blocked read sees end of
  *     file when the child goes, and later reads and writes fail at once with -EPIPE.
+ *     Our end of the child's input is non-blocking and a write waits in poll() beside
+ *     the wake pipe, which shutdown() writes to: a write blocked on a child that no
+ *     longer reads (stuck, say, in a hung file system, where SIGTERM does not reach
+ *     it) returns -EPIPE at once.
  *     Descriptors are closed only by free(), when no other thread can use them.
  *  3. free() always reaps the child: SIGTERM, a bounded wait, then SIGKILL.
  */
@@ -41,6 +45,7 @@ struct spawn_transport {
 	int to_child;   /* child's stdin (we write) */
 	int from_child; /* child's stdout (we read) */
 	int err_fd;     /* child's stderr (the tail thread reads) */
+	int wake[2];    /* shutdown() wakes a blocked write (invariant 2) */
 	atomic_int closed;
 	pthread_t tail_thread;
 	int tail_started;
@@ -124,6 +129,12 @@ static int spawn_write(struct fsd_transport *t, const void *buf, size_t len)
 			return -EPIPE;
 		ssize_t n = write(s->to_child, p, len);
 		if (n < 0) {
+			if (errno == EAGAIN) {
+				struct pollfd pfd[2] = {{s->to_child, POLLOUT, 0},
+				                        {s->wake[0], POLLIN, 0}};
+				poll(pfd, 2, -1);
+				continue;
+			}
 			if (errno == EINTR)
 				continue;
 			return -errno;
@@ -139,6 +150,8 @@ static void spawn_shutdown(struct fsd_transport *t)
 	struct spawn_transport *s = spawn_of(t);
 	if (atomic_exchange(&s->closed, 1))
 		return;
+	char b = 1;
+	(void)!write(s->wake[1], &b, 1);
 	/* The child's death closes its ends: a blocked read sees end of file and a
 	 * blocked write EPIPE (SIGPIPE is ignored by the daemon). */
 	pthread_mutex_lock(&s->lock);
@@ -231,6 +244,9 @@ static void spawn_free(struct fsd_transport *t)
 		close(s->from_child);
 	if (s->err_fd >= 0)
 		close(s->err_fd);
+	for (int i = 0; i < 2; i++)
+		if (s->wake[i] >= 0)
+			close(s->wake[i]);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -268,11 +284,13 @@ int fsd_transport_spawn(char *const argv[], struct fsd_transport **out, char *er
 		return -ENOMEM;
 	}
 	s->to_child = s->from_child = s->err_fd = -1;
+	s->wake[0] = s->wake[1] = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	const char *base = strrchr(argv[0], '/');
 	snprintf(s->prog, sizeof(s->prog), "%s", base ? base + 1 : argv[0]);
 
-	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
+	    pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "cannot create pipes: %s", strerror(errno));
 		goto fail;
@@ -316,6 +334,7 @@ int fsd_transport_spawn(char *const argv[], struct fsd_transport **out, char *er
 	close(errp[1]);
 	in[0] = outp[1] = errp[1] = -1;
 	s->to_child = in[1];
+	fcntl(s->to_child, F_SETFL, fcntl(s->to_child, F_GETFL) | O_NONBLOCK); /* invariant 2 */
 	s->from_child = outp[0];
 	s->err_fd = errp[0];
 	posix_spawn_file_actions_destroy(&fa);
@@ -336,6 +355,8 @@ fail:
 			close(outp[i]);
 		if (errp[i] >= 0)
 			close(errp[i]);
+		if (s->wake[i] >= 0)
+			close(s->wake[i]);
 	}
 	pthread_mutex_destroy(&s->lock);
 	free(s);

@@ -20,6 +20,9 @@ every request of a process reading the mount within about -o timeout, never hang
   deadline: stat fails rather than caching a size of 0.
 - silent hello: a server that never answers hello makes flechefs fail with a message
   within about the timeout instead of waiting forever.
+- deaf: the server stops reading its requests and its input pipe fills: no sender
+  may wait in write past its deadline (the connection is dropped instead); the same
+  with the server stopped (SIGSTOP), which no SIGTERM ends.
 """
 
 import contextlib
@@ -42,8 +45,36 @@ import os, queue, select, struct, subprocess, sys, threading, time
 import msgpack
 
 mode, real = sys.argv[1], sys.argv[2]
-srv = subprocess.Popen([real] + sys.argv[3:], stdout=subprocess.PIPE)
+srv = subprocess.Popen([real] + sys.argv[3:], stdout=subprocess.PIPE,
+                       stdin=subprocess.PIPE if mode == "deaf" else None)
 inp, out = srv.stdout, sys.stdout.buffer
+
+
+def forward_requests():
+    # "deaf": requests pass through here, until the test says so; then nothing more
+    # is read (a server stuck in a hung file system), from an input pipe made small
+    # (F_SETPIPE_SZ, one page) so that it fills after a few dozen requests
+    import fcntl
+    fcntl.fcntl(0, 1031, 4096)
+    flag = os.path.join(os.path.dirname(sys.argv[0]), "deaf")
+    while not os.path.exists(flag):
+        # the flag is looked at when requests come, before they are read
+        if not select.select([0], [], [], 0.05)[0] or os.path.exists(flag):
+            continue
+        data = os.read(0, 4096)
+        if not data:
+            srv.stdin.close()
+            return
+        srv.stdin.write(data)
+        srv.stdin.flush()
+    p = select.poll()
+    p.register(0, 0)  # POLLHUP only: the daemon closed its end (no read, no data taken)
+    p.poll()
+    os._exit(0)
+
+
+if mode == "deaf":
+    threading.Thread(target=forward_requests, daemon=True).start()
 
 
 def read_exact(n):
@@ -262,6 +293,69 @@ def test_slow_lookup(root):
         os.unlink(os.path.join(root, "values", key))
 
 
+def proxy_pids(tmp):
+    """The proxies whose script lives in tmp (the daemon's children)."""
+    script = os.path.join(tmp, "proxy.py").encode()
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            with contextlib.suppress(OSError):
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    if script in f.read().split(b"\0"):
+                        pids.append(int(d))
+    return pids
+
+
+def test_deaf(root, stop):
+    """A server that stops reading its requests, with an input pipe of one page: once
+    the pipe is full, a sender would wait in write for good, holding the write lock
+    every other sender needs. A write is bounded by its request's deadline: the
+    connection is dropped (a local mount then ends) and every reader is answered.
+    With stop, the server process is stopped (SIGSTOP) rather than deaf: the SIGTERM
+    that dropping the connection sends cannot end it (as for a process stuck in a
+    hung file system), and the blocked write must return all the same.
+    Reads make the requests: the kernel sends many at once (lookups in one directory
+    it sends one at a time with libfuse 3.14)."""
+    what = "stopped server" if stop else "deaf server"
+    keys = ["deaf%060x" % i for i in range(40)]
+    data = pickle.dumps(bytes(1 << 20), protocol=4)
+    for k in keys:
+        with open(os.path.join(root, "values", k), "wb") as f:
+            f.write(data)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            with ml.mounted(root, ["-o", proxied(tmp, "deaf"), "-o", "timeout=1"]) as mp:
+                paths = [os.path.join(mp, "values", k) for k in keys]
+                for p in paths:
+                    os.stat(p)  # looked up while the server still reads
+                if stop:
+                    for pid in proxy_pids(tmp):
+                        os.kill(pid, signal.SIGSTOP)
+                else:
+                    open(os.path.join(tmp, "deaf"), "w").close()
+                code = ("import os, threading\nerrs = []\n"
+                        "def work(p):\n"
+                        "    try:\n"
+                        "        with open(p, 'rb') as f:\n"
+                        "            f.read()\n"
+                        "    except OSError as e:\n"
+                        "        errs.append(e.errno)\n"
+                        "ts = [threading.Thread(target=work, args=(p,)) for p in %r]\n"
+                        "for t in ts:\n    t.start()\nfor t in ts:\n    t.join()\n"
+                        "print(len(errs))\n" % (paths,))
+                took, out = timed(code, 30, mp)
+                T.check(out is not None,
+                        "%s: 40 parallel reads all answered (%.1f s)" % (what, took))
+                if out is not None:
+                    T.equal(out.strip(), b"40", "%s: every read failed" % what)
+                for pid in proxy_pids(tmp):
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+    finally:
+        for k in keys:
+            os.unlink(os.path.join(root, "values", k))
+
+
 def test_late_size(tmp_root):
     """A compressed value whose size the listing leaves out, and the stat_value that
     would tell it answered after the deadline: stat fails (EIO) rather than give a
@@ -327,6 +421,8 @@ def main():
         T.run(test_mute_rmdir, root, e)
         T.run(test_slow_digests, root)
         T.run(test_slow_lookup, root)
+        T.run(test_deaf, root, False)
+        T.run(test_deaf, root, True)
         with tempfile.TemporaryDirectory() as tmp:
             T.run(test_late_size, tmp)
         T.run(test_silent_hello, root)
