@@ -62,9 +62,8 @@ def unmount(mp):
             subprocess.run(["umount", "-l", mp], timeout=10)
 
 
-def daemon_pids(mp):
-    """PIDs of flechefs processes whose command line names the mount point."""
-    mp = os.path.realpath(mp)
+def pids_where(match):
+    """PIDs of the processes whose command line (a list of bytes) match accepts."""
     pids = []
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -74,10 +73,16 @@ def daemon_pids(mp):
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if argv and os.path.basename(argv[0]) == b"flechefs" and \
-                any(os.path.realpath(a.decode(errors="replace")) == mp for a in argv[1:] if a):
+        if argv and match(argv):
             pids.append(int(d))
     return pids
+
+
+def daemon_pids(mp):
+    """PIDs of flechefs processes whose command line names the mount point."""
+    mp = os.path.realpath(mp)
+    return pids_where(lambda argv: os.path.basename(argv[0]) == b"flechefs" and any(
+        os.path.realpath(a.decode(errors="replace")) == mp for a in argv[1:] if a))
 
 
 def children(pid):

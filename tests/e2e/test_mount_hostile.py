@@ -296,14 +296,7 @@ def test_slow_lookup(root):
 def proxy_pids(tmp):
     """The proxies whose script lives in tmp (the daemon's children)."""
     script = os.path.join(tmp, "proxy.py").encode()
-    pids = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            with contextlib.suppress(OSError):
-                with open("/proc/%s/cmdline" % d, "rb") as f:
-                    if script in f.read().split(b"\0"):
-                        pids.append(int(d))
-    return pids
+    return ml.pids_where(lambda argv: script in argv)
 
 
 def test_deaf(root, stop):
