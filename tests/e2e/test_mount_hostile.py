@@ -171,13 +171,18 @@ def timed(code, timeout, mp):
         return took, None
 
 
+def timed_call(expr, timeout, mp):
+    """timed() of a child that prints the value of the Python expression expr, or
+    minus the errno of the OSError it raises."""
+    return timed("import os\ntry:\n    print(%s)\nexcept OSError as e:\n"
+                 "    print(-e.errno)\n" % expr, timeout, mp)
+
+
 def test_errno(root, exp):
     with tempfile.TemporaryDirectory() as tmp:
         with ml.mounted(root, ["-o", proxied(tmp, "errno"), "-o", "timeout=3"]) as mp:
             p = os.path.join(mp, "calls", "0000")
-            code = ("import os\ntry:\n    os.stat(%r)\nexcept OSError as e:\n"
-                    "    print(e.errno)\n" % p)
-            took, out = timed(code, 15, mp)
+            took, out = timed_call("os.stat(%r) and 0" % p, 15, mp)
             T.check(out is not None, "errno 600: stat of calls/0000 hung (%.1f s)" % took)
             if out is not None:
                 T.check(out.strip() not in (b"", b"0"), "errno 600: stat failed (%r)" % out)
@@ -191,12 +196,10 @@ def test_stall(root, exp, opts):
     with tempfile.TemporaryDirectory() as tmp:
         with ml.mounted(root, ["-o", proxied(tmp, "stall"), "-o", "timeout=3"] + opts) as mp:
             p = os.path.join(mp, "values", value)
-            code = ("import os\ntry:\n    open(%r, 'rb').read()\n    print(0)\n"
-                    "except OSError as e:\n    print(e.errno)\n" % p)
-            took, out = timed(code, 15, mp)
+            took, out = timed_call("open(%r, 'rb').read() and 0" % p, 15, mp)
             T.check(out is not None, "stall %s: the read hung (%.1f s)" % (opts, took))
             if out is not None:
-                T.check(out.strip() == b"5", "stall %s: the read gave EIO (%r)" % (opts, out))
+                T.check(out.strip() == b"-5", "stall %s: the read gave EIO (%r)" % (opts, out))
 
 
 def test_replay(root, exp):
@@ -204,9 +207,7 @@ def test_replay(root, exp):
         with ml.mounted(root, ["-o", proxied(tmp, "replay"), "-o", "timeout=3"]) as mp:
             for d in ("calls", "values", "by-name/" + exp["calls"][0]["name"]):
                 p = os.path.join(mp, d)
-                code = ("import os\ntry:\n    print(len(os.listdir(%r)))\n"
-                        "except OSError as e:\n    print(-e.errno)\n" % p)
-                took, out = timed(code, 15, mp)
+                took, out = timed_call("len(os.listdir(%r))" % p, 15, mp)
                 T.check(out is not None, "replayed pages: ls %s ended (%.1f s)" % (d, took))
                 if out is None:
                     return
@@ -220,13 +221,11 @@ def test_mute_rmdir(root, exp):
             T.check(key in os.listdir(os.path.join(mp, "calls")), "mute: calls/ listed")
             open(os.path.join(tmp, "mute"), "w").close()
             p = os.path.join(mp, "calls", key)
-            code = ("import os\ntry:\n    os.rmdir(%r)\n    print(0)\n"
-                    "except OSError as e:\n    print(e.errno)\n" % p)
-            took, out = timed(code, 15, mp)
+            took, out = timed_call("os.rmdir(%r) or 0" % p, 15, mp)
             T.check(out is not None and took < 5.5,
                     "mute: rmdir answered within the timeout of 3 s (%.1f s)" % took)
             if out is not None:
-                T.check(out.strip() == b"5", "mute: rmdir gave EIO (%r)" % out)
+                T.check(out.strip() == b"-5", "mute: rmdir gave EIO (%r)" % out)
 
 
 def test_slow_digests(root):
@@ -246,9 +245,7 @@ def test_slow_digests(root):
             with ml.mounted(root, opts) as mp:
                 open(os.path.join(tmp, "slow"), "w").close()
                 p = os.path.join(mp, "digests", "abcd")
-                code = ("import os\ntry:\n    print(sorted(os.listdir(%r)))\n"
-                        "except OSError as e:\n    print(-e.errno)\n" % p)
-                took, out = timed(code, 60, mp)
+                took, out = timed_call("sorted(os.listdir(%r))" % p, 60, mp)
                 T.check(out is not None and took < 6,
                         "slow server: ls digests/abcd within twice the timeout (%.1f s)" % took)
                 if out is not None:
@@ -278,9 +275,7 @@ def test_slow_lookup(root):
                 with open(os.path.join(tmp, "slow"), "w") as f:
                     f.write("2.5")
                 p = os.path.join(mp, "digests", key[:8])
-                code = ("import os\ntry:\n    print(os.readlink(%r))\n"
-                        "except OSError as e:\n    print(-e.errno)\n" % p)
-                took, out = timed(code, 30, mp)
+                took, out = timed_call("os.readlink(%r)" % p, 30, mp)
                 T.check(out is not None and took < 4.2,
                         "slow lookup: digests/%s answered within the 3 s timeout "
                         "(%.1f s)" % (key[:8], took))
@@ -366,9 +361,7 @@ def test_late_size(tmp_root):
             path = os.path.join(mp, "values", key)
             T.equal(os.listdir(os.path.join(mp, "values")), [key], "late size: listed")
             open(os.path.join(tmp, "slowstat"), "w").close()
-            code = ("import os\ntry:\n    print(os.stat(%r).st_size)\n"
-                    "except OSError as e:\n    print(-e.errno)\n" % path)
-            took, out = timed(code, 15, mp)
+            took, out = timed_call("os.stat(%r).st_size" % path, 15, mp)
             T.equal(out and out.strip(), b"-5", "late size: the first stat fails with EIO")
             time.sleep(3)
             T.equal(os.stat(path).st_size, len(data), "late size: a later stat is exact")
