@@ -2,7 +2,7 @@
 """make-cache.py: writes a fleche cache, using only the Python standard library.
 
 The caches it writes are laid out and encoded as fleche 0.20 writes them (see
-FORMAT.md in the shared fixtures and rpc/PROTOCOL.md): one directory CACHE_DIR with
+tests/fixtures/README.md and rpc/PROTOCOL.md): one directory CACHE_DIR with
 `values/` (one pickle file per value key) and either `calls/` (one pickle file per
 call key, layout "files") or `calls.db` (SQLite in WAL mode with fleche's SQLAlchemy
 schema, layout "sql"), plus a `fleche.toml` describing it. A real fleche 0.20 reads

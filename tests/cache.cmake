@@ -1,6 +1,6 @@
 # cache: unit tests of the storage layer (server/cache.c and its parts: key index,
 # file codec, SQL store, record and metadata conversion, query matching). The fixture
-# tests copy ../shared/fixtures/real-cache to a temporary directory first (SQLite
+# tests copy tests/fixtures/real-cache to a temporary directory first (SQLite
 # creates -shm/-wal files next to a database even when it only reads).
 flechefs_unit_test(test_cache SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cache.c
 	LIBS flechefs_srv PkgConfig::ZLIB PkgConfig::SQLITE3)

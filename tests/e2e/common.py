@@ -10,6 +10,8 @@ Environment (set by ctest through flechefs_py_test):
   FLECHEFS_FIXTURES  the real-cache fixture directory
   FLECHEFS_SOURCE    the source tree
   FLECHEFS_BUILD     the build tree holding server/flechefs-server, fusefs/flechefs
+  FLECHEFS_PYENV     the virtual environment with the real fleche from PyPI
+                     (scripts/pyenv.sh; ./run-tests makes it in build/pyenv)
   CI=true            a missing fixture is a failure instead of a skip
 """
 
@@ -50,14 +52,14 @@ def fail(reason):
 def skip_or_fail(reason):
     """Skips, except under CI=true where a missing prerequisite is a failure."""
     if in_ci():
-        fail(reason + " (CI=true: a missing fixture is a failure)")
+        fail(reason + " (CI=true: a missing prerequisite is a failure)")
     skip(reason)
 
 
 def fixtures_dir():
     """The real-cache fixture directory; skips (or fails under CI) when missing."""
     path = os.environ.get("FLECHEFS_FIXTURES") or os.path.join(
-        SOURCE, "..", "shared", "fixtures", "real-cache")
+        SOURCE, "tests", "fixtures", "real-cache")
     path = os.path.abspath(path)
     if not os.path.isfile(os.path.join(path, "EXPECTED.json")):
         skip_or_fail("no fixture cache at '%s'" % path)
@@ -77,6 +79,18 @@ def secret_key_hex():
 def build_dir():
     path = os.environ.get("FLECHEFS_BUILD") or os.path.join(SOURCE, "build")
     return os.path.abspath(path)
+
+
+def fleche_python():
+    """The Python of the virtual environment holding the real fleche 0.22.2 (with
+    cloudpickle, dill, numpy, msgpack, attrs); skips, or fails under CI, when it is
+    missing (PyPI could not be reached when ./run-tests made it)."""
+    env = os.environ.get("FLECHEFS_PYENV") or os.path.join(build_dir(), "pyenv")
+    py = os.path.join(os.path.abspath(env), "bin", "python")
+    if not os.access(py, os.X_OK):
+        skip_or_fail("no Python environment with the real fleche at '%s' (./run-tests "
+                     "makes it with pip from PyPI; was PyPI unreachable?)" % env)
+    return py
 
 
 def binary(name):

@@ -21,8 +21,8 @@ PKDUMP = os.path.join(BUILD, "tests", "pkdump")
 
 def fixtures_dir():
     """The real-cache fixture directory, or None (the caller skips, or fails in CI)."""
-    d = os.environ.get("FLECHEFS_FIXTURES") or os.path.join(SOURCE, "..", "shared",
-                                                               "fixtures", "real-cache")
+    d = os.environ.get("FLECHEFS_FIXTURES") or os.path.join(SOURCE, "tests", "fixtures",
+                                                               "real-cache")
     return d if os.path.isdir(d) else None
 
 

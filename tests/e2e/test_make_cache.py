@@ -14,7 +14,7 @@ through the built flechefs-server and checks that what the server answers (listi
 records, metadata, value bytes read in ranges) is what the generator wrote.
 
 With the argument "fixture" it instead compares the generator's output with the real
-fleche cache in ../shared/fixtures/real-cache: the opcode sequences of call records
+fleche cache in tests/fixtures/real-cache: the opcode sequences of call records
 and destructured values, the SQL schema, and a numpy array value byte for byte.
 """
 

@@ -1533,7 +1533,7 @@ int main(void)
 		const char *src = getenv("FLECHEFS_SOURCE");
 
 		if (src) {
-			snprintf(buf, sizeof(buf), "%s/../shared/fixtures/real-cache", src);
+			snprintf(buf, sizeof(buf), "%s/tests/fixtures/real-cache", src);
 			fixtures = buf;
 		}
 	}

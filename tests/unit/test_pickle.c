@@ -650,7 +650,7 @@ static const char *fixtures_dir(void)
 		return e;
 	e = getenv("FLECHEFS_SOURCE");
 	if (e) {
-		snprintf(path, sizeof(path), "%s/../shared/fixtures/real-cache", e);
+		snprintf(path, sizeof(path), "%s/tests/fixtures/real-cache", e);
 		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
 			return path;
 	}
