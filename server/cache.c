@@ -829,25 +829,10 @@ int srv_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_
 	} else if (unique(c, SRV_VALUES, key, len, full, err) != 0) {
 		goto out;
 	}
-	if (srv_fstore_path(&c->values, full, path, sizeof(path), err) != 0)
-		goto out;
-	/* O_NONBLOCK: a FIFO named like a key must not block the server in open (it
-	 * is then refused as not a regular file); no effect on regular files */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	fd = srv_fstore_open(&c->values, full, path, &st, err);
 	if (fd < 0) {
-		if (errno == ENOENT)
+		if (err->code == RPC_E_ENOENT)
 			srv_fail(err, RPC_E_ENOENT, "no value '%s' in the cache", full);
-		else
-			srv_fail(err, rpc_error_from_errno(errno), "cannot open '%s': %s", path,
-			         strerror(errno));
-		goto out;
-	}
-	if (fstat(fd, &st) != 0) {
-		srv_fail(err, RPC_E_EIO, "cannot stat '%s': %s", path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		srv_fail(err, RPC_E_CORRUPT, "'%s' is not a regular file", path);
 		goto out;
 	}
 	for (p = c->lru; p; p = p->next) {
