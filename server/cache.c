@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "filecodec.h"
@@ -126,6 +127,28 @@ static char *join(const char *a, const char *b)
 	return out;
 }
 
+/*
+ * path made absolute with its directory part resolved (symbolic links allowed there)
+ * and its last component kept as it is, so that the file itself can be opened
+ * without following a symbolic link (store_sql.h invariant 5).
+ */
+static char *absolute_entry(const char *path)
+{
+	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+	char *dir, *absdir, *out;
+
+	if (!*base)
+		return absolute(path); /* a trailing slash: not a file */
+	dir = !slash ? strdup(".")
+	      : slash == path ? strdup("/")
+	                      : srv_strndup(path, (size_t)(slash - path));
+	absdir = dir ? absolute(dir) : NULL;
+	out = absdir ? join(strcmp(absdir, "/") == 0 ? "" : absdir, base) : NULL;
+	free(dir);
+	free(absdir);
+	return out;
+}
+
 static bool is_file(const char *path)
 {
 	struct stat st;
@@ -170,7 +193,7 @@ static char *sqlite_path(const char *url, struct srv_error *err)
 		srv_fail(err, RPC_E_ENOMEM, "out of memory");
 		return NULL;
 	}
-	abs = absolute(rel);
+	abs = absolute_entry(rel);
 	free(rel);
 	if (!abs)
 		srv_fail(err, RPC_E_ENOMEM, "out of memory");
@@ -210,8 +233,8 @@ static int resolve_layout(struct srv_cache *c, const struct srv_config *cfg, str
 				return srv_fail(err, rpc_error_from_errno(errno),
 				                "cannot open call storage '%s': %s", cfg->calls,
 				                strerror(errno));
-			c->calls_path = absolute(cfg->calls);
 			c->sql = S_ISREG(st.st_mode);
+			c->calls_path = c->sql ? absolute_entry(cfg->calls) : absolute(cfg->calls);
 		}
 	} else if (c->root) {
 		if (!(db = join(c->root, "calls.db")))
@@ -335,6 +358,19 @@ void srv_cache_free(struct srv_cache *c)
 	free(c->values_path);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
+}
+
+void srv_cache_quit(struct srv_cache *c)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 1;
+	if (pthread_mutex_timedlock(&c->lock, &until) != 0)
+		return; /* still busy: the files stay, as they would after a kill */
+	if (c->sql)
+		srv_sql_close(&c->db);
+	/* the lock is kept: nothing may use the storage again */
 }
 
 void srv_cache_layout(const struct srv_cache *c, struct srv_layout *out)

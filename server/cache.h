@@ -26,7 +26,9 @@
  * than 64 is ENOENT; srv_record.mtime is always set (timestop, else the file's or
  * database's mtime); a detail entry's name is NULL when a record cannot be read.
  * Opening a SQLite cache creates -shm/-wal files beside the database (as every
- * SQLite reader of a WAL database does): tests copy the fixtures first.
+ * SQLite reader of a WAL database does), removed at srv_cache_free or
+ * srv_cache_quit when they were not there before (store_sql.h invariant 6): tests
+ * copy the fixtures first all the same.
  */
 #ifndef FLECHEFS_SERVER_CACHE_H
 #define FLECHEFS_SERVER_CACHE_H
@@ -81,6 +83,14 @@ struct srv_cache; /* opaque */
  */
 int srv_cache_open(const struct srv_config *cfg, struct srv_cache **out, struct srv_error *err);
 void srv_cache_free(struct srv_cache *cache);
+/*
+ * Ends the use of the cache from any thread, as the process is about to end: waits
+ * (at most a second) for the operation in progress and closes the call storage, so
+ * that SQLite removes the files it made (store_sql.h invariant 6). The cache must not
+ * be used afterwards (an operation that tries waits for good) nor freed; the caller
+ * ends the process.
+ */
+void srv_cache_quit(struct srv_cache *cache);
 
 /* The layout for hello/info (secrets left out). Strings borrowed from the cache. */
 struct srv_layout {

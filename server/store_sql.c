@@ -6,6 +6,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,7 +123,7 @@ static int try_open(struct srv_sqlstore *s, bool immutable, struct srv_error *er
 {
 	sqlite3_stmt *st = NULL;
 	char *uri = NULL;
-	int rc, flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
+	int rc, flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW;
 	bool has_key = false, has_name = false;
 
 	if (immutable) {
@@ -186,6 +187,41 @@ fail:
 	return -(rc & 0xff) - 1;
 }
 
+/* Whether the file path + suffix exists (as anything, a dangling link too). */
+static bool beside_exists(const char *path, const char *suffix)
+{
+	char p[PATH_MAX];
+	struct stat st;
+
+	if ((size_t)snprintf(p, sizeof(p), "%s%s", path, suffix) >= sizeof(p))
+		return true; /* unknown: assume it is there, so nothing is removed */
+	return lstat(p, &st) == 0;
+}
+
+/* Invariant 6, after the last connection of ours is closed. */
+static void tidy(const char *path)
+{
+	sqlite3 *db = NULL;
+	int rc;
+
+	if (!beside_exists(path, "-wal") && !beside_exists(path, "-shm"))
+		return;
+	rc = sqlite3_open_v2(path, &db,
+	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
+	                     NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_busy_timeout(db, SRV_SQL_BUSY_MS);
+		/* a read opens the WAL, whose close removes the files */
+		rc = sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+	}
+	if (rc != SQLITE_OK)
+		fprintf(stderr,
+		        "flechefs-server: cannot remove the -wal and -shm files SQLite made "
+		        "beside '%s': %s\n",
+		        path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	sqlite3_close(db);
+}
+
 int srv_sql_open(struct srv_sqlstore *s, const char *path, struct srv_error *err)
 {
 	char call_sql[256];
@@ -193,20 +229,27 @@ int srv_sql_open(struct srv_sqlstore *s, const char *path, struct srv_error *err
 	int rc;
 
 	memset(s, 0, sizeof(*s));
-	if (stat(path, &st) != 0)
+	if (lstat(path, &st) != 0)
 		return srv_fail(err, rpc_error_from_errno(errno), "cannot open database '%s': %s",
 		                path, strerror(errno));
+	if (S_ISLNK(st.st_mode))
+		return srv_fail(err, RPC_E_EINVAL,
+		                "database '%s' is a symbolic link: the database file itself must "
+		                "be named",
+		                path);
 	if (!S_ISREG(st.st_mode))
 		return srv_fail(err, RPC_E_EINVAL, "database '%s' is not a regular file", path);
 	s->path = strdup(path);
 	if (!s->path)
 		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
+	s->tidy = !beside_exists(path, "-wal") && !beside_exists(path, "-shm");
 	rc = try_open(s, false, err);
 	if (rc != 0 && rc != -1 && ((-rc - 1) == SQLITE_CANTOPEN || (-rc - 1) == SQLITE_READONLY)) {
 		/* A WAL database in a directory we cannot write (no -shm possible): read
 		 * it as an immutable file. Nobody can be writing it through that dir. */
 		if (try_open(s, true, err) == 0) {
 			s->immutable = true;
+			s->tidy = false; /* SQLite makes no file for an immutable one */
 			fprintf(stderr,
 			        "flechefs-server: '%s' cannot be opened for shared reading; "
 			        "reading it as an immutable file\n",
@@ -250,6 +293,8 @@ void srv_sql_close(struct srv_sqlstore *s)
 	for (int i = 0; i < SRV_SQ__COUNT; i++)
 		sqlite3_finalize(s->stmts[i]);
 	sqlite3_close(s->db);
+	if (s->tidy)
+		tidy(s->path);
 	free(s->path);
 	memset(s, 0, sizeof(*s));
 }
@@ -1058,7 +1103,9 @@ int srv_sql_delete(struct srv_sqlstore *s, const char *key, struct srv_error *er
 	if (s->immutable)
 		return srv_fail(err, RPC_E_EROFS, "database '%s' is read as an immutable file",
 		                s->path);
-	rc = sqlite3_open_v2(s->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	rc = sqlite3_open_v2(s->path, &db,
+	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
+	                     NULL);
 	if (rc != SQLITE_OK) {
 		srv_fail(err, RPC_E_EACCES, "cannot open database '%s' for writing: %s", s->path,
 		         db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
