@@ -199,6 +199,18 @@ static int value_unsized(const struct fsd_inode *i)
 	return i->kind == FSD_VALUE && !i->have_size && !i->err;
 }
 
+/*
+ * What stat of a value answers while its size is not known: EIO while it has not
+ * been learnt (yet), the server's error when it cannot be (a file that is not a
+ * regular file, a bad signature); 0 once it is known. Lock held.
+ */
+static int value_size_err(const struct fsd_inode *i)
+{
+	if (i->kind != FSD_VALUE || i->have_size)
+		return 0;
+	return i->err ? i->err : EIO;
+}
+
 /* Fills an entry for i. Lock held. */
 static void fill_entry(struct fsd_fs *fs, struct fsd_inode *i, struct fuse_entry_param *e)
 {
@@ -209,8 +221,9 @@ static void fill_entry(struct fsd_fs *fs, struct fsd_inode *i, struct fuse_entry
 	e->attr_timeout = kind_timeout(fs, i->kind);
 	e->entry_timeout = e->attr_timeout;
 	/* A value whose size the listing did not know (a large compressed one): the
-	 * kernel must ask getattr, which learns it, before it believes a size. */
-	if (value_unsized(i))
+	 * kernel must ask getattr, which learns it (or fails), before it believes a
+	 * size. */
+	if (value_size_err(i))
 		e->attr_timeout = 0;
 }
 
@@ -519,8 +532,9 @@ static void lookup_keyed(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *pa
 			reply_err(req, r.err);
 		} else if (r.err == ENOENT || r.err == EINVAL) {
 			reply_negative(fs, req);
-		} else if (n == RPC_KEY_LEN) {
-			/* Listed, but reading fails (EBADMSG for a bad signature...). */
+		} else if (n == RPC_KEY_LEN && calls) {
+			/* Listed, but reading fails (EBADMSG for a bad signature...). A
+			 * value has no size to show then: its lookup fails instead. */
 			sp.key = name;
 			sp.err = r.err;
 			sp.size = 0;
@@ -1043,13 +1057,14 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fsd_itable_lock(&fs->it);
 	/* A size that could not be learnt now (the request timed out, the link is
 	 * down): an error, and the next getattr asks again; a size of 0 would be
-	 * cached by the kernel and read as an empty value. */
-	int unknown = value_unsized(i);
+	 * cached by the kernel and read as an empty value. A value the server cannot
+	 * read (not a regular file, a bad signature) has no size either: its error. */
+	int unknown = value_size_err(i);
 	fill_attr(fs, i, &st);
 	double t = kind_timeout(fs, i->kind);
 	fsd_itable_unlock(&fs->it);
 	if (unknown)
-		fuse_reply_err(req, EIO);
+		reply_err(req, unknown);
 	else
 		fuse_reply_attr(req, &st, t);
 }
