@@ -475,6 +475,13 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "flechefs: %s\n", err);
 		goto out;
 	}
+	/* The kernel checks every access against the modes and owner the tree shows (the
+	 * mounter's), so that with allow_other what ls -l shows is what is enforced:
+	 * other users read, only the mounter evicts. */
+	if (fuse_opt_add_arg(&args, "-odefault_permissions") != 0) {
+		fprintf(stderr, "flechefs: out of memory\n");
+		goto out;
+	}
 	se = fuse_session_new(&args, fsd_fs_ops(), sizeof(*fsd_fs_ops()), fs);
 	if (!se) {
 		fprintf(stderr, "flechefs: bad FUSE options (see --help)\n");
