@@ -33,7 +33,9 @@
  *     views of their result and arguments that apply, as the view cache says.
  *  6. Nothing is ever created or written: those operations fail with EROFS on a
  *     read-only mount or server, else EPERM. Unlinking a file inside a call folder
- *     succeeds and changes nothing; rmdir of calls/<key> evicts.
+ *     succeeds and changes nothing; rmdir of calls/<key> evicts, within the
+ *     eviction guard (below). Who may do what is the kernel's check of the modes
+ *     shown (default_permissions, set by main.c): only the mounter evicts.
  */
 #include <errno.h>
 #include <math.h>
@@ -56,6 +58,24 @@
 #define FS_TOP_TIMEOUT   3600.0
 #define FS_VALUE_BLKSIZE (1024 * 1024)
 
+/*
+ * The eviction guard: `rm -r calls` (or a glob gone wrong) would evict every call,
+ * one rmdir at a time. An eviction is refused with EBUSY when FS_EVICT_BURST
+ * evictions or more were attempted in the FS_EVICT_WINDOW seconds before it;
+ * refused attempts count too, so that a storm evicts its first FS_EVICT_BURST calls
+ * and nothing more until it pauses for FS_EVICT_WINDOW seconds, however long it
+ * lasts. One log line per storm says so. -o evict_all lifts the guard.
+ */
+#define FS_EVICT_BURST  16
+#define FS_EVICT_WINDOW 10.0
+
+struct evict_guard {
+	pthread_mutex_t lock;
+	double at[FS_EVICT_BURST]; /* CLOCK_MONOTONIC seconds of the last attempts (a ring) */
+	unsigned next;             /* the oldest of them, overwritten next */
+	int refusing;              /* the last attempt was refused (and logged) */
+};
+
 struct fsd_fs {
 	struct fsd_conn *conn;
 	struct fsd_itable it;
@@ -74,6 +94,7 @@ struct fsd_fs {
 	uint64_t byname_ino;
 	struct fsd_listings lists;
 	struct fsd_viewcache views;
+	struct evict_guard guard;
 };
 
 /* --- attributes --- */
@@ -1183,6 +1204,32 @@ static void *inval_main(void *arg)
 	return NULL;
 }
 
+/* Records an eviction attempt of key; nonzero when the guard lets it through. */
+static int evict_admitted(struct fsd_fs *fs, const char *key)
+{
+	struct evict_guard *g = &fs->guard;
+	struct timespec ts;
+	if (fs->o.evict_all)
+		return 1;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	double now = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+	pthread_mutex_lock(&g->lock);
+	double oldest = g->at[g->next];
+	int ok = oldest == 0 || now - oldest >= FS_EVICT_WINDOW;
+	int first_refusal = !ok && !g->refusing;
+	g->at[g->next] = now;
+	g->next = (g->next + 1) % FS_EVICT_BURST;
+	g->refusing = !ok;
+	pthread_mutex_unlock(&g->lock);
+	if (first_refusal)
+		fsd_log(FSD_LOG_WARN,
+		        "refusing to evict call %s and the next ones (EBUSY): more than %d "
+		        "evictions within %.0f s, as rm -r of calls/ makes; pause for %.0f s, or "
+		        "mount with -o evict_all",
+		        key, FS_EVICT_BURST, FS_EVICT_WINDOW, FS_EVICT_WINDOW);
+	return ok;
+}
+
 static void rmdir_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 {
 	struct fsd_fs *fs = fs_of(req);
@@ -1208,6 +1255,10 @@ static void rmdir_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 		fuse_reply_err(req, strlen(name) >= RPC_PREFIX_MIN && is_hex(name, strlen(name))
 		                        ? ENOTDIR
 		                        : ENOENT);
+		return;
+	}
+	if (!evict_admitted(fs, name)) {
+		fuse_reply_err(req, EBUSY);
 		return;
 	}
 	struct fsd_result r;
@@ -1988,6 +2039,7 @@ struct fsd_fs *fsd_fs_new(struct fsd_conn *conn, const struct fsd_fs_options *o)
 	fs->conn = conn;
 	fs->o = *o;
 	pthread_mutex_init(&fs->ra_lock, NULL);
+	pthread_mutex_init(&fs->guard.lock, NULL);
 	if (fs->o.cache_timeout < 0)
 		fs->o.cache_timeout = 0;
 	if (fs->o.negative_timeout < 0)
@@ -2045,6 +2097,7 @@ void fsd_fs_free(struct fsd_fs *fs)
 	fsd_viewcache_release(&fs->views);
 	fsd_itable_release(&fs->it);
 	pthread_mutex_destroy(&fs->ra_lock);
+	pthread_mutex_destroy(&fs->guard.lock);
 	free(fs);
 }
 

@@ -42,6 +42,7 @@ struct options {
 	int timeout;
 	unsigned readahead_kb;
 	int no_splice;
+	int evict_all;
 	double cache_timeout;
 	double negative_timeout;
 	char *server; /* -o server=CMD (also handed to the SSH options) */
@@ -57,6 +58,7 @@ static const struct fuse_opt opt_spec[] = {
     {"timeout=%i", offsetof(struct options, timeout), 0},
     {"readahead_kb=%u", offsetof(struct options, readahead_kb), 0},
     {"nosplice", offsetof(struct options, no_splice), 1},
+    {"evict_all", offsetof(struct options, evict_all), 1},
     {"cache_timeout=%lf", offsetof(struct options, cache_timeout), 0},
     {"negative_timeout=%lf", offsetof(struct options, negative_timeout), 0},
     FUSE_OPT_KEY("-h", KEY_HELP),
@@ -145,6 +147,9 @@ static void usage(const char *prog)
 	       "    -o readahead_kb=N      kernel readahead for the mount, when allowed (4096)\n"
 	       "    -o nosplice            copy values through memory instead of splicing them\n"
 	       "                           from the local server's pipe to the kernel\n"
+	       "    -o evict_all           let rmdir evict any number of calls (by default, after\n"
+	       "                           16 evictions within 10 s the next ones fail with\n"
+	       "                           EBUSY until they pause for 10 s)\n"
 	       "\n"
 	       "%s\n"
 	       "FUSE options:\n",
@@ -465,6 +470,7 @@ int main(int argc, char *argv[])
 	    .no_splice = o.no_splice,
 	    .mountpoint = mount_real,
 	    .readahead_kb = o.readahead_kb,
+	    .evict_all = o.evict_all,
 	};
 	fs = fsd_fs_new(conn, &fso);
 	if (!fs) {
