@@ -7,7 +7,7 @@ and read by a second local user (otheruser.py), locally and over SSH.
   the entries are listed and fail with EIO, the secret never appears. The cache's root
   and its values/ directory are themselves symbolic links, which is allowed.
 - sqlite_link: calls.db a symbolic link to a database the mounter can read: the mount
-  is refused, naming the link.
+  is refused, naming the link, and so is the server given the link with --calls.
 - not_regular: a directory where a value file (or a call record) should be: stat fails
   with EIO (it is not an empty regular file).
 - permissions: permission checks are the kernel's (default_permissions): the other user
@@ -167,6 +167,12 @@ def test_sqlite_link(user, exp):
                         "the refusal names the link: %r" % msg)
             finally:
                 ml.unmount(mp)
+        link = os.path.join(root, "calls.db")
+        r = common.run([ml.server(), "--serve", "--calls", "sqlite:///" + link,
+                        "--values", os.path.join(root, "values")], stdin=subprocess.DEVNULL)
+        msg = r.stderr.decode(errors="replace")
+        T.check(r.returncode == 1 and "symbolic link" in msg,
+                "the server refuses --calls sqlite:///LINK: %r" % msg)
         T.equal(sorted(os.listdir(priv)), ["calls.db"], "nothing made beside the target")
 
 
