@@ -160,7 +160,11 @@ static void fill_attr(struct fsd_fs *fs, struct fsd_inode *i, struct stat *st)
 	st->st_atim = st->st_mtim;
 	st->st_ctim = st->st_mtim;
 	if (is_dir_kind(i->kind)) {
-		int w = fs->evict_allowed && (i->kind == FSD_CALLS || i->kind == FSD_CALL);
+		/* Writable where rm -r of a call goes: unlinking in a call directory
+		 * succeeds (changing nothing) and rmdir of calls/<key> evicts; the kernel
+		 * checks these modes (default_permissions). */
+		int w = fs->evict_allowed && (i->kind == FSD_CALLS || i->kind == FSD_CALL ||
+		                              i->kind == FSD_CALL_ARGS || i->kind == FSD_CALL_META);
 		st->st_mode = S_IFDIR | (w ? 0755 : 0555);
 		/* 2 + subdirectories where known, 1 ("unknown") where counting them would
 		 * cost a listing: find's leaf optimisation relies on it. */
