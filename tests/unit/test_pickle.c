@@ -468,6 +468,17 @@ static void test_hostile(void)
 	              "b."),
 	          -EBADMSG);                       /* BUILD of a list */
 	parse_bad(LIT("NN\x93."), -EBADMSG);       /* STACK_GLOBAL of non-str */
+	/* a FRAME longer than the data left is truncated input, as CPython's pickle.loads
+	 * says ("pickle data was truncated"; 2^63 bytes or more is its OverflowError) */
+	parse_bad(LIT("\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x80N."), -EBADMSG);
+	parse_bad(LIT("\x80\x04\x95\xff\xff\xff\xff\xff\xff\xff\xffN."), -EBADMSG);
+	parse_bad(LIT("\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00N."), -EBADMSG);
+	CHECK(strstr(err, "truncated") && strstr(err, "FRAME"));
+	CHECK(pk_find_end(LIT("\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00N."), &end) ==
+	      -EBADMSG);
+	d = parse_ok(LIT("\x80\x04\x95\x02\x00\x00\x00\x00\x00\x00\x00N."));
+	CHECK(d && root_of(d)->kind == PK_NONE);
+	pk_doc_free(d);
 	parse_bad(LIT("Pabc\n."), -EBADMSG);       /* persistent id */
 	parse_bad(LIT("\x80\x05\x97."), -EBADMSG); /* out-of-band buffer */
 	parse_bad(LIT("\x80\x05\x98."), -EBADMSG); /* READONLY_BUFFER underflow */
