@@ -21,7 +21,9 @@
 #include "cache.h"
 #include "filecodec.h"
 #include "keyindex.h"
+#include "msg.h"
 #include "query.h"
+#include "record.h"
 #include "sjson.h"
 #include "check_count.h"
 
@@ -115,6 +117,31 @@ static void test_sjson(void)
 	deep[sizeof(deep) - 1] = '\0';
 	CHECK(parse(deep, &sb, &u, why) == -1 && strstr(why, "deep"), "depth limit: %s", why);
 	done(&sb, &u);
+	/* the deepest JSON a metadata block may hold, a big integer innermost, fills a
+	 * metadata map (the block at its level 2) to exactly SRV_META_MAX_DEPTH */
+	for (int d = SRV_SJSON_MAX_DEPTH; d <= SRV_SJSON_MAX_DEPTH + 1; d++) {
+		char text[2 * SRV_SJSON_MAX_DEPTH + 64];
+		msgpack_packer pk;
+		int n = 0, rc;
+
+		for (int i = 0; i < d; i++)
+			text[n++] = '[';
+		n += snprintf(text + n, sizeof(text) - (size_t)n, "123456789012345678901234567890");
+		for (int i = 0; i < d; i++)
+			text[n++] = ']';
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		rc = msgpack_pack_map(&pk, 1) || rpc_pack_str(&pk, "b") ? -2
+		     : srv_sjson_pack(text, (size_t)n, &pk, why, sizeof(why));
+		if (d == SRV_SJSON_MAX_DEPTH)
+			CHECK(rc == 0 &&
+			          rpc_msgpack_check(sb.data, sb.size, SRV_META_MAX_DEPTH, NULL, 0) == 0 &&
+			          rpc_msgpack_check(sb.data, sb.size, SRV_META_MAX_DEPTH - 1, NULL, 0) != 0,
+			      "%d levels of JSON fill the metadata map to its limit: %s", d, why);
+		else
+			CHECK(rc == -1 && strstr(why, "deep"), "%d levels are refused: %s", d, why);
+		msgpack_sbuffer_destroy(&sb);
+	}
 	{
 		double d = 0;
 		const char *rt = "{\"timestart\": 1.5, \"x\": {\"timestop\": 9}, \"timestop\": NaN,"
