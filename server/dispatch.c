@@ -523,9 +523,11 @@ static int do_load(struct srv_session *s, struct call *c)
 	 * again here because a message nested deeper must never be sent */
 	if (!rec.metadata_error && rec.metadata && rec.metadata_len &&
 	    rpc_msgpack_check(rec.metadata, rec.metadata_len, SRV_META_MAX_DEPTH, NULL, 0) != 0 &&
-	    srv_record_meta_fail(&rec, "the metadata of call '%s' nests deeper than %d levels",
+	    srv_record_meta_fail(&rec,
+	                         "the metadata of call '%s' nests deeper than the %d levels a "
+	                         "load answer can carry",
 	                         quote(q, sizeof(q), rec.key, strlen(rec.key)),
-	                         SRV_META_MAX_DEPTH) != 0) {
+	                         SRV_META_VALUE_DEPTH) != 0) {
 		srv_record_release(&rec);
 		return srv_fail(&c->err, RPC_E_ENOMEM, "out of memory loading '%s'", key);
 	}

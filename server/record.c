@@ -377,7 +377,7 @@ int srv_record_from_pickle(const struct pk_node *root, const char *key, const ch
 		         ? srv_record_meta_fail(rec,
 		                                "the metadata of call record '%s' nests deeper "
 		                                "than the %d levels a load answer can carry",
-		                                path, SRV_META_MAX_DEPTH)
+		                                path, SRV_META_VALUE_DEPTH)
 		         : srv_record_meta_fail(rec,
 		                                "the metadata of call record '%s' is larger than "
 		                                "can be served (%u objects, %u bytes)",

@@ -28,6 +28,8 @@
  * map, the map itself): it may nest this deep for the message to stay within
  * RPC_MAX_DEPTH. A metadata value inside a block may so nest 60 deep. */
 #define SRV_META_MAX_DEPTH (RPC_MAX_DEPTH - 2)
+/* The same for a value inside a block (what messages and documents call the limit). */
+#define SRV_META_VALUE_DEPTH (SRV_META_MAX_DEPTH - 2)
 #define SRV_META_MAX_BYTES (8u * 1024 * 1024)
 #define SRV_META_MAX_NODES 1000000u
 

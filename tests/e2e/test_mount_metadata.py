@@ -113,7 +113,7 @@ def test_files(exp):
         with open(os.path.join(root, "calls", DEEP_KEY), "wb") as f:
             f.write(deep_record(arg_key, first["result_digest"]))
         check_mount("files", root, first["key"], arg_key, first["result_digest"],
-                    "nests deeper than the 62 levels")
+                    "nests deeper than the 60 levels")
 
 
 def test_sql(exp):
@@ -132,7 +132,7 @@ def test_sql(exp):
                        (DEEP_KEY, "tags", '{"deep": ' + "[" * DEPTH + "]" * DEPTH + "}"))
         db.close()
         check_mount("sql", root, first["key"], arg_key, first["result_digest"],
-                    "nesting too deep")
+                    "nesting deeper than 60 levels")
 
 
 def main():
