@@ -529,7 +529,8 @@ static int do_load(struct srv_session *s, struct call *c)
 	                         quote(q, sizeof(q), rec.key, strlen(rec.key)),
 	                         SRV_META_VALUE_DEPTH) != 0) {
 		srv_record_release(&rec);
-		return srv_fail(&c->err, RPC_E_ENOMEM, "out of memory loading '%s'", key);
+		return srv_fail(&c->err, RPC_E_ENOMEM, "out of memory loading '%s'",
+		                quote(q, sizeof(q), key, len));
 	}
 	r |= msgpack_pack_map(pk, 10);
 	r |= rpc_pack_str(pk, "key");

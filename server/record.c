@@ -132,6 +132,7 @@ static int pack_object(msgpack_packer *pk, const char *module, const char *name)
 	return msgpack_pack_str_body(pk, name ? name : "", q);
 }
 
+/* The class of a value metadata has no form for, packed as {"$object": ...}. */
 static const char *builtin_name(enum pk_kind k)
 {
 	switch (k) {
@@ -141,12 +142,6 @@ static const char *builtin_name(enum pk_kind k)
 		return "set";
 	case PK_FROZENSET:
 		return "frozenset";
-	case PK_TUPLE:
-		return "tuple";
-	case PK_LIST:
-		return "list";
-	case PK_DICT:
-		return "dict";
 	default:
 		return "object";
 	}
