@@ -145,6 +145,26 @@ static const struct fsd_record_file *record_file(struct fsd_inode *i)
 	return NULL;
 }
 
+/*
+ * EIO, logged with the server's reason, when i is a part of a call that is rendered
+ * from metadata the server cannot send (call.json, metadata/ and what is in it); 0
+ * otherwise. Lock not held.
+ */
+static int metadata_refused(struct fsd_inode *i, struct fsd_fs *fs)
+{
+	fsd_itable_lock(&fs->it);
+	struct fsd_record *rec = fsd_record_ref(i->rec);
+	const struct fsd_record_file *f = i->kind == FSD_CALL_FILE ? record_file(i) : NULL;
+	int refused = rec && rec->meta_error &&
+	              (i->kind == FSD_CALL_META || i->kind == FSD_CALL_META_FILE ||
+	               (f && f == &rec->files[0])); /* files[0] is call.json */
+	fsd_itable_unlock(&fs->it);
+	if (refused)
+		fsd_log(FSD_LOG_WARN, "cannot read '%s': %s", i->path, rec->meta_error);
+	fsd_record_unref(rec);
+	return refused ? EIO : 0;
+}
+
 /* Fills st from the inode. Caller holds the table lock. */
 static void fill_attr(struct fsd_fs *fs, struct fsd_inode *i, struct stat *st)
 {
@@ -891,6 +911,8 @@ static void lookup_in_call(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *
 	struct child_spec sp = {.size = -1};
 	char target[96];
 	int e = ensure_record(fs, parent);
+	if (!e && parent->kind == FSD_CALL_META)
+		e = metadata_refused(parent, fs);
 	if (e) {
 		reply_err(req, e);
 		return;
@@ -1396,6 +1418,12 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	} else if (i->kind != FSD_CALL_FILE && i->kind != FSD_CALL_META_FILE) {
 		fuse_reply_err(req, EISDIR);
 		return;
+	} else {
+		int err = metadata_refused(i, fs);
+		if (err) {
+			reply_err(req, err);
+			return;
+		}
 	}
 	raise_readahead(fs);
 	/* A value never changes for its key: keep the kernel's pages. A record's
@@ -1655,6 +1683,8 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	case FSD_CALL_ARGS:
 	case FSD_CALL_META: {
 		int e = ensure_record(fs, i);
+		if (!e && i->kind == FSD_CALL_META)
+			e = metadata_refused(i, fs);
 		if (e) {
 			rc = -e;
 			break;

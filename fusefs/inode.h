@@ -43,7 +43,7 @@ enum fsd_kind {
 /* A call record rendered into the files of its directory. */
 struct fsd_record_file {
 	char *name; /* file name inside its directory */
-	char *data; /* contents (call.json text, "add\n", ...) */
+	char *data; /* contents (call.json text, "add\n", ...); NULL when empty */
 	size_t len;
 };
 
@@ -64,6 +64,10 @@ struct fsd_record {
 	char result[65];              /* "" when the record has no result */
 	struct fsd_record_file *meta; /* metadata/<block>.json */
 	size_t nmeta;
+	/* Why the server cannot send the metadata (load's metadata_error), or NULL. When
+	 * set, meta is empty and call.json is listed empty: opening it, or metadata/,
+	 * fails with EIO and logs this. */
+	char *meta_error;
 };
 
 struct fsd_record *fsd_record_ref(struct fsd_record *r);

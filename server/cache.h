@@ -153,6 +153,9 @@ struct srv_record {
 	 * response; PROTOCOL.md section 3 says how values are mapped. */
 	char *metadata;
 	size_t metadata_len;
+	/* Why the metadata cannot be served (nested too deep, too large, not JSON), or
+	 * NULL; when set, metadata is an empty map and the rest of the record is whole. */
+	char *metadata_error;
 	double mtime;
 };
 void srv_record_release(struct srv_record *rec);

@@ -41,11 +41,10 @@
 #include "buf.h"
 #include "frame.h"
 #include "msg.h"
+#include "record.h"
 #include "rpc.h"
 #include "views.h"
 
-/* How deep the metadata map of a load result may nest (it starts at depth 3). */
-#define METADATA_DEPTH (RPC_MAX_DEPTH - 2)
 /* load_value ranges at least this large are written from the value, not copied. */
 #define SRV_ZERO_COPY_MIN (128u * 1024)
 /* Write batched responses once this many bytes are waiting. */
@@ -520,18 +519,20 @@ static int do_load(struct srv_session *s, struct call *c)
 	memset(&rec, 0, sizeof(rec));
 	if (srv_load(s->cache, key, len, &rec, &c->err) < 0)
 		return -1;
-	/* the metadata map sits at depth 3 of the response (response, result, metadata):
-	 * it may nest METADATA_DEPTH deep for the whole message to stay within the limit */
-	if (rec.metadata && rec.metadata_len &&
-	    rpc_msgpack_check(rec.metadata, rec.metadata_len, METADATA_DEPTH, NULL, 0) != 0) {
-		srv_fail(&c->err, RPC_E_CORRUPT,
-		         "the metadata of call '%s' is nested too deep to be sent (at most %d "
-		         "levels)",
-		         quote(q, sizeof(q), rec.key, strlen(rec.key)), METADATA_DEPTH);
+	/* every store keeps its metadata within SRV_META_MAX_DEPTH (record.h); checked
+	 * again here because a message nested deeper must never be sent */
+	if (!rec.metadata_error && rec.metadata && rec.metadata_len &&
+	    rpc_msgpack_check(rec.metadata, rec.metadata_len, SRV_META_MAX_DEPTH, NULL, 0) != 0 &&
+	    srv_record_meta_fail(&rec,
+	                         "the metadata of call '%s' nests deeper than the %d levels a "
+	                         "load answer can carry",
+	                         quote(q, sizeof(q), rec.key, strlen(rec.key)),
+	                         SRV_META_VALUE_DEPTH) != 0) {
 		srv_record_release(&rec);
-		return -1;
+		return srv_fail(&c->err, RPC_E_ENOMEM, "out of memory loading '%s'",
+		                quote(q, sizeof(q), key, len));
 	}
-	r |= msgpack_pack_map(pk, 9);
+	r |= msgpack_pack_map(pk, 10);
 	r |= rpc_pack_str(pk, "key");
 	r |= rpc_pack_str(pk, rec.key);
 	r |= rpc_pack_str(pk, "name");
@@ -567,6 +568,11 @@ static int do_load(struct srv_session *s, struct call *c)
 		r |= msgpack_sbuffer_write(c->out, rec.metadata, rec.metadata_len);
 	else
 		r |= msgpack_pack_map(pk, 0);
+	r |= rpc_pack_str(pk, "metadata_error");
+	if (rec.metadata_error)
+		r |= rpc_pack_error_map(pk, RPC_E_CORRUPT, rec.metadata_error, NULL, 0, 0);
+	else
+		r |= msgpack_pack_nil(pk);
 	r |= rpc_pack_str(pk, "mtime");
 	r |= msgpack_pack_double(pk, rec.mtime);
 	srv_record_release(&rec);

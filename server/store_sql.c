@@ -929,7 +929,9 @@ static int load_in_txn(struct srv_sqlstore *s, const char *key, struct srv_recor
 	msgpack_packer pk;
 	size_t nblocks = 0, cap = 0;
 	int rc, ret = -1;
-	char why[128];
+	char why[128], bad_why[256];
+	bool bad_block = false, seen_runtime = false;
+	double timestop = NAN; /* the first runtime block's, for a record whose metadata is bad */
 
 	msgpack_sbuffer_init(&body);
 	msgpack_sbuffer_init(&whole);
@@ -1019,7 +1021,8 @@ static int load_in_txn(struct srv_sqlstore *s, const char *key, struct srv_recor
 		goto out;
 	sqlite3_bind_text(st, 1, key, RPC_KEY_LEN, SQLITE_STATIC);
 	msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	/* a block that cannot be served spoils the metadata, not the call (record.h) */
+	while (!bad_block && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *name = (const char *)sqlite3_column_text(st, 0);
 		int nl = sqlite3_column_bytes(st, 0);
 		const char *data = (const char *)sqlite3_column_text(st, 1);
@@ -1027,27 +1030,37 @@ static int load_in_txn(struct srv_sqlstore *s, const char *key, struct srv_recor
 
 		if (!name || !data)
 			continue;
+		if (!seen_runtime && nl == 7 && memcmp(name, "runtime", 7) == 0) {
+			seen_runtime = true;
+			if (srv_sjson_number(data, (size_t)dl, "timestop", &timestop) != 0)
+				timestop = NAN;
+		}
 		if (msgpack_pack_str(&pk, (size_t)nl) ||
 		    msgpack_pack_str_body(&pk, name, (size_t)nl))
 			goto oom_st;
 		if (srv_sjson_pack(data, (size_t)dl, &pk, why, sizeof(why)) != 0) {
-			done(st);
-			srv_fail(err, RPC_E_CORRUPT,
-			         "metadata block '%.*s' of call '%s' in '%s' is not JSON: %s",
-			         nl > 64 ? 64 : nl, name, key, s->path, why);
-			goto out;
-		}
-		if (body.size > SRV_META_MAX_BYTES) {
-			done(st);
-			srv_fail(err, RPC_E_CORRUPT, "metadata of call '%s' in '%s' is too large",
-			         key, s->path);
-			goto out;
+			snprintf(bad_why, sizeof(bad_why),
+			         "has a block '%.*s' that cannot be read as JSON: %s",
+			         nl > 64 ? 64 : nl, name, why);
+			bad_block = true;
+		} else if (body.size > SRV_META_MAX_BYTES) {
+			snprintf(bad_why, sizeof(bad_why), "is larger than %u bytes",
+			         SRV_META_MAX_BYTES);
+			bad_block = true;
 		}
 		nblocks++;
 	}
 	done(st);
-	if (rc != SQLITE_DONE) {
+	if (!bad_block && rc != SQLITE_DONE) {
 		db_fail(s, err, "read metadata", rc);
+		goto out;
+	}
+	if (bad_block) {
+		if (srv_record_meta_fail(rec, "the metadata of call '%s' in '%s' %s", key, s->path,
+		                         bad_why) != 0)
+			goto oom;
+		rec->mtime = isfinite(timestop) ? timestop : db_mtime(s);
+		ret = 0;
 		goto out;
 	}
 	msgpack_packer_init(&pk, &whole, msgpack_sbuffer_write);

@@ -5,7 +5,8 @@
 # test_mount_sizes.py: values around page and read boundaries, spliced and copied;
 # test_mount_hostile.py: a proxy that corrupts or stalls the server's answers;
 # test_mount_shared.py: a cache others can write to, read by a second local user
-# through -o allow_other: symlinks, permissions, the eviction guard, SQLite's files). They
+# through -o allow_other: symlinks, permissions, the eviction guard, SQLite's files;
+# test_mount_metadata.py: a call whose metadata is nested too deep to send). They
 # need /dev/fuse and root or fusermount3; without them they skip (fail under CI=true).
 # The benchmark bench/bench-mount is run by hand, not by ctest.
 if(TARGET flechefs_fsd)
@@ -18,10 +19,10 @@ if(TARGET flechefs AND TARGET flechefs-server)
 	flechefs_py_test(mount_sizes e2e/test_mount_sizes.py LABELS mount)
 	flechefs_py_test(mount_hostile e2e/test_mount_hostile.py LABELS mount)
 	flechefs_py_test(mount_shared e2e/test_mount_shared.py LABELS mount)
+	flechefs_py_test(mount_metadata e2e/test_mount_metadata.py LABELS mount)
 	if(TEST mount_fixtures)
 		set_tests_properties(mount_fixtures mount_errors mount_views mount_sizes mount_hostile
-		                     mount_shared
-		                     PROPERTIES
+		                     mount_shared mount_metadata PROPERTIES
 		                     TIMEOUT 300 RUN_SERIAL TRUE)
 	endif()
 endif()
