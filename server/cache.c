@@ -134,6 +134,13 @@ static bool is_file(const char *path)
 }
 
 /* The URL with anything between "://" and '@' (a password) replaced by "***". */
+static bool is_dir(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 static char *redact_url(const char *url)
 {
 	const char *s = strstr(url, "://"), *at, *slash;
@@ -347,6 +354,14 @@ void srv_cache_layout(const struct srv_cache *c, struct srv_layout *out)
 	out->values_path = c->values_path;
 	out->read_only = c->read_only;
 	out->key_count = c->nkeys;
+	out->calls_present = c->sql ? is_file(c->calls_path) : is_dir(c->calls_path);
+	out->values_present = is_dir(c->values_path);
+	out->fleche_toml = false;
+	if (c->root) {
+		char *toml = join(c->root, "fleche.toml");
+		out->fleche_toml = toml && is_file(toml);
+		free(toml);
+	}
 }
 
 int srv_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv_error *err)
@@ -365,6 +380,64 @@ int srv_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv
 	if (srv_keyindex_refresh(&c->values.index, err) != 0)
 		goto out;
 	*values = c->values.index.n;
+	rc = 0;
+out:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+/* Adds the blocks of every indexed file of ki to *bytes (the index refreshed first). */
+static int index_size(struct srv_keyindex *ki, uint64_t *bytes, struct srv_error *err)
+{
+	char hex[RPC_KEY_LEN + 1];
+	struct stat st;
+	int dfd;
+
+	if (srv_keyindex_refresh(ki, err) != 0)
+		return -1;
+	if (ki->n == 0)
+		return 0;
+	dfd = open(ki->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return errno == ENOENT ? 0
+		                       : srv_fail(err, rpc_error_from_errno(errno),
+		                                  "cannot open '%s': %s", ki->dir, strerror(errno));
+	for (size_t i = 0; i < ki->n; i++) {
+		srv_key_to_hex(srv_keyindex_key(ki, i), hex);
+		if (fstatat(dfd, hex, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			*bytes += (uint64_t)st.st_blocks * 512;
+	}
+	close(dfd);
+	return 0;
+}
+
+static void add_file_size(const char *path, uint64_t *bytes)
+{
+	struct stat st;
+
+	if (path && stat(path, &st) == 0)
+		*bytes += (uint64_t)st.st_blocks * 512;
+}
+
+int srv_cache_size(struct srv_cache *c, uint64_t *bytes, struct srv_error *err)
+{
+	int rc = -1;
+
+	*bytes = 0;
+	pthread_mutex_lock(&c->lock);
+	if (c->sql) {
+		char *wal = NULL;
+
+		add_file_size(c->calls_path, bytes);
+		if (asprintf(&wal, "%s-wal", c->calls_path) >= 0) {
+			add_file_size(wal, bytes);
+			free(wal);
+		}
+	} else if (index_size(&c->calls.index, bytes, err) != 0) {
+		goto out;
+	}
+	if (index_size(&c->values.index, bytes, err) != 0)
+		goto out;
 	rc = 0;
 out:
 	pthread_mutex_unlock(&c->lock);

@@ -112,6 +112,20 @@ def mount(source, mp, opts=(), env=None, timeout=30):
     return common.run([flechefs()] + list(opts) + [source, mp], timeout=timeout, env=e)
 
 
+def try_mount(source, opts, env=None, timeout=60):
+    """Mounts on a fresh directory, lists calls/ and unmounts; returns (exit status,
+    stderr text, listing of calls/ or None when nothing was mounted)."""
+    with common.temp_dir("flechefs-mnt-") as mp:
+        try:
+            r = mount(source, mp, opts, env=env, timeout=timeout)
+            listing = None
+            if r.returncode == 0 and is_mounted(mp):
+                listing = os.listdir(os.path.join(mp, "calls"))
+            return r.returncode, r.stderr.decode(errors="replace"), listing
+        finally:
+            unmount(mp)
+
+
 @contextlib.contextmanager
 def mounted(source, opts=(), env=None):
     """Mounts source on a fresh directory; yields the mount point; always unmounts."""

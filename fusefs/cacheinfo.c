@@ -1,0 +1,73 @@
+/*
+ * cacheinfo.c: decoding the server's `info` answer and what the daemon does with it
+ * (cacheinfo.h).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cacheinfo.h"
+#include "msg.h"
+
+void fsd_cache_info_decode(const msgpack_object *result, struct fsd_cache_info *out)
+{
+	const msgpack_object *calls = rpc_map_get(result, "calls");
+	const msgpack_object *values = rpc_map_get(result, "values");
+
+	memset(out, 0, sizeof(*out));
+	out->presence_known = rpc_obj_bool(rpc_map_get(calls, "present"), &out->calls_present) == 0 &&
+	                      rpc_obj_bool(rpc_map_get(values, "present"), &out->values_present) == 0;
+	if (rpc_obj_bool(rpc_map_get(result, "fleche_toml"), &out->fleche_toml) != 0)
+		out->fleche_toml = false;
+	if (rpc_obj_uint(rpc_map_get(result, "call_count"), &out->call_count) != 0)
+		out->call_count = 0;
+	if (rpc_obj_uint(rpc_map_get(result, "value_count"), &out->value_count) != 0)
+		out->value_count = 0;
+	out->size_known = rpc_obj_uint(rpc_map_get(result, "size"), &out->size) == 0;
+}
+
+int fsd_cache_info_fetch(struct fsd_conn *c, struct fsd_cache_info *out, char *err,
+                         size_t errlen)
+{
+	struct fsd_result r;
+	int rc = fsd_conn_call_sync(c, &r, "info", 0, "");
+	if (rc)
+		snprintf(err, errlen, "cannot ask the server about the cache: %s", r.message);
+	else
+		fsd_cache_info_decode(r.result, out);
+	fsd_result_release(&r);
+	return rc;
+}
+
+int fsd_cache_info_require(const struct fsd_cache_info *info, const char *source,
+                           const char *root, char *err, size_t errlen)
+{
+	if (!info->presence_known || info->calls_present || info->values_present)
+		return 0;
+	char where[1100] = "";
+	size_t sl = strlen(source), rl = root ? strlen(root) : 0;
+	/* the source names the root already: "DIR", or "host:DIR" */
+	int named = rl && sl >= rl && strcmp(source + sl - rl, root) == 0 &&
+	            (sl == rl || source[sl - rl - 1] == ':');
+	if (rl && !named)
+		snprintf(where, sizeof(where), " (looked in '%s')", root);
+	snprintf(err, errlen,
+	         "'%s' is not a fleche cache: it holds no calls/, calls.db or values/%s%s", source,
+	         where,
+	         info->fleche_toml ? ", only a fleche.toml: mount a cache it configures (-o "
+	                             "cache=NAME, or its default cache)"
+	                           : "");
+	return -ENOENT;
+}
+
+void fsd_cache_info_statvfs(const struct fsd_cache_info *info, struct statvfs *sv)
+{
+	unsigned long frsize = sv->f_frsize ? sv->f_frsize : 4096;
+	sv->f_files = (fsfilcnt_t)(info->call_count + info->value_count);
+	sv->f_ffree = 0;
+	sv->f_favail = 0;
+	if (info->size_known)
+		sv->f_blocks = (fsblkcnt_t)((info->size + frsize - 1) / frsize);
+	sv->f_bfree = 0;
+	sv->f_bavail = 0;
+}

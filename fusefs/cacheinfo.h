@@ -1,0 +1,47 @@
+/*
+ * cacheinfo.h: what the server's `info` says about the mounted cache (rpc/PROTOCOL.md
+ * section 5): whether it holds call storage or values at all, which the mount checks
+ * before it goes ahead, and its counts and size, which statfs answers.
+ */
+#ifndef FLECHEFS_FUSEFS_CACHEINFO_H
+#define FLECHEFS_FUSEFS_CACHEINFO_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/statvfs.h>
+
+#include "conn.h"
+
+struct fsd_cache_info {
+	bool presence_known; /* the server says what exists (older servers do not) */
+	bool calls_present;  /* its call directory or database exists */
+	bool values_present; /* its value directory exists */
+	bool fleche_toml;    /* the root holds a fleche.toml */
+	uint64_t call_count;
+	uint64_t value_count;
+	bool size_known;
+	uint64_t size; /* bytes of disk, when size_known */
+};
+
+/* Fills out from an `info` result; fields the result lacks stay unknown (0). */
+void fsd_cache_info_decode(const msgpack_object *result, struct fsd_cache_info *out);
+
+/* Asks the server for `info` and decodes it. 0, or -errno with a message in err. */
+int fsd_cache_info_fetch(struct fsd_conn *c, struct fsd_cache_info *out, char *err,
+                         size_t errlen);
+
+/*
+ * 0 when info shows a cache (or cannot tell); -ENOENT with a one-line message in err,
+ * naming source (as the user gave it), root (the directory the server looked in, as
+ * hello said; NULL or "": source) and what was looked for, when the server found
+ * neither call storage nor values.
+ */
+int fsd_cache_info_require(const struct fsd_cache_info *info, const char *source,
+                           const char *root, char *err, size_t errlen);
+
+/* Sets the block and file counts of sv from info (block size sv->f_frsize). */
+void fsd_cache_info_statvfs(const struct fsd_cache_info *info, struct statvfs *sv);
+
+#endif
