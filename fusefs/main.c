@@ -42,6 +42,7 @@ struct options {
 	int read_only;
 	int timeout;
 	unsigned readahead_kb;
+	char *ssh_given; /* the first SSH-only option given (warned about with a local source) */
 	int no_splice;
 	double cache_timeout;
 	double negative_timeout;
@@ -54,9 +55,33 @@ struct options {
 
 enum { KEY_HELP, KEY_VERSION, KEY_PORT, KEY_RO };
 
+/* The largest -o readahead_kb (1 GiB). */
+#define READAHEAD_KB_MAX (1024u * 1024)
+
+/* Reads readahead_kb's value: decimal KiB, 0 to READAHEAD_KB_MAX. 0 or -1. */
+static int parse_readahead(const char *s, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v > READAHEAD_KB_MAX)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* Remembers the first option that only means something with an SSH source. */
+static void note_ssh_option(struct options *o, const char *what)
+{
+	if (!o->ssh_given)
+		o->ssh_given = strdup(what);
+}
+
 static const struct fuse_opt opt_spec[] = {
     {"timeout=%i", offsetof(struct options, timeout), 0},
-    {"readahead_kb=%u", offsetof(struct options, readahead_kb), 0},
     {"nosplice", offsetof(struct options, no_splice), 1},
     {"cache_timeout=%lf", offsetof(struct options, cache_timeout), 0},
     {"negative_timeout=%lf", offsetof(struct options, negative_timeout), 0},
@@ -91,6 +116,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_PORT:
 		if (fsd_ssh_opt(&o->ssh, "port", arg + 2) < 0)
 			o->bad = 1;
+		note_ssh_option(o, "-p");
 		return 0;
 	case KEY_RO:
 		o->read_only = 1;
@@ -105,6 +131,16 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			return 1;
 		memcpy(k, arg, kl);
 		k[kl] = 0;
+		if (strcmp(k, "readahead_kb") == 0) {
+			if (parse_readahead(eq + 1, &o->readahead_kb) < 0) {
+				fprintf(stderr,
+				        "flechefs: bad value '%s' for option 'readahead_kb': give "
+				        "KiB from 0 to %u\n",
+				        eq + 1, READAHEAD_KB_MAX);
+				o->bad = 1;
+			}
+			return 0;
+		}
 		if (strcmp(k, "server") == 0) {
 			free(o->server);
 			o->server = strdup(eq + 1);
@@ -112,6 +148,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		int r = fsd_ssh_opt(&o->ssh, k, eq + 1);
 		if (r < 0)
 			o->bad = 1;
+		if (r > 0 && strcmp(k, "server") != 0)
+			note_ssh_option(o, k);
 		if (r != 0)
 			return 0;
 		if (strcmp(k, "server") == 0)
@@ -148,9 +186,12 @@ static void usage(const char *prog)
 	       "                           from the local server's pipe to the kernel\n"
 	       "\n"
 	       "%s\n"
-	       "FUSE options:\n",
+	       "FUSE options:\n"
+	       "    -o clone_fd            a separate FUSE device fd for each thread\n"
+	       "    -o max_idle_threads=N  idle worker threads kept (default: no limit)\n"
+	       "    -o max_threads=N       worker threads at most (default: 32)\n",
 	       prog, prog, fsd_ssh_help());
-	fuse_cmdline_help();
+	/* fuse_cmdline_help() would list -h, -V, -d, -f and -s a second time */
 	fuse_lowlevel_help();
 }
 
@@ -425,10 +466,16 @@ int main(int argc, char *argv[])
 	fsd_log_set_debug(fopts.debug);
 	fsd_ssh_set_log(ssh_log);
 
-	if (fsd_ssh_is_remote(o.source))
+	if (fsd_ssh_is_remote(o.source)) {
 		connector = fsd_ssh_connector_new(o.source, &o.ssh, o.read_only, err, sizeof(err));
-	else
+	} else {
+		if (o.ssh_given)
+			fprintf(stderr,
+			        "flechefs: warning: SSH option '%s' ignored: '%s' is a local "
+			        "directory (a remote source is [user@]host:[path])\n",
+			        o.ssh_given, o.source);
 		connector = local_connector(&o, err, sizeof(err));
+	}
 	if (!connector) {
 		fprintf(stderr, "flechefs: %s\n", err);
 		goto out;
@@ -544,6 +591,7 @@ out:
 		connector->free(connector);
 	fsd_ssh_options_release(&o.ssh);
 	free(o.server);
+	free(o.ssh_given);
 	free(o.source);
 	free(o.mountpoint);
 	free(fopts.mountpoint);

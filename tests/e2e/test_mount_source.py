@@ -2,9 +2,13 @@
 local sources: a directory holding neither call storage nor values (an empty one, one
 like /etc, a fleche project's directory with only its fleche.toml) is a one-line
 error naming what was looked for and mounts nothing; a cache fleche has made but not
-filled yet (empty calls/ and values/, or calls.db alone) mounts.
+filled yet (empty calls/ and values/, or calls.db alone) mounts. Option checks: a
+readahead_kb that is not a number of KiB is refused; SSH options with a local source
+are named in a warning (and the mount goes ahead). `cp -rL` of a call folder copies
+its argument and result values as files, as the documentation says.
 """
 
+import filecmp
 import os
 import sys
 
@@ -69,11 +73,46 @@ def test_new_caches_mount():
             T.check(len(os.listdir(os.path.join(mp, "calls"))) > 0, "calls.db cache mounts")
 
 
+def test_options(root):
+    with common.temp_dir() as tmp:
+        mp = os.path.join(tmp, "mnt")
+        os.mkdir(mp)
+        for bad in ("-1", "abc", "12x", "", "4294967296"):
+            r = common.run([ml.flechefs(), "-o", "readahead_kb=" + bad, root, mp], timeout=30)
+            err = r.stderr.decode(errors="replace")
+            T.check(r.returncode != 0 and "readahead_kb" in err and not ml.is_mounted(mp),
+                    "readahead_kb=%s refused: %r" % (bad, err))
+            ml.unmount(mp)
+    r, err, listing = ml.try_mount(root, ["-o", "readahead_kb=0"])
+    T.check(r == 0 and listing, "readahead_kb=0 accepted: %r" % err)
+    r, err, listing = ml.try_mount(root, ["-o", "IdentityFile=/nope", "-p", "2222"])
+    T.check(r == 0 and listing, "SSH options with a local source: mounts anyway (%r)" % err)
+    T.check("warning" in err and "IdentityFile" in err and "local" in err,
+            "SSH options with a local source: warned about: %r" % err)
+    r, err, listing = ml.try_mount(root, ["-o", "ro"])
+    T.check(r == 0 and "warning" not in err, "no warning without SSH options: %r" % err)
+
+
+def test_copy_call(root, exp):
+    call = next(c for c in exp["calls"] if c.get("result_digest"))
+    with ml.mounted(root) as mp, common.temp_dir() as tmp:
+        dest = os.path.join(tmp, "call")
+        r = common.run(["cp", "-rL", os.path.join(mp, "calls", call["key"]), dest])
+        T.equal(r.returncode, 0, "cp -rL of a call folder: %r" % r.stderr)
+        res = os.path.join(dest, "result")
+        T.check(os.path.isfile(res) and not os.path.islink(res), "cp -rL: result is a file")
+        T.check(filecmp.cmp(res, os.path.join(mp, "calls", call["key"], "result"),
+                            shallow=False), "cp -rL: result holds the value's bytes")
+
+
 def main():
     ml.require_fuse()
     common.fixtures_dir()
     T.run(test_not_a_cache)
     T.run(test_new_caches_mount)
+    with common.temp_copy("files") as root:
+        T.run(test_options, root)
+        T.run(test_copy_call, root, common.expected()["caches"]["files"])
     return T.report()
 
 

@@ -2,7 +2,9 @@
 remote side is not what was meant, against a private sshd on 127.0.0.1
 (sshd_fixture.py): a remote directory holding neither call storage nor values
 (`host:/etc`-like, or a fleche project's directory) is a one-line error naming the
-remote path and what was looked for, and mounts nothing.
+remote path and what was looked for, and mounts nothing; an identity file given
+with -o IdentityFile that cannot be read is named with the reason; a remote host
+without flechefs-server (status 127) hints at -o server=.
 """
 
 import os
@@ -42,6 +44,24 @@ def test_not_a_cache(d, env):
         T.check(rc == 0 and listing == [], "remote values/ alone: mounts (%r)" % err)
 
 
+def test_identity_file(d, env):
+    with common.temp_copy("files") as root:
+        opts = ["-o", "port=%d" % d.port, "-o", "IdentityFile=/nope/id_ed25519",
+                "-o", "UserKnownHostsFile=" + d.known_hosts, "-o", "ssh_config=/dev/null"]
+        rc, err, listing = try_mount("127.0.0.1:" + root, opts, env)
+        T.check(rc != 0 and listing is None, "unreadable identity file: refused (rc %d)" % rc)
+        T.check("'/nope/id_ed25519'" in err and "No such file or directory" in err,
+                "unreadable identity file: named with the reason: %r" % err)
+
+
+def test_missing_server_hint(d, env):
+    with common.temp_copy("files") as root:
+        opts = d.flechefs_opts() + ["-o", "server=flechefs-server-not-installed"]
+        rc, err, listing = try_mount("127.0.0.1:" + root, opts, env)
+        T.check(rc != 0 and "127" in err and "-o server=" in err,
+                "no server on the remote: hints at -o server=: %r" % err)
+
+
 def main():
     sf.require_sshd()
     ml.require_fuse()
@@ -49,6 +69,8 @@ def main():
         d.trust_host_key()
         env = sf.client_env(home)
         T.run(test_not_a_cache, d, env)
+        T.run(test_identity_file, d, env)
+        T.run(test_missing_server_hint, d, env)
         if T.failures:
             print("sshd log (tail):\n" + d.log()[-3000:])
     return T.report()
