@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "cacheinfo.h"
+#include "log.h"
 #include "msg.h"
+#include "rpc.h"
 
 void fsd_cache_info_decode(const msgpack_object *result, struct fsd_cache_info *out)
 {
@@ -58,6 +60,31 @@ int fsd_cache_info_require(const struct fsd_cache_info *info, const char *source
 	                             "cache=NAME, or its default cache)"
 	                           : "");
 	return -ENOENT;
+}
+
+void fsd_cache_probe(struct fsd_conn *c)
+{
+	struct fsd_result r;
+	char key[RPC_KEY_LEN + 1] = "";
+	const char *k;
+	size_t kl;
+
+	if (fsd_conn_call_sync(c, &r, "list", 0, "snu", "calls", (uint64_t)1) == 0 &&
+	    rpc_obj_str(rpc_array_get(rpc_map_get(r.result, "keys"), 0), &k, &kl) == 0 &&
+	    kl == RPC_KEY_LEN) {
+		memcpy(key, k, kl);
+	}
+	fsd_result_release(&r);
+	if (key[0]) {
+		if (fsd_conn_call_sync(c, &r, "load", 0, "s", key) != 0 && r.err == EBADMSG)
+			fsd_log(FSD_LOG_WARN,
+			        "warning: call record %s fails its HMAC check (%s): with this key "
+			        "(FLECHE_SECRET_KEY or --key-file of the server) such records and "
+			        "values read as EBADMSG and stay out of by-name/",
+			        key, r.message);
+		fsd_result_release(&r);
+	}
+	fsd_conn_settle_log(c, 500);
 }
 
 void fsd_cache_info_statvfs(const struct fsd_cache_info *info, struct statvfs *sv)

@@ -41,6 +41,15 @@ int fsd_cache_info_fetch(struct fsd_conn *c, struct fsd_cache_info *out, char *e
 int fsd_cache_info_require(const struct fsd_cache_info *info, const char *source,
                            const char *root, char *err, size_t errlen);
 
+/*
+ * Reads the first call record once, so that what is wrong with the cache's
+ * signatures shows before the daemon detaches: the server's warning about serving
+ * signed files unverified, or (logged here, as a warning) a record that fails its
+ * HMAC check because the key is wrong or the files are not signed. Then waits for
+ * the server's warnings to reach the log.
+ */
+void fsd_cache_probe(struct fsd_conn *c);
+
 /* Sets the block and file counts of sv from info (block size sv->f_frsize). */
 void fsd_cache_info_statvfs(const struct fsd_cache_info *info, struct statvfs *sv);
 

@@ -1304,6 +1304,14 @@ const struct fsd_server_info *fsd_conn_server(struct fsd_conn *c)
 	return &c->info;
 }
 
+void fsd_conn_settle_log(struct fsd_conn *c, int timeout_ms)
+{
+	pthread_mutex_lock(&c->wlock);
+	if (c->t && c->t->ops->settle_log)
+		c->t->ops->settle_log(c->t, timeout_ms);
+	pthread_mutex_unlock(&c->wlock);
+}
+
 int fsd_conn_is_up(struct fsd_conn *c)
 {
 	pthread_mutex_lock(&c->lock);

@@ -159,6 +159,13 @@ int fsd_conn_call_sync(struct fsd_conn *c, struct fsd_result *r, const char *met
                        const char *fmt, ...);
 void fsd_result_release(struct fsd_result *r);
 
+/*
+ * Waits (at most timeout_ms) until what the server wrote to its standard error
+ * before its last answer is in the log, where the transport can tell (the local
+ * pipe); returns at once otherwise.
+ */
+void fsd_conn_settle_log(struct fsd_conn *c, int timeout_ms);
+
 /* Nonzero while a transport is up. */
 int fsd_conn_is_up(struct fsd_conn *c);
 

@@ -1222,7 +1222,10 @@ static void rmdir_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 		return;
 	}
 	fsd_result_release(&r);
-	fsd_log(FSD_LOG_DEBUG, "evicted call %s", name);
+	const struct fuse_ctx *who = fuse_req_ctx(req);
+	fsd_log(FSD_LOG_INFO, "evicted call %s%s%s%s from the cache (uid %u, pid %d)", name,
+	        func ? " (" : "", func ? func : "", func ? ")" : "", (unsigned)who->uid,
+	        (int)who->pid);
 	fsd_listings_drop(&fs->lists, "calls");
 	fsd_listings_drop(&fs->lists, "names");
 	struct inval_job *j = calloc(1, sizeof(*j));

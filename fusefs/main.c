@@ -43,6 +43,7 @@ struct options {
 	int timeout;
 	unsigned readahead_kb;
 	char *ssh_given; /* the first SSH-only option given (warned about with a local source) */
+	char *log_file;  /* -o log=FILE: the log once detached (NULL: syslog, else the default file) */
 	int no_splice;
 	double cache_timeout;
 	double negative_timeout;
@@ -141,6 +142,11 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			}
 			return 0;
 		}
+		if (strcmp(k, "log") == 0) {
+			free(o->log_file);
+			o->log_file = strdup(eq + 1);
+			return 0;
+		}
 		if (strcmp(k, "server") == 0) {
 			free(o->server);
 			o->server = strdup(eq + 1);
@@ -184,6 +190,8 @@ static void usage(const char *prog)
 	       "    -o readahead_kb=N      kernel readahead for the mount, when allowed (4096)\n"
 	       "    -o nosplice            copy values through memory instead of splicing them\n"
 	       "                           from the local server's pipe to the kernel\n"
+	       "    -o log=FILE            the log once detached (default: syslog; without\n"
+	       "                           one, $XDG_STATE_HOME/flechefs/flechefs.log)\n"
 	       "\n"
 	       "%s\n"
 	       "FUSE options:\n"
@@ -377,10 +385,37 @@ static int fork_and_wait(void)
 	return p[1];
 }
 
-static void detach(int fd)
+/*
+ * Chooses where the log goes once detached, while the terminal can still be told:
+ * the file of -o log= (opened at start), else syslog when a daemon listens, else the
+ * default file under $XDG_STATE_HOME. Returns nonzero for a file, 0 for syslog.
+ */
+static int choose_log(const struct options *o)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	if (o->log_file)
+		return 1;
+	if (fsd_log_syslog_available())
+		return 0;
+	rc = fsd_log_default_file(path, sizeof(path));
+	if (rc == 0)
+		rc = fsd_log_open_file(path);
+	if (rc < 0)
+		fprintf(stderr,
+		        "flechefs: warning: no syslog and cannot write the log file%s%s%s: %s; "
+		        "the log is lost (choose one with -o log=FILE)\n",
+		        rc == -ENOENT ? "" : " '", rc == -ENOENT ? "" : path,
+		        rc == -ENOENT ? "" : "'", rc == -ENOENT ? "no home directory" : strerror(-rc));
+	return 1;
+}
+
+static void detach(int fd, const struct options *o)
 {
 	if (fd < 0)
 		return;
+	int to_file = choose_log(o);
 	setsid();
 	if (chdir("/") < 0) {
 		/* nothing depends on the directory */
@@ -389,7 +424,10 @@ static void detach(int fd)
 	if (nul >= 0) {
 		dup2(nul, 0);
 		dup2(nul, 1);
-		fsd_log_to_syslog();
+		if (to_file)
+			fsd_log_to_file();
+		else
+			fsd_log_to_syslog();
 		dup2(nul, 2);
 		if (nul > 2)
 			close(nul);
@@ -463,6 +501,14 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "flechefs: timeouts must be positive\n");
 		goto out;
 	}
+	if (o.log_file) {
+		int lrc = o.log_file[0] ? fsd_log_open_file(o.log_file) : -EINVAL;
+		if (lrc < 0) {
+			fprintf(stderr, "flechefs: cannot open log file '%s': %s\n", o.log_file,
+			        strerror(-lrc));
+			goto out;
+		}
+	}
 	fsd_log_set_debug(fopts.debug);
 	fsd_ssh_set_log(ssh_log);
 
@@ -527,6 +573,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "flechefs: %s\n", err);
 		goto out;
 	}
+	fsd_cache_probe(conn);
 	se = fuse_session_new(&args, fsd_fs_ops(), sizeof(*fsd_fs_ops()), fs);
 	if (!se) {
 		fprintf(stderr, "flechefs: bad FUSE options (see --help)\n");
@@ -547,7 +594,7 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	fsd_log(FSD_LOG_DEBUG, "mounted '%s' on '%s'", o.source, fopts.mountpoint);
-	detach(status_fd);
+	detach(status_fd, &o);
 	status_fd = -1;
 
 	if (fopts.singlethread) {
@@ -592,6 +639,7 @@ out:
 	fsd_ssh_options_release(&o.ssh);
 	free(o.server);
 	free(o.ssh_given);
+	free(o.log_file);
 	free(o.source);
 	free(o.mountpoint);
 	free(fopts.mountpoint);

@@ -564,7 +564,7 @@ static void stderr_bytes(struct ssh_transport *t, const char *p, size_t n, int f
 			t->err_line[t->err_line_len] = '\0';
 			if (t->err_line_len && t->err_line[t->err_line_len - 1] == '\r')
 				t->err_line[t->err_line_len - 1] = '\0';
-			ssh_logf("%s: %s", t->peer, t->err_line);
+			fsd_log_relay(FSD_LOG_WARN, t->peer, t->err_line);
 			pthread_mutex_lock(&t->mu);
 			keep_err_line(t, t->err_line);
 			pthread_mutex_unlock(&t->mu);
