@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cacheinfo.h"
 #include "log.h"
@@ -97,4 +98,47 @@ void fsd_cache_info_statvfs(const struct fsd_cache_info *info, struct statvfs *s
 		sv->f_blocks = (fsblkcnt_t)((info->size + frsize - 1) / frsize);
 	sv->f_bfree = 0;
 	sv->f_bavail = 0;
+}
+
+void fsd_statfs_cache_init(struct fsd_statfs_cache *sc)
+{
+	memset(sc, 0, sizeof(*sc));
+	pthread_mutex_init(&sc->lock, NULL);
+}
+
+void fsd_statfs_cache_release(struct fsd_statfs_cache *sc)
+{
+	pthread_mutex_destroy(&sc->lock);
+}
+
+static double monotonic_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void fsd_statfs_fill(struct fsd_statfs_cache *sc, struct fsd_conn *c, struct statvfs *sv)
+{
+	struct fsd_cache_info info;
+	char err[600];
+	double now = monotonic_seconds();
+
+	pthread_mutex_lock(&sc->lock);
+	int fresh = sc->valid && now - sc->at < FSD_STATFS_SECONDS;
+	info = sc->info;
+	pthread_mutex_unlock(&sc->lock);
+	if (!fresh) {
+		/* several statfs at once may each ask; the last answer stays */
+		if (fsd_cache_info_fetch(c, &info, err, sizeof(err)) < 0) {
+			fsd_log(FSD_LOG_DEBUG, "statfs: %s", err);
+			return;
+		}
+		pthread_mutex_lock(&sc->lock);
+		sc->info = info;
+		sc->at = now;
+		sc->valid = true;
+		pthread_mutex_unlock(&sc->lock);
+	}
+	fsd_cache_info_statvfs(&info, sv);
 }

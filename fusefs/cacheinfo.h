@@ -7,6 +7,7 @@
 #define FLECHEFS_FUSEFS_CACHEINFO_H
 
 #include <msgpack.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,5 +53,25 @@ void fsd_cache_probe(struct fsd_conn *c);
 
 /* Sets the block and file counts of sv from info (block size sv->f_frsize). */
 void fsd_cache_info_statvfs(const struct fsd_cache_info *info, struct statvfs *sv);
+
+/* How long statfs answers from one `info` (which scans the cache). */
+#define FSD_STATFS_SECONDS 10
+
+/* The last `info` statfs answered from; thread-safe. */
+struct fsd_statfs_cache {
+	pthread_mutex_t lock;
+	bool valid;
+	double at; /* CLOCK_MONOTONIC seconds of info */
+	struct fsd_cache_info info;
+};
+void fsd_statfs_cache_init(struct fsd_statfs_cache *sc);
+void fsd_statfs_cache_release(struct fsd_statfs_cache *sc);
+
+/*
+ * Fills sv's counts for statfs: from sc while it is younger than
+ * FSD_STATFS_SECONDS, else from a fresh `info` (waited for). When the server cannot
+ * answer, the counts stay as they are (0) and the reason is logged at debug level.
+ */
+void fsd_statfs_fill(struct fsd_statfs_cache *sc, struct fsd_conn *c, struct statvfs *sv);
 
 #endif

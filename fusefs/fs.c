@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "fs.h"
+#include "cacheinfo.h"
 #include "callrec.h"
 #include "listing.h"
 #include "log.h"
@@ -74,6 +75,7 @@ struct fsd_fs {
 	uint64_t byname_ino;
 	struct fsd_listings lists;
 	struct fsd_viewcache views;
+	struct fsd_statfs_cache statfs;
 };
 
 /* --- attributes --- */
@@ -1866,6 +1868,7 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_namemax = 255;
 	if (fs_of(req)->o.read_only || fs_of(req)->server_ro)
 		sv.f_flag = ST_RDONLY;
+	fsd_statfs_fill(&fs_of(req)->statfs, fs_of(req)->conn, &sv);
 	fuse_reply_statfs(req, &sv);
 }
 
@@ -1976,6 +1979,7 @@ struct fsd_fs *fsd_fs_new(struct fsd_conn *conn, const struct fsd_fs_options *o)
 	fs->conn = conn;
 	fs->o = *o;
 	pthread_mutex_init(&fs->ra_lock, NULL);
+	fsd_statfs_cache_init(&fs->statfs);
 	if (fs->o.cache_timeout < 0)
 		fs->o.cache_timeout = 0;
 	if (fs->o.negative_timeout < 0)
@@ -2033,6 +2037,7 @@ void fsd_fs_free(struct fsd_fs *fs)
 	fsd_viewcache_release(&fs->views);
 	fsd_itable_release(&fs->it);
 	pthread_mutex_destroy(&fs->ra_lock);
+	fsd_statfs_cache_release(&fs->statfs);
 	free(fs);
 }
 

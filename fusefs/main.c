@@ -280,6 +280,59 @@ out:
 	return c;
 }
 
+/* --- the mount's names --- */
+
+/*
+ * Names the mount as sshfs does, so that /proc/mounts, df and findmnt show which
+ * cache it is: fsname is the source ("[user@]host:path" as given, or the local
+ * directory made absolute) and the type fuse.flechefs. An -o fsname= or -o subtype=
+ * the user gave wins. 0, or -1 when out of memory.
+ */
+static int add_mount_names(struct fuse_args *args, const struct options *o)
+{
+	char *fsname = NULL, *opt = NULL;
+	int rc = -1;
+
+	int has_subtype = 0;
+	/* fuse_parse_cmdline has added subtype=<program> unless fsname= was given */
+	for (int i = 1; i < args->argc; i++) {
+		if (strstr(args->argv[i], "fsname="))
+			return 0;
+		has_subtype |= strstr(args->argv[i], "subtype=") != NULL;
+	}
+	if (fsd_ssh_is_remote(o->source))
+		fsname = strdup(o->source);
+	else
+		fsname = realpath(o->source, NULL);
+	if (!fsname)
+		fsname = strdup(o->source);
+	if (!fsname)
+		return -1;
+	if (!has_subtype && fuse_opt_add_arg(args, "-osubtype=flechefs") != 0)
+		goto out;
+	if (asprintf(&opt, "fsname=%s", fsname) < 0) {
+		opt = NULL;
+		goto out;
+	}
+	/* escaped: a comma or backslash in a path must not split the option */
+	char *escaped = NULL;
+	if (fuse_opt_add_opt_escaped(&escaped, opt) != 0)
+		goto out;
+	free(opt);
+	opt = NULL;
+	if (asprintf(&opt, "-o%s", escaped) < 0) {
+		opt = NULL;
+		free(escaped);
+		goto out;
+	}
+	free(escaped);
+	rc = fuse_opt_add_arg(args, opt) == 0 ? 0 : -1;
+out:
+	free(opt);
+	free(fsname);
+	return rc;
+}
+
 /* --- ending --- */
 
 static pthread_t main_thread;
@@ -574,6 +627,10 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	fsd_cache_probe(conn);
+	if (add_mount_names(&args, &o) < 0) {
+		fprintf(stderr, "flechefs: out of memory\n");
+		goto out;
+	}
 	se = fuse_session_new(&args, fsd_fs_ops(), sizeof(*fsd_fs_ops()), fs);
 	if (!se) {
 		fprintf(stderr, "flechefs: bad FUSE options (see --help)\n");

@@ -5,11 +5,15 @@ error naming what was looked for and mounts nothing; a cache fleche has made but
 filled yet (empty calls/ and values/, or calls.db alone) mounts. Option checks: a
 readahead_kb that is not a number of KiB is refused; SSH options with a local source
 are named in a warning (and the mount goes ahead). `cp -rL` of a call folder copies
-its argument and result values as files, as the documentation says.
+its argument and result values as files, as the documentation says. /proc/mounts
+names the cache as sshfs does (the directory, absolute, type fuse.flechefs; a comma
+in the path survives), and statfs answers the counts of calls and values as files
+and their size as blocks.
 """
 
 import filecmp
 import os
+import shutil
 import sys
 
 import common
@@ -105,6 +109,40 @@ def test_copy_call(root, exp):
                             shallow=False), "cp -rL: result holds the value's bytes")
 
 
+def mount_entry(mp):
+    """(source, type) of mp in /proc/self/mountinfo, with octal escapes decoded."""
+    mp = os.path.realpath(mp)
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            left, right = line.split(" - ", 1)
+            if left.split()[4] == mp:
+                fstype, source = right.split()[:2]
+                return (source.encode().decode("unicode_escape"), fstype)
+    return None
+
+
+def test_names_and_statfs(exp):
+    with common.temp_dir() as tmp:
+        root = os.path.join(tmp, "a cache, with a comma")
+        shutil.copytree(os.path.join(common.fixtures_dir(), "files"), root)
+        rel = os.path.relpath(root)
+        with ml.mounted(rel) as mp:
+            T.equal(mount_entry(mp), (root, "fuse.flechefs"),
+                    "/proc/mounts: the absolute directory, fuse.flechefs")
+            sv = os.statvfs(mp)
+            T.equal(sv.f_files, len(exp["calls"]) + len(exp["values"]),
+                    "statfs: files = calls + values")
+            size = sum(os.stat(os.path.join(root, sub, n)).st_size
+                       for sub in ("calls", "values") for n in os.listdir(os.path.join(root, sub)))
+            T.check(size <= sv.f_blocks * sv.f_frsize <= 2 * size + 1024 * 1024,
+                    "statfs: blocks cover the files (%d bytes in %d blocks of %d)"
+                    % (size, sv.f_blocks, sv.f_frsize))
+            r = common.run(["df", "-P", mp])
+            T.check(root.encode() in r.stdout, "df names the cache: %r" % r.stdout)
+        with ml.mounted(rel, ["-o", "fsname=mine"]) as mp:
+            T.equal(mount_entry(mp)[0], "mine", "-o fsname= wins")
+
+
 def main():
     ml.require_fuse()
     common.fixtures_dir()
@@ -113,6 +151,7 @@ def main():
     with common.temp_copy("files") as root:
         T.run(test_options, root)
         T.run(test_copy_call, root, common.expected()["caches"]["files"])
+    T.run(test_names_and_statfs, common.expected()["caches"]["files"])
     return T.report()
 
 

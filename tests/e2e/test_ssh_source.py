@@ -4,7 +4,8 @@ remote side is not what was meant, against a private sshd on 127.0.0.1
 (`host:/etc`-like, or a fleche project's directory) is a one-line error naming the
 remote path and what was looked for, and mounts nothing; an identity file given
 with -o IdentityFile that cannot be read is named with the reason; a remote host
-without flechefs-server (status 127) hints at -o server=.
+without flechefs-server (status 127) hints at -o server=; /proc/mounts names a
+remote mount host:path, as sshfs does, and statfs counts the remote cache's files.
 """
 
 import os
@@ -13,6 +14,7 @@ import sys
 import common
 import mountlib as ml
 import sshd_fixture as sf
+import test_mount_source as tms
 
 T = common.Checks("ssh_source")
 
@@ -62,6 +64,16 @@ def test_missing_server_hint(d, env):
                 "no server on the remote: hints at -o server=: %r" % err)
 
 
+def test_names_and_statfs(d, env, exp):
+    with common.temp_copy("files") as root:
+        opts = d.flechefs_opts() + ["-o", "server=" + ml.server()]
+        with ml.mounted("127.0.0.1:" + root, opts, env=env) as mp:
+            T.equal(tms.mount_entry(mp), ("127.0.0.1:" + root, "fuse.flechefs"),
+                    "/proc/mounts: host:path, fuse.flechefs")
+            T.equal(os.statvfs(mp).f_files, len(exp["calls"]) + len(exp["values"]),
+                    "statfs over SSH: files = calls + values")
+
+
 def main():
     sf.require_sshd()
     ml.require_fuse()
@@ -71,6 +83,7 @@ def main():
         T.run(test_not_a_cache, d, env)
         T.run(test_identity_file, d, env)
         T.run(test_missing_server_hint, d, env)
+        T.run(test_names_and_statfs, d, env, common.expected()["caches"]["files"])
         if T.failures:
             print("sshd log (tail):\n" + d.log()[-3000:])
     return T.report()
