@@ -92,6 +92,17 @@ static const struct fuse_opt opt_spec[] = {
     FUSE_OPT_KEY("--version", KEY_VERSION),
     FUSE_OPT_KEY("-p ", KEY_PORT),
     FUSE_OPT_KEY("ro", KEY_RO),
+    /* what an fstab line or mount(8) may hand a mount helper, meant for mount(8)
+     * and systemd only (as sshfs discards them) */
+    FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("nofail", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("auto", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("noauto", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("user", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("nouser", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("users", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("comment=", FUSE_OPT_KEY_DISCARD),
     FUSE_OPT_END,
 };
 
@@ -123,6 +134,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		o->read_only = 1;
 		return 1; /* the kernel mounts read-only too */
 	case FUSE_OPT_KEY_OPT: {
+		if (strncmp(arg, "x-", 2) == 0)
+			return 0; /* x-systemd.automount and the like: comments for others */
 		const char *eq = strchr(arg, '=');
 		if (!eq)
 			return 1;
