@@ -275,6 +275,13 @@ static int pack_params(msgpack_packer *pk, const char *fmt, va_list ap)
 			if (!rc)
 				rc = rpc_pack_str(pk, va_arg(ap, const char *));
 			break;
+		case 'R': {
+			/* one msgpack object, packed by the caller */
+			const char *raw = va_arg(ap, const char *);
+			size_t len = va_arg(ap, size_t);
+			rc = pk->callback(pk->data, raw, len) ? -ENOMEM : 0;
+			break;
+		}
 		default:
 			rc = -EINVAL;
 		}

@@ -103,6 +103,7 @@ const struct fsd_server_info *fsd_conn_server(struct fsd_conn *c);
  *   b  int                 bool
  *   n  (none)              nil
  *   N  const char *        the query template {"name": s}
+ *   R  const char *, size_t  one msgpack object packed by the caller (a template)
  * weight is the number of answer bytes to reserve against max_inflight (0 for
  * everything but load_value): the call waits while the cap is reached (never on the
  * reader thread). done(ctx, reply) runs exactly once: possibly before this returns

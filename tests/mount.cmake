@@ -17,9 +17,10 @@ if(TARGET flechefs AND TARGET flechefs-server)
 	flechefs_py_test(mount_hostile e2e/test_mount_hostile.py LABELS mount)
 	flechefs_py_test(mount_source e2e/test_mount_source.py LABELS mount)
 	flechefs_py_test(mount_log e2e/test_mount_log.py LABELS mount)
+	flechefs_py_test(mount_query e2e/test_mount_query.py LABELS mount)
 	if(TEST mount_fixtures)
 		set_tests_properties(mount_fixtures mount_errors mount_views mount_sizes mount_hostile
-		                     mount_source mount_log
+		                     mount_source mount_log mount_query
 		                     PROPERTIES
 		                     TIMEOUT 300 RUN_SERIAL TRUE)
 	endif()

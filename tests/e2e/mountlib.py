@@ -129,6 +129,15 @@ def mount(source, mp, opts=(), env=None, timeout=30):
     return common.run([flechefs()] + list(opts) + [source, mp], timeout=timeout, env=e)
 
 
+def errno_of(fn):
+    """The errno fn() fails with (OSError), or 0 when it succeeds."""
+    try:
+        fn()
+    except OSError as e:
+        return e.errno
+    return 0
+
+
 def try_mount(source, opts, env=None, timeout=60):
     """Mounts on a fresh directory, lists calls/ and unmounts; returns (exit status,
     stderr text, listing of calls/ or None when nothing was mounted)."""
