@@ -9,18 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check_count.h"
 #include "msg.h"
 #include "querydir.h"
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
 
 /* Packs the template of path and compares it with want; returns the code. */
 static int template_is(const char *path, const msgpack_sbuffer *want, const char *what)
@@ -29,34 +20,46 @@ static int template_is(const char *path, const msgpack_sbuffer *want, const char
 	char why[512] = "";
 	msgpack_sbuffer_init(&got);
 	int rc = fsd_query_template(NULL, path, &got, why, sizeof(why));
-	if (want && (rc != 0 || got.size != want->size || memcmp(got.data, want->data, got.size))) {
-		fprintf(stderr, "%s: template differs (rc %d, %s)\n", what, rc, why);
-		failures++;
-	}
-	if (!want && (rc != -EINVAL || !why[0])) {
-		fprintf(stderr, "%s: want -EINVAL with a reason, got %d '%s'\n", what, rc, why);
-		failures++;
-	}
+	if (want)
+		CHECK(rc == 0 && got.size == want->size && !memcmp(got.data, want->data, got.size),
+		      "%s: template differs (rc %d, %s)", what, rc, why);
+	else
+		CHECK(rc == -EINVAL && why[0], "%s: want -EINVAL with a reason, got %d '%s'", what,
+		      rc, why);
 	msgpack_sbuffer_destroy(&got);
 	return rc;
 }
 
 static void test_known(void)
 {
-	CHECK(fsd_query_cond_known("name=train"));
-	CHECK(fsd_query_cond_known("module="));
-	CHECK(fsd_query_cond_known("version=1.0"));
-	CHECK(fsd_query_cond_known("arguments.lr=4d58"));
-	CHECK(fsd_query_cond_known("metadata.tags.experiment=baseline"));
-	CHECK(fsd_query_cond_known("metadata.tags.a.b=1")); /* the key is "a.b" */
-	CHECK(!fsd_query_cond_known("name"));
-	CHECK(!fsd_query_cond_known("color=red"));
-	CHECK(!fsd_query_cond_known("arguments.=x"));
-	CHECK(!fsd_query_cond_known("arguments=x"));
-	CHECK(!fsd_query_cond_known("metadata.tags=x"));
-	CHECK(!fsd_query_cond_known("metadata..k=x"));
-	CHECK(!fsd_query_cond_known("metadata.tags.=x"));
-	CHECK(!fsd_query_cond_known("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"));
+	static const struct {
+		const char *name;
+		int known;
+	} cases[] = {
+	    {"name=train", 1},
+	    {"module=", 1},
+	    {"version=1.0", 1},
+	    {"arguments.lr=4d58", 1},
+	    {"metadata.tags.experiment=baseline", 1},
+	    {"metadata.tags.a.b=1", 1}, /* the key is "a.b" */
+	    {"name", 0},
+	    {"color=red", 0},
+	    {"arguments.=x", 0},
+	    {"arguments=x", 0},
+	    {"metadata.tags=x", 0},
+	    {"metadata..k=x", 0},
+	    {"metadata.tags.=x", 0},
+	    {"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		CHECK(fsd_query_cond_known(cases[i].name) == cases[i].known, "'%s'", cases[i].name);
+}
+
+/* A fresh buffer with a packer writing into it. */
+static void start(msgpack_sbuffer *sb, msgpack_packer *pk)
+{
+	msgpack_sbuffer_init(sb);
+	msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
 }
 
 static void test_templates(void)
@@ -64,8 +67,7 @@ static void test_templates(void)
 	msgpack_sbuffer want;
 	msgpack_packer pk;
 
-	msgpack_sbuffer_init(&want);
-	msgpack_packer_init(&pk, &want, msgpack_sbuffer_write);
+	start(&want, &pk);
 	msgpack_pack_map(&pk, 3);
 	rpc_pack_str(&pk, "name");
 	rpc_pack_str(&pk, "greet");
@@ -90,8 +92,7 @@ static void test_templates(void)
 	            &want, "names, a string version, metadata grouped by block");
 	msgpack_sbuffer_destroy(&want);
 
-	msgpack_sbuffer_init(&want);
-	msgpack_packer_init(&pk, &want, msgpack_sbuffer_write);
+	start(&want, &pk);
 	msgpack_pack_map(&pk, 2);
 	rpc_pack_str(&pk, "version");
 	msgpack_pack_int64(&pk, 7);
@@ -100,8 +101,7 @@ static void test_templates(void)
 	template_is("version=7/module=null", &want, "an int version; a module is a string");
 	msgpack_sbuffer_destroy(&want);
 
-	msgpack_sbuffer_init(&want);
-	msgpack_packer_init(&pk, &want, msgpack_sbuffer_write);
+	start(&want, &pk);
 	msgpack_pack_map(&pk, 2);
 	rpc_pack_str(&pk, "version");
 	rpc_pack_str(&pk, "2");
@@ -136,9 +136,6 @@ int main(void)
 {
 	test_known();
 	test_templates();
-	if (failures)
-		fprintf(stderr, "test_querydir: %d failures\n", failures);
-	else
-		printf("test_querydir: ok\n");
+	printf("test_querydir: %d of %d checks failed\n", failures, checks);
 	return failures ? 1 : 0;
 }
