@@ -1,6 +1,6 @@
 /*
- * cacheinfo.c: decoding the server's `info` answer and what the daemon does with it
- * (cacheinfo.h).
+ * cacheinfo.c: the mount's checks of the cache (hello's layout, a first record)
+ * and the server's `info` for statfs (cacheinfo.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -14,14 +14,7 @@
 
 void fsd_cache_info_decode(const msgpack_object *result, struct fsd_cache_info *out)
 {
-	const msgpack_object *calls = rpc_map_get(result, "calls");
-	const msgpack_object *values = rpc_map_get(result, "values");
-
 	memset(out, 0, sizeof(*out));
-	out->presence_known = rpc_obj_bool(rpc_map_get(calls, "present"), &out->calls_present) == 0 &&
-	                      rpc_obj_bool(rpc_map_get(values, "present"), &out->values_present) == 0;
-	if (rpc_obj_bool(rpc_map_get(result, "fleche_toml"), &out->fleche_toml) != 0)
-		out->fleche_toml = false;
 	if (rpc_obj_uint(rpc_map_get(result, "call_count"), &out->call_count) != 0)
 		out->call_count = 0;
 	if (rpc_obj_uint(rpc_map_get(result, "value_count"), &out->value_count) != 0)
@@ -42,13 +35,14 @@ int fsd_cache_info_fetch(struct fsd_conn *c, struct fsd_cache_info *out, char *e
 	return rc;
 }
 
-int fsd_cache_info_require(const struct fsd_cache_info *info, const char *source,
-                           const char *root, char *err, size_t errlen)
+int fsd_cache_require(const struct fsd_server_info *si, const char *source, char *err,
+                      size_t errlen)
 {
-	if (!info->presence_known || info->calls_present || info->values_present)
+	const char *root = si->root; /* "" when hello gave none */
+	if (!si->presence_known || si->calls_present || si->values_present)
 		return 0;
 	char where[1100] = "";
-	size_t sl = strlen(source), rl = root ? strlen(root) : 0;
+	size_t sl = strlen(source), rl = strlen(root);
 	/* the source names the root already: "DIR", or "host:DIR" */
 	int named = rl && sl >= rl && strcmp(source + sl - rl, root) == 0 &&
 	            (sl == rl || source[sl - rl - 1] == ':');
@@ -57,7 +51,7 @@ int fsd_cache_info_require(const struct fsd_cache_info *info, const char *source
 	snprintf(err, errlen,
 	         "'%s' is not a fleche cache: it holds no calls/, calls.db or values/%s%s", source,
 	         where,
-	         info->fleche_toml ? ", only a fleche.toml: mount a cache it configures (-o "
+	         si->fleche_toml ? ", only a fleche.toml: mount a cache it configures (-o "
 	                             "cache=NAME, or its default cache)"
 	                           : "");
 	return -ENOENT;

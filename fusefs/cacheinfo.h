@@ -1,7 +1,8 @@
 /*
- * cacheinfo.h: what the server's `info` says about the mounted cache (rpc/PROTOCOL.md
- * section 5): whether it holds call storage or values at all, which the mount checks
- * before it goes ahead, and its counts and size, which statfs answers.
+ * cacheinfo.h: what the daemon learns about the mounted cache before and after it
+ * mounts (rpc/PROTOCOL.md section 5): whether it holds call storage or values at all
+ * (hello's layout), which the mount checks before it goes ahead; what is wrong with
+ * its signatures; and its counts and size (`info`), which statfs answers.
  */
 #ifndef FLECHEFS_FUSEFS_CACHEINFO_H
 #define FLECHEFS_FUSEFS_CACHEINFO_H
@@ -16,10 +17,6 @@
 #include "conn.h"
 
 struct fsd_cache_info {
-	bool presence_known; /* the server says what exists (older servers do not) */
-	bool calls_present;  /* its call directory or database exists */
-	bool values_present; /* its value directory exists */
-	bool fleche_toml;    /* the root holds a fleche.toml */
 	uint64_t call_count;
 	uint64_t value_count;
 	bool size_known;
@@ -34,13 +31,12 @@ int fsd_cache_info_fetch(struct fsd_conn *c, struct fsd_cache_info *out, char *e
                          size_t errlen);
 
 /*
- * 0 when info shows a cache (or cannot tell); -ENOENT with a one-line message in err,
- * naming source (as the user gave it), root (the directory the server looked in, as
- * hello said; NULL or "": source) and what was looked for, when the server found
- * neither call storage nor values.
+ * 0 when the server's hello shows a cache (or does not say); -ENOENT with a one-line
+ * message in err, naming source (as the user gave it), the root the server looked
+ * in and what was looked for, when it found neither call storage nor values.
  */
-int fsd_cache_info_require(const struct fsd_cache_info *info, const char *source,
-                           const char *root, char *err, size_t errlen);
+int fsd_cache_require(const struct fsd_server_info *si, const char *source, char *err,
+                      size_t errlen);
 
 /*
  * Reads the first call record once, so that what is wrong with the cache's

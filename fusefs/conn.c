@@ -706,6 +706,13 @@ static int conn_handshake(struct fsd_conn *c, struct fsd_transport *t, char *err
 	copy_str(info.root, sizeof(info.root), rpc_map_get(layout, "root"));
 	copy_str(info.calls_type, sizeof(info.calls_type),
 	         rpc_map_get(rpc_map_get(layout, "calls"), "type"));
+	info.presence_known =
+	    rpc_obj_bool(rpc_map_get(rpc_map_get(layout, "calls"), "present"),
+	                 &info.calls_present) == 0 &&
+	    rpc_obj_bool(rpc_map_get(rpc_map_get(layout, "values"), "present"),
+	                 &info.values_present) == 0;
+	if (rpc_obj_bool(rpc_map_get(layout, "fleche_toml"), &info.fleche_toml) != 0)
+		info.fleche_toml = false;
 	if (strcmp(info.program, "flechefs-server") != 0)
 		fsd_log(FSD_LOG_WARN, "the server calls itself '%s', not 'flechefs-server'",
 		        info.program);

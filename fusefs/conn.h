@@ -45,6 +45,11 @@ struct fsd_server_info {
 	char calls_type[16]; /* "files", "sql" or "" */
 	unsigned views;      /* the views hello lists: bit 1u << enum fsd_view (views.h) */
 	char root[1024];
+	/* what the cache's layout says exists (older servers do not say) */
+	bool presence_known;
+	bool calls_present;  /* its call directory or database */
+	bool values_present; /* its value directory */
+	bool fleche_toml;    /* a fleche.toml in the root */
 };
 
 struct fsd_conn_options {

@@ -512,7 +512,6 @@ int main(int argc, char *argv[])
 	struct fsd_connector *connector = NULL;
 	struct fsd_conn *conn = NULL;
 	struct fsd_fs *fs = NULL;
-	struct fsd_cache_info cinfo;
 	struct fuse_session *se = NULL;
 	char *mount_real = NULL;
 	int mounted = 0, handlers = 0, status_fd = -1, ret = 1;
@@ -632,9 +631,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "flechefs: out of memory\n");
 		goto out;
 	}
-	if (fsd_cache_info_fetch(conn, &cinfo, err, sizeof(err)) < 0 ||
-	    fsd_cache_info_require(&cinfo, o.source, fsd_conn_server(conn)->root, err,
-	                           sizeof(err)) < 0 ||
+	if (fsd_cache_require(fsd_conn_server(conn), o.source, err, sizeof(err)) < 0 ||
 	    fsd_fs_check(fs, err, sizeof(err)) < 0) {
 		fprintf(stderr, "flechefs: %s\n", err);
 		goto out;
