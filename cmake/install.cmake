@@ -10,6 +10,7 @@
 #
 # `cmake --build build --target uninstall` removes every file the last install
 # wrote (build/install_manifest.txt), as `xargs rm < install_manifest.txt` would.
+# cpack's own install into its staging directory rewrites that manifest.
 install(FILES ${PROJECT_SOURCE_DIR}/man/flechefs.1 ${PROJECT_SOURCE_DIR}/man/flechefs-server.1
 	DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 

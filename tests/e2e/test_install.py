@@ -72,8 +72,29 @@ def mount_options(mp):
     return []
 
 
+@contextlib.contextmanager
+def kept_manifest(build):
+    """Restores BUILD/install_manifest.txt afterwards (or removes it when there was
+    none): a developer's own install must stay uninstallable after this test."""
+    path = os.path.join(build, "install_manifest.txt")
+    before = None
+    with contextlib.suppress(FileNotFoundError):
+        with open(path, "rb") as f:
+            before = f.read()
+    try:
+        yield
+    finally:
+        if before is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        else:
+            with open(path, "wb") as f:
+                f.write(before)
+
+
 def test_prefix_install(build, calls):
-    with common.temp_dir("flechefs-prefix-") as prefix, common.temp_dir() as tmp:
+    with common.temp_dir("flechefs-prefix-") as prefix, common.temp_dir() as tmp, \
+            kept_manifest(build):
         r = common.run(["cmake", "--install", build, "--prefix", prefix], timeout=120)
         T.equal(r.returncode, 0, "cmake --install: %r" % r.stderr)
         for rel in ("bin/flechefs", "bin/flechefs-server", "share/man/man1/flechefs.1",
@@ -162,7 +183,8 @@ def test_deb(build, calls):
                   "removes only what it installed (apt-get remove flechefs to run it)")
             T.check(not common.in_ci(), "no flechefs package installed before the test")
             return
-        with common.temp_dir("flechefs-deb-") as tmp:
+        # cpack installs into its staging directory and rewrites the manifest too
+        with common.temp_dir("flechefs-deb-") as tmp, kept_manifest(build):
             installed = False
             try:
                 r = common.run(["cpack", "-B", tmp], timeout=600, cwd=build)
