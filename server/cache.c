@@ -19,6 +19,7 @@
  */
 #include "cache.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -386,28 +387,31 @@ out:
 	return rc;
 }
 
-/* Adds the blocks of every indexed file of ki to *bytes (the index refreshed first). */
-static int index_size(struct srv_keyindex *ki, uint64_t *bytes, struct srv_error *err)
+/*
+ * Adds the blocks of every key-named regular file in dir to *bytes. Reads the
+ * directory itself, not the key index, so that it needs no lock while it stats
+ * perhaps a million files (other requests go on meanwhile). A missing directory
+ * counts nothing.
+ */
+static int dir_size(const char *dir, uint64_t *bytes, struct srv_error *err)
 {
-	char hex[RPC_KEY_LEN + 1];
+	struct dirent *e;
 	struct stat st;
-	int dfd;
+	DIR *d = opendir(dir);
 
-	if (srv_keyindex_refresh(ki, err) != 0)
-		return -1;
-	if (ki->n == 0)
-		return 0;
-	dfd = open(ki->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return errno == ENOENT ? 0
-		                       : srv_fail(err, rpc_error_from_errno(errno),
-		                                  "cannot open '%s': %s", ki->dir, strerror(errno));
-	for (size_t i = 0; i < ki->n; i++) {
-		srv_key_to_hex(srv_keyindex_key(ki, i), hex);
-		if (fstatat(dfd, hex, &st, AT_SYMLINK_NOFOLLOW) == 0)
+	if (!d)
+		return errno == ENOENT || errno == ENOTDIR
+		           ? 0
+		           : srv_fail(err, rpc_error_from_errno(errno), "cannot open '%s': %s", dir,
+		                      strerror(errno));
+	while ((e = readdir(d))) {
+		if (!rpc_key_valid(e->d_name, strlen(e->d_name)))
+			continue;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode))
 			*bytes += (uint64_t)st.st_blocks * 512;
 	}
-	close(dfd);
+	closedir(d);
 	return 0;
 }
 
@@ -421,10 +425,8 @@ static void add_file_size(const char *path, uint64_t *bytes)
 
 int srv_cache_size(struct srv_cache *c, uint64_t *bytes, struct srv_error *err)
 {
-	int rc = -1;
-
+	/* the paths never change once the cache is open: no lock */
 	*bytes = 0;
-	pthread_mutex_lock(&c->lock);
 	if (c->sql) {
 		char *wal = NULL;
 
@@ -433,15 +435,10 @@ int srv_cache_size(struct srv_cache *c, uint64_t *bytes, struct srv_error *err)
 			add_file_size(wal, bytes);
 			free(wal);
 		}
-	} else if (index_size(&c->calls.index, bytes, err) != 0) {
-		goto out;
+	} else if (dir_size(c->calls_path, bytes, err) != 0) {
+		return -1;
 	}
-	if (index_size(&c->values.index, bytes, err) != 0)
-		goto out;
-	rc = 0;
-out:
-	pthread_mutex_unlock(&c->lock);
-	return rc;
+	return dir_size(c->values_path, bytes, err);
 }
 
 /* ---- prefixes ---- */

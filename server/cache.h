@@ -106,8 +106,9 @@ int srv_count(struct srv_cache *cache, uint64_t *calls, uint64_t *values, struct
 
 /*
  * The disk space the cache's files take, in bytes (allocated blocks): the call
- * records (or the database file and its WAL) and the value files. Scans the key
- * indexes and stats every file; a file that vanished meanwhile counts nothing.
+ * records (or the database file and its WAL) and the value files (key-named regular
+ * files). Reads both directories and stats every file, without holding the cache's
+ * lock; a file that vanished meanwhile counts nothing.
  */
 int srv_cache_size(struct srv_cache *cache, uint64_t *bytes, struct srv_error *err);
 
