@@ -48,10 +48,12 @@
 #include <unistd.h>
 
 #include "fs.h"
+#include "cacheinfo.h"
 #include "callrec.h"
 #include "listing.h"
 #include "log.h"
 #include "msg.h"
+#include "querydir.h"
 #include "rpc.h"
 #include "views.h"
 
@@ -95,7 +97,18 @@ struct fsd_fs {
 	struct fsd_listings lists;
 	struct fsd_viewcache views;
 	struct evict_guard guard;
+	struct fsd_statfs_cache statfs;
 };
+
+/* The top-level directories, in listing order. */
+static const struct {
+	const char *name;
+	enum fsd_kind kind;
+} fs_top[] = {
+    {"calls", FSD_CALLS},     {"values", FSD_VALUES}, {"digests", FSD_DIGESTS},
+    {"by-name", FSD_BYNAME}, {"query", FSD_QUERY},
+};
+#define FS_NTOP (sizeof(fs_top) / sizeof(fs_top[0]))
 
 /* --- attributes --- */
 
@@ -112,6 +125,8 @@ static int is_dir_kind(enum fsd_kind k)
 	case FSD_CALL_META:
 	case FSD_AMBIG:
 	case FSD_FUNC:
+	case FSD_QUERY:
+	case FSD_QUERY_DIR:
 		return 1;
 	default:
 		return 0;
@@ -190,7 +205,7 @@ static void fill_attr(struct fsd_fs *fs, struct fsd_inode *i, struct stat *st)
 		 * cost a listing: find's leaf optimisation relies on it. */
 		switch (i->kind) {
 		case FSD_ROOT:
-			st->st_nlink = 6;
+			st->st_nlink = 7;
 			break;
 		case FSD_CALL:
 			st->st_nlink = 4;
@@ -198,6 +213,8 @@ static void fill_attr(struct fsd_fs *fs, struct fsd_inode *i, struct stat *st)
 		case FSD_CALLS:
 		case FSD_BYNAME:
 		case FSD_DIGESTS:
+		case FSD_QUERY:
+		case FSD_QUERY_DIR:
 			st->st_nlink = 1;
 			break;
 		default:
@@ -230,6 +247,7 @@ static double kind_timeout(struct fsd_fs *fs, enum fsd_kind k)
 	case FSD_VALUES:
 	case FSD_DIGESTS:
 	case FSD_BYNAME:
+	case FSD_QUERY:
 		return FS_TOP_TIMEOUT;
 	case FSD_VALUE:
 		return fs->o.value_timeout;
@@ -978,6 +996,109 @@ static void lookup_in_call(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *
 	fsd_record_unref(rec);
 }
 
+/* --- query/ (querydir.h) --- */
+
+/* The conditions of a query directory: its path after "query/". */
+static const char *query_conds(const struct fsd_inode *dir)
+{
+	return dir->path + strlen("query/");
+}
+
+/* The target of the link to call key inside query directory dir. */
+static void query_link(const struct fsd_inode *dir, const char *key, char *buf, size_t len)
+{
+	size_t off = 0;
+	/* one "../" per level of dir's path ("query/a=b": two) */
+	for (const char *p = dir->path; *p && off + 3 < len; p++)
+		if (*p == '/')
+			off += (size_t)snprintf(buf + off, len - off, "../");
+	snprintf(buf + off, len - off, "../calls/%.64s", key);
+}
+
+/* The template of query directory dir into sb; -EINVAL is logged with its reason. */
+static int query_template(struct fsd_fs *fs, const struct fsd_inode *dir, msgpack_sbuffer *sb)
+{
+	char why[512] = "";
+	int rc = fsd_query_template(fs->conn, query_conds(dir), sb, why, sizeof(why));
+	if (rc == -EINVAL)
+		fsd_log(FSD_LOG_WARN, "%s: lists nothing: %s", dir->path, why);
+	return rc;
+}
+
+/* The listing of a query directory; an unusable query lists nothing (EINVAL). */
+static int open_query(struct fsd_fs *fs, struct fsd_inode *dir, struct fsd_listing **out)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	int rc = query_template(fs, dir, &sb);
+	if (!rc)
+		rc = fsd_listing_template(&fs->lists, sb.data, sb.size, dir->path, out);
+	msgpack_sbuffer_destroy(&sb);
+	return rc == -EINVAL ? 0 : rc;
+}
+
+/* Whether call key matches the query of dir: the first match from just before it. */
+static int query_has(struct fsd_fs *fs, const struct fsd_inode *dir, const char *key)
+{
+	msgpack_sbuffer sb;
+	struct fsd_result r;
+	char before[65];
+	const char *k;
+	size_t kl;
+	msgpack_sbuffer_init(&sb);
+	int rc = query_template(fs, dir, &sb);
+	if (rc) {
+		msgpack_sbuffer_destroy(&sb);
+		return rc == -EINVAL ? 0 : rc;
+	}
+	int has_before = key_before(key, before);
+	rc = fsd_conn_call_sync(fs->conn, &r, "query", 0, "Rsub", sb.data, sb.size,
+	                        has_before ? before : NULL, (uint64_t)1, 0);
+	msgpack_sbuffer_destroy(&sb);
+	if (rc) {
+		int e = r.err;
+		log_failure(dir->path, &r);
+		fsd_result_release(&r);
+		return e == EINVAL ? 0 : -e;
+	}
+	int found = rpc_obj_str(rpc_array_get(rpc_map_get(r.result, "keys"), 0), &k, &kl) == 0 &&
+	            kl == RPC_KEY_LEN && memcmp(k, key, kl) == 0;
+	fsd_result_release(&r);
+	return found;
+}
+
+static void lookup_query(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *parent,
+                         const char *name)
+{
+	struct child_spec sp = {.size = -1};
+	char target[FSD_QUERY_PATH_MAX + 80];
+	if (fsd_query_cond_known(name)) {
+		if (strlen(parent->path) + 1 + strlen(name) > FSD_QUERY_PATH_MAX) {
+			fuse_reply_err(req, ENAMETOOLONG);
+			return;
+		}
+		reply_child(fs, req, parent, name, FSD_QUERY_DIR, &sp);
+		return;
+	}
+	if (parent->kind != FSD_QUERY_DIR || strlen(name) != RPC_KEY_LEN ||
+	    !is_hex(name, RPC_KEY_LEN)) {
+		reply_negative(fs, req);
+		return;
+	}
+	int rc = query_has(fs, parent, name);
+	if (rc < 0) {
+		reply_err(req, -rc);
+		return;
+	}
+	if (!rc) {
+		reply_negative(fs, req);
+		return;
+	}
+	query_link(parent, name, target, sizeof(target));
+	sp.target = target;
+	reply_child(fs, req, parent, name, FSD_LINK, &sp);
+}
+
 static void lookup_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 {
 	struct fsd_fs *fs = fs_of(req);
@@ -989,16 +1110,9 @@ static void lookup_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 	}
 	switch (parent->kind) {
 	case FSD_ROOT: {
-		static const struct {
-			const char *name;
-			enum fsd_kind kind;
-		} top[] = {{"calls", FSD_CALLS},
-		           {"values", FSD_VALUES},
-		           {"digests", FSD_DIGESTS},
-		           {"by-name", FSD_BYNAME}};
-		for (size_t k = 0; k < 4; k++)
-			if (strcmp(name, top[k].name) == 0) {
-				reply_child(fs, req, parent, name, top[k].kind, &sp);
+		for (size_t k = 0; k < FS_NTOP; k++)
+			if (strcmp(name, fs_top[k].name) == 0) {
+				reply_child(fs, req, parent, name, fs_top[k].kind, &sp);
 				return;
 			}
 		reply_negative(fs, req);
@@ -1018,6 +1132,10 @@ static void lookup_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 		return;
 	case FSD_FUNC:
 		lookup_func_entry(fs, req, parent, name);
+		return;
+	case FSD_QUERY:
+	case FSD_QUERY_DIR:
+		lookup_query(fs, req, parent, name);
 		return;
 	case FSD_CALL:
 	case FSD_CALL_ARGS:
@@ -1314,7 +1432,10 @@ static void rmdir_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 		return;
 	}
 	fsd_result_release(&r);
-	fsd_log(FSD_LOG_DEBUG, "evicted call %s", name);
+	const struct fuse_ctx *who = fuse_req_ctx(req);
+	fsd_log(FSD_LOG_INFO, "evicted call %s%s%s%s from the cache (uid %u, pid %d)", name,
+	        func ? " (" : "", func ? func : "", func ? ")" : "", (unsigned)who->uid,
+	        (int)who->pid);
 	fsd_listings_drop(&fs->lists, "calls");
 	fsd_listings_drop(&fs->lists, "names");
 	struct inval_job *j = calloc(1, sizeof(*j));
@@ -1665,7 +1786,13 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	d->dir = i;
 	switch (i->kind) {
 	case FSD_ROOT:
-		d->n = 4;
+		d->n = FS_NTOP;
+		break;
+	case FSD_QUERY:
+		d->n = 0; /* conditions are found by lookup only */
+		break;
+	case FSD_QUERY_DIR:
+		rc = open_query(fs, i, &d->list);
 		break;
 	case FSD_CALLS:
 		rc = fsd_listings_get(&fs->lists, "calls", &d->list);
@@ -1734,8 +1861,6 @@ static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *
                              char *nbuf, size_t nbuflen, enum fsd_kind *kind, struct child_spec *sp,
                              struct fsd_list_item *it, int *rc)
 {
-	static const char *const top[] = {"calls", "values", "digests", "by-name"};
-	static const enum fsd_kind topk[] = {FSD_CALLS, FSD_VALUES, FSD_DIGESTS, FSD_BYNAME};
 	memset(sp, 0, sizeof(*sp));
 	sp->size = -1;
 	*rc = 0;
@@ -1749,8 +1874,8 @@ static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *
 	}
 	switch (d->kind) {
 	case FSD_ROOT:
-		*kind = topk[k];
-		return top[k];
+		*kind = fs_top[k].kind;
+		return fs_top[k].name;
 	case FSD_CALLS:
 	case FSD_VALUES:
 		*kind = d->kind == FSD_CALLS ? FSD_CALL : FSD_VALUE;
@@ -1764,6 +1889,11 @@ static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *
 	case FSD_FUNC:
 		*kind = FSD_LINK;
 		snprintf(buf, buflen, "../../calls/%.64s", it->name);
+		sp->target = buf;
+		return it->name;
+	case FSD_QUERY_DIR:
+		*kind = FSD_LINK;
+		query_link(d->dir, it->name, buf, buflen);
 		sp->target = buf;
 		return it->name;
 	case FSD_CALL: {
@@ -1880,7 +2010,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			used += need;
 			continue;
 		}
-		char target[96], nbuf[300];
+		char target[256], nbuf[300]; /* target: a link out of a deep query/ directory */
 		enum fsd_kind kind;
 		struct child_spec sp;
 		struct fsd_list_item it;
@@ -1963,6 +2093,7 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_namemax = 255;
 	if (fs_of(req)->o.read_only || fs_of(req)->server_ro)
 		sv.f_flag = ST_RDONLY;
+	fsd_statfs_fill(&fs_of(req)->statfs, fs_of(req)->conn, &sv);
 	fuse_reply_statfs(req, &sv);
 }
 
@@ -2074,6 +2205,7 @@ struct fsd_fs *fsd_fs_new(struct fsd_conn *conn, const struct fsd_fs_options *o)
 	fs->o = *o;
 	pthread_mutex_init(&fs->ra_lock, NULL);
 	pthread_mutex_init(&fs->guard.lock, NULL);
+	fsd_statfs_cache_init(&fs->statfs);
 	if (fs->o.cache_timeout < 0)
 		fs->o.cache_timeout = 0;
 	if (fs->o.negative_timeout < 0)
@@ -2097,15 +2229,13 @@ struct fsd_fs *fsd_fs_new(struct fsd_conn *conn, const struct fsd_fs_options *o)
 	}
 	fsd_listings_init(&fs->lists, conn, fs->page, fs->o.cache_timeout);
 	/* The top-level directories stay for the mount's life. */
-	static const char *const top[] = {"calls", "values", "digests", "by-name"};
-	static const enum fsd_kind topk[] = {FSD_CALLS, FSD_VALUES, FSD_DIGESTS, FSD_BYNAME};
 	fsd_itable_lock(&fs->it);
-	for (size_t k = 0; k < 4; k++) {
-		struct fsd_inode *i =
-		    fsd_itable_child(&fs->it, fs->it.root, top[k], topk[k], NULL, NULL, 0);
+	for (size_t k = 0; k < FS_NTOP; k++) {
+		struct fsd_inode *i = fsd_itable_child(&fs->it, fs->it.root, fs_top[k].name,
+		                                       fs_top[k].kind, NULL, NULL, 0);
 		if (i)
 			i->permanent = 1;
-		if (i && topk[k] == FSD_BYNAME)
+		if (i && fs_top[k].kind == FSD_BYNAME)
 			fs->byname_ino = i->ino;
 	}
 	fsd_itable_unlock(&fs->it);
@@ -2132,6 +2262,7 @@ void fsd_fs_free(struct fsd_fs *fs)
 	fsd_itable_release(&fs->it);
 	pthread_mutex_destroy(&fs->ra_lock);
 	pthread_mutex_destroy(&fs->guard.lock);
+	fsd_statfs_cache_release(&fs->statfs);
 	free(fs);
 }
 

@@ -8,7 +8,7 @@
  *  1. The root is number 1 (FUSE_ROOT_ID) and is never freed; other inodes live
  *     while their lookup count is above zero (each reply that hands an entry to the
  *     kernel adds one, forget subtracts) or while the table holds them as permanent
- *     (the four top-level directories).
+ *     (the five top-level directories).
  *  2. Two inodes never share a path or a number.
  *  3. kind, path, name, key, target and view never change after creation (view
  *     follows from the path); the attribute fields (size, mtime, err, rec, aux)
@@ -38,6 +38,8 @@ enum fsd_kind {
 	FSD_VALUE,          /* values/<key> and its views values/<key>.<ext> */
 	FSD_AMBIG,          /* digests/<prefix>/ for an ambiguous prefix */
 	FSD_FUNC,           /* by-name/<function>/ */
+	FSD_QUERY,          /* query/ */
+	FSD_QUERY_DIR,      /* query/<field=value>/... (querydir.h) */
 };
 
 /* A call record rendered into the files of its directory. */

@@ -19,6 +19,7 @@
  */
 #include "cache.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -157,6 +158,13 @@ static bool is_file(const char *path)
 }
 
 /* The URL with anything between "://" and '@' (a password) replaced by "***". */
+static bool is_dir(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 static char *redact_url(const char *url)
 {
 	const char *s = strstr(url, "://"), *at, *slash;
@@ -383,6 +391,14 @@ void srv_cache_layout(const struct srv_cache *c, struct srv_layout *out)
 	out->values_path = c->values_path;
 	out->read_only = c->read_only;
 	out->key_count = c->nkeys;
+	out->calls_present = c->sql ? is_file(c->calls_path) : is_dir(c->calls_path);
+	out->values_present = is_dir(c->values_path);
+	out->fleche_toml = false;
+	if (c->root) {
+		char *toml = join(c->root, "fleche.toml");
+		out->fleche_toml = toml && is_file(toml);
+		free(toml);
+	}
 }
 
 int srv_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv_error *err)
@@ -405,6 +421,60 @@ int srv_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv
 out:
 	pthread_mutex_unlock(&c->lock);
 	return rc;
+}
+
+/*
+ * Adds the blocks of every key-named regular file in dir to *bytes. Reads the
+ * directory itself, not the key index, so that it needs no lock while it stats
+ * perhaps a million files (other requests go on meanwhile). A missing directory
+ * counts nothing.
+ */
+static int dir_size(const char *dir, uint64_t *bytes, struct srv_error *err)
+{
+	struct dirent *e;
+	struct stat st;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return errno == ENOENT || errno == ENOTDIR
+		           ? 0
+		           : srv_fail(err, rpc_error_from_errno(errno), "cannot open '%s': %s", dir,
+		                      strerror(errno));
+	while ((e = readdir(d))) {
+		if (!rpc_key_valid(e->d_name, strlen(e->d_name)))
+			continue;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode))
+			*bytes += (uint64_t)st.st_blocks * 512;
+	}
+	closedir(d);
+	return 0;
+}
+
+static void add_file_size(const char *path, uint64_t *bytes)
+{
+	struct stat st;
+
+	if (path && stat(path, &st) == 0)
+		*bytes += (uint64_t)st.st_blocks * 512;
+}
+
+int srv_cache_size(struct srv_cache *c, uint64_t *bytes, struct srv_error *err)
+{
+	/* the paths never change once the cache is open: no lock */
+	*bytes = 0;
+	if (c->sql) {
+		char *wal = NULL;
+
+		add_file_size(c->calls_path, bytes);
+		if (asprintf(&wal, "%s-wal", c->calls_path) >= 0) {
+			add_file_size(wal, bytes);
+			free(wal);
+		}
+	} else if (dir_size(c->calls_path, bytes, err) != 0) {
+		return -1;
+	}
+	return dir_size(c->values_path, bytes, err);
 }
 
 /* ---- prefixes ---- */

@@ -102,11 +102,25 @@ struct srv_layout {
 	const char *values_path; /* absolute */
 	bool read_only;
 	size_t key_count;
+	/* What exists right now: fleche makes its storage on first use, so a root
+	 * holding neither is not (yet) a cache; a fleche.toml in the root marks a
+	 * fleche project's directory, whose caches live where the file says. */
+	bool calls_present;  /* the call directory or database file exists */
+	bool values_present; /* the value directory exists */
+	bool fleche_toml;    /* root/fleche.toml exists */
 };
 void srv_cache_layout(const struct srv_cache *cache, struct srv_layout *out);
 
 /* Counts call records and value files (may scan). */
 int srv_count(struct srv_cache *cache, uint64_t *calls, uint64_t *values, struct srv_error *err);
+
+/*
+ * The disk space the cache's files take, in bytes (allocated blocks): the call
+ * records (or the database file and its WAL) and the value files (key-named regular
+ * files). Reads both directories and stats every file, without holding the cache's
+ * lock; a file that vanished meanwhile counts nothing.
+ */
+int srv_cache_size(struct srv_cache *cache, uint64_t *bytes, struct srv_error *err);
 
 /* One entry of a page; detail fields are set only when detail was asked for. */
 struct srv_entry {

@@ -319,13 +319,18 @@ static int pack_view_range(msgpack_packer *pk, const struct srv_rendered *r, uin
 /* -------------------------------------------------------------------------------- */
 /* Results */
 
+static int pack_bool(msgpack_packer *pk, bool b)
+{
+	return b ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+}
+
 static int pack_layout_fields(msgpack_packer *pk, const struct srv_layout *l)
 {
 	int r = 0;
 	r |= rpc_pack_str(pk, "root");
 	r |= rpc_pack_str(pk, l->root);
 	r |= rpc_pack_str(pk, "calls");
-	r |= msgpack_pack_map(pk, l->calls_url ? 3 : 2);
+	r |= msgpack_pack_map(pk, l->calls_url ? 4 : 3);
 	r |= rpc_pack_str(pk, "type");
 	r |= rpc_pack_str(pk, l->calls_type);
 	r |= rpc_pack_str(pk, "path");
@@ -334,24 +339,25 @@ static int pack_layout_fields(msgpack_packer *pk, const struct srv_layout *l)
 		r |= rpc_pack_str(pk, "url");
 		r |= rpc_pack_str(pk, l->calls_url);
 	}
+	r |= rpc_pack_str(pk, "present");
+	r |= pack_bool(pk, l->calls_present);
 	r |= rpc_pack_str(pk, "values");
-	r |= msgpack_pack_map(pk, 2);
+	r |= msgpack_pack_map(pk, 3);
 	r |= rpc_pack_str(pk, "type");
 	r |= rpc_pack_str(pk, l->values_type);
 	r |= rpc_pack_str(pk, "path");
 	r |= rpc_pack_str(pk, l->values_path);
+	r |= rpc_pack_str(pk, "present");
+	r |= pack_bool(pk, l->values_present);
 	r |= rpc_pack_str(pk, "signed");
-	r |= l->key_count > 0 ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+	r |= pack_bool(pk, l->key_count > 0);
 	r |= rpc_pack_str(pk, "key_count");
 	r |= msgpack_pack_uint64(pk, l->key_count);
+	r |= rpc_pack_str(pk, "fleche_toml");
+	r |= pack_bool(pk, l->fleche_toml);
 	return r ? -1 : 0;
 }
-#define LAYOUT_FIELDS 5
-
-static int pack_bool(msgpack_packer *pk, bool b)
-{
-	return b ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
-}
+#define LAYOUT_FIELDS 6
 
 static int do_hello(struct srv_session *s, struct call *c)
 {
@@ -419,19 +425,22 @@ static int do_hello(struct srv_session *s, struct call *c)
 static int do_info(struct srv_session *s, struct call *c)
 {
 	struct srv_layout l;
-	uint64_t ncalls = 0, nvalues = 0;
+	uint64_t ncalls = 0, nvalues = 0, size = 0;
 	msgpack_packer *pk = c->pk;
 	int r = 0;
 
-	if (srv_count(s->cache, &ncalls, &nvalues, &c->err) < 0)
+	if (srv_count(s->cache, &ncalls, &nvalues, &c->err) < 0 ||
+	    srv_cache_size(s->cache, &size, &c->err) < 0)
 		return -1;
 	srv_cache_layout(s->cache, &l);
-	r |= msgpack_pack_map(pk, LAYOUT_FIELDS + 3);
+	r |= msgpack_pack_map(pk, LAYOUT_FIELDS + 4);
 	r |= pack_layout_fields(pk, &l);
 	r |= rpc_pack_str(pk, "call_count");
 	r |= msgpack_pack_uint64(pk, ncalls);
 	r |= rpc_pack_str(pk, "value_count");
 	r |= msgpack_pack_uint64(pk, nvalues);
+	r |= rpc_pack_str(pk, "size");
+	r |= msgpack_pack_uint64(pk, size);
 	r |= rpc_pack_str(pk, "read_only");
 	r |= pack_bool(pk, s->read_only);
 	return r ? pack_failed(c) : 0;

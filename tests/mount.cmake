@@ -1,5 +1,6 @@
-# mount: a unit test of the daemon's connection and inode table
-# (tests/unit/test_fsd_conn.c), and end-to-end tests of the flechefs daemon on real FUSE
+# mount: unit tests of the daemon's connection and inode table
+# (tests/unit/test_fsd_conn.c) and of the query/ tree's templates
+# (tests/unit/test_querydir.c), and end-to-end tests of the flechefs daemon on real FUSE
 # mounts of copies of the fixture caches (tests/e2e/test_mount*.py, helpers in
 # tests/e2e/mountlib.py; test_mount_views.py: the value views of issue 5;
 # test_mount_sizes.py: values around page and read boundaries, spliced and copied;
@@ -11,6 +12,7 @@
 # The benchmark bench/bench-mount is run by hand, not by ctest.
 if(TARGET flechefs_fsd)
 	flechefs_unit_test(test_fsd_conn SOURCES unit/test_fsd_conn.c LIBS flechefs_fsd)
+	flechefs_unit_test(test_querydir SOURCES unit/test_querydir.c LIBS flechefs_fsd)
 endif()
 if(TARGET flechefs AND TARGET flechefs-server)
 	flechefs_py_test(mount_fixtures e2e/test_mount_fixtures.py LABELS mount)
@@ -20,9 +22,13 @@ if(TARGET flechefs AND TARGET flechefs-server)
 	flechefs_py_test(mount_hostile e2e/test_mount_hostile.py LABELS mount)
 	flechefs_py_test(mount_shared e2e/test_mount_shared.py LABELS mount)
 	flechefs_py_test(mount_metadata e2e/test_mount_metadata.py LABELS mount)
+	flechefs_py_test(mount_source e2e/test_mount_source.py LABELS mount)
+	flechefs_py_test(mount_log e2e/test_mount_log.py LABELS mount)
+	flechefs_py_test(mount_query e2e/test_mount_query.py LABELS mount)
 	if(TEST mount_fixtures)
 		set_tests_properties(mount_fixtures mount_errors mount_views mount_sizes mount_hostile
-		                     mount_shared mount_metadata PROPERTIES
+		                     mount_shared mount_metadata mount_source mount_log mount_query
+		                     PROPERTIES
 		                     TIMEOUT 300 RUN_SERIAL TRUE)
 	endif()
 endif()

@@ -28,7 +28,7 @@ def check_cache(name, exp, key_hex):
                 "%s: keys in calls/" % name)
         T.equal(sorted(os.listdir(os.path.join(mp, "values"))), sorted(values),
                 "%s: keys in values/" % name)
-        T.equal(sorted(os.listdir(mp)), ["by-name", "calls", "digests", "values"],
+        T.equal(sorted(os.listdir(mp)), ["by-name", "calls", "digests", "query", "values"],
                 "%s: top level" % name)
         T.equal(os.listdir(os.path.join(mp, "digests")), [], "%s: digests/ lists nothing" % name)
         # readdir(3) skips entries with inode number 0: "." and ".." must have real ones.
