@@ -85,6 +85,17 @@ class Color(enum.Enum):
 Pair = collections.namedtuple("Pair", "a b")
 
 
+class Plain:
+    """A class of no particular kind; fleche digests it through __digest__."""
+
+    def __init__(self, a, b):
+        self.a = a
+        self.b = b
+
+    def __digest__(self):
+        return fdigest.digest(("Plain", self.a, self.b))
+
+
 def square(x):
     return x * x
 
@@ -101,6 +112,7 @@ def values():
         "color": Color.GREEN,
         "color_red": Color.RED,
         "pair": Pair(1, "b"),
+        "plain": Plain(1, [2.5, "c"]),
         "function": square,
         "class": Point,
         "nested": {"a": [1, [2, [3]]], "b": {"c": (4, 5)}, "d": "x"},
@@ -349,6 +361,9 @@ class Expect:
             if self.by_value and main:
                 return {"$dataclass": qualname(type(v)), "fields": fields}
             return {"$object": qualname(type(v)), "state": fields}
+        if hasattr(v, "__dict__"):
+            # an instance of a class of no known kind: named by its class either way
+            return {"$object": qualname(type(v)), "state": self.dict(vars(v))}
         raise TypeError("no json mapping for %r" % (v,))
 
 
