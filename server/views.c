@@ -76,6 +76,15 @@ static int view_parse(const uint8_t *bytes, size_t len, const char *key, const c
 
 void srv_view_type_name(const struct pk_node *n, char *out, size_t outlen)
 {
+	struct srv_pyclass c;
+
+	if (n && n->kind == PK_OBJECT && !n->u.obj.cls.module[0] && !n->u.obj.cls.name[0] &&
+	    srv_pyclass_of(n->u.obj.callable, &c)) {
+		/* an instance of a class pickled by value */
+		snprintf(out, outlen, "%.*s.%.*s", (int)c.module.len, c.module.ptr,
+		         (int)c.qualname.len, c.qualname.ptr);
+		return;
+	}
 	if (!n) {
 		snprintf(out, outlen, "nothing");
 	} else if (n->kind == PK_OBJECT && (n->u.obj.cls.module[0] || n->u.obj.cls.name[0])) {
