@@ -3,7 +3,11 @@
  * (pickle.h) and writes the JSON mapping of PROTOCOL.md section 6: plain JSON where
  * JSON can say it, one-key "$" tags where it cannot, fleche's destructured wrappers
  * (fleche.storage.destructuring.Digested*) replaced by the values they stand for,
- * following every fleche.digest.Digest in a wrapper's slots through the resolver.
+ * following every fleche.digest.Digest in a wrapper's slots through the resolver;
+ * classes and functions pickled by value named as if importable, and instances of
+ * dataclasses, attrs classes, namedtuples and enums as what they are (pyclass.h);
+ * the standard library's value types (datetime, Decimal, UUID, paths, collections'
+ * containers, range, slice; pystd.h) as tags holding their text or parts.
  * The text is indented by two spaces per level, as Python's json.dumps(indent=2)
  * writes it (call.json's style), except that the innermost dimension of an array's
  * data and the contents of scalar tags stay on one line.
