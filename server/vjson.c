@@ -555,17 +555,24 @@ static int vj_seq(struct vj *j, const struct pk_node *n, bool slots)
 	return vj_end(j, n->u.seq.n, ']');
 }
 
+/* True when every key of the dict node is a str not starting with '$'. */
+static bool plain_keys(const struct pk_node *d)
+{
+	for (size_t i = 0; i < d->u.dict.n; i++) {
+		const struct pk_node *k = d->u.dict.keys[i];
+		if (k->kind != PK_STR || (k->u.str.len > 0 && k->u.str.ptr[0] == '$'))
+			return false;
+	}
+	return true;
+}
+
 /* A dict: an object when every key is a str not starting with '$', else $dict. */
 static int vj_dict(struct vj *j, const struct pk_node *n, bool slots)
 {
 	const struct pk_dict *d = &n->u.dict;
-	bool plain = true;
 	int (*val)(struct vj *, const struct pk_node *) = slots ? vj_slot : vj_node;
 
-	for (size_t i = 0; i < d->n && plain; i++)
-		plain = d->keys[i]->kind == PK_STR &&
-		        !(d->keys[i]->u.str.len > 0 && d->keys[i]->u.str.ptr[0] == '$');
-	if (plain) {
+	if (plain_keys(n)) {
 		if (vj_begin(j, n, '{') < 0)
 			return -1;
 		for (size_t i = 0; i < d->n; i++) {
@@ -652,16 +659,6 @@ static int vj_object(struct vj *j, const struct pk_node *n)
 
 /* ------------------------------------------------------------------------------ */
 /* Records, enums and the standard library's types */
-
-static bool plain_keys(const struct pk_node *d)
-{
-	for (size_t i = 0; i < d->u.dict.n; i++) {
-		const struct pk_node *k = d->u.dict.keys[i];
-		if (k->kind != PK_STR || (k->u.str.len > 0 && k->u.str.ptr[0] == '$'))
-			return false;
-	}
-	return true;
-}
 
 /*
  * The dicts that hold an instance's fields: its state is a dict (__dict__, or what
@@ -889,6 +886,7 @@ static int vj_any_object(struct vj *j, const struct pk_node *n)
 static int vj_node(struct vj *j, const struct pk_node *n)
 {
 	char tmp[80];
+	struct srv_pyclass c;
 
 	switch (n->kind) {
 	case PK_NONE:
@@ -958,11 +956,8 @@ static int vj_node(struct vj *j, const struct pk_node *n)
 		}
 		return vj_dict(j, n, false);
 	case PK_GLOBAL:
-		PUT(j, rpc_buf_adds(j->b, "{\"$global\": "));
-		if (vj_global_name(j, &n->u.global) < 0)
-			return -1;
-		PUT(j, rpc_buf_addc(j->b, '}'));
-		return 0;
+		srv_pyclass_of(n, &c); /* always true for a global */
+		return vj_class_name(j, &c);
 	case PK_OBJECT:
 		return vj_any_object(j, n);
 	}
