@@ -265,7 +265,9 @@ bool srv_pyclass_enum_member(const struct pk_node *n, struct srv_pyclass *cls,
 	*name = *value = NULL;
 	if (pk_is_class(n, "builtins", "getattr") && arg(n, 1) && is_str(arg(n, 1)) &&
 	    srv_pyclass_of(arg(n, 0), cls) &&
-	    (cls->kind == SRV_PYCLASS_ENUM || cls->kind == SRV_PYCLASS_UNKNOWN)) {
+	    (cls->kind == SRV_PYCLASS_ENUM ||
+	     (cls->kind == SRV_PYCLASS_UNKNOWN && arg(n, 1)->u.str.len > 0 &&
+	      arg(n, 1)->u.str.ptr[0] != '_'))) {
 		*name = arg(n, 1);
 	} else if (srv_pyclass_of(n->u.obj.callable, cls) && cls->kind == SRV_PYCLASS_ENUM &&
 	           arg(n, 0) && !arg(n, 1)) {

@@ -55,7 +55,9 @@ bool srv_pyclass_has_base(const struct srv_pyclass *c, const char *module, const
 /*
  * When node is a member of an enum: getattr(cls, name), which is how pickle and
  * cloudpickle write a member (of a class named by reference, whose kind is unknown:
- * a class attribute written that way reads the same), or cls(value) of an enum
+ * a class attribute written that way reads the same, unless its name starts with
+ * '_', as private helpers' names do, e.g. zoneinfo.ZoneInfo._unpickle; a member so
+ * named stays the getattr call), or cls(value) of an enum
  * class pickled by value. Fills *cls and sets *name and *value to the member's name
  * and value nodes, either NULL when the pickle does not say it (the value is known
  * only when the class, pickled by value, lists its members). Returns true; else

@@ -78,6 +78,37 @@ static int tz_offset(const struct pk_node *tz, bool *aware, long long *us)
 	return 1;
 }
 
+/* The key of a zoneinfo.ZoneInfo as pickled, getattr(zoneinfo.ZoneInfo,
+ * "_unpickle")(key, from_cache), or NULL. */
+static const struct pk_node *zone_key(const struct pk_node *tz)
+{
+	const struct pk_node *fn, *name;
+
+	if (!tz || tz->kind != PK_OBJECT || nargs(tz) != 2 || arg(tz, 0)->kind != PK_STR)
+		return NULL;
+	fn = tz->u.obj.callable;
+	if (!is_obj(fn, "builtins", "getattr") || nargs(fn) != 2 || arg(fn, 0)->kind != PK_GLOBAL ||
+	    !pk_is_class(arg(fn, 0), "zoneinfo", "ZoneInfo"))
+		return NULL;
+	name = arg(fn, 1);
+	if (name->kind != PK_STR || name->u.str.len != 9 || memcmp(name->u.str.ptr, "_unpickle", 9))
+		return NULL;
+	return arg(tz, 0);
+}
+
+/* The offset of the tzinfo tz, or, when zone is not NULL and tz is a ZoneInfo, none
+ * (naive) with *zone set to its key. Returns 1, or 0 when tz is neither. */
+static int tz_or_zone(const struct pk_node *tz, bool *aware, long long *us,
+                      const struct pk_node **zone)
+{
+	if (tz_offset(tz, aware, us))
+		return 1;
+	if (!zone || !(*zone = zone_key(tz)))
+		return 0;
+	*aware = false;
+	return 1;
+}
+
 /* +HH:MM, then :SS and .ffffff only when not zero, as isoformat() writes offsets. */
 static int put_offset(struct rpc_buf *b, long long us)
 {
@@ -129,8 +160,10 @@ static int put_clock(struct rpc_buf *b, const uint8_t *p, bool aware, long long 
 	return rc;
 }
 
-/* datetime, date or time; sep is the character between date and time. */
-static int put_temporal(const struct pk_node *n, char sep, const char **tag, struct rpc_buf *b)
+/* datetime, date or time; sep is the character between date and time; zone as in
+ * srv_pystd_text (NULL: a ZoneInfo is not recognised). */
+static int put_temporal(const struct pk_node *n, char sep, const char **tag, struct rpc_buf *b,
+                        const struct pk_node **zone)
 {
 	const uint8_t *p;
 	bool aware;
@@ -139,7 +172,7 @@ static int put_temporal(const struct pk_node *n, char sep, const char **tag, str
 
 	if (is_obj(n, "datetime", "datetime") && (nargs(n) == 1 || nargs(n) == 2) &&
 	    (p = packed(arg(n, 0), 10)) && date_ok(p) && clock_ok(p + 4) &&
-	    tz_offset(arg(n, 1), &aware, &off)) {
+	    tz_or_zone(arg(n, 1), &aware, &off, zone)) {
 		*tag = "$datetime";
 		if ((rc = put_date(b, p)) < 0 || (rc = rpc_buf_addc(b, sep)) < 0 ||
 		    (rc = put_clock(b, p + 4, aware, off)) < 0)
@@ -152,7 +185,7 @@ static int put_temporal(const struct pk_node *n, char sep, const char **tag, str
 		return (rc = put_date(b, p)) < 0 ? rc : 1;
 	}
 	if (is_obj(n, "datetime", "time") && (nargs(n) == 1 || nargs(n) == 2) &&
-	    (p = packed(arg(n, 0), 6)) && clock_ok(p) && tz_offset(arg(n, 1), &aware, &off)) {
+	    (p = packed(arg(n, 0), 6)) && clock_ok(p) && tz_or_zone(arg(n, 1), &aware, &off, zone)) {
 		*tag = "$time";
 		return (rc = put_clock(b, p, aware, off)) < 0 ? rc : 1;
 	}
@@ -270,14 +303,11 @@ static int put_path(const struct pk_node *n, struct rpc_buf *b)
 	return 1;
 }
 
-int srv_pystd_text(const struct pk_node *n, const char **tag, struct rpc_buf *out)
+/* Decimal, Fraction, UUID and paths, whose str() is their json text */
+static int put_other(const struct pk_node *n, const char **tag, struct rpc_buf *out)
 {
 	int rc;
 
-	if (!n || n->kind != PK_OBJECT)
-		return 0;
-	if ((rc = put_temporal(n, 'T', tag, out)) != 0)
-		return rc;
 	if ((is_obj(n, "decimal", "Decimal") || is_obj(n, "_pydecimal", "Decimal")) &&
 	    nargs(n) == 1 && arg(n, 0)->kind == PK_STR) {
 		*tag = "$decimal";
@@ -294,6 +324,19 @@ int srv_pystd_text(const struct pk_node *n, const char **tag, struct rpc_buf *ou
 	}
 	*tag = "$path";
 	return put_path(n, out);
+}
+
+int srv_pystd_text(const struct pk_node *n, const char **tag, struct rpc_buf *out,
+                   const struct pk_node **zone)
+{
+	int rc;
+
+	*zone = NULL;
+	if (!n || n->kind != PK_OBJECT)
+		return 0;
+	if ((rc = put_temporal(n, 'T', tag, out, zone)) != 0)
+		return rc;
+	return put_other(n, tag, out);
 }
 
 /* "slice(1, None, None)": a slice of ints and None */
@@ -379,7 +422,7 @@ int srv_pystd_str(const struct pk_node *n, struct rpc_buf *out)
 
 	if (!n || n->kind != PK_OBJECT)
 		return 0;
-	if ((rc = put_temporal(n, ' ', &tag, out)) != 0)
+	if ((rc = put_temporal(n, ' ', &tag, out, NULL)) != 0)
 		return rc;
 	if (srv_pystd_timedelta(n, &d, &s, &us)) {
 		if (d && (rc = rpc_buf_addf(out, "%lld day%s, ", d, d == 1 || d == -1 ? "" : "s")) < 0)
@@ -397,5 +440,5 @@ int srv_pystd_str(const struct pk_node *n, struct rpc_buf *out)
 	}
 	if (is_obj(n, "builtins", "slice"))
 		return put_slice(n, out);
-	return srv_pystd_text(n, &tag, out);
+	return put_other(n, &tag, out);
 }

@@ -1,8 +1,9 @@
 /*
  * pystd.h: values of the Python standard library's common types found in a pickle
  * tree (pickle.h), read from the arguments their pickles carry, never by running
- * anything: datetime, date, time (with a fixed-offset datetime.timezone or none),
- * timedelta, Decimal, Fraction, UUID and pathlib paths as text; range and slice;
+ * anything: datetime, date, time (with a fixed-offset datetime.timezone, a
+ * zoneinfo.ZoneInfo, or none), timedelta, Decimal, Fraction, UUID and pathlib paths as
+ * text; range and slice;
  * and str() of those, as Python prints them, for the txt view.
  */
 #ifndef FLECHEFS_SERVER_PYSTD_H
@@ -18,10 +19,13 @@
  * UTC offset when aware), a Decimal (its str), a Fraction ("3/4", or "2" for a whole
  * number, as str() writes it), a UUID (8-4-4-4-12 lowercase hex) or a pathlib path
  * (its str), sets *tag to its json tag ("$datetime", ...) and appends the text to
- * out; returns 1. Returns 0 when node is none of those (out untouched) and a
- * negative errno of the buffer when appending fails.
+ * out; returns 1. A datetime or time whose tzinfo is a zoneinfo.ZoneInfo (whose
+ * offset needs the zone's data) is written without an offset and *zone set to the
+ * zone's key (a str node); else *zone is NULL. Returns 0 when node is none of those
+ * (out untouched) and a negative errno of the buffer when appending fails.
  */
-int srv_pystd_text(const struct pk_node *node, const char **tag, struct rpc_buf *out);
+int srv_pystd_text(const struct pk_node *node, const char **tag, struct rpc_buf *out,
+                   const struct pk_node **zone);
 
 /*
  * When node is a timedelta (days, seconds, microseconds as ints in their ranges),

@@ -771,7 +771,7 @@ static int vj_wrap(struct vj *j, const char *tag, const struct pk_node *v, const
 static int vj_known_object(struct vj *j, const struct pk_node *n)
 {
 	const struct pk_object *o = &n->u.obj;
-	const struct pk_node *parts[2], *name, *value;
+	const struct pk_node *parts[2], *name, *value, *zone;
 	const struct pk_node *args = o->args;
 	size_t na = args && args->kind == PK_TUPLE ? args->u.seq.n : 0;
 	struct srv_pyclass c;
@@ -790,12 +790,16 @@ static int vj_known_object(struct vj *j, const struct pk_node *n)
 		if (c.kind == SRV_PYCLASS_NAMEDTUPLE && na == c.fields->u.seq.n && !o->state)
 			return vj_namedtuple(j, n, &c) < 0 ? -1 : 1;
 	}
-	rc = srv_pystd_text(n, &tag, &text);
+	rc = srv_pystd_text(n, &tag, &text, &zone);
 	if (rc == 1) {
 		PUT(j, rpc_buf_addf(j->b, "{\"%s\": ", tag));
 		rc = json_str(j->b, text.data, text.len);
 		rpc_buf_release(&text);
 		PUT(j, rc);
+		if (zone) {
+			PUT(j, rpc_buf_adds(j->b, ", \"tz\": "));
+			PUT(j, json_str(j->b, zone->u.str.ptr, zone->u.str.len));
+		}
 		PUT(j, rpc_buf_addc(j->b, '}'));
 		return 1;
 	}

@@ -38,6 +38,7 @@ import pathlib
 import pickle
 import sys
 import uuid
+import zoneinfo
 
 import attrs
 import cloudpickle
@@ -135,6 +136,8 @@ def values():
             2024, 1, 2, 3, 4, 5, 6, tzinfo=datetime.timezone(datetime.timedelta(hours=5, minutes=30))),
         "datetime_negative_offset": datetime.datetime(
             2020, 6, 1, 0, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=-8), "PST")),
+        "datetime_zoneinfo": datetime.datetime(2024, 7, 1, 12, 0, tzinfo=zoneinfo.ZoneInfo("Europe/Berlin")),
+        "time_zoneinfo": datetime.time(6, 0, tzinfo=zoneinfo.ZoneInfo("UTC")),
         "date": datetime.date(2023, 7, 14),
         "time": datetime.time(8, 30),
         "time_aware": datetime.time(8, 30, 15, 250, tzinfo=datetime.timezone.utc),
@@ -326,6 +329,11 @@ class Expect:
             if v.maxlen is not None:
                 out["maxlen"] = v.maxlen
             return out
+        if isinstance(v, (datetime.datetime, datetime.time)) and \
+                isinstance(v.tzinfo, zoneinfo.ZoneInfo):
+            # the offset needs the zone's data: the wall time and the zone's key
+            tag = "$datetime" if isinstance(v, datetime.datetime) else "$time"
+            return {tag: v.replace(tzinfo=None).isoformat(), "tz": v.tzinfo.key}
         if isinstance(v, datetime.datetime):
             return {"$datetime": v.isoformat()}
         if isinstance(v, datetime.date):
