@@ -201,13 +201,25 @@ int srv_npy_recognise(const struct pk_node *node, bool scalars, struct srv_ndarr
 		    npy_data(args->u.seq.items[0], &t, err) < 0)
 			return -1;
 	} else if (npy_is(node, "_reconstruct", "numpy.core.multiarray",
-	                  "numpy._core.multiarray")) {
+	                  "numpy._core.multiarray") ||
+	           (pk_is_class(node, "dill._dill", "_create_array") && args &&
+	            args->kind == PK_TUPLE && args->u.seq.n >= 3 &&
+	            npy_is(args->u.seq.items[0], "_reconstruct", "numpy.core.multiarray",
+	                   "numpy._core.multiarray") &&
+	            args->u.seq.items[0]->kind == PK_GLOBAL &&
+	            (args->u.seq.n == 3 || args->u.seq.items[3]->kind == PK_NONE))) {
 		/* _reconstruct(numpy.ndarray, (0,), b'b') + BUILD (version, shape, dtype,
-		 * is_fortran, raw) */
-		const struct pk_node *cls = tuple_item(args, 0);
+		 * is_fortran, raw), or dill's _create_array(_reconstruct, (numpy.ndarray,
+		 * (0,), b'b'), state, None), which does the same */
+		const struct pk_node *cls;
+		st = node->u.obj.state;
+		if (pk_is_class(node, "dill._dill", "_create_array")) {
+			st = args->u.seq.items[2];
+			args = args->u.seq.items[1];
+		}
+		cls = tuple_item(args, 0);
 		if (!cls || !pk_is_class(cls, "numpy", "ndarray") || cls->kind != PK_GLOBAL)
 			return 0; /* a subclass (matrix, masked array): just an object */
-		st = node->u.obj.state;
 		if (!st || st->kind != PK_TUPLE || st->u.seq.n != 5)
 			return srv_fail(err, RPC_E_CORRUPT,
 			                "the array's pickled state is not valid");

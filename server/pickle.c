@@ -1508,6 +1508,8 @@ static struct pk_node *pk_known_call(struct pk_parser *p, const struct pk_node *
 		if (!(node = pk_new(p, PK_DICT, rc)))
 			return NULL;
 		node->u.dict.cls = dd ? "collections.defaultdict" : "collections.OrderedDict";
+		if (dd && na >= 1)
+			node->u.dict.factory = a[0];
 		if (!init)
 			return node;
 		if (init->kind == PK_DICT) {
@@ -1538,6 +1540,23 @@ static struct pk_node *pk_make_object(struct pk_parser *p, struct pk_node *calla
 	node->u.obj.args = args;
 	node->u.obj.kwargs = kwargs;
 	return node;
+}
+
+/*
+ * cloudpickle's state setters: a class or function pickled by value is made empty
+ * (_make_skeleton_class, _make_skeleton_enum, _make_function) and then filled by a
+ * separate call, setter(obj, (state, slotstate)), whose result is discarded. Read as
+ * the BUILD it stands for, the state stays with the object it belongs to.
+ */
+static bool pk_state_setter(const struct pk_node *fn)
+{
+	static const char *const modules[] = {"cloudpickle.cloudpickle",
+	                                      "cloudpickle.cloudpickle_fast"};
+	for (size_t i = 0; i < sizeof(modules) / sizeof(modules[0]); i++)
+		if (pk_global_is(fn, modules[i], "_class_setstate") ||
+		    pk_global_is(fn, modules[i], "_function_setstate"))
+			return true;
+	return false;
 }
 
 /* REDUCE, NEWOBJ, INST and OBJ: callable(*args, **kwargs). */
@@ -1582,6 +1601,25 @@ static int pk_call(struct pk_parser *p, struct pk_node *callable, struct pk_node
 			if (!(node = pk_make_object(p, a[0], a[1], a[2], &rc)))
 				return rc;
 			return pk_push(p, node);
+		}
+		if (strcmp(m, "dill._dill") == 0 && strcmp(name, "_load_type") == 0 && na == 1 &&
+		    a[0]->kind == PK_STR) {
+			/* dill names a builtin type by its name: the type itself, named as
+			 * pickle would (names ending in "Type" are the types module's) */
+			const struct pk_str *t = &a[0]->u.str;
+			bool types = t->len > 4 && memcmp(t->ptr + t->len - 4, "Type", 4) == 0;
+			const char *mod = types ? "types" : "builtins";
+			if (!(node = pk_new_global(p, (const uint8_t *)mod, strlen(mod),
+			                           (const uint8_t *)t->ptr, t->len, &rc)))
+				return rc;
+			return pk_push(p, node);
+		}
+		if (pk_state_setter(callable) && na == 2 && a[0]->kind == PK_OBJECT &&
+		    !a[0]->u.obj.state) {
+			/* setter(obj, state) sets the state of the class or function obj that
+			 * the stream made just before, and returns None (the stream POPs it) */
+			a[0]->u.obj.state = a[1];
+			return pk_push(p, &p->doc->none.n);
 		}
 		node = pk_known_call(p, callable, args, &rc);
 		if (rc < 0)

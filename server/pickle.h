@@ -66,6 +66,8 @@ struct pk_dict {
 	struct pk_node **values;
 	size_t n;
 	const char *cls; /* NULL for a plain dict */
+	/* a defaultdict's default_factory as pickled (None included), else NULL */
+	const struct pk_node *factory;
 };
 
 struct pk_global {

@@ -32,6 +32,8 @@
 
 #include "json.h"
 #include "npy.h"
+#include "pyclass.h"
+#include "pystd.h"
 #include "rpc.h"
 
 /* Parse limits for views: larger than pickle.h's defaults, still bounded. */
@@ -74,10 +76,20 @@ static int view_parse(const uint8_t *bytes, size_t len, const char *key, const c
 
 void srv_view_type_name(const struct pk_node *n, char *out, size_t outlen)
 {
+	struct srv_pyclass c;
+
+	if (n && n->kind == PK_OBJECT && !n->u.obj.cls.module[0] && !n->u.obj.cls.name[0] &&
+	    srv_pyclass_of(n->u.obj.callable, &c)) {
+		/* an instance of a class pickled by value */
+		snprintf(out, outlen, "%.*s.%.*s", (int)c.module.len, c.module.ptr,
+		         (int)c.qualname.len, c.qualname.ptr);
+		return;
+	}
 	if (!n) {
 		snprintf(out, outlen, "nothing");
 	} else if (n->kind == PK_OBJECT && (n->u.obj.cls.module[0] || n->u.obj.cls.name[0])) {
-		if (pk_is_class(n, "numpy.core.numeric", "_frombuffer") ||
+		if (pk_is_class(n, "dill._dill", "_create_array") ||
+		    pk_is_class(n, "numpy.core.numeric", "_frombuffer") ||
 		    pk_is_class(n, "numpy._core.numeric", "_frombuffer") ||
 		    pk_is_class(n, "numpy.core.multiarray", "_reconstruct") ||
 		    pk_is_class(n, "numpy._core.multiarray", "_reconstruct"))
@@ -108,7 +120,10 @@ int srv_view_raw(const struct pk_node *root, bool text, const struct pk_str **ou
 	}
 	srv_view_type_name(root, type, sizeof(type));
 	return srv_fail(err, RPC_E_ENOTSUP, "the %s view is for %s values, not %s",
-	                text ? "txt" : "bin", text ? "str" : "bytes and bytearray", type);
+	                text ? "txt" : "bin",
+	                text ? "str (and datetime, Decimal, UUID, path and other standard)"
+	                     : "bytes and bytearray",
+	                type);
 }
 
 /* ------------------------------------------------------------------------------ */
@@ -383,6 +398,35 @@ out:
 	return rc;
 }
 
+/*
+ * The txt view of a value that is not a str: str() of the standard library's types
+ * (pystd.h) and of a member of an enum pickled by value whose name is known
+ * ("Color.RED", for an enum.Enum or enum.Flag; other enums print otherwise). Returns
+ * 1 with the text in out, 0 when the view does not apply, or a negative errno.
+ */
+static int view_str(const struct pk_node *root, struct rpc_buf *out)
+{
+	const struct pk_node *name, *value;
+	struct srv_pyclass c;
+	const char *dot;
+	size_t skip;
+	int rc = srv_pystd_str(root, out);
+
+	if (rc != 0)
+		return rc;
+	if (!srv_pyclass_enum_member(root, &c, &name, &value) || !name ||
+	    !(srv_pyclass_has_base(&c, "enum", "Enum") || srv_pyclass_has_base(&c, "enum", "Flag")))
+		return 0;
+	/* the class's own name: the last part of its qualified name */
+	dot = memrchr(c.qualname.ptr, '.', c.qualname.len);
+	skip = dot ? (size_t)(dot + 1 - c.qualname.ptr) : 0;
+	if ((rc = rpc_buf_add(out, c.qualname.ptr + skip, c.qualname.len - skip)) < 0 ||
+	    (rc = rpc_buf_addc(out, '.')) < 0 ||
+	    (rc = rpc_buf_add(out, name->u.str.ptr, name->u.str.len)) < 0)
+		return rc;
+	return 1;
+}
+
 int srv_view_render(struct srv_cache *cache, struct srv_value *value, const char *view,
                     struct srv_rendered *out, struct srv_error *err)
 {
@@ -420,6 +464,18 @@ int srv_view_render(struct srv_cache *cache, struct srv_value *value, const char
 	               err) < 0)
 		return -1;
 	root = pk_doc_root(r->doc);
+	if (kind == VIEW_TXT && root->kind != PK_STR) {
+		rc = view_str(root, &r->header);
+		if (rc < 0)
+			return srv_fail(err, RPC_E_ENOMEM, "out of memory");
+		if (rc == 1) {
+			out->nseg = 1;
+			out->seg[0].bytes = (const uint8_t *)r->header.data;
+			out->seg[0].len = r->header.len;
+			out->size = r->header.len;
+			return 0;
+		}
+	}
 	if (kind == VIEW_TXT || kind == VIEW_BIN) {
 		if (srv_view_raw(root, kind == VIEW_TXT, &s, err) < 0) {
 			char why[sizeof(err->message)];

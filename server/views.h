@@ -73,7 +73,8 @@ int srv_view_json(const struct pk_node *root, const char *key, const struct srv_
 /*
  * The bytes of the txt view (root a str) or bin view (bytes or bytearray) as a
  * string of the document (pointing into the pickle when verbatim). Returns 0, or -1
- * with err filled (ENOTSUP naming the value's type).
+ * with err filled (ENOTSUP naming the value's type). The txt view of the standard
+ * types (pystd.h) and enum members is rendered by srv_view_render, not here.
  */
 int srv_view_raw(const struct pk_node *root, bool text, const struct pk_str **out,
                  struct srv_error *err);

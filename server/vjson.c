@@ -3,7 +3,11 @@
  * (pickle.h) and writes the JSON mapping of PROTOCOL.md section 6: plain JSON where
  * JSON can say it, one-key "$" tags where it cannot, fleche's destructured wrappers
  * (fleche.storage.destructuring.Digested*) replaced by the values they stand for,
- * following every fleche.digest.Digest in a wrapper's slots through the resolver.
+ * following every fleche.digest.Digest in a wrapper's slots through the resolver;
+ * classes and functions pickled by value named as if importable, and instances of
+ * dataclasses, attrs classes, namedtuples and enums as what they are (pyclass.h);
+ * the standard library's value types (datetime, Decimal, UUID, paths, collections'
+ * containers, range, slice; pystd.h) as tags holding their text or parts.
  * The text is indented by two spaces per level, as Python's json.dumps(indent=2)
  * writes it (call.json's style), except that the innermost dimension of an array's
  * data and the contents of scalar tags stay on one line.
@@ -34,6 +38,8 @@
 
 #include "json.h"
 #include "npy.h"
+#include "pyclass.h"
+#include "pystd.h"
 #include "rpc.h"
 
 /* Open addressing set of the containers on the current path (at most
@@ -213,25 +219,37 @@ static int vj_tag(struct vj *j, const char *tag)
 	return vj_key(j, tag, strlen(tag));
 }
 
-static int vj_global_name(struct vj *j, const struct pk_global *g)
+/* module + "." + qualname as one JSON string (just qualname when module is empty) */
+static int vj_qualified(struct vj *j, const struct pk_str *module, const struct pk_str *qual)
 {
-	struct rpc_buf *b = j->b;
-	size_t m = strlen(g->module);
-	char *s;
-	int rc;
-
-	/* module + "." + name as one JSON string */
 	struct rpc_buf t = RPC_BUF_INIT(64 * 1024);
-	rc = rpc_buf_add(&t, g->module, m);
-	if (rc == 0 && m)
+	int rc = rpc_buf_add(&t, module->ptr, module->len);
+
+	if (rc == 0 && module->len)
 		rc = rpc_buf_addc(&t, '.');
 	if (rc == 0)
-		rc = rpc_buf_adds(&t, g->name);
-	s = t.data;
+		rc = rpc_buf_add(&t, qual->ptr, qual->len);
 	if (rc == 0)
-		rc = rpc_json_string(b, s ? s : "", t.len);
+		rc = json_str(j->b, t.data ? t.data : "", t.len);
 	rpc_buf_release(&t);
 	PUT(j, rc);
+	return 0;
+}
+
+static int vj_global_name(struct vj *j, const struct pk_global *g)
+{
+	struct pk_str m = {g->module, strlen(g->module), SIZE_MAX};
+	struct pk_str q = {g->name, strlen(g->name), SIZE_MAX};
+	return vj_qualified(j, &m, &q);
+}
+
+/* {"$global": "module.qualname"} on one line: a class or function */
+static int vj_class_name(struct vj *j, const struct srv_pyclass *c)
+{
+	PUT(j, rpc_buf_adds(j->b, "{\"$global\": "));
+	if (vj_qualified(j, &c->module, &c->qualname) < 0)
+		return -1;
+	PUT(j, rpc_buf_addc(j->b, '}'));
 	return 0;
 }
 
@@ -537,17 +555,24 @@ static int vj_seq(struct vj *j, const struct pk_node *n, bool slots)
 	return vj_end(j, n->u.seq.n, ']');
 }
 
+/* True when every key of the dict node is a str not starting with '$'. */
+static bool plain_keys(const struct pk_node *d)
+{
+	for (size_t i = 0; i < d->u.dict.n; i++) {
+		const struct pk_node *k = d->u.dict.keys[i];
+		if (k->kind != PK_STR || (k->u.str.len > 0 && k->u.str.ptr[0] == '$'))
+			return false;
+	}
+	return true;
+}
+
 /* A dict: an object when every key is a str not starting with '$', else $dict. */
 static int vj_dict(struct vj *j, const struct pk_node *n, bool slots)
 {
 	const struct pk_dict *d = &n->u.dict;
-	bool plain = true;
 	int (*val)(struct vj *, const struct pk_node *) = slots ? vj_slot : vj_node;
 
-	for (size_t i = 0; i < d->n && plain; i++)
-		plain = d->keys[i]->kind == PK_STR &&
-		        !(d->keys[i]->u.str.len > 0 && d->keys[i]->u.str.ptr[0] == '$');
-	if (plain) {
+	if (plain_keys(n)) {
 		if (vj_begin(j, n, '{') < 0)
 			return -1;
 		for (size_t i = 0; i < d->n; i++) {
@@ -591,6 +616,7 @@ static int vj_object(struct vj *j, const struct pk_node *n)
 	const struct pk_node *state = o->state;
 	const struct pk_global *name = &o->cls;
 	const struct pk_node *args = o->args;
+	struct srv_pyclass c;
 	size_t i = 0;
 
 	/* copyreg._reconstructor(cls, base, state): how protocols 0 and 1 make objects */
@@ -603,6 +629,10 @@ static int vj_object(struct vj *j, const struct pk_node *n)
 		return -1;
 	if (name->module[0] || name->name[0]) {
 		if (vj_global_name(j, name) < 0)
+			return -1;
+	} else if (srv_pyclass_of(o->callable, &c)) {
+		/* an instance of a class pickled by value, named as if it were importable */
+		if (vj_qualified(j, &c.module, &c.qualname) < 0)
 			return -1;
 	} else {
 		PUT(j, rpc_buf_adds(j->b, "null"));
@@ -627,12 +657,199 @@ static int vj_object(struct vj *j, const struct pk_node *n)
 	return vj_end(j, i, '}');
 }
 
+/* ------------------------------------------------------------------------------ */
+/* Records, enums and the standard library's types */
+
+/*
+ * The dicts that hold an instance's fields: its state is a dict (__dict__, or what
+ * __getstate__ returns), or (dict or None, dict of slots) for a class with slots.
+ * False when the state is neither or a field name is not a plain str.
+ */
+static bool field_dicts(const struct pk_node *st, const struct pk_node *parts[2])
+{
+	parts[0] = parts[1] = NULL;
+	if (!st)
+		return false;
+	if (st->kind == PK_DICT) {
+		parts[0] = st;
+	} else if (st->kind == PK_TUPLE && st->u.seq.n == 2 &&
+	           (st->u.seq.items[0]->kind == PK_NONE || st->u.seq.items[0]->kind == PK_DICT) &&
+	           st->u.seq.items[1]->kind == PK_DICT) {
+		if (st->u.seq.items[0]->kind == PK_DICT)
+			parts[0] = st->u.seq.items[0];
+		parts[1] = st->u.seq.items[1];
+	} else {
+		return false;
+	}
+	return (!parts[0] || plain_keys(parts[0])) && (!parts[1] || plain_keys(parts[1]));
+}
+
+/* {"$tag": "module.qualname", "fields": {name: value, ...}} from field_dicts' parts;
+ * slots: the values may be Digest references (a destructured record). */
+static int vj_record(struct vj *j, const char *tag, const struct srv_pyclass *c,
+                     const struct pk_node *owner, const struct pk_node *const parts[2],
+                     bool slots)
+{
+	size_t k = 0;
+
+	if (vj_begin(j, owner, '{') < 0 || vj_item(j, 0) < 0 || vj_key(j, tag, strlen(tag)) < 0 ||
+	    vj_qualified(j, &c->module, &c->qualname) < 0 || vj_item(j, 1) < 0 ||
+	    vj_key(j, "fields", 6) < 0 || vj_begin(j, NULL, '{') < 0)
+		return -1;
+	for (size_t p = 0; p < 2; p++) {
+		if (!parts[p])
+			continue;
+		for (size_t i = 0; i < parts[p]->u.dict.n; i++) {
+			const struct pk_str *key = &parts[p]->u.dict.keys[i]->u.str;
+			const struct pk_node *v = parts[p]->u.dict.values[i];
+			if (vj_item(j, k++) < 0 || vj_key(j, key->ptr, key->len) < 0 ||
+			    (slots ? vj_slot(j, v) : vj_node(j, v)) < 0)
+				return -1;
+		}
+	}
+	if (vj_end(j, k, '}') < 0)
+		return -1;
+	return vj_end(j, 2, '}');
+}
+
+/* A namedtuple made from its fields' values: {"$namedtuple": name, "fields": {...}} */
+static int vj_namedtuple(struct vj *j, const struct pk_node *n, const struct srv_pyclass *c)
+{
+	const struct pk_node *args = n->u.obj.args;
+
+	if (vj_begin(j, n, '{') < 0 || vj_item(j, 0) < 0 || vj_key(j, "$namedtuple", 11) < 0 ||
+	    vj_qualified(j, &c->module, &c->qualname) < 0 || vj_item(j, 1) < 0 ||
+	    vj_key(j, "fields", 6) < 0 || vj_begin(j, NULL, '{') < 0)
+		return -1;
+	for (size_t i = 0; i < args->u.seq.n; i++) {
+		const struct pk_str *key = &c->fields->u.seq.items[i]->u.str;
+		if (vj_item(j, i) < 0 || vj_key(j, key->ptr, key->len) < 0 ||
+		    vj_node(j, args->u.seq.items[i]) < 0)
+			return -1;
+	}
+	if (vj_end(j, args->u.seq.n, '}') < 0)
+		return -1;
+	return vj_end(j, 2, '}');
+}
+
+/* {"$enum": "module.qualname", "name": ..., "value": ...}, the parts that are known */
+static int vj_enum(struct vj *j, const struct pk_node *n, const struct srv_pyclass *c,
+                   const struct pk_node *name, const struct pk_node *value)
+{
+	size_t i = 0;
+
+	if (vj_begin(j, n, '{') < 0 || vj_item(j, i++) < 0 || vj_key(j, "$enum", 5) < 0 ||
+	    vj_qualified(j, &c->module, &c->qualname) < 0)
+		return -1;
+	if (name && (vj_item(j, i++) < 0 || vj_key(j, "name", 4) < 0 || vj_node(j, name) < 0))
+		return -1;
+	if (value && (vj_item(j, i++) < 0 || vj_key(j, "value", 5) < 0 || vj_node(j, value) < 0))
+		return -1;
+	return vj_end(j, i, '}');
+}
+
+/* {"$tag": <value>} or {"$tag": <value>, "key": <extra>}; a NULL v is [] */
+static int vj_wrap(struct vj *j, const char *tag, const struct pk_node *v, const char *key,
+                   const struct pk_node *extra)
+{
+	if (vj_tag(j, tag) < 0)
+		return -1;
+	if (!v)
+		PUT(j, rpc_buf_add(j->b, "[]", 2));
+	else if (vj_node(j, v) < 0)
+		return -1;
+	if (key && (vj_item(j, 1) < 0 || vj_key(j, key, strlen(key)) < 0 || vj_node(j, extra) < 0))
+		return -1;
+	return vj_end(j, key ? 2 : 1, '}');
+}
+
+/*
+ * Instances of classes pickled by value (dataclasses, attrs classes, namedtuples,
+ * enum members) and the standard library's value types. Returns 1 when n was
+ * rendered, 0 when it is none of them (nothing written), -1 on error.
+ */
+static int vj_known_object(struct vj *j, const struct pk_node *n)
+{
+	const struct pk_object *o = &n->u.obj;
+	const struct pk_node *parts[2], *name, *value, *zone;
+	const struct pk_node *args = o->args;
+	size_t na = args && args->kind == PK_TUPLE ? args->u.seq.n : 0;
+	struct srv_pyclass c;
+	struct rpc_buf text = RPC_BUF_INIT(SRV_VIEW_JSON_MAX);
+	const char *tag;
+	long long d, s, us, r[3];
+	int rc;
+
+	if (srv_pyclass_of(n, &c) && c.by_value)
+		return vj_class_name(j, &c) < 0 ? -1 : 1;
+	if (srv_pyclass_enum_member(n, &c, &name, &value))
+		return vj_enum(j, n, &c, name, value) < 0 ? -1 : 1;
+	if (srv_pyclass_of(o->callable, &c)) {
+		if (c.kind == SRV_PYCLASS_DATACLASS && na == 0 && field_dicts(o->state, parts))
+			return vj_record(j, "$dataclass", &c, n, parts, false) < 0 ? -1 : 1;
+		if (c.kind == SRV_PYCLASS_NAMEDTUPLE && na == c.fields->u.seq.n && !o->state)
+			return vj_namedtuple(j, n, &c) < 0 ? -1 : 1;
+	}
+	rc = srv_pystd_text(n, &tag, &text, &zone);
+	if (rc == 1) {
+		PUT(j, rpc_buf_addf(j->b, "{\"%s\": ", tag));
+		rc = json_str(j->b, text.data, text.len);
+		rpc_buf_release(&text);
+		PUT(j, rc);
+		if (zone) {
+			PUT(j, rpc_buf_adds(j->b, ", \"tz\": "));
+			PUT(j, json_str(j->b, zone->u.str.ptr, zone->u.str.len));
+		}
+		PUT(j, rpc_buf_addc(j->b, '}'));
+		return 1;
+	}
+	rpc_buf_release(&text);
+	if (rc < 0)
+		return vj_buf(j, rc);
+	if (srv_pystd_timedelta(n, &d, &s, &us)) {
+		PUT(j, rpc_buf_addf(j->b, "{\"$timedelta\": [%lld, %lld, %lld]}", d, s, us));
+		return 1;
+	}
+	if (srv_pystd_range(n, r)) {
+		if (vj_tag(j, "$range") < 0 || vj_begin(j, NULL, '[') < 0)
+			return -1;
+		for (size_t i = 0; i < 3; i++) {
+			if (vj_item(j, i) < 0)
+				return -1;
+			PUT(j, rpc_json_int(j->b, r[i]));
+		}
+		return vj_end(j, 3, ']') < 0 || vj_end(j, 1, '}') < 0 ? -1 : 1;
+	}
+	if (pk_is_class(n, "builtins", "slice") && na == 3 && !o->state)
+		return vj_wrap(j, "$slice", args, NULL, NULL) < 0 ? -1 : 1;
+	if (pk_is_class(n, "collections", "Counter") && na == 1 &&
+	    args->u.seq.items[0]->kind == PK_DICT && !o->state && !o->dictitems)
+		return vj_wrap(j, "$counter", args->u.seq.items[0], NULL, NULL) < 0 ? -1 : 1;
+	if (pk_is_class(n, "collections", "deque") && na <= 2 && !o->state && !o->dictitems) {
+		/* deque(iterable, maxlen), or deque() / deque((), maxlen) + APPENDS */
+		const struct pk_node *init = na >= 1 ? args->u.seq.items[0] : NULL;
+		const struct pk_node *maxlen = na == 2 ? args->u.seq.items[1] : NULL;
+		if (maxlen && maxlen->kind == PK_NONE)
+			maxlen = NULL;
+		if ((!init || ((init->kind == PK_LIST || init->kind == PK_TUPLE) &&
+		               (init->u.seq.n == 0 || !o->listitems))) &&
+		    (!maxlen || maxlen->kind == PK_INT))
+			return vj_wrap(j, "$deque", o->listitems ? o->listitems : init,
+			               maxlen ? "maxlen" : NULL, maxlen) < 0
+			           ? -1
+			           : 1;
+	}
+	return 0;
+}
+
 static int vj_any_object(struct vj *j, const struct pk_node *n)
 {
 	const char *dig;
 	size_t len;
 	struct srv_ndarray a;
-	const struct pk_node *items, *cls, *fields;
+	struct srv_pyclass c;
+	const struct pk_node *items, *cls, *fields, *parts[2];
+	int rc;
 
 	dig = pk_digest(n, &len);
 	if (dig) {
@@ -654,25 +871,26 @@ static int vj_any_object(struct vj *j, const struct pk_node *n)
 	}
 	if (is_wrapper(n, "DigestedDataclass") || is_wrapper(n, "DigestedAttrs") ||
 	    is_wrapper(n, "DigestedFields")) {
+		/* the class named by reference or pickled by value */
 		cls = pk_dict_get(n->u.obj.state, "cls");
 		fields = pk_dict_get(n->u.obj.state, "fields");
-		if (!cls || cls->kind != PK_GLOBAL || !fields || fields->kind != PK_DICT)
+		if (!srv_pyclass_of(cls, &c) || !fields || !field_dicts(fields, parts) || parts[1])
 			return vj_wrapper_bad(j, "DigestedDataclass");
-		if (vj_begin(j, n, '{') < 0 || vj_item(j, 0) < 0 || vj_key(j, "$object", 7) < 0 ||
-		    vj_global_name(j, &cls->u.global) < 0 || vj_item(j, 1) < 0 ||
-		    vj_key(j, "state", 5) < 0 || vj_dict(j, fields, true) < 0)
-			return -1;
-		return vj_end(j, 2, '}');
+		return vj_record(j, "$dataclass", &c, n, parts, true);
 	}
 	/* numpy arrays and scalars; one we cannot decode is shown as the object it is */
 	if (srv_npy_recognise(n, true, &a, &j->scratch) == 1)
 		return vj_ndarray(j, &a);
+	rc = vj_known_object(j, n);
+	if (rc != 0)
+		return rc < 0 ? -1 : 0;
 	return vj_object(j, n);
 }
 
 static int vj_node(struct vj *j, const struct pk_node *n)
 {
 	char tmp[80];
+	struct srv_pyclass c;
 
 	switch (n->kind) {
 	case PK_NONE:
@@ -726,13 +944,24 @@ static int vj_node(struct vj *j, const struct pk_node *n)
 			return -1;
 		return vj_end(j, 1, '}');
 	case PK_DICT:
+		if (n->u.dict.cls && strcmp(n->u.dict.cls, "collections.OrderedDict") == 0) {
+			if (vj_tag(j, "$ordereddict") < 0 || vj_dict(j, n, false) < 0)
+				return -1;
+			return vj_end(j, 1, '}');
+		}
+		if (n->u.dict.cls && strcmp(n->u.dict.cls, "collections.defaultdict") == 0) {
+			if (vj_tag(j, "$defaultdict") < 0 || vj_dict(j, n, false) < 0)
+				return -1;
+			if (n->u.dict.factory &&
+			    (vj_item(j, 1) < 0 || vj_key(j, "default_factory", 15) < 0 ||
+			     vj_node(j, n->u.dict.factory) < 0))
+				return -1;
+			return vj_end(j, n->u.dict.factory ? 2 : 1, '}');
+		}
 		return vj_dict(j, n, false);
 	case PK_GLOBAL:
-		PUT(j, rpc_buf_adds(j->b, "{\"$global\": "));
-		if (vj_global_name(j, &n->u.global) < 0)
-			return -1;
-		PUT(j, rpc_buf_addc(j->b, '}'));
-		return 0;
+		srv_pyclass_of(n, &c); /* always true for a global */
+		return vj_class_name(j, &c);
 	case PK_OBJECT:
 		return vj_any_object(j, n);
 	}

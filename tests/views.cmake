@@ -11,3 +11,6 @@ if(TARGET flechefs_srv)
 	flechefs_fuzz_test(fuzz_views ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_views.c
 		LIBS flechefs_srv CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus-pickle)
 endif()
+# caches written at test time by the real fleche from PyPI (scripts/pyenv.sh), read
+# back through the protocol and the mount
+flechefs_py_test(test_fleche_generated e2e/test_fleche_generated.py LABELS views)

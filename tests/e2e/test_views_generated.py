@@ -64,8 +64,10 @@ def check_value(s, root, key, data, loaded, label):
     doc = V.json.loads(text)
     r = V.same(doc, py)
     T.check(r is None, "%s json: %s" % (what, r))
-    if isinstance(py, str):
-        T.equal(V.read_view(s, key, "txt")[1], py.encode("utf-8", "surrogatepass"), what + " txt")
+    if isinstance(py, (str, datetime.date)):
+        # str values, and str() of the standard library's types (a date here)
+        T.equal(V.read_view(s, key, "txt")[1], str(py).encode("utf-8", "surrogatepass"),
+                what + " txt")
     else:
         T.equal(V.view_error(s, key, "txt"), "ENOTSUP", what + " txt of a %s" % type(py).__name__)
     if isinstance(py, (bytes, bytearray)):

@@ -4,7 +4,7 @@
  * and every emitter runs on the tree: the json emitter with a fake resolver (a
  * reference whose key starts with '0'..'7' resolves to the input's own root, so
  * references cycle and nest; any other is missing), numpy recognition and the NPY
- * header, and the txt/bin views. The json output is capped at 1 MiB, so shared
+ * header, and the txt/bin views (str() of the standard types too). The json output is capped at 1 MiB, so shared
  * subtrees cannot make a run slow or large. Every byte of every output segment is
  * touched so that ASan sees a pointer that leaves the input or the arena.
  */
@@ -14,6 +14,7 @@
 
 #include "npy.h"
 #include "pickle.h"
+#include "pystd.h"
 #include "views.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -85,6 +86,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (srv_view_raw(root, true, &s, &err) == 0)
 		sink += touch(s->ptr, s->len);
+	rpc_buf_reset(&out);
+	if (srv_pystd_str(root, &out) == 1)
+		sink += touch(out.data, out.len);
 	if (srv_view_raw(root, false, &s, &err) == 0)
 		sink += touch(s->ptr, s->len);
 	srv_view_type_name(root, type, sizeof(type));

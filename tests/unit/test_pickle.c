@@ -335,6 +335,21 @@ static void test_containers(void)
 	r = root_of(d);
 	CHECK(r && r->kind == PK_DICT && r->u.dict.cls &&
 	      strcmp(r->u.dict.cls, "collections.defaultdict") == 0 && pk_dict_get(r, "a"));
+	/* ... and a defaultdict its default_factory */
+	CHECK(r && r->u.dict.factory && pk_is_class(r->u.dict.factory, "builtins", "list"));
+	pk_doc_free(d);
+	/* dill names a builtin type by its name: the type itself */
+	d = parse_ok(LIT("\x80\x04" "cdill._dill\n_load_type\nX\x09\x00\x00\x00"
+	                 "bytearray\x85R"
+	                 "C\x02" "hi\x85R."));
+	r = root_of(d);
+	CHECK(r && r->kind == PK_BYTEARRAY && r->u.str.len == 2);
+	pk_doc_free(d);
+	/* cloudpickle's _class_setstate(cls, state) is cls's BUILD; it returns None */
+	d = parse_ok(LIT("\x80\x04" "cmod\nskeleton\n)Rq\x00"
+	                 "ccloudpickle.cloudpickle\n_class_setstate\nh\x00}N\x86\x86R0."));
+	r = root_of(d);
+	CHECK(r && r->kind == PK_OBJECT && r->u.obj.state && r->u.obj.state->kind == PK_TUPLE);
 	pk_doc_free(d);
 	/* self-reference: a list appended to itself */
 	d = parse_ok(LIT("\x80\x02]q\x00h\x00"

@@ -6,7 +6,9 @@
  * NPY header of a Fortran-order array compared with the bytes numpy.save wrote for
  * it, and srv_view_render on a copy of the fixture's "files" cache: a destructured
  * dict resolved through the cache, an npy view whose data points into the stored
- * stream (no copy), a json view found again in the json cache, and ENOTSUP.
+ * stream (no copy), a json view found again in the json cache, and ENOTSUP; the
+ * json and txt views of standard types and of classes pickled by value, including
+ * malformed forms that must stay plain objects.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,6 +19,7 @@
 #include "cache.h"
 #include "npy.h"
 #include "pickle.h"
+#include "pystd.h"
 #include "views.h"
 #include "check_count.h"
 
@@ -69,6 +72,85 @@ static const char NPY_FORTRAN[] =
     "\x93NUMPY\x01\x00v\x00{'descr': '<i2', 'fortran_order': True, 'shape': (2, 3), }"
     "                                                           \n"
     "\x00\x00\x03\x00\x01\x00\x04\x00\x02\x00\x05\x00";
+
+/* Pickles assembled opcode by opcode (the forms Python, cloudpickle and dill write,
+ * and malformed variants of them):
+ *   PK_DT_BAD_MONTH         datetime.datetime(b'...') with month 13
+ *   PK_DT_AWARE             datetime(2024, 1, 2, 3, 4, 5, 7, timezone(timedelta(0, 19788)))
+ *   PK_UUID_TOO_BIG         a uuid.UUID whose int state is 2**128
+ *   PK_RANGE_TEXT           dill._dill._eval_repr('range(1, 2); x')
+ *   PK_SETSTATE_NOT_OBJECT  cloudpickle's _class_setstate(1, ({},)): not a class, so
+ *                           the call stays the object it is
+ *   PK_BYVALUE_DATACLASS    a cloudpickle skeleton class with __dataclass_fields__ and
+ *                           an instance with the state {'x': 1}
+ *   PK_BYVALUE_FUNCTION     a cloudpickle _make_function whose state names it
+ *                           __main__.outer.<locals>.f
+ *   PK_BYREF_ENUM           getattr(mod.Color, 'RED'), as pickle writes enum members
+ *   PK_DT_ZONE              pickle.dumps(datetime(2024, 1, 2, 3, 4, 5,
+ *                           tzinfo=zoneinfo.ZoneInfo('Europe/Berlin')), 4)
+ *   PK_BYREF_PRIVATE        getattr(mod.Color, '_private'): not read as a member
+ */
+static const char PK_DT_BAD_MONTH[] =
+    "\x80\x04\x63\x64\x61\x74\x65\x74\x69\x6d\x65\x0a\x64\x61\x74\x65\x74\x69\x6d\x65"
+    "\x0a\x43\x0a\x07\xe8\x0d\x01\x00\x00\x00\x00\x00\x00\x85\x52\x2e";
+static const char PK_DT_AWARE[] =
+    "\x80\x04\x63\x64\x61\x74\x65\x74\x69\x6d\x65\x0a\x64\x61\x74\x65\x74\x69\x6d\x65"
+    "\x0a\x28\x43\x0a\x07\xe8\x01\x02\x03\x04\x05\x00\x00\x07\x63\x64\x61\x74\x65\x74"
+    "\x69\x6d\x65\x0a\x74\x69\x6d\x65\x7a\x6f\x6e\x65\x0a\x63\x64\x61\x74\x65\x74\x69"
+    "\x6d\x65\x0a\x74\x69\x6d\x65\x64\x65\x6c\x74\x61\x0a\x4b\x00\x4d\x4c\x4d\x4b\x00"
+    "\x87\x52\x85\x52\x74\x52\x2e";
+static const char PK_UUID_TOO_BIG[] =
+    "\x80\x04\x63\x63\x6f\x70\x79\x72\x65\x67\x0a\x5f\x5f\x6e\x65\x77\x6f\x62\x6a\x5f"
+    "\x5f\x0a\x63\x75\x75\x69\x64\x0a\x55\x55\x49\x44\x0a\x85\x52\x7d\x58\x03\x00\x00"
+    "\x00\x69\x6e\x74\x8a\x11\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    "\x00\x00\x01\x73\x62\x2e";
+static const char PK_RANGE_TEXT[] =
+    "\x80\x04\x63\x64\x69\x6c\x6c\x2e\x5f\x64\x69\x6c\x6c\x0a\x5f\x65\x76\x61\x6c\x5f"
+    "\x72\x65\x70\x72\x0a\x58\x0e\x00\x00\x00\x72\x61\x6e\x67\x65\x28\x31\x2c\x20\x32"
+    "\x29\x3b\x20\x78\x85\x52\x2e";
+static const char PK_SETSTATE_NOT_OBJECT[] =
+    "\x80\x04\x63\x63\x6c\x6f\x75\x64\x70\x69\x63\x6b\x6c\x65\x2e\x63\x6c\x6f\x75\x64"
+    "\x70\x69\x63\x6b\x6c\x65\x0a\x5f\x63\x6c\x61\x73\x73\x5f\x73\x65\x74\x73\x74\x61"
+    "\x74\x65\x0a\x4b\x01\x7d\x85\x86\x52\x2e";
+static const char PK_BYVALUE_DATACLASS[] =
+    "\x80\x04\x63\x63\x6c\x6f\x75\x64\x70\x69\x63\x6b\x6c\x65\x2e\x63\x6c\x6f\x75\x64"
+    "\x70\x69\x63\x6b\x6c\x65\x0a\x5f\x6d\x61\x6b\x65\x5f\x73\x6b\x65\x6c\x65\x74\x6f"
+    "\x6e\x5f\x63\x6c\x61\x73\x73\x0a\x28\x63\x62\x75\x69\x6c\x74\x69\x6e\x73\x0a\x74"
+    "\x79\x70\x65\x0a\x58\x01\x00\x00\x00\x50\x63\x62\x75\x69\x6c\x74\x69\x6e\x73\x0a"
+    "\x6f\x62\x6a\x65\x63\x74\x0a\x85\x7d\x58\x0a\x00\x00\x00\x5f\x5f\x6d\x6f\x64\x75"
+    "\x6c\x65\x5f\x5f\x58\x08\x00\x00\x00\x5f\x5f\x6d\x61\x69\x6e\x5f\x5f\x73\x58\x02"
+    "\x00\x00\x00\x69\x64\x4e\x74\x52\x71\x00\x63\x63\x6c\x6f\x75\x64\x70\x69\x63\x6b"
+    "\x6c\x65\x2e\x63\x6c\x6f\x75\x64\x70\x69\x63\x6b\x6c\x65\x0a\x5f\x63\x6c\x61\x73"
+    "\x73\x5f\x73\x65\x74\x73\x74\x61\x74\x65\x0a\x68\x00\x7d\x58\x14\x00\x00\x00\x5f"
+    "\x5f\x64\x61\x74\x61\x63\x6c\x61\x73\x73\x5f\x66\x69\x65\x6c\x64\x73\x5f\x5f\x7d"
+    "\x73\x7d\x86\x86\x52\x30\x29\x81\x7d\x58\x01\x00\x00\x00\x78\x4b\x01\x73\x62\x2e";
+static const char PK_BYVALUE_FUNCTION[] =
+    "\x80\x04\x63\x63\x6c\x6f\x75\x64\x70\x69\x63\x6b\x6c\x65\x2e\x63\x6c\x6f\x75\x64"
+    "\x70\x69\x63\x6b\x6c\x65\x0a\x5f\x6d\x61\x6b\x65\x5f\x66\x75\x6e\x63\x74\x69\x6f"
+    "\x6e\x0a\x28\x4e\x7d\x58\x01\x00\x00\x00\x66\x4e\x4e\x74\x52\x71\x00\x63\x63\x6c"
+    "\x6f\x75\x64\x70\x69\x63\x6b\x6c\x65\x2e\x63\x6c\x6f\x75\x64\x70\x69\x63\x6b\x6c"
+    "\x65\x0a\x5f\x66\x75\x6e\x63\x74\x69\x6f\x6e\x5f\x73\x65\x74\x73\x74\x61\x74\x65"
+    "\x0a\x68\x00\x7d\x7d\x58\x0c\x00\x00\x00\x5f\x5f\x71\x75\x61\x6c\x6e\x61\x6d\x65"
+    "\x5f\x5f\x58\x10\x00\x00\x00\x6f\x75\x74\x65\x72\x2e\x3c\x6c\x6f\x63\x61\x6c\x73"
+    "\x3e\x2e\x66\x73\x58\x0a\x00\x00\x00\x5f\x5f\x6d\x6f\x64\x75\x6c\x65\x5f\x5f\x58"
+    "\x08\x00\x00\x00\x5f\x5f\x6d\x61\x69\x6e\x5f\x5f\x73\x86\x86\x52\x30\x2e";
+static const char PK_BYREF_ENUM[] =
+    "\x80\x04\x63\x62\x75\x69\x6c\x74\x69\x6e\x73\x0a\x67\x65\x74\x61\x74\x74\x72\x0a"
+    "\x63\x6d\x6f\x64\x0a\x43\x6f\x6c\x6f\x72\x0a\x58\x03\x00\x00\x00\x52\x45\x44\x86"
+    "\x52\x2e";
+
+static const char PK_DT_ZONE[] =
+    "\x80\x04\x95\x7f\x00\x00\x00\x00\x00\x00\x00\x8c\x08\x64\x61\x74\x65\x74\x69\x6d"
+    "\x65\x94\x8c\x08\x64\x61\x74\x65\x74\x69\x6d\x65\x94\x93\x94\x43\x0a\x07\xe8\x01"
+    "\x02\x03\x04\x05\x00\x00\x00\x94\x8c\x08\x62\x75\x69\x6c\x74\x69\x6e\x73\x94\x8c"
+    "\x07\x67\x65\x74\x61\x74\x74\x72\x94\x93\x94\x8c\x08\x7a\x6f\x6e\x65\x69\x6e\x66"
+    "\x6f\x94\x8c\x08\x5a\x6f\x6e\x65\x49\x6e\x66\x6f\x94\x93\x94\x8c\x09\x5f\x75\x6e"
+    "\x70\x69\x63\x6b\x6c\x65\x94\x86\x94\x52\x94\x8c\x0d\x45\x75\x72\x6f\x70\x65\x2f"
+    "\x42\x65\x72\x6c\x69\x6e\x94\x4b\x01\x86\x94\x52\x94\x86\x94\x52\x94\x2e";
+static const char PK_BYREF_PRIVATE[] =
+    "\x80\x04\x63\x62\x75\x69\x6c\x74\x69\x6e\x73\x0a\x67\x65\x74\x61\x74\x74\x72\x0a"
+    "\x63\x6d\x6f\x64\x0a\x43\x6f\x6c\x6f\x72\x0a\x58\x08\x00\x00\x00\x5f\x70\x72\x69"
+    "\x76\x61\x74\x65\x86\x52\x2e";
 
 static struct pk_doc *parse(const char *p, size_t len)
 {
@@ -261,6 +343,59 @@ out:
 		printf("cannot remove '%s'\n", tmp);
 }
 
+/* The json and txt views of the standard types and of classes pickled by value. */
+static void test_known(void)
+{
+	static const struct {
+		const char *name, *pickle;
+		size_t len;
+		const char *json; /* the whole text, or a part of it when part is true */
+		bool part;
+		const char *txt; /* NULL when the txt view does not apply */
+	} cases[] = {
+#define CASE(p, json, part, txt) {#p, p, sizeof(p) - 1, json, part, txt}
+	    CASE(PK_DT_BAD_MONTH, "\"$object\": \"datetime.datetime\"", true, NULL),
+	    CASE(PK_DT_AWARE, "{\"$datetime\": \"2024-01-02T03:04:05.000007+05:29:48\"}\n", false,
+	         "2024-01-02 03:04:05.000007+05:29:48"),
+	    CASE(PK_UUID_TOO_BIG, "\"$object\": \"uuid.UUID\"", true, NULL),
+	    CASE(PK_RANGE_TEXT, "\"$object\": \"dill._dill._eval_repr\"", true, NULL),
+	    CASE(PK_SETSTATE_NOT_OBJECT, "\"$object\": \"cloudpickle.cloudpickle._class_setstate\"",
+	         true, NULL),
+	    CASE(PK_BYVALUE_DATACLASS,
+	         "{\n  \"$dataclass\": \"__main__.P\",\n  \"fields\": {\n    \"x\": 1\n  }\n}\n",
+	         false, NULL),
+	    CASE(PK_BYVALUE_FUNCTION, "{\"$global\": \"__main__.outer.<locals>.f\"}\n", false, NULL),
+	    CASE(PK_BYREF_ENUM, "{\n  \"$enum\": \"mod.Color\",\n  \"name\": \"RED\"\n}\n", false,
+	         NULL),
+	    CASE(PK_DT_ZONE, "{\"$datetime\": \"2024-01-02T03:04:05\", \"tz\": \"Europe/Berlin\"}\n",
+	         false, NULL),
+	    CASE(PK_BYREF_PRIVATE, "\"$object\": \"builtins.getattr\"", true, NULL),
+#undef CASE
+	};
+	struct rpc_buf b = RPC_BUF_INIT(1 << 20), t = RPC_BUF_INIT(1 << 20);
+	struct srv_error err;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct pk_doc *doc;
+		int rc = json_of(cases[i].pickle, cases[i].len, &b, &err);
+		const char *got = b.data ? b.data : "";
+		CHECK(rc == 0, "%s: json: %s", cases[i].name, err.message);
+		CHECK(cases[i].part ? strstr(got, cases[i].json) != NULL : strcmp(got, cases[i].json) == 0,
+		      "%s: json: got\n%s", cases[i].name, got);
+		doc = parse(cases[i].pickle, cases[i].len);
+		rpc_buf_reset(&t);
+		rc = doc ? srv_pystd_str(pk_doc_root(doc), &t) : -1;
+		if (cases[i].txt)
+			CHECK(rc == 1 && t.data && strcmp(t.data, cases[i].txt) == 0, "%s: str: %s",
+			      cases[i].name, t.data ? t.data : "(none)");
+		else
+			CHECK(rc == 0, "%s: no str", cases[i].name);
+		pk_doc_free(doc);
+	}
+	rpc_buf_release(&b);
+	rpc_buf_release(&t);
+}
+
 int main(void)
 {
 	const char *fixtures = getenv("FLECHEFS_FIXTURES");
@@ -269,6 +404,7 @@ int main(void)
 
 	test_json();
 	test_npy();
+	test_known();
 	snprintf(path, sizeof(path), "%s/EXPECTED.json", fixtures ? fixtures : "");
 	if (fixtures && access(path, R_OK) == 0) {
 		test_render(fixtures);
