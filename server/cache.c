@@ -5,8 +5,15 @@
  * small LRU of open values.
  *
  * Invariants:
- *   1. Every public function takes cache->lock for its whole run: the cache may be
- *      used from several threads, one operation at a time.
+ *   1. Threads: the cache may be used from several threads at once. Two mutexes
+ *      serialise what is not thread-safe below: calls_lock guards the call storage
+ *      (c->calls, or c->db and its one SQLite connection), values_lock the value
+ *      storage (c->values: its key index and summaries), the LRU, the list of values
+ *      being opened and every srv_value's reference count. A function that needs both
+ *      takes calls_lock first. Neither is held while a value is decompressed
+ *      (invariant 4), so a slow value holds up no other request; a slow call
+ *      storage operation (a query reading many records, SQLite waiting up to
+ *      SRV_SQL_BUSY_MS for a writer) holds up other call storage operations only.
  *   2. Keys and prefixes are checked with rpc_key_prefix_valid/rpc_key_valid before
  *      any path or SQL statement sees them.
  *   3. An open value is reference counted: the LRU holds one reference, every
@@ -16,6 +23,11 @@
  *      compressed values does not keep them all in memory), each keyed by key and
  *      file identity (dev, ino, size, mtime), so a replaced file is never served
  *      from the LRU.
+ *   4. A value is decoded (gunzip, signature check) with no lock held, once: the
+ *      first srv_value_open of a key and file identity puts an opening on
+ *      c->openings, and any srv_value_open of the same while it runs waits for it
+ *      (on c->opened) and shares its result, so that a large compressed value is
+ *      inflated once however many requests ask for it at once.
  */
 #include "cache.h"
 
@@ -56,8 +68,23 @@ struct srv_value {
 	bool cached;
 };
 
+/* A value being decoded with no lock held (invariant 4). */
+struct opening {
+	struct opening *next;
+	char key[RPC_KEY_LEN + 1];
+	struct stat st;        /* the file's identity (same_file) */
+	unsigned refs;         /* the opener and every waiter */
+	unsigned waiters;
+	bool done;
+	struct srv_value *v;   /* the result: one reference per waiter; NULL on failure */
+	struct srv_error err;  /* the failure */
+};
+
 struct srv_cache {
-	pthread_mutex_t lock;
+	pthread_mutex_t calls_lock;  /* invariant 1 */
+	pthread_mutex_t values_lock; /* invariant 1 */
+	pthread_cond_t opened;       /* an opening is done */
+	struct opening *openings;
 	char *root, *calls_path, *calls_url, *values_path;
 	bool sql, read_only;
 	struct srv_hmac_key keys[SRV_MAX_HMAC_KEYS];
@@ -261,7 +288,9 @@ int srv_cache_open(const struct srv_config *cfg, struct srv_cache **out, struct 
 	*out = NULL;
 	if (!c)
 		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
-	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->calls_lock, NULL);
+	pthread_mutex_init(&c->values_lock, NULL);
+	pthread_cond_init(&c->opened, NULL);
 	c->read_only = cfg->read_only;
 	if (cfg->nkeys > SRV_MAX_HMAC_KEYS) {
 		srv_fail(err, RPC_E_EINVAL, "at most %d HMAC keys", SRV_MAX_HMAC_KEYS);
@@ -333,7 +362,9 @@ void srv_cache_free(struct srv_cache *c)
 	free(c->calls_path);
 	free(c->calls_url);
 	free(c->values_path);
-	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->opened);
+	pthread_mutex_destroy(&c->values_lock);
+	pthread_mutex_destroy(&c->calls_lock);
 	free(c);
 }
 
@@ -353,7 +384,8 @@ int srv_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv
 {
 	int rc = -1;
 
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->calls_lock);
+	pthread_mutex_lock(&c->values_lock);
 	if (c->sql) {
 		if (srv_sql_count(&c->db, calls, err) != 0)
 			goto out;
@@ -367,7 +399,8 @@ int srv_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv
 	*values = c->values.index.n;
 	rc = 0;
 out:
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->values_lock);
+	pthread_mutex_unlock(&c->calls_lock);
 	return rc;
 }
 
@@ -504,7 +537,7 @@ int srv_load(struct srv_cache *c, const char *key, size_t len, struct srv_record
 	memset(rec, 0, sizeof(*rec));
 	if (check_key(key, len, err) != 0)
 		return -1;
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->calls_lock);
 	if (resolve_call(c, key, len, full, err) != 0)
 		goto out;
 	if (c->sql)
@@ -512,7 +545,7 @@ int srv_load(struct srv_cache *c, const char *key, size_t len, struct srv_record
 	else
 		rc = srv_fstore_load(&c->calls, full, rec, err);
 out:
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->calls_lock);
 	return rc;
 }
 
@@ -526,7 +559,7 @@ int srv_contains(struct srv_cache *c, const char *key, size_t len, bool *found,
 	*found = false;
 	if (!key || !rpc_key_prefix_valid(key, len))
 		return 0;
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->calls_lock);
 	if (len == RPC_KEY_LEN) {
 		char full[RPC_KEY_LEN + 1];
 
@@ -546,7 +579,7 @@ int srv_contains(struct srv_cache *c, const char *key, size_t len, bool *found,
 		*found = l.total == 1;
 	keylist_release(&l);
 out:
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->calls_lock);
 	return rc;
 }
 
@@ -564,7 +597,8 @@ int srv_expand(struct srv_cache *c, const char *prefix, size_t len, char *out,
 		out[RPC_KEY_LEN] = '\0';
 		return 0;
 	}
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->calls_lock);
+	pthread_mutex_lock(&c->values_lock);
 	if (candidates(c, SRV_CALLS, prefix, len, &a, err) != 0 ||
 	    candidates(c, SRV_VALUES, prefix, len, &b, err) != 0)
 		goto out;
@@ -595,7 +629,8 @@ int srv_expand(struct srv_cache *c, const char *prefix, size_t len, char *out,
 	memcpy(out, m.k[0], RPC_KEY_LEN + 1);
 	rc = 0;
 out:
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->values_lock);
+	pthread_mutex_unlock(&c->calls_lock);
 	keylist_release(&a);
 	keylist_release(&b);
 	keylist_release(&m);
@@ -618,7 +653,8 @@ int srv_shrink(struct srv_cache *c, const char *key, size_t len, char *out, stru
 	memcpy(full, key, RPC_KEY_LEN);
 	full[RPC_KEY_LEN] = '\0';
 	srv_key_from_hex(full, bk);
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->calls_lock);
+	pthread_mutex_lock(&c->values_lock);
 	if (c->sql) {
 		if (srv_sql_shrink(&c->db, full, &n, err) != 0 && err->code != RPC_E_ENOENT)
 			goto out;
@@ -641,7 +677,8 @@ int srv_shrink(struct srv_cache *c, const char *key, size_t len, char *out, stru
 	out[n] = '\0';
 	rc = 0;
 out:
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->values_lock);
+	pthread_mutex_unlock(&c->calls_lock);
 	return rc;
 }
 
@@ -656,7 +693,7 @@ int srv_evict(struct srv_cache *c, const char *key, size_t len, struct srv_error
 		return srv_fail(err, RPC_E_EROFS,
 		                "cannot evict '%.*s': the cache is served read-only", (int)len,
 		                key);
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->calls_lock);
 	if (resolve_call(c, key, len, full, err) != 0)
 		goto out;
 	if (c->sql)
@@ -664,7 +701,7 @@ int srv_evict(struct srv_cache *c, const char *key, size_t len, struct srv_error
 	else
 		rc = srv_fstore_unlink(&c->calls, full, err);
 out:
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->calls_lock);
 	return rc;
 }
 
@@ -704,18 +741,20 @@ static int check_page(const char *after, size_t *limit, struct srv_error *err)
 int srv_list(struct srv_cache *c, enum srv_kind kind, const char *after, size_t limit, bool detail,
              struct srv_page *page, struct srv_error *err)
 {
+	pthread_mutex_t *lock;
 	int rc;
 
 	memset(page, 0, sizeof(*page));
 	if (check_page(after, &limit, err) != 0)
 		return -1;
-	pthread_mutex_lock(&c->lock);
+	lock = kind == SRV_CALLS ? &c->calls_lock : &c->values_lock;
+	pthread_mutex_lock(lock);
 	if (kind == SRV_CALLS && c->sql)
 		rc = srv_sql_list(&c->db, after, limit, detail, page, err);
 	else
 		rc = srv_fstore_list(kind == SRV_CALLS ? &c->calls : &c->values, after, limit,
 		                     detail, page, err);
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(lock);
 	return rc;
 }
 
@@ -727,12 +766,12 @@ int srv_query(struct srv_cache *c, const msgpack_object *tmpl, const char *after
 	memset(page, 0, sizeof(*page));
 	if (check_page(after, &limit, err) != 0 || srv_query_check(tmpl, err) != 0)
 		return -1;
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->calls_lock);
 	if (c->sql)
 		rc = srv_sql_query(&c->db, tmpl, after, limit, detail, page, err);
 	else
 		rc = srv_fstore_query(&c->calls, tmpl, after, limit, detail, page, err);
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->calls_lock);
 	return rc;
 }
 
@@ -746,12 +785,12 @@ int srv_names(struct srv_cache *c, const char *after, size_t limit, struct srv_n
 		return srv_fail(err, RPC_E_EINVAL, "the page limit must be at least 1");
 	if (limit > RPC_PAGE_MAX)
 		limit = RPC_PAGE_MAX;
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->calls_lock);
 	if (c->sql)
 		rc = srv_sql_names(&c->db, after, limit, out, err);
 	else
 		rc = srv_fstore_names(&c->calls, after, limit, out, err);
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->calls_lock);
 	return rc;
 }
 
@@ -811,18 +850,97 @@ static void lru_add(struct srv_cache *c, struct srv_value *v)
 	}
 }
 
+/* The opening of key and file identity st in progress, or NULL. values_lock held. */
+static struct opening *find_opening(struct srv_cache *c, const char *key, const struct stat *st)
+{
+	for (struct opening *o = c->openings; o; o = o->next)
+		if (strcmp(o->key, key) == 0 && o->st.st_dev == st->st_dev &&
+		    o->st.st_ino == st->st_ino && o->st.st_size == st->st_size &&
+		    o->st.st_mtim.tv_sec == st->st_mtim.tv_sec &&
+		    o->st.st_mtim.tv_nsec == st->st_mtim.tv_nsec)
+			return o;
+	return NULL;
+}
+
+static void opening_unref(struct opening *o)
+{
+	if (--o->refs == 0)
+		free(o);
+}
+
+/* Waits for another thread's opening o and takes its result. values_lock held. */
+static int wait_opening(struct srv_cache *c, struct opening *o, struct srv_value **out,
+                        struct srv_error *err)
+{
+	int rc;
+
+	o->refs++;
+	o->waiters++;
+	while (!o->done)
+		pthread_cond_wait(&c->opened, &c->values_lock);
+	if (o->v) {
+		*out = o->v; /* the opener took a reference for us */
+		rc = 0;
+	} else {
+		if (err)
+			*err = o->err;
+		rc = -1;
+	}
+	opening_unref(o);
+	return rc;
+}
+
+/*
+ * Decodes the value file fd (path, st) into a new srv_value with one reference (the
+ * caller's), with no lock held (invariant 4). Takes fd over.
+ */
+static int decode_value(struct srv_cache *c, const char *full, const char *path, int fd,
+                        const struct stat *st, struct srv_value **out, struct srv_error *err)
+{
+	struct srv_value *v = calloc(1, sizeof(*v));
+
+	*out = NULL;
+	if (!v || !(v->path = strdup(path))) {
+		free(v);
+		close(fd);
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
+	}
+	v->fd = -1;
+	if (srv_codec_map_value(fd, path, st, &c->sign, &v->blob, err) != 0) {
+		free(v->path);
+		free(v);
+		close(fd);
+		return -1;
+	}
+	if (v->blob.file_map)
+		v->fd = fd; /* kept for srv_value_check */
+	else
+		close(fd);
+	v->cache = c;
+	v->refs = 1;
+	memcpy(v->key, full, RPC_KEY_LEN + 1);
+	v->dev = st->st_dev;
+	v->ino = st->st_ino;
+	v->size = st->st_size;
+	v->mtime = st->st_mtim;
+	v->mtime_f = (double)st->st_mtim.tv_sec + st->st_mtim.tv_nsec / 1e9;
+	*out = v;
+	return 0;
+}
+
 int srv_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_value **out,
                    struct srv_error *err)
 {
 	char full[RPC_KEY_LEN + 1], path[PATH_MAX];
 	struct srv_value *v = NULL, *p;
+	struct opening *o;
 	struct stat st;
 	int fd = -1, rc = -1;
 
 	*out = NULL;
 	if (check_key(key, len, err) != 0)
 		return -1;
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->values_lock);
 	if (len == RPC_KEY_LEN) {
 		memcpy(full, key, RPC_KEY_LEN);
 		full[RPC_KEY_LEN] = '\0';
@@ -865,41 +983,46 @@ int srv_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_
 		lru_remove(c, p); /* replaced on disk */
 		break;
 	}
-	v = calloc(1, sizeof(*v));
-	if (!v) {
+	if ((o = find_opening(c, full, &st))) {
+		rc = wait_opening(c, o, out, err);
+		goto out;
+	}
+	if (!(o = calloc(1, sizeof(*o)))) {
 		srv_fail(err, RPC_E_ENOMEM, "out of memory");
 		goto out;
 	}
-	v->fd = -1;
-	if (!(v->path = strdup(path))) {
-		free(v);
-		srv_fail(err, RPC_E_ENOMEM, "out of memory");
-		goto out;
+	memcpy(o->key, full, sizeof(full));
+	o->st = st;
+	o->refs = 1;
+	o->next = c->openings;
+	c->openings = o;
+	pthread_mutex_unlock(&c->values_lock);
+
+	rc = decode_value(c, full, path, fd, &st, &v, &o->err);
+	fd = -1;
+
+	pthread_mutex_lock(&c->values_lock);
+	for (struct opening **pp = &c->openings; *pp; pp = &(*pp)->next) {
+		if (*pp == o) {
+			*pp = o->next;
+			break;
+		}
 	}
-	if (srv_codec_map_value(fd, path, &st, &c->sign, &v->blob, err) != 0) {
-		free(v->path);
-		free(v);
-		goto out;
+	o->done = true;
+	if (rc == 0) {
+		v->refs += o->waiters; /* one for each waiter (wait_opening) */
+		o->v = v;
+		lru_add(c, v);
+		*out = v;
+	} else if (err) {
+		*err = o->err;
 	}
-	if (v->blob.file_map) {
-		v->fd = fd; /* kept for srv_value_check */
-		fd = -1;
-	}
-	v->cache = c;
-	v->refs = 1;
-	memcpy(v->key, full, sizeof(full));
-	v->dev = st.st_dev;
-	v->ino = st.st_ino;
-	v->size = st.st_size;
-	v->mtime = st.st_mtim;
-	v->mtime_f = (double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec / 1e9;
-	lru_add(c, v);
-	*out = v;
-	rc = 0;
+	pthread_cond_broadcast(&c->opened);
+	opening_unref(o);
 out:
 	if (fd >= 0)
 		close(fd);
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->values_lock);
 	return rc;
 }
 
@@ -971,7 +1094,7 @@ void srv_value_close(struct srv_value *v)
 	if (!v)
 		return;
 	c = v->cache;
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->values_lock);
 	value_unref(v);
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->values_lock);
 }

@@ -17,8 +17,10 @@
  * Errors: every function returns 0 on success or -1 on failure, and on failure
  * fills *err (code from rpc.h's table and a message naming the key or file).
  *
- * Threads: a srv_cache serialises its operations with one internal mutex, so it may
- * be shared by threads. Every srv_value must be closed before srv_cache_free.
+ * Threads: a srv_cache may be shared by threads. It serialises call storage
+ * operations with one internal mutex and value storage operations with another
+ * (cache.c invariant 1); a value is decoded (gunzip) with neither held, once however
+ * many threads open it at once. Every srv_value must be closed before srv_cache_free.
  *
  * Details (implementation notes, engineer S): srv_list/srv_query/srv_names answer
  * EINVAL for limit 0 and cut limits above RPC_PAGE_MAX; srv_contains answers
