@@ -87,6 +87,7 @@ struct srv_cache {
 	struct opening *openings;
 	char *root, *calls_path, *calls_url, *values_path;
 	bool sql, read_only;
+	uint64_t gunzip_max; /* the most a gzip value may inflate to */
 	struct srv_hmac_key keys[SRV_MAX_HMAC_KEYS];
 	size_t nkeys;
 	struct srv_sign sign;
@@ -292,6 +293,7 @@ int srv_cache_open(const struct srv_config *cfg, struct srv_cache **out, struct 
 	pthread_mutex_init(&c->values_lock, NULL);
 	pthread_cond_init(&c->opened, NULL);
 	c->read_only = cfg->read_only;
+	c->gunzip_max = cfg->gunzip_max ? cfg->gunzip_max : SRV_GUNZIP_MAX_DEFAULT;
 	if (cfg->nkeys > SRV_MAX_HMAC_KEYS) {
 		srv_fail(err, RPC_E_EINVAL, "at most %d HMAC keys", SRV_MAX_HMAC_KEYS);
 		goto fail;
@@ -906,7 +908,7 @@ static int decode_value(struct srv_cache *c, const char *full, const char *path,
 		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
 	}
 	v->fd = -1;
-	if (srv_codec_map_value(fd, path, st, &c->sign, &v->blob, err) != 0) {
+	if (srv_codec_map_value(fd, path, st, &c->sign, c->gunzip_max, &v->blob, err) != 0) {
 		free(v->path);
 		free(v);
 		close(fd);

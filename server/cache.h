@@ -67,6 +67,7 @@ struct srv_config {
 	const char *calls;  /* a directory, or "sqlite:///PATH"; NULL: found under root */
 	const char *values; /* a directory; NULL: root/values */
 	bool read_only;
+	uint64_t gunzip_max; /* the most a gzip value may inflate to; 0: the default */
 	struct srv_hmac_key keys[SRV_MAX_HMAC_KEYS]; /* borrowed; first signs, any verifies */
 	size_t nkeys;
 };
