@@ -28,6 +28,9 @@
  *      c->openings, and any srv_value_open of the same while it runs waits for it
  *      (on c->opened) and shares its result, so that a large compressed value is
  *      inflated once however many requests ask for it at once.
+ *   5. A value found to inflate beyond c->gunzip_max (EFBIG) is remembered, by key
+ *      and file identity, among the last SRV_VALUE_REFUSED such values: asking for
+ *      it again is EFBIG at once, without inflating it again.
  */
 #include "cache.h"
 
@@ -51,6 +54,8 @@
 #include "store_sql.h"
 
 #define SRV_VALUE_LRU 8
+/* Values remembered as inflating beyond the limit (invariant 5). */
+#define SRV_VALUE_REFUSED 8
 
 struct srv_value {
 	struct srv_cache *cache;
@@ -80,11 +85,20 @@ struct opening {
 	struct srv_error err;  /* the failure */
 };
 
+/* A value refused as too large once inflated (invariant 5). */
+struct refused {
+	char key[RPC_KEY_LEN + 1]; /* "" when unused */
+	struct stat st;
+	struct srv_error err;
+};
+
 struct srv_cache {
 	pthread_mutex_t calls_lock;  /* invariant 1 */
 	pthread_mutex_t values_lock; /* invariant 1 */
 	pthread_cond_t opened;       /* an opening is done */
 	struct opening *openings;
+	struct refused refused[SRV_VALUE_REFUSED]; /* values_lock */
+	size_t refused_next;
 	char *root, *calls_path, *calls_url, *values_path;
 	bool sql, read_only;
 	uint64_t gunzip_max; /* the most a gzip value may inflate to */
@@ -852,15 +866,28 @@ static void lru_add(struct srv_cache *c, struct srv_value *v)
 	}
 }
 
+static bool same_identity(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 /* The opening of key and file identity st in progress, or NULL. values_lock held. */
 static struct opening *find_opening(struct srv_cache *c, const char *key, const struct stat *st)
 {
 	for (struct opening *o = c->openings; o; o = o->next)
-		if (strcmp(o->key, key) == 0 && o->st.st_dev == st->st_dev &&
-		    o->st.st_ino == st->st_ino && o->st.st_size == st->st_size &&
-		    o->st.st_mtim.tv_sec == st->st_mtim.tv_sec &&
-		    o->st.st_mtim.tv_nsec == st->st_mtim.tv_nsec)
+		if (strcmp(o->key, key) == 0 && same_identity(&o->st, st))
 			return o;
+	return NULL;
+}
+
+/* The refusal of key and file identity st (invariant 5), or NULL. values_lock held. */
+static const struct refused *find_refused(const struct srv_cache *c, const char *key,
+                                          const struct stat *st)
+{
+	for (size_t i = 0; i < SRV_VALUE_REFUSED; i++)
+		if (strcmp(c->refused[i].key, key) == 0 && same_identity(&c->refused[i].st, st))
+			return &c->refused[i];
 	return NULL;
 }
 
@@ -985,6 +1012,12 @@ int srv_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_
 		lru_remove(c, p); /* replaced on disk */
 		break;
 	}
+	const struct refused *no = find_refused(c, full, &st);
+	if (no) {
+		if (err)
+			*err = no->err;
+		goto out;
+	}
 	if ((o = find_opening(c, full, &st))) {
 		rc = wait_opening(c, o, out, err);
 		goto out;
@@ -1016,8 +1049,15 @@ int srv_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_
 		o->v = v;
 		lru_add(c, v);
 		*out = v;
-	} else if (err) {
-		*err = o->err;
+	} else {
+		if (o->err.code == RPC_E_EFBIG) {
+			struct refused *r = &c->refused[c->refused_next++ % SRV_VALUE_REFUSED];
+			memcpy(r->key, full, sizeof(full));
+			r->st = st;
+			r->err = o->err;
+		}
+		if (err)
+			*err = o->err;
 	}
 	pthread_cond_broadcast(&c->opened);
 	opening_unref(o);

@@ -5,7 +5,7 @@ A copy of the files fixture whose values/ also holds a gzip bomb (2 GiB of zeros
 --gunzip-max, default 1 GiB, is written to a temporary file before it gives up with
 EFBIG); 100 requests sent right behind it must all be answered before it is. The
 temporary space the server holds meanwhile stays within the limit (TMPDIR is watched
-through /proc/PID/fd), two stat_values of the bomb at once inflate it once, a value
+through /proc/PID/fd), asking again is EFBIG without inflating again, two stat_values of the bomb at once inflate it once, a value
 under a smaller --gunzip-max is EFBIG and under a larger one served whole, hello is
 still the first request, and through a mount, other values (already looked up: the
 kernel makes lookups in one directory wait for each other) and calls are read while
@@ -143,9 +143,11 @@ def test_fast_answered_first(root, bomb, small, tmpdir):
                 "peak %d bytes" % peak)
         T.equal(TmpWatch(s.proc.pid, tmpdir).finish(), 0,
                 "no temporary file held after the bomb's EFBIG")
-        # the same request again: answered again, as EFBIG
+        # the same request again: EFBIG remembered, nothing inflated again
+        watch = TmpWatch(s.proc.pid, tmpdir)
         e, _ = s.try_call("stat_value", bomb, None)
         T.equal(err_name(e), "EFBIG", "the bomb's second stat_value")
+        T.equal(watch.finish(), 0, "the bomb's second stat_value inflates nothing")
 
 
 def test_bomb_inflated_once(root, bomb, tmpdir):
