@@ -26,7 +26,6 @@ Figures are the median (and range) over --runs rounds.
 """
 
 import argparse
-import gzip
 import hashlib
 import os
 import shutil
@@ -40,6 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SOURCE, "tests", "e2e"))
 import client  # noqa: E402  (the tests' protocol client; Debian's python3-msgpack)
+import common  # noqa: E402
 
 MIB = 1 << 20
 
@@ -48,25 +48,15 @@ def key_of(name):
     return hashlib.sha256(name.encode()).hexdigest()
 
 
-def write_zeros_gzip(path, size):
-    """size bytes of zeros as gzip members of 64 MiB (and one shorter one)."""
-    member = gzip.compress(b"\0" * (64 * MIB), 6)
-    with open(path, "wb") as f:
-        for _ in range(size // (64 * MIB)):
-            f.write(member)
-        if size % (64 * MIB):
-            f.write(gzip.compress(b"\0" * (size % (64 * MIB)), 6))
-
-
 def make_cache(root, a):
     vdir = os.path.join(root, "values")
     os.makedirs(os.path.join(root, "calls"))
     os.makedirs(vdir)
     keys = {"slow": key_of("slow"), "bomb": key_of("bomb"), "read": key_of("read"),
             "fast": [key_of("fast %d" % i) for i in range(a.fast)]}
-    write_zeros_gzip(os.path.join(vdir, keys["slow"]), a.slow_mib * MIB)
+    common.write_gzip_zeros(os.path.join(vdir, keys["slow"]), a.slow_mib * MIB)
     if a.bomb_gib:
-        write_zeros_gzip(os.path.join(vdir, keys["bomb"]), a.bomb_gib << 30)
+        common.write_gzip_zeros(os.path.join(vdir, keys["bomb"]), a.bomb_gib << 30)
     for i, k in enumerate(keys["fast"]):
         with open(os.path.join(vdir, k), "wb") as f:
             f.write(b"\x80\x04K%c." % (i % 256))

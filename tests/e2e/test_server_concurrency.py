@@ -1,15 +1,16 @@
 """test_server_concurrency.py: one slow request does not hold up the others.
 
 A copy of the files fixture whose values/ also holds a gzip bomb (2 GiB of zeros in
-2 MB of gzip members) and small values. The first stat_value of the bomb inflates it (slow: the server's limit,
---gunzip-max, default 1 GiB, is written to a temporary file before it gives up with
-EFBIG); 100 requests sent right behind it must all be answered before it is. The
-temporary space the server holds meanwhile stays within the limit (TMPDIR is watched
-through /proc/PID/fd), asking again is EFBIG without inflating again, two stat_values of the bomb at once inflate it once, a value
-under a smaller --gunzip-max is EFBIG and under a larger one served whole, hello is
-still the first request, and through a mount, other values (already looked up: the
-kernel makes lookups in one directory wait for each other) and calls are read while
-the bomb's first access is under way; the bomb itself reads as EFBIG.
+2 MB of gzip members) and small values. The first stat_value of the bomb inflates it
+(slow: the server's limit, --gunzip-max, default 1 GiB, is written to a temporary
+file before it gives up with EFBIG); 100 requests sent right behind it must all be
+answered before it is. The temporary space the server holds meanwhile stays within
+the limit (TMPDIR is watched through /proc/PID/fd), asking again is EFBIG without
+inflating again, two stat_values of the bomb at once inflate it once, a value under
+a smaller --gunzip-max is EFBIG and under a larger one served whole, hello is still
+the first request, and through a mount, other values (already looked up: the kernel
+makes lookups in one directory wait for each other) and calls are read while the
+bomb's first access is under way; the bomb itself reads as EFBIG.
 """
 
 import errno
@@ -37,19 +38,11 @@ def key_of(name):
     return hashlib.sha256(name.encode()).hexdigest()
 
 
-def write_bomb(path, size):
-    """size bytes of zeros as concatenated gzip members of 64 MiB each."""
-    member = gzip.compress(b"\0" * (64 * MIB), 9)
-    with open(path, "wb") as f:
-        for _ in range(size // (64 * MIB)):
-            f.write(member)
-
-
 def make_cache(root):
     """Adds the bomb, NFAST small values and a 5 MiB gzip value to the cache at root."""
     vdir = os.path.join(root, "values")
     bomb = key_of("bomb")
-    write_bomb(os.path.join(vdir, bomb), BOMB_SIZE)
+    common.write_gzip_zeros(os.path.join(vdir, bomb), BOMB_SIZE)
     small = {}
     for i in range(NFAST):
         k = key_of("small %d" % i)
