@@ -7,13 +7,17 @@
  * Invariants:
  *   1. Threads: the cache may be used from several threads at once. Two mutexes
  *      serialise what is not thread-safe below: calls_lock guards the call storage
- *      (c->calls, or c->db and its one SQLite connection), values_lock the value
- *      storage (c->values: its key index and summaries), the LRU, the list of values
- *      being opened and every srv_value's reference count. A function that needs both
+ *      (c->calls, or c->db, a SQLite connection), values_lock the value storage
+ *      (c->values: its key index and summaries), the LRU, the list of values being
+ *      opened and every srv_value's reference count. A function that needs both
  *      takes calls_lock first. Neither is held while a value is decompressed
- *      (invariant 4), so a slow value holds up no other request; a slow call
- *      storage operation (a query reading many records, SQLite waiting up to
- *      SRV_SQL_BUSY_MS for a writer) holds up other call storage operations only.
+ *      (invariant 4), so a slow value holds up no other request. With SQL, the scans
+ *      (query, names, counting calls) run on connections of their own, up to
+ *      SRV_SQL_SCANS of them, opened when first needed and each used by one thread
+ *      at a time (scan_lock), so that they hold up neither each other nor the short
+ *      lookups on c->db; a slow operation on record files (a query reading many
+ *      records) or on c->db (SQLite waiting up to SRV_SQL_BUSY_MS for a writer)
+ *      holds up other call storage operations only.
  *   2. Keys and prefixes are checked with rpc_key_prefix_valid/rpc_key_valid before
  *      any path or SQL statement sees them.
  *   3. An open value is reference counted: the LRU holds one reference, every
@@ -54,6 +58,8 @@
 #include "store_sql.h"
 
 #define SRV_VALUE_LRU 8
+/* SQLite connections for scans (invariant 1). */
+#define SRV_SQL_SCANS 3
 /* Values remembered as inflating beyond the limit (invariant 5). */
 #define SRV_VALUE_REFUSED 8
 
@@ -97,6 +103,10 @@ struct srv_cache {
 	pthread_mutex_t values_lock; /* invariant 1 */
 	pthread_cond_t opened;       /* an opening is done */
 	struct opening *openings;
+	pthread_mutex_t scan_lock; /* invariant 1: the scan connections' states */
+	pthread_cond_t scan_free;
+	struct srv_sqlstore scan[SRV_SQL_SCANS];
+	bool scan_open[SRV_SQL_SCANS], scan_busy[SRV_SQL_SCANS];
 	struct refused refused[SRV_VALUE_REFUSED]; /* values_lock */
 	size_t refused_next;
 	char *root, *calls_path, *calls_url, *values_path;
@@ -304,6 +314,8 @@ int srv_cache_open(const struct srv_config *cfg, struct srv_cache **out, struct 
 	if (!c)
 		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
 	pthread_mutex_init(&c->calls_lock, NULL);
+	pthread_mutex_init(&c->scan_lock, NULL);
+	pthread_cond_init(&c->scan_free, NULL);
 	pthread_mutex_init(&c->values_lock, NULL);
 	pthread_cond_init(&c->opened, NULL);
 	c->read_only = cfg->read_only;
@@ -364,6 +376,9 @@ void srv_cache_free(struct srv_cache *c)
 		v->cached = false;
 		value_unref(v);
 	}
+	for (size_t i = 0; i < SRV_SQL_SCANS; i++)
+		if (c->scan_open[i])
+			srv_sql_close(&c->scan[i]);
 	if (c->sql)
 		srv_sql_close(&c->db);
 	else
@@ -380,6 +395,8 @@ void srv_cache_free(struct srv_cache *c)
 	free(c->values_path);
 	pthread_cond_destroy(&c->opened);
 	pthread_mutex_destroy(&c->values_lock);
+	pthread_cond_destroy(&c->scan_free);
+	pthread_mutex_destroy(&c->scan_lock);
 	pthread_mutex_destroy(&c->calls_lock);
 	free(c);
 }
@@ -396,16 +413,63 @@ void srv_cache_layout(const struct srv_cache *c, struct srv_layout *out)
 	out->key_count = c->nkeys;
 }
 
+/* A SQLite connection for one scan (invariant 1), or NULL with err. */
+static struct srv_sqlstore *scan_get(struct srv_cache *c, struct srv_error *err)
+{
+	struct srv_sqlstore *db = NULL;
+
+	pthread_mutex_lock(&c->scan_lock);
+	while (!db) {
+		size_t closed = SRV_SQL_SCANS;
+		for (size_t i = 0; i < SRV_SQL_SCANS && !db; i++) {
+			if (c->scan_open[i] && !c->scan_busy[i]) {
+				c->scan_busy[i] = true;
+				db = &c->scan[i];
+			} else if (!c->scan_open[i] && closed == SRV_SQL_SCANS) {
+				closed = i;
+			}
+		}
+		if (db)
+			break;
+		if (closed < SRV_SQL_SCANS) {
+			if (srv_sql_open(&c->scan[closed], c->calls_path, err) != 0)
+				break;
+			c->scan_open[closed] = c->scan_busy[closed] = true;
+			db = &c->scan[closed];
+			break;
+		}
+		pthread_cond_wait(&c->scan_free, &c->scan_lock);
+	}
+	pthread_mutex_unlock(&c->scan_lock);
+	return db;
+}
+
+static void scan_put(struct srv_cache *c, struct srv_sqlstore *db)
+{
+	pthread_mutex_lock(&c->scan_lock);
+	c->scan_busy[db - c->scan] = false;
+	pthread_cond_signal(&c->scan_free);
+	pthread_mutex_unlock(&c->scan_lock);
+}
+
 int srv_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv_error *err)
 {
+	struct srv_sqlstore *db;
 	int rc = -1;
 
-	pthread_mutex_lock(&c->calls_lock);
-	pthread_mutex_lock(&c->values_lock);
 	if (c->sql) {
-		if (srv_sql_count(&c->db, calls, err) != 0)
-			goto out;
+		if (!(db = scan_get(c, err)))
+			return -1;
+		rc = srv_sql_count(db, calls, err);
+		scan_put(c, db);
+		if (rc != 0)
+			return -1;
+		rc = -1;
 	} else {
+		pthread_mutex_lock(&c->calls_lock);
+	}
+	pthread_mutex_lock(&c->values_lock);
+	if (!c->sql) {
 		if (srv_keyindex_refresh(&c->calls.index, err) != 0)
 			goto out;
 		*calls = c->calls.index.n;
@@ -416,7 +480,8 @@ int srv_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv
 	rc = 0;
 out:
 	pthread_mutex_unlock(&c->values_lock);
-	pthread_mutex_unlock(&c->calls_lock);
+	if (!c->sql)
+		pthread_mutex_unlock(&c->calls_lock);
 	return rc;
 }
 
@@ -782,11 +847,16 @@ int srv_query(struct srv_cache *c, const msgpack_object *tmpl, const char *after
 	memset(page, 0, sizeof(*page));
 	if (check_page(after, &limit, err) != 0 || srv_query_check(tmpl, err) != 0)
 		return -1;
+	if (c->sql) {
+		struct srv_sqlstore *db = scan_get(c, err);
+		if (!db)
+			return -1;
+		rc = srv_sql_query(db, tmpl, after, limit, detail, page, err);
+		scan_put(c, db);
+		return rc;
+	}
 	pthread_mutex_lock(&c->calls_lock);
-	if (c->sql)
-		rc = srv_sql_query(&c->db, tmpl, after, limit, detail, page, err);
-	else
-		rc = srv_fstore_query(&c->calls, tmpl, after, limit, detail, page, err);
+	rc = srv_fstore_query(&c->calls, tmpl, after, limit, detail, page, err);
 	pthread_mutex_unlock(&c->calls_lock);
 	return rc;
 }
@@ -801,11 +871,16 @@ int srv_names(struct srv_cache *c, const char *after, size_t limit, struct srv_n
 		return srv_fail(err, RPC_E_EINVAL, "the page limit must be at least 1");
 	if (limit > RPC_PAGE_MAX)
 		limit = RPC_PAGE_MAX;
+	if (c->sql) {
+		struct srv_sqlstore *db = scan_get(c, err);
+		if (!db)
+			return -1;
+		rc = srv_sql_names(db, after, limit, out, err);
+		scan_put(c, db);
+		return rc;
+	}
 	pthread_mutex_lock(&c->calls_lock);
-	if (c->sql)
-		rc = srv_sql_names(&c->db, after, limit, out, err);
-	else
-		rc = srv_fstore_names(&c->calls, after, limit, out, err);
+	rc = srv_fstore_names(&c->calls, after, limit, out, err);
 	pthread_mutex_unlock(&c->calls_lock);
 	return rc;
 }

@@ -19,8 +19,9 @@
  *
  * Threads: a srv_cache may be shared by threads. It serialises call storage
  * operations with one internal mutex and value storage operations with another
- * (cache.c invariant 1); a value is decoded (gunzip) with neither held, once however
- * many threads open it at once. Every srv_value must be closed before srv_cache_free.
+ * (cache.c invariant 1), except SQL scans (query, names, counting), which run on
+ * SQLite connections of their own; a value is decoded (gunzip) with neither held,
+ * once however many threads open it at once. Every srv_value must be closed before srv_cache_free.
  *
  * Details (implementation notes, engineer S): srv_list/srv_query/srv_names answer
  * EINVAL for limit 0 and cut limits above RPC_PAGE_MAX; srv_contains answers
