@@ -349,6 +349,13 @@ static void pool_stop(struct pool *p)
 	for (size_t i = 0; i < p->nthreads; i++)
 		pthread_join(p->threads[i], NULL);
 	p->nthreads = 0;
+	/* left only when no worker could be started: unanswerable, as the session ends */
+	while (p->head) {
+		struct job *j = p->head;
+		p->head = j->next;
+		free(j);
+	}
+	p->tail = NULL;
 }
 
 /* ---- the reader ---- */
