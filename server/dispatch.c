@@ -106,7 +106,6 @@ struct srv_session {
 };
 
 /* One request being answered. */
-/* One request being answered. */
 struct call {
 	struct srv_worker *w;
 	const char *method;
