@@ -8,7 +8,8 @@ answered before it is. The temporary space the server holds meanwhile stays with
 the limit (TMPDIR is watched through /proc/PID/fd), asking again is EFBIG without
 inflating again, two stat_values of the bomb at once inflate it once, a value under
 a smaller --gunzip-max is EFBIG and under a larger one served whole, hello is still
-the first request, and through a mount, other values (already looked up: the kernel
+the first request, a client that reads no answer for a while finds the server's
+memory bounded and then every answer, and through a mount, other values (already looked up: the kernel
 makes lookups in one directory wait for each other) and calls are read while the
 bomb's first access is under way; the bomb itself reads as EFBIG.
 """
@@ -183,6 +184,43 @@ def test_hello_first(root, small):
                 "requests pipelined behind hello answered")
 
 
+def rss_bytes(pid):
+    with open("/proc/%d/status" % pid, encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_memory_bounded(root):
+    """3000 load_values of 100 KiB sent while the client reads nothing for a second:
+    the server stops reading its input (at most 256 requests in flight) and holds a
+    bounded amount of answers, then answers every one of them."""
+    key = key_of("eight mib")
+    data = bytes(range(256)) * (32 * 1024)
+    with open(os.path.join(root, "values", key), "wb") as f:
+        f.write(data)
+    n, size = 3000, 100 * 1024
+    with Server(SERVER, ["--serve", "--root", root]) as s:
+        s.hello()
+        ids = [s.new_id() for _ in range(n)]
+        out = b"".join(s.request_bytes("load_value", [key, (i * 4096) % (len(data) - size),
+                                                      size, None], i) for i in ids)
+        sender = threading.Thread(target=s.send_raw, args=(out,))
+        sender.start()
+        time.sleep(1.0)
+        rss = rss_bytes(s.proc.pid)
+        T.check(rss < 160 * MIB, "the server's memory while its answers are not read: "
+                "%d MiB" % (rss // MIB))
+        got = 0
+        for _ in range(n):
+            i, e, r = s.recv_any()
+            off = ((i * 4096) % (len(data) - size))
+            got += e is None and r == data[off:off + size]
+        sender.join()
+        T.equal(got, n, "answers to the load_values, with the right bytes")
+
+
 def test_mount(root, bomb, small, tmpdir):
     """Through a mount: other values and calls are read while the bomb's first access
     runs; the bomb reads as EFBIG."""
@@ -243,6 +281,7 @@ def main():
         T.run(test_bomb_inflated_once, root, bomb, tmpdir)
         T.run(test_gunzip_max, root, mid)
         T.run(test_hello_first, root, small)
+        T.run(test_memory_bounded, root)
         T.run(test_mount, root, bomb, small, tmpdir)
     sys.exit(T.report())
 
