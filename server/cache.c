@@ -438,11 +438,21 @@ void srv_cache_quit(struct srv_cache *c)
 
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += 1;
-	if (pthread_mutex_timedlock(&c->lock, &until) != 0)
-		return; /* still busy: the files stay, as they would after a kill */
+	/* still busy at the deadline: the files stay, as they would after a kill */
+	if (pthread_mutex_timedlock(&c->calls_lock, &until) != 0)
+		return;
+	if (pthread_mutex_timedlock(&c->scan_lock, &until) != 0)
+		return;
+	for (size_t i = 0; i < SRV_SQL_SCANS; i++)
+		while (c->scan_busy[i])
+			if (pthread_cond_timedwait(&c->scan_free, &c->scan_lock, &until) != 0)
+				return;
+	for (size_t i = 0; i < SRV_SQL_SCANS; i++)
+		if (c->scan_open[i])
+			srv_sql_close(&c->scan[i]);
 	if (c->sql)
 		srv_sql_close(&c->db);
-	/* the lock is kept: nothing may use the storage again */
+	/* both locks are kept: nothing may use the call storage again */
 }
 
 void srv_cache_layout(const struct srv_cache *c, struct srv_layout *out)

@@ -11,7 +11,7 @@ a smaller --gunzip-max is EFBIG and under a larger one served whole, hello is st
 the first request, a client that reads no answer for a while finds the server's
 memory bounded and then every answer, and through a mount, other values (already looked up: the kernel
 makes lookups in one directory wait for each other) and calls are read while the
-bomb's first access is under way; the bomb itself reads as EFBIG.
+bomb's first access is under way; the bomb itself stats and reads as EFBIG.
 """
 
 import errno
@@ -270,6 +270,12 @@ def test_mount(root, bomb, small, tmpdir):
                 "%d other values and %d calls read before the bomb's first access ended "
                 "(it took %.2f s)" % (len(others), len(calls), done.get("bomb_s", -1)))
         T.equal(done.get("bomb"), errno.EFBIG, "reading the bomb through the mount")
+        try:
+            os.stat(os.path.join(vdir, bomb))
+            got = None
+        except OSError as e:
+            got = e.errno
+        T.equal(got, errno.EFBIG, "stat of the bomb through the mount")
 
 
 def main():
