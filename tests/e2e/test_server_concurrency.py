@@ -1,17 +1,17 @@
 """test_server_concurrency.py: one slow request does not hold up the others.
 
-A copy of the files fixture whose values/ also holds a gzip bomb (2 GiB of zeros in
-2 MB of gzip members) and small values. The first stat_value of the bomb inflates it
-(slow: the server's limit, --gunzip-max, default 1 GiB, is written to a temporary
-file before it gives up with EFBIG); 100 requests sent right behind it must all be
-answered before it is. The temporary space the server holds meanwhile stays within
-the limit (TMPDIR is watched through /proc/PID/fd), asking again is EFBIG without
-inflating again, two stat_values of the bomb at once inflate it once, a value under
-a smaller --gunzip-max is EFBIG and under a larger one served whole, hello is still
-the first request, a client that reads no answer for a while finds the server's
-memory bounded and then every answer, and through a mount, other values (already looked up: the kernel
-makes lookups in one directory wait for each other) and calls are read while the
-bomb's first access is under way; the bomb itself stats and reads as EFBIG.
+A copy of the files fixture whose values/ also holds a gzip bomb (2 GiB of zeros in 2
+MB of gzip members) and small values. The first stat_value of the bomb inflates it
+(slow: the server's limit, --gunzip-max, default 1 GiB, is written to a temporary file
+before it gives up with EFBIG); 100 requests sent right behind it must all be answered
+before it is. The temporary space the server holds meanwhile stays within the limit
+(TMPDIR is watched through /proc/PID/fd), asking again is EFBIG without inflating
+again, two stat_values of the bomb at once inflate it once, a value under a smaller
+--gunzip-max is EFBIG and under a larger one served whole, hello is still the first
+request, a client that reads no answer for a while finds the server's memory bounded
+and then every answer, and through a mount, other values (already looked up: the
+kernel makes lookups in one directory wait for each other) and calls are read while
+the bomb's first access is under way; the bomb itself stats and reads as EFBIG.
 """
 
 import errno
