@@ -177,8 +177,12 @@ static void end_request(msgpack_sbuffer *sb, size_t start)
 		die("cannot frame a request");
 }
 
-/* Reads one response; checks its msgid and that it is not an error. */
-static const msgpack_object *read_response(struct conn *c, uint32_t want_id)
+/*
+ * Reads one response to one of the requests [lo, hi) (answers may come in any order,
+ * PROTOCOL.md section 2); checks that it is not an error. Its msgid goes to *id.
+ */
+static const msgpack_object *read_response_in(struct conn *c, uint32_t lo, uint32_t hi,
+                                              uint32_t *id)
 {
 	char err[256];
 	struct rpc_response resp;
@@ -190,14 +194,23 @@ static const msgpack_object *read_response(struct conn *c, uint32_t want_id)
 	msgpack_zone_clear(&c->zone);
 	if (rpc_response_decode(c->frame.data, c->frame.len, &c->zone, &resp, err, sizeof(err)))
 		die("malformed response: %s", err);
-	if (resp.msgid != want_id)
-		die("response %" PRIu32 " where %" PRIu32 " was expected", resp.msgid, want_id);
+	if (resp.msgid - lo >= hi - lo)
+		die("response %" PRIu32 " where %" PRIu32 " to %" PRIu32 " were expected",
+		    resp.msgid, lo, hi - 1);
 	if (resp.error) {
 		struct rpc_error_info info;
 		rpc_error_decode(resp.error, &info);
-		die("request %" PRIu32 " failed: %s: %s", want_id, info.name, info.message);
+		die("request %" PRIu32 " failed: %s: %s", resp.msgid, info.name, info.message);
 	}
+	*id = resp.msgid;
 	return resp.result;
+}
+
+/* Reads the response to want_id, the one request in flight. */
+static const msgpack_object *read_response(struct conn *c, uint32_t want_id)
+{
+	uint32_t id;
+	return read_response_in(c, want_id, want_id + 1, &id);
 }
 
 static void send_sb(struct conn *c, msgpack_sbuffer *sb)
@@ -310,15 +323,23 @@ static double bench_contains(struct conn *c, const char *keys, size_t nkeys, siz
 	struct contains_job j = {c, keys, nkeys, nrequests, c->next_id};
 	pthread_t t;
 	double t0 = now();
+	uint8_t *seen = calloc(nrequests, 1);
+	if (!seen)
+		die("out of memory");
 	c->next_id += (uint32_t)nrequests;
 	if (pthread_create(&t, NULL, contains_writer, &j))
 		die("cannot start a thread");
 	for (size_t i = 0; i < nrequests; i++) {
 		bool found = false;
-		const msgpack_object *res = read_response(c, j.first_id + (uint32_t)i);
+		uint32_t id;
+		const msgpack_object *res =
+		    read_response_in(c, j.first_id, j.first_id + (uint32_t)nrequests, &id);
+		if (seen[id - j.first_id]++)
+			die("contains: request %" PRIu32 " answered twice", id);
 		if (rpc_obj_bool(res, &found) || !found)
 			die("contains: a listed key is not contained");
 	}
+	free(seen);
 	double dt = now() - t0;
 	pthread_join(t, NULL);
 	return (double)nrequests / dt;
@@ -366,7 +387,9 @@ static double bench_load_value(struct conn *c, const char *key, const char *path
 			sent += size - sent < max_read ? size - sent : max_read;
 		}
 		send_sb(c, &sb);
-		const msgpack_object *res = read_response(c, next_read++);
+		uint32_t got_id;
+		const msgpack_object *res = read_response_in(c, first, c->next_id, &got_id);
+		next_read++; /* one fewer in flight, whichever it was */
 		const void *p;
 		size_t n;
 		if (rpc_obj_bin(res, &p, &n) || n == 0)
@@ -374,7 +397,6 @@ static double bench_load_value(struct conn *c, const char *key, const char *path
 		got += n;
 	}
 	double dt = now() - t0;
-	(void)first;
 	msgpack_sbuffer_destroy(&sb);
 	*total = got;
 	return (double)got / dt;

@@ -5,8 +5,19 @@
  * small LRU of open values.
  *
  * Invariants:
- *   1. Every public function takes cache->lock for its whole run: the cache may be
- *      used from several threads, one operation at a time.
+ *   1. Threads: the cache may be used from several threads at once. Two mutexes
+ *      serialise what is not thread-safe below: calls_lock guards the call storage
+ *      (c->calls, or c->db, a SQLite connection), values_lock the value storage
+ *      (c->values: its key index and summaries), the LRU, the list of values being
+ *      opened and every srv_value's reference count. A function that needs both
+ *      takes calls_lock first. Neither is held while a value is decompressed
+ *      (invariant 4), so a slow value holds up no other request. With SQL, the scans
+ *      (query, names, counting calls) run on connections of their own, up to
+ *      SRV_SQL_SCANS of them, opened when first needed and each used by one thread
+ *      at a time (scan_lock), so that they hold up neither each other nor the short
+ *      lookups on c->db; a slow operation on record files (a query reading many
+ *      records) or on c->db (SQLite waiting up to SRV_SQL_BUSY_MS for a writer)
+ *      holds up other call storage operations only.
  *   2. Keys and prefixes are checked with rpc_key_prefix_valid/rpc_key_valid before
  *      any path or SQL statement sees them.
  *   3. An open value is reference counted: the LRU holds one reference, every
@@ -16,6 +27,14 @@
  *      compressed values does not keep them all in memory), each keyed by key and
  *      file identity (dev, ino, size, mtime), so a replaced file is never served
  *      from the LRU.
+ *   4. A value is decoded (gunzip, signature check) with no lock held, once: the
+ *      first srv_value_open of a key and file identity puts an opening on
+ *      c->openings, and any srv_value_open of the same while it runs waits for it
+ *      (on c->opened) and shares its result, so that a large compressed value is
+ *      inflated once however many requests ask for it at once.
+ *   5. A value found to inflate beyond c->gunzip_max (EFBIG) is remembered, by key
+ *      and file identity, among the last SRV_VALUE_REFUSED such values: asking for
+ *      it again is EFBIG at once, without inflating it again.
  */
 #include "cache.h"
 
@@ -41,6 +60,10 @@
 #include "store_sql.h"
 
 #define SRV_VALUE_LRU 8
+/* SQLite connections for scans (invariant 1). */
+#define SRV_SQL_SCANS 3
+/* Values remembered as inflating beyond the limit (invariant 5). */
+#define SRV_VALUE_REFUSED 8
 
 struct srv_value {
 	struct srv_cache *cache;
@@ -58,10 +81,39 @@ struct srv_value {
 	bool cached;
 };
 
+/* A value being decoded with no lock held (invariant 4). */
+struct opening {
+	struct opening *next;
+	char key[RPC_KEY_LEN + 1];
+	struct stat st;        /* the file's identity (same_file) */
+	unsigned refs;         /* the opener and every waiter */
+	unsigned waiters;
+	bool done;
+	struct srv_value *v;   /* the result: one reference per waiter; NULL on failure */
+	struct srv_error err;  /* the failure */
+};
+
+/* A value refused as too large once inflated (invariant 5). */
+struct refused {
+	char key[RPC_KEY_LEN + 1]; /* "" when unused */
+	struct stat st;
+	struct srv_error err;
+};
+
 struct srv_cache {
-	pthread_mutex_t lock;
+	pthread_mutex_t calls_lock;  /* invariant 1 */
+	pthread_mutex_t values_lock; /* invariant 1 */
+	pthread_cond_t opened;       /* an opening is done */
+	struct opening *openings;
+	pthread_mutex_t scan_lock; /* invariant 1: the scan connections' states */
+	pthread_cond_t scan_free;
+	struct srv_sqlstore scan[SRV_SQL_SCANS];
+	bool scan_open[SRV_SQL_SCANS], scan_busy[SRV_SQL_SCANS];
+	struct refused refused[SRV_VALUE_REFUSED]; /* values_lock */
+	size_t refused_next;
 	char *root, *calls_path, *calls_url, *values_path;
 	bool sql, read_only;
+	uint64_t gunzip_max; /* the most a gzip value may inflate to */
 	struct srv_hmac_key keys[SRV_MAX_HMAC_KEYS];
 	size_t nkeys;
 	struct srv_sign sign;
@@ -292,8 +344,13 @@ int srv_cache_open(const struct srv_config *cfg, struct srv_cache **out, struct 
 	*out = NULL;
 	if (!c)
 		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
-	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->calls_lock, NULL);
+	pthread_mutex_init(&c->scan_lock, NULL);
+	pthread_cond_init(&c->scan_free, NULL);
+	pthread_mutex_init(&c->values_lock, NULL);
+	pthread_cond_init(&c->opened, NULL);
 	c->read_only = cfg->read_only;
+	c->gunzip_max = cfg->gunzip_max ? cfg->gunzip_max : SRV_GUNZIP_MAX_DEFAULT;
 	if (cfg->nkeys > SRV_MAX_HMAC_KEYS) {
 		srv_fail(err, RPC_E_EINVAL, "at most %d HMAC keys", SRV_MAX_HMAC_KEYS);
 		goto fail;
@@ -350,6 +407,9 @@ void srv_cache_free(struct srv_cache *c)
 		v->cached = false;
 		value_unref(v);
 	}
+	for (size_t i = 0; i < SRV_SQL_SCANS; i++)
+		if (c->scan_open[i])
+			srv_sql_close(&c->scan[i]);
 	if (c->sql)
 		srv_sql_close(&c->db);
 	else
@@ -364,7 +424,11 @@ void srv_cache_free(struct srv_cache *c)
 	free(c->calls_path);
 	free(c->calls_url);
 	free(c->values_path);
-	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->opened);
+	pthread_mutex_destroy(&c->values_lock);
+	pthread_cond_destroy(&c->scan_free);
+	pthread_mutex_destroy(&c->scan_lock);
+	pthread_mutex_destroy(&c->calls_lock);
 	free(c);
 }
 
@@ -374,11 +438,21 @@ void srv_cache_quit(struct srv_cache *c)
 
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += 1;
-	if (pthread_mutex_timedlock(&c->lock, &until) != 0)
-		return; /* still busy: the files stay, as they would after a kill */
+	/* still busy at the deadline: the files stay, as they would after a kill */
+	if (pthread_mutex_timedlock(&c->calls_lock, &until) != 0)
+		return;
+	if (pthread_mutex_timedlock(&c->scan_lock, &until) != 0)
+		return;
+	for (size_t i = 0; i < SRV_SQL_SCANS; i++)
+		while (c->scan_busy[i])
+			if (pthread_cond_timedwait(&c->scan_free, &c->scan_lock, &until) != 0)
+				return;
+	for (size_t i = 0; i < SRV_SQL_SCANS; i++)
+		if (c->scan_open[i])
+			srv_sql_close(&c->scan[i]);
 	if (c->sql)
 		srv_sql_close(&c->db);
-	/* the lock is kept: nothing may use the storage again */
+	/* both locks are kept: nothing may use the call storage again */
 }
 
 void srv_cache_layout(const struct srv_cache *c, struct srv_layout *out)
@@ -401,15 +475,63 @@ void srv_cache_layout(const struct srv_cache *c, struct srv_layout *out)
 	}
 }
 
+/* A SQLite connection for one scan (invariant 1), or NULL with err. */
+static struct srv_sqlstore *scan_get(struct srv_cache *c, struct srv_error *err)
+{
+	struct srv_sqlstore *db = NULL;
+
+	pthread_mutex_lock(&c->scan_lock);
+	while (!db) {
+		size_t closed = SRV_SQL_SCANS;
+		for (size_t i = 0; i < SRV_SQL_SCANS && !db; i++) {
+			if (c->scan_open[i] && !c->scan_busy[i]) {
+				c->scan_busy[i] = true;
+				db = &c->scan[i];
+			} else if (!c->scan_open[i] && closed == SRV_SQL_SCANS) {
+				closed = i;
+			}
+		}
+		if (db)
+			break;
+		if (closed < SRV_SQL_SCANS) {
+			if (srv_sql_open(&c->scan[closed], c->calls_path, err) != 0)
+				break;
+			c->scan_open[closed] = c->scan_busy[closed] = true;
+			db = &c->scan[closed];
+			break;
+		}
+		pthread_cond_wait(&c->scan_free, &c->scan_lock);
+	}
+	pthread_mutex_unlock(&c->scan_lock);
+	return db;
+}
+
+static void scan_put(struct srv_cache *c, struct srv_sqlstore *db)
+{
+	pthread_mutex_lock(&c->scan_lock);
+	c->scan_busy[db - c->scan] = false;
+	pthread_cond_signal(&c->scan_free);
+	pthread_mutex_unlock(&c->scan_lock);
+}
+
 int srv_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv_error *err)
 {
+	struct srv_sqlstore *db;
 	int rc = -1;
 
-	pthread_mutex_lock(&c->lock);
 	if (c->sql) {
-		if (srv_sql_count(&c->db, calls, err) != 0)
-			goto out;
+		if (!(db = scan_get(c, err)))
+			return -1;
+		rc = srv_sql_count(db, calls, err);
+		scan_put(c, db);
+		if (rc != 0)
+			return -1;
+		rc = -1;
 	} else {
+		pthread_mutex_lock(&c->calls_lock);
+	}
+	pthread_mutex_lock(&c->values_lock);
+	if (!c->sql) {
 		if (srv_keyindex_refresh(&c->calls.index, err) != 0)
 			goto out;
 		*calls = c->calls.index.n;
@@ -419,7 +541,9 @@ int srv_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv
 	*values = c->values.index.n;
 	rc = 0;
 out:
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->values_lock);
+	if (!c->sql)
+		pthread_mutex_unlock(&c->calls_lock);
 	return rc;
 }
 
@@ -610,7 +734,7 @@ int srv_load(struct srv_cache *c, const char *key, size_t len, struct srv_record
 	memset(rec, 0, sizeof(*rec));
 	if (check_key(key, len, err) != 0)
 		return -1;
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->calls_lock);
 	if (resolve_call(c, key, len, full, err) != 0)
 		goto out;
 	if (c->sql)
@@ -618,7 +742,7 @@ int srv_load(struct srv_cache *c, const char *key, size_t len, struct srv_record
 	else
 		rc = srv_fstore_load(&c->calls, full, rec, err);
 out:
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->calls_lock);
 	return rc;
 }
 
@@ -632,7 +756,7 @@ int srv_contains(struct srv_cache *c, const char *key, size_t len, bool *found,
 	*found = false;
 	if (!key || !rpc_key_prefix_valid(key, len))
 		return 0;
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->calls_lock);
 	if (len == RPC_KEY_LEN) {
 		char full[RPC_KEY_LEN + 1];
 
@@ -652,7 +776,7 @@ int srv_contains(struct srv_cache *c, const char *key, size_t len, bool *found,
 		*found = l.total == 1;
 	keylist_release(&l);
 out:
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->calls_lock);
 	return rc;
 }
 
@@ -670,7 +794,8 @@ int srv_expand(struct srv_cache *c, const char *prefix, size_t len, char *out,
 		out[RPC_KEY_LEN] = '\0';
 		return 0;
 	}
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->calls_lock);
+	pthread_mutex_lock(&c->values_lock);
 	if (candidates(c, SRV_CALLS, prefix, len, &a, err) != 0 ||
 	    candidates(c, SRV_VALUES, prefix, len, &b, err) != 0)
 		goto out;
@@ -701,7 +826,8 @@ int srv_expand(struct srv_cache *c, const char *prefix, size_t len, char *out,
 	memcpy(out, m.k[0], RPC_KEY_LEN + 1);
 	rc = 0;
 out:
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->values_lock);
+	pthread_mutex_unlock(&c->calls_lock);
 	keylist_release(&a);
 	keylist_release(&b);
 	keylist_release(&m);
@@ -724,7 +850,8 @@ int srv_shrink(struct srv_cache *c, const char *key, size_t len, char *out, stru
 	memcpy(full, key, RPC_KEY_LEN);
 	full[RPC_KEY_LEN] = '\0';
 	srv_key_from_hex(full, bk);
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->calls_lock);
+	pthread_mutex_lock(&c->values_lock);
 	if (c->sql) {
 		if (srv_sql_shrink(&c->db, full, &n, err) != 0 && err->code != RPC_E_ENOENT)
 			goto out;
@@ -747,7 +874,8 @@ int srv_shrink(struct srv_cache *c, const char *key, size_t len, char *out, stru
 	out[n] = '\0';
 	rc = 0;
 out:
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->values_lock);
+	pthread_mutex_unlock(&c->calls_lock);
 	return rc;
 }
 
@@ -762,7 +890,7 @@ int srv_evict(struct srv_cache *c, const char *key, size_t len, struct srv_error
 		return srv_fail(err, RPC_E_EROFS,
 		                "cannot evict '%.*s': the cache is served read-only", (int)len,
 		                key);
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->calls_lock);
 	if (resolve_call(c, key, len, full, err) != 0)
 		goto out;
 	if (c->sql)
@@ -770,7 +898,7 @@ int srv_evict(struct srv_cache *c, const char *key, size_t len, struct srv_error
 	else
 		rc = srv_fstore_unlink(&c->calls, full, err);
 out:
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->calls_lock);
 	return rc;
 }
 
@@ -810,18 +938,20 @@ static int check_page(const char *after, size_t *limit, struct srv_error *err)
 int srv_list(struct srv_cache *c, enum srv_kind kind, const char *after, size_t limit, bool detail,
              struct srv_page *page, struct srv_error *err)
 {
+	pthread_mutex_t *lock;
 	int rc;
 
 	memset(page, 0, sizeof(*page));
 	if (check_page(after, &limit, err) != 0)
 		return -1;
-	pthread_mutex_lock(&c->lock);
+	lock = kind == SRV_CALLS ? &c->calls_lock : &c->values_lock;
+	pthread_mutex_lock(lock);
 	if (kind == SRV_CALLS && c->sql)
 		rc = srv_sql_list(&c->db, after, limit, detail, page, err);
 	else
 		rc = srv_fstore_list(kind == SRV_CALLS ? &c->calls : &c->values, after, limit,
 		                     detail, page, err);
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(lock);
 	return rc;
 }
 
@@ -833,12 +963,17 @@ int srv_query(struct srv_cache *c, const msgpack_object *tmpl, const char *after
 	memset(page, 0, sizeof(*page));
 	if (check_page(after, &limit, err) != 0 || srv_query_check(tmpl, err) != 0)
 		return -1;
-	pthread_mutex_lock(&c->lock);
-	if (c->sql)
-		rc = srv_sql_query(&c->db, tmpl, after, limit, detail, page, err);
-	else
-		rc = srv_fstore_query(&c->calls, tmpl, after, limit, detail, page, err);
-	pthread_mutex_unlock(&c->lock);
+	if (c->sql) {
+		struct srv_sqlstore *db = scan_get(c, err);
+		if (!db)
+			return -1;
+		rc = srv_sql_query(db, tmpl, after, limit, detail, page, err);
+		scan_put(c, db);
+		return rc;
+	}
+	pthread_mutex_lock(&c->calls_lock);
+	rc = srv_fstore_query(&c->calls, tmpl, after, limit, detail, page, err);
+	pthread_mutex_unlock(&c->calls_lock);
 	return rc;
 }
 
@@ -852,12 +987,17 @@ int srv_names(struct srv_cache *c, const char *after, size_t limit, struct srv_n
 		return srv_fail(err, RPC_E_EINVAL, "the page limit must be at least 1");
 	if (limit > RPC_PAGE_MAX)
 		limit = RPC_PAGE_MAX;
-	pthread_mutex_lock(&c->lock);
-	if (c->sql)
-		rc = srv_sql_names(&c->db, after, limit, out, err);
-	else
-		rc = srv_fstore_names(&c->calls, after, limit, out, err);
-	pthread_mutex_unlock(&c->lock);
+	if (c->sql) {
+		struct srv_sqlstore *db = scan_get(c, err);
+		if (!db)
+			return -1;
+		rc = srv_sql_names(db, after, limit, out, err);
+		scan_put(c, db);
+		return rc;
+	}
+	pthread_mutex_lock(&c->calls_lock);
+	rc = srv_fstore_names(&c->calls, after, limit, out, err);
+	pthread_mutex_unlock(&c->calls_lock);
 	return rc;
 }
 
@@ -917,18 +1057,110 @@ static void lru_add(struct srv_cache *c, struct srv_value *v)
 	}
 }
 
+static bool same_identity(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* The opening of key and file identity st in progress, or NULL. values_lock held. */
+static struct opening *find_opening(struct srv_cache *c, const char *key, const struct stat *st)
+{
+	for (struct opening *o = c->openings; o; o = o->next)
+		if (strcmp(o->key, key) == 0 && same_identity(&o->st, st))
+			return o;
+	return NULL;
+}
+
+/* The refusal of key and file identity st (invariant 5), or NULL. values_lock held. */
+static const struct refused *find_refused(const struct srv_cache *c, const char *key,
+                                          const struct stat *st)
+{
+	for (size_t i = 0; i < SRV_VALUE_REFUSED; i++)
+		if (strcmp(c->refused[i].key, key) == 0 && same_identity(&c->refused[i].st, st))
+			return &c->refused[i];
+	return NULL;
+}
+
+static void opening_unref(struct opening *o)
+{
+	if (--o->refs == 0)
+		free(o);
+}
+
+/* Waits for another thread's opening o and takes its result. values_lock held. */
+static int wait_opening(struct srv_cache *c, struct opening *o, struct srv_value **out,
+                        struct srv_error *err)
+{
+	int rc;
+
+	o->refs++;
+	o->waiters++;
+	while (!o->done)
+		pthread_cond_wait(&c->opened, &c->values_lock);
+	if (o->v) {
+		*out = o->v; /* the opener took a reference for us */
+		rc = 0;
+	} else {
+		if (err)
+			*err = o->err;
+		rc = -1;
+	}
+	opening_unref(o);
+	return rc;
+}
+
+/*
+ * Decodes the value file fd (path, st) into a new srv_value with one reference (the
+ * caller's), with no lock held (invariant 4). Takes fd over.
+ */
+static int decode_value(struct srv_cache *c, const char *full, const char *path, int fd,
+                        const struct stat *st, struct srv_value **out, struct srv_error *err)
+{
+	struct srv_value *v = calloc(1, sizeof(*v));
+
+	*out = NULL;
+	if (!v || !(v->path = strdup(path))) {
+		free(v);
+		close(fd);
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
+	}
+	v->fd = -1;
+	if (srv_codec_map_value(fd, path, st, &c->sign, c->gunzip_max, &v->blob, err) != 0) {
+		free(v->path);
+		free(v);
+		close(fd);
+		return -1;
+	}
+	if (v->blob.file_map)
+		v->fd = fd; /* kept for srv_value_check */
+	else
+		close(fd);
+	v->cache = c;
+	v->refs = 1;
+	memcpy(v->key, full, RPC_KEY_LEN + 1);
+	v->dev = st->st_dev;
+	v->ino = st->st_ino;
+	v->size = st->st_size;
+	v->mtime = st->st_mtim;
+	v->mtime_f = (double)st->st_mtim.tv_sec + st->st_mtim.tv_nsec / 1e9;
+	*out = v;
+	return 0;
+}
+
 int srv_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_value **out,
                    struct srv_error *err)
 {
 	char full[RPC_KEY_LEN + 1], path[PATH_MAX];
 	struct srv_value *v = NULL, *p;
+	struct opening *o;
 	struct stat st;
 	int fd = -1, rc = -1;
 
 	*out = NULL;
 	if (check_key(key, len, err) != 0)
 		return -1;
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->values_lock);
 	if (len == RPC_KEY_LEN) {
 		memcpy(full, key, RPC_KEY_LEN);
 		full[RPC_KEY_LEN] = '\0';
@@ -956,41 +1188,59 @@ int srv_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_
 		lru_remove(c, p); /* replaced on disk */
 		break;
 	}
-	v = calloc(1, sizeof(*v));
-	if (!v) {
+	const struct refused *no = find_refused(c, full, &st);
+	if (no) {
+		if (err)
+			*err = no->err;
+		goto out;
+	}
+	if ((o = find_opening(c, full, &st))) {
+		rc = wait_opening(c, o, out, err);
+		goto out;
+	}
+	if (!(o = calloc(1, sizeof(*o)))) {
 		srv_fail(err, RPC_E_ENOMEM, "out of memory");
 		goto out;
 	}
-	v->fd = -1;
-	if (!(v->path = strdup(path))) {
-		free(v);
-		srv_fail(err, RPC_E_ENOMEM, "out of memory");
-		goto out;
+	memcpy(o->key, full, sizeof(full));
+	o->st = st;
+	o->refs = 1;
+	o->next = c->openings;
+	c->openings = o;
+	pthread_mutex_unlock(&c->values_lock);
+
+	rc = decode_value(c, full, path, fd, &st, &v, &o->err);
+	fd = -1;
+
+	pthread_mutex_lock(&c->values_lock);
+	for (struct opening **pp = &c->openings; *pp; pp = &(*pp)->next) {
+		if (*pp == o) {
+			*pp = o->next;
+			break;
+		}
 	}
-	if (srv_codec_map_value(fd, path, &st, &c->sign, &v->blob, err) != 0) {
-		free(v->path);
-		free(v);
-		goto out;
+	o->done = true;
+	if (rc == 0) {
+		v->refs += o->waiters; /* one for each waiter (wait_opening) */
+		o->v = v;
+		lru_add(c, v);
+		*out = v;
+	} else {
+		if (o->err.code == RPC_E_EFBIG) {
+			struct refused *r = &c->refused[c->refused_next++ % SRV_VALUE_REFUSED];
+			memcpy(r->key, full, sizeof(full));
+			r->st = st;
+			r->err = o->err;
+		}
+		if (err)
+			*err = o->err;
 	}
-	if (v->blob.file_map) {
-		v->fd = fd; /* kept for srv_value_check */
-		fd = -1;
-	}
-	v->cache = c;
-	v->refs = 1;
-	memcpy(v->key, full, sizeof(full));
-	v->dev = st.st_dev;
-	v->ino = st.st_ino;
-	v->size = st.st_size;
-	v->mtime = st.st_mtim;
-	v->mtime_f = (double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec / 1e9;
-	lru_add(c, v);
-	*out = v;
-	rc = 0;
+	pthread_cond_broadcast(&c->opened);
+	opening_unref(o);
 out:
 	if (fd >= 0)
 		close(fd);
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->values_lock);
 	return rc;
 }
 
@@ -1062,7 +1312,7 @@ void srv_value_close(struct srv_value *v)
 	if (!v)
 		return;
 	c = v->cache;
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->values_lock);
 	value_unref(v);
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->values_lock);
 }

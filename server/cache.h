@@ -17,8 +17,11 @@
  * Errors: every function returns 0 on success or -1 on failure, and on failure
  * fills *err (code from rpc.h's table and a message naming the key or file).
  *
- * Threads: a srv_cache serialises its operations with one internal mutex, so it may
- * be shared by threads. Every srv_value must be closed before srv_cache_free.
+ * Threads: a srv_cache may be shared by threads. It serialises call storage
+ * operations with one internal mutex and value storage operations with another
+ * (cache.c invariant 1), except SQL scans (query, names, counting), which run on
+ * SQLite connections of their own; a value is decoded (gunzip) with neither held,
+ * once however many threads open it at once. Every srv_value must be closed before srv_cache_free.
  *
  * Details (implementation notes, engineer S): srv_list/srv_query/srv_names answer
  * EINVAL for limit 0 and cut limits above RPC_PAGE_MAX; srv_contains answers
@@ -67,6 +70,7 @@ struct srv_config {
 	const char *calls;  /* a directory, or "sqlite:///PATH"; NULL: found under root */
 	const char *values; /* a directory; NULL: root/values */
 	bool read_only;
+	uint64_t gunzip_max; /* the most a gzip value may inflate to; 0: the default */
 	struct srv_hmac_key keys[SRV_MAX_HMAC_KEYS]; /* borrowed; first signs, any verifies */
 	size_t nkeys;
 };

@@ -1,44 +1,46 @@
 /*
- * dispatch.c: flechefs-server's request loop and handler table. Every request is
- * looked up by method name in handlers[] (sftp-server style); the table says how many
- * parameters a method takes and whether it writes to the cache, so that parameter
- * counts and read-only mode are enforced in one place. Each handler checks its
- * parameters' types (keys and prefixes with rpc_key_prefix_valid before anything
- * else), asks the cache (cache.h) and packs its result straight into the output
- * buffer behind a response head; on failure the partial result is cut off and an
- * error response is packed instead.
+ * dispatch.c: flechefs-server's handler table and the answering of one request.
+ * Every request is looked up by method name in handlers[] (sftp-server style); the
+ * table says how many parameters a method takes and whether it writes to the cache,
+ * so that parameter counts and read-only mode are enforced in one place (answer()).
+ * Each handler checks its parameters' types (keys and prefixes with
+ * rpc_key_prefix_valid before anything else), asks the cache (cache.h) and packs its
+ * result straight into the output buffer behind a response head; on failure the
+ * partial result is cut off and an error response is packed instead. The loop over
+ * file descriptors and the worker threads are serve.c's.
  *
  * Invariants:
  *   1. Every request that decodes (or whose msgid is readable) is answered exactly
- *      once, in arrival order; a frame or message without a readable msgid ends the
- *      session with a message on stderr (PROTOCOL.md section 2).
- *   2. Until hello has succeeded, every other request is EPROTO.
- *   3. Nothing but complete response frames is ever written to the output fd; every
- *      frame is at most max_frame bytes (a larger answer becomes EMSGSIZE).
- *   4. Memory is bounded: one input frame (<= max_frame), and output batched up to
- *      SRV_FLUSH_AT plus one response (<= max_frame) before it is written.
- *   5. Under srv_serve, a load_value range of SRV_ZERO_COPY_MIN bytes or more is not
- *      copied: its frame ends with the bin header in the output buffer, and the
- *      bytes are written with writev straight from the value, which stays open
- *      (session.held) until they are written, before anything else is packed.
+ *      once; a frame or message without a readable msgid is not answered and the
+ *      caller ends the session (PROTOCOL.md section 2).
+ *   2. Until hello has succeeded, every other request is EPROTO. hello_done goes
+ *      from false to true once and never back.
+ *   3. An answer is one complete response frame of at most max_frame bytes (a
+ *      larger answer becomes EMSGSIZE).
+ *   4. Threads: a session is shared by the threads that answer its requests; what
+ *      changes while it runs (hello_done) is atomic, everything else is set by
+ *      srv_session_new. Each thread answers through its own srv_worker (the decoded
+ *      request's memory, a value held for zero copy). The cache serialises what
+ *      must be (cache.h).
+ *   5. Under srv_serve (workers from srv_worker_new), a load_value range of
+ *      SRV_ZERO_COPY_MIN bytes or more is not copied: its frame ends with the bin
+ *      header in the output buffer, and the bytes are written straight from the
+ *      value, which the worker holds open until srv_worker_tail_done.
  *
  * State of a session: NEW --hello ok--> READY; a VERSION or EINVAL answer to hello
- * leaves it NEW. Both states end on end of file (exit 0) or on an unanswerable frame.
+ * leaves it NEW.
  */
 #include "dispatch.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
-#include "buf.h"
 #include "frame.h"
 #include "msg.h"
 #include "record.h"
@@ -47,12 +49,6 @@
 
 /* load_value ranges at least this large are written from the value, not copied. */
 #define SRV_ZERO_COPY_MIN (128u * 1024)
-/* Write batched responses once this many bytes are waiting. */
-#define SRV_FLUSH_AT (256u * 1024)
-/* Read requests from the input fd in chunks of this size. */
-#define SRV_READ_CHUNK (256u * 1024)
-/* Pipe buffer size asked for on pipes (the kernel may give less). */
-#define SRV_PIPE_SIZE (1024 * 1024)
 
 /*
  * The views this server renders, in the order hello lists them. A view is added with
@@ -79,17 +75,17 @@ struct view_value {
 	const char *view;
 };
 
-struct srv_session {
-	struct srv_cache *cache;
-	uint32_t max_frame;
-	uint32_t max_read;
-	bool read_only;
-	bool hello_done;
+/*
+ * What one thread needs to answer requests: the decoded request's memory and, under
+ * srv_serve, the value held open for a zero-copy answer. A session is shared by its
+ * workers; a worker answers one request at a time.
+ */
+struct srv_worker {
 	msgpack_zone zone;
 	/*
 	 * Zero copy (srv_serve only): a large load_value answer ends with a bin header
 	 * in the output buffer and its bytes are written from the value itself (tail),
-	 * which stays open (held) until srv_serve has written them.
+	 * which stays open (held) until srv_worker_tail_done.
 	 */
 	bool zero_copy;
 	struct view_value held;
@@ -97,8 +93,20 @@ struct srv_session {
 	size_t tail_len;
 };
 
+struct srv_session {
+	struct srv_cache *cache;
+	uint32_t max_frame;
+	uint32_t max_read;
+	bool read_only;
+	/* set once by a successful hello, never cleared; read by every worker */
+	atomic_bool hello_done;
+	/* the worker of srv_session_handle (no zero copy) */
+	struct srv_worker own;
+};
+
 /* One request being answered. */
 struct call {
+	struct srv_worker *w;
 	const char *method;
 	const msgpack_object *params; /* an array */
 	uint32_t nparams;
@@ -418,7 +426,7 @@ static int do_hello(struct srv_session *s, struct call *c)
 	free(cwd);
 	if (r)
 		return pack_failed(c);
-	s->hello_done = true;
+	atomic_store(&s->hello_done, true);
 	return 0;
 }
 
@@ -653,7 +661,7 @@ static int do_load_value(struct srv_session *s, struct call *c)
 		length = s->max_read;
 	if (offset < vv.r.size)
 		n = vv.r.size - offset < length ? vv.r.size - offset : length;
-	if (s->zero_copy && n >= SRV_ZERO_COPY_MIN && !s->tail_len) {
+	if (c->w->zero_copy && n >= SRV_ZERO_COPY_MIN && !c->w->tail_len) {
 		/* within one segment: the bytes follow the frame straight from the value */
 		uint64_t o = offset;
 		for (size_t i = 0; i < vv.r.nseg; i++) {
@@ -675,7 +683,7 @@ static int do_load_value(struct srv_session *s, struct call *c)
 			}
 			c->tail = vv.r.seg[i].bytes + o;
 			c->tail_len = (size_t)n;
-			s->held = vv;
+			c->w->held = vv;
 			return 0;
 		}
 	}
@@ -862,7 +870,7 @@ static int do_names(struct srv_session *s, struct call *c)
 			return -1;
 		if (memchr(after_s, '\0', after_len))
 			return srv_fail(&c->err, RPC_E_EINVAL, "a name holds no NUL character");
-		after = msgpack_zone_malloc(&s->zone, after_len + 1);
+		after = msgpack_zone_malloc(&c->w->zone, after_len + 1);
 		if (!after)
 			return pack_failed(c);
 		memcpy(after, after_s, after_len);
@@ -911,6 +919,52 @@ static const struct handler *find_handler(const char *method, size_t len)
 /* -------------------------------------------------------------------------------- */
 /* Sessions */
 
+static int worker_init(struct srv_worker *w)
+{
+	memset(w, 0, sizeof(*w));
+	return msgpack_zone_init(&w->zone, 64 * 1024) ? 0 : -ENOMEM;
+}
+
+static void worker_release(struct srv_worker *w)
+{
+	view_close(&w->held);
+	msgpack_zone_destroy(&w->zone);
+}
+
+struct srv_worker *srv_worker_new(void)
+{
+	struct srv_worker *w = malloc(sizeof(*w));
+
+	if (w && worker_init(w) != 0) {
+		free(w);
+		return NULL;
+	}
+	if (w)
+		w->zero_copy = true;
+	return w;
+}
+
+void srv_worker_free(struct srv_worker *w)
+{
+	if (!w)
+		return;
+	worker_release(w);
+	free(w);
+}
+
+const uint8_t *srv_worker_tail(const struct srv_worker *w, size_t *len)
+{
+	*len = w->tail_len;
+	return w->tail_len ? w->tail : NULL;
+}
+
+void srv_worker_tail_done(struct srv_worker *w)
+{
+	w->tail = NULL;
+	w->tail_len = 0;
+	view_close(&w->held);
+}
+
 struct srv_session *srv_session_new(struct srv_cache *cache, const struct srv_serve_options *opt)
 {
 	struct srv_session *s;
@@ -922,24 +976,34 @@ struct srv_session *srv_session_new(struct srv_cache *cache, const struct srv_se
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
-	if (!msgpack_zone_init(&s->zone, 64 * 1024)) {
+	if (worker_init(&s->own) != 0) {
 		free(s);
 		return NULL;
 	}
 	s->cache = cache;
 	s->max_frame = max;
 	s->max_read = max - RPC_RESPONSE_OVERHEAD;
+	atomic_init(&s->hello_done, false);
 	srv_cache_layout(cache, &l);
 	s->read_only = l.read_only;
 	return s;
+}
+
+uint32_t srv_session_max_frame(const struct srv_session *s)
+{
+	return s->max_frame;
+}
+
+bool srv_session_ready(const struct srv_session *s)
+{
+	return atomic_load(&s->hello_done);
 }
 
 void srv_session_free(struct srv_session *s)
 {
 	if (!s)
 		return;
-	view_close(&s->held);
-	msgpack_zone_destroy(&s->zone);
+	worker_release(&s->own);
 	free(s);
 }
 
@@ -963,7 +1027,8 @@ static int pack_error(msgpack_packer *pk, uint32_t msgid, const struct srv_error
 }
 
 /* Runs the handler of req and leaves one complete response frame at the end of out. */
-static int answer(struct srv_session *s, const struct rpc_request *req, msgpack_sbuffer *out)
+static int answer(struct srv_session *s, struct srv_worker *w, const struct rpc_request *req,
+                  msgpack_sbuffer *out)
 {
 	msgpack_packer pk;
 	size_t start, body;
@@ -978,13 +1043,14 @@ static int answer(struct srv_session *s, const struct rpc_request *req, msgpack_
 	body = start + RPC_FRAME_HEADER;
 
 	memset(&c, 0, sizeof(c));
+	c.w = w;
 	c.params = req->params;
 	c.nparams = req->params->via.array.size;
 	c.pk = &pk;
 	c.out = out;
 	h = find_handler(req->method, req->method_len);
 	c.method = h ? h->method : "?";
-	if (!s->hello_done && !(h && h->before_hello)) {
+	if (!atomic_load(&s->hello_done) && !(h && h->before_hello)) {
 		srv_fail(&c.err, RPC_E_EPROTO, "the first request must be hello, not '%s'",
 		         quote(q, sizeof(q), req->method, req->method_len));
 	} else if (!h) {
@@ -1013,11 +1079,11 @@ static int answer(struct srv_session *s, const struct rpc_request *req, msgpack_
 			fr = n <= s->max_frame ? 0 : -EMSGSIZE;
 			if (fr == 0) {
 				rpc_frame_put_header((uint8_t *)out->data + start, (uint32_t)n);
-				s->tail = c.tail;
-				s->tail_len = c.tail_len;
+				w->tail = c.tail;
+				w->tail_len = c.tail_len;
 				return 0;
 			}
-			view_close(&s->held);
+			view_close(&w->held);
 		} else {
 			fr = rpc_frame_end_at(out, start, s->max_frame);
 			if (fr == 0)
@@ -1040,8 +1106,8 @@ static int answer(struct srv_session *s, const struct rpc_request *req, msgpack_
 	return 0;
 }
 
-int srv_session_handle(struct srv_session *s, const void *msg, size_t len, msgpack_sbuffer *out,
-                       char *err, size_t errlen)
+int srv_worker_handle(struct srv_session *s, struct srv_worker *w, const void *msg, size_t len,
+                      msgpack_sbuffer *out, char *err, size_t errlen)
 {
 	struct rpc_request req;
 	bool have_msgid = false;
@@ -1049,10 +1115,10 @@ int srv_session_handle(struct srv_session *s, const void *msg, size_t len, msgpa
 	int r;
 
 	memset(&req, 0, sizeof(req));
-	msgpack_zone_clear(&s->zone);
-	r = rpc_request_decode(msg, len, &s->zone, &req, &have_msgid, derr, sizeof(derr));
+	msgpack_zone_clear(&w->zone);
+	r = rpc_request_decode(msg, len, &w->zone, &req, &have_msgid, derr, sizeof(derr));
 	if (r == 0) {
-		r = answer(s, &req, out);
+		r = answer(s, w, &req, out);
 		if (r < 0 && err && errlen)
 			snprintf(err, errlen, "out of memory answering request %" PRIu32,
 			         req.msgid);
@@ -1087,191 +1153,8 @@ nomem:
 	return -ENOMEM;
 }
 
-/* -------------------------------------------------------------------------------- */
-/* The loop over file descriptors */
-
-struct io {
-	int in_fd, out_fd;
-	char *in;
-	size_t inpos, inlen;
-	msgpack_sbuffer out;
-	int write_errno; /* first write error, 0 while none */
-};
-
-/* Writes every batched response; 0 or -errno (remembered in write_errno). */
-static int io_flush(struct io *io)
+int srv_session_handle(struct srv_session *s, const void *msg, size_t len, msgpack_sbuffer *out,
+                       char *err, size_t errlen)
 {
-	size_t off = 0;
-
-	if (io->write_errno)
-		return -io->write_errno;
-	while (off < io->out.size) {
-		ssize_t n = write(io->out_fd, io->out.data + off, io->out.size - off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			io->write_errno = errno;
-			return -errno;
-		}
-		off += (size_t)n;
-	}
-	msgpack_sbuffer_clear(&io->out);
-	/* do not keep a huge buffer around after one large answer */
-	if (io->out.alloc > 2 * SRV_FLUSH_AT + RPC_MAX_FRAME_DEFAULT) {
-		free(io->out.data);
-		io->out.data = NULL;
-		io->out.alloc = 0;
-	}
-	return 0;
-}
-
-/* Writes the batched responses and then tail[0..len) with writev; 0 or -errno. */
-static int io_flush_tail(struct io *io, const uint8_t *tail, size_t len)
-{
-	struct iovec iov[2] = {
-	    {.iov_base = io->out.data, .iov_len = io->out.size},
-	    {.iov_base = (void *)tail, .iov_len = len},
-	};
-	struct iovec *v = iov;
-	int nv = 2;
-
-	if (io->write_errno)
-		return -io->write_errno;
-	while (nv > 0) {
-		ssize_t n = writev(io->out_fd, v, nv);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			io->write_errno = errno;
-			return -errno;
-		}
-		while (nv > 0 && (size_t)n >= v->iov_len) {
-			n -= (ssize_t)v->iov_len;
-			v++;
-			nv--;
-		}
-		if (nv > 0) {
-			v->iov_base = (char *)v->iov_base + n;
-			v->iov_len -= (size_t)n;
-		}
-	}
-	msgpack_sbuffer_clear(&io->out);
-	return 0;
-}
-
-static ssize_t read_some(int fd, void *buf, size_t len)
-{
-	for (;;) {
-		ssize_t n = read(fd, buf, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		return n < 0 ? -errno : n;
-	}
-}
-
-/*
- * rpc_read_fn: serves bytes already read; when none are left, flushes the batched
- * answers (the read may block) and reads the next chunk.
- */
-static ssize_t io_read(void *ctx, void *buf, size_t len)
-{
-	struct io *io = ctx;
-	ssize_t n;
-
-	if (io->inpos == io->inlen) {
-		int r = io_flush(io);
-		if (r < 0)
-			return r;
-		io->inpos = io->inlen = 0;
-		if (len >= SRV_READ_CHUNK)
-			return read_some(io->in_fd, buf, len); /* large payloads: no copy */
-		n = read_some(io->in_fd, io->in, SRV_READ_CHUNK);
-		if (n <= 0)
-			return n;
-		io->inlen = (size_t)n;
-	}
-	n = (ssize_t)(io->inlen - io->inpos < len ? io->inlen - io->inpos : len);
-	memcpy(buf, io->in + io->inpos, (size_t)n);
-	io->inpos += (size_t)n;
-	return n;
-}
-
-static void grow_pipe(int fd)
-{
-	struct stat st;
-	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
-		(void)fcntl(fd, F_SETPIPE_SZ, SRV_PIPE_SIZE);
-}
-
-int srv_serve(struct srv_cache *cache, const struct srv_serve_options *opt, int in_fd, int out_fd)
-{
-	struct srv_session *s = NULL;
-	struct io io;
-	struct rpc_buf frame;
-	char err[512];
-	int ret = -1, r;
-
-	memset(&io, 0, sizeof(io));
-	io.in_fd = in_fd;
-	io.out_fd = out_fd;
-	msgpack_sbuffer_init(&io.out);
-	s = srv_session_new(cache, opt);
-	rpc_buf_init(&frame, s ? s->max_frame : 0);
-	io.in = malloc(SRV_READ_CHUNK);
-	if (!s || !io.in) {
-		fprintf(stderr, "flechefs-server: cannot start a session: %s\n", strerror(ENOMEM));
-		goto out;
-	}
-	s->zero_copy = true;
-	grow_pipe(out_fd);
-	grow_pipe(in_fd);
-
-	for (;;) {
-		err[0] = '\0';
-		r = rpc_frame_read(io_read, &io, s->max_frame, &frame, err, sizeof(err));
-		if (r == 1) {
-			if (io_flush(&io) < 0)
-				goto write_error;
-			ret = 0;
-			goto out;
-		}
-		if (r < 0) {
-			if (io.write_errno)
-				goto write_error;
-			(void)io_flush(&io); /* answers to the requests before it */
-			if (r == -EIO || r == -EBADF || (!err[0] && r != -EPROTO))
-				fprintf(stderr, "flechefs-server: cannot read standard input: %s\n",
-				        err[0] ? err : strerror(-r));
-			else
-				fprintf(stderr, "flechefs-server: ending the session: %s\n",
-				        err[0] ? err : strerror(-r));
-			goto out;
-		}
-		r = srv_session_handle(s, frame.data, frame.len, &io.out, err, sizeof(err));
-		if (s->tail_len) {
-			/* a frame ends with bytes of a value: write them from where they are */
-			int fr = io_flush_tail(&io, s->tail, s->tail_len);
-			s->tail = NULL;
-			s->tail_len = 0;
-			view_close(&s->held);
-			if (fr < 0)
-				goto write_error;
-		}
-		if (r < 0) {
-			(void)io_flush(&io);
-			fprintf(stderr, "flechefs-server: ending the session: %s\n", err);
-			goto out;
-		}
-		if (io.out.size >= SRV_FLUSH_AT && io_flush(&io) < 0)
-			goto write_error;
-	}
-write_error:
-	fprintf(stderr, "flechefs-server: cannot write to standard output: %s\n",
-	        strerror(io.write_errno ? io.write_errno : EIO));
-out:
-	rpc_buf_release(&frame);
-	msgpack_sbuffer_destroy(&io.out);
-	free(io.in);
-	srv_session_free(s);
-	return ret;
+	return srv_worker_handle(s, &s->own, msg, len, out, err, errlen);
 }

@@ -2,8 +2,9 @@
  * dispatch.h: the request side of flechefs-server. A session reads request frames,
  * looks each method up in a handler table, checks its parameters, asks the cache
  * (cache.h) and packs the answer as a response frame (PROTOCOL.md sections 2 to 6).
- * srv_serve runs a whole session over two file descriptors; srv_session_handle
- * answers one frame payload without any I/O (for tests and fuzzing).
+ * srv_serve (serve.c) runs a whole session over two file descriptors, answering on
+ * worker threads; srv_session_handle answers one frame payload without any I/O (for
+ * tests and fuzzing).
  */
 #ifndef FLECHEFS_SERVER_DISPATCH_H
 #define FLECHEFS_SERVER_DISPATCH_H
@@ -34,17 +35,43 @@ void srv_session_free(struct srv_session *s);
  * Handles one frame payload msg[0..len): appends at most one response frame to out.
  * Returns 0 when the session goes on, or -EPROTO when the message cannot be answered
  * (no readable msgid) and the session must end (a message in err), or -ENOMEM when
- * even an error response could not be packed.
+ * even an error response could not be packed. One thread at a time per session (it
+ * answers through the session's own worker).
  */
 int srv_session_handle(struct srv_session *s, const void *msg, size_t len, msgpack_sbuffer *out,
                        char *err, size_t errlen);
 
+/* The session's frame limit (bytes). */
+uint32_t srv_session_max_frame(const struct srv_session *s);
+/* True once hello has succeeded (it never becomes false again). */
+bool srv_session_ready(const struct srv_session *s);
+
+/*
+ * A worker: what one thread needs to answer requests of a session, so that several
+ * threads may answer requests of one session at once, each through its own worker.
+ * Workers from srv_worker_new answer large load_value ranges with zero copy: after
+ * srv_worker_handle, srv_worker_tail gives bytes that follow the response frame's
+ * packed part (its last bytes, a bin header), borrowed until srv_worker_tail_done,
+ * which must be called before the worker handles its next request.
+ * srv_worker_new returns NULL when out of memory; caller frees with srv_worker_free.
+ */
+struct srv_worker;
+struct srv_worker *srv_worker_new(void);
+void srv_worker_free(struct srv_worker *w);
+/* As srv_session_handle, through worker w. */
+int srv_worker_handle(struct srv_session *s, struct srv_worker *w, const void *msg, size_t len,
+                      msgpack_sbuffer *out, char *err, size_t errlen);
+/* The zero-copy bytes of the last answer (NULL and *len 0 when none). */
+const uint8_t *srv_worker_tail(const struct srv_worker *w, size_t *len);
+void srv_worker_tail_done(struct srv_worker *w);
+
 /*
  * Serves one session: reads frames from in_fd and writes responses to out_fd until
- * end of file. Responses are batched while more requests are already buffered and
- * flushed before blocking on a read. Diagnostics go to stderr with the prefix
- * "flechefs-server: ". Returns 0 after a clean end of file, or -1 when the session
- * ended on an error (malformed frame, unanswerable message, I/O error).
+ * end of file (serve.c has the design: a reader, up to SRV_WORKERS_MAX workers, whole
+ * frames written one writer at a time, each answer as soon as it is ready).
+ * Diagnostics go to stderr with the prefix "flechefs-server: ". Returns 0 after a
+ * clean end of file, or -1 when the session ended on an error (malformed frame,
+ * unanswerable message, I/O error).
  */
 int srv_serve(struct srv_cache *cache, const struct srv_serve_options *opt, int in_fd, int out_fd);
 

@@ -34,6 +34,8 @@ struct map_guard {
 };
 
 static struct map_guard guards[SRV_MAP_GUARDS];
+/* Held by the one sink that writes a temporary file (filecodec.h invariant 3). */
+static pthread_mutex_t spill_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
 static struct sigaction guard_prev;
 static bool guard_ok;
@@ -214,6 +216,7 @@ struct sink {
 	uint8_t *heap;
 	size_t heaplen, heapcap;
 	int fd; /* SINK_VALUE after spilling, else -1 */
+	bool spilling; /* holds spill_lock: from the first spilled byte to sink_end */
 	enum rpc_error over; /* the error beyond cap (0: EFBIG) */
 	uint8_t tail[SRV_SIG_HEX + 1];
 	size_t taillen;
@@ -261,6 +264,11 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 
 static int sink_add(struct sink *s, const uint8_t *p, size_t n, struct srv_error *err)
 {
+	if (n > s->cap - s->total && s->mode == SINK_VALUE)
+		return srv_fail(err, RPC_E_EFBIG,
+		                "'%s' decompresses to more than %llu bytes, the most this server "
+		                "inflates (--gunzip-max)",
+		                s->path, (unsigned long long)s->cap);
 	if (n > s->cap - s->total)
 		return srv_fail(err,
 		                s->over ? s->over : RPC_E_EFBIG,
@@ -289,6 +297,9 @@ static int sink_add(struct sink *s, const uint8_t *p, size_t n, struct srv_error
 		return 0;
 	}
 	if (s->mode == SINK_VALUE && s->heaplen + n > SRV_GUNZIP_HEAP_MAX) {
+		/* one temporary file written at a time: wait for our turn */
+		pthread_mutex_lock(&spill_lock);
+		s->spilling = true;
 		s->fd = open_tmpfile();
 		if (s->fd < 0)
 			return srv_fail(err, RPC_E_EIO,
@@ -520,11 +531,28 @@ static int map_fd(int fd, const char *path, size_t len, struct srv_blob *out, st
 	return 0;
 }
 
+/* Lets go of what a sink holds but its result. */
+static void sink_end(struct sink *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	free(s->heap);
+	s->heap = NULL;
+	if (s->spilling)
+		pthread_mutex_unlock(&spill_lock);
+	s->spilling = false;
+}
+
 int srv_codec_map_value(int fd, const char *path, const struct stat *st,
-                        const struct srv_sign *sign, struct srv_blob *out, struct srv_error *err)
+                        const struct srv_sign *sign, uint64_t max, struct srv_blob *out,
+                        struct srv_error *err)
 {
 	struct srv_blob raw = {0};
-	struct sink s = {.mode = SINK_VALUE, .path = path, .cap = SRV_GUNZIP_MAX, .fd = -1};
+	struct sink s = {.mode = SINK_VALUE,
+	                 .path = path,
+	                 .cap = max && max <= SRV_GUNZIP_MAX_LIMIT ? max : SRV_GUNZIP_MAX_DEFAULT,
+	                 .fd = -1};
 	size_t payload;
 	int rc = -1;
 
@@ -560,6 +588,7 @@ int srv_codec_map_value(int fd, const char *path, const struct stat *st,
 			s.heap = NULL;
 		}
 		out->len = (size_t)s.total;
+		sink_end(&s); /* the next value may spill while this one is verified */
 	}
 	if (srv_codec_unsign(out->data, out->len, path, sign, &payload, err) != 0 ||
 	    srv_blob_damaged(out)) {
@@ -572,9 +601,7 @@ int srv_codec_map_value(int fd, const char *path, const struct stat *st,
 	out->len = payload;
 	rc = 0;
 out:
-	if (s.fd >= 0)
-		close(s.fd);
-	free(s.heap);
+	sink_end(&s);
 	srv_blob_release(&raw);
 	return rc;
 }

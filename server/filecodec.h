@@ -12,7 +12,11 @@
  *      unverified, as fleche does; stderr says so once per process.
  *   3. Decompressed records never exceed SRV_RECORD_MAX bytes in memory; decompressed
  *      values larger than SRV_GUNZIP_HEAP_MAX go to an unlinked temporary file
- *      (mmapped) and never exceed SRV_GUNZIP_MAX bytes.
+ *      (mmapped) and never exceed the caller's maximum (at most SRV_GUNZIP_MAX_LIMIT
+ *      bytes): inflating stops there, EFBIG. One value at a time is inflated into a
+ *      temporary file (the others wait for their turn, holding at most
+ *      SRV_GUNZIP_HEAP_MAX each), so the temporary space being written is at most one
+ *      maximum at any moment.
  *   4. Every mapping is guarded against SIGBUS (a mapped file truncated by someone
  *      else, or a disk that fails a read): a process-wide SA_SIGINFO handler,
  *      installed once, finds the faulting address among the guarded mappings,
@@ -35,7 +39,9 @@
 
 #define SRV_RECORD_MAX      (64u * 1024 * 1024)
 #define SRV_GUNZIP_HEAP_MAX (4u * 1024 * 1024)
-#define SRV_GUNZIP_MAX      (16ull * 1024 * 1024 * 1024)
+/* The largest value inflated by default (--gunzip-max), and the largest allowed. */
+#define SRV_GUNZIP_MAX_DEFAULT (1ull * 1024 * 1024 * 1024)
+#define SRV_GUNZIP_MAX_LIMIT   (16ull * 1024 * 1024 * 1024)
 #define SRV_SIG_HEX         64
 #define SRV_MAP_GUARDS      256
 
@@ -82,9 +88,13 @@ int srv_codec_open(const char *path, struct stat *st, struct srv_error *err);
 int srv_codec_read_record(const char *path, const struct srv_sign *sign, uint64_t max,
                           struct srv_blob *out, struct stat *st, struct srv_error *err);
 
-/* Maps an open value file (st from fstat); gzip goes through a temporary file. */
+/*
+ * Maps an open value file (st from fstat); gzip goes through a temporary file, and a
+ * value that inflates to more than max bytes (0: SRV_GUNZIP_MAX_DEFAULT) is EFBIG.
+ */
 int srv_codec_map_value(int fd, const char *path, const struct stat *st,
-                        const struct srv_sign *sign, struct srv_blob *out, struct srv_error *err);
+                        const struct srv_sign *sign, uint64_t max, struct srv_blob *out,
+                        struct srv_error *err);
 
 /*
  * The number of bytes srv_codec_map_value would serve, cheaply and without verifying

@@ -29,6 +29,7 @@
 
 #include "cache.h"
 #include "dispatch.h"
+#include "filecodec.h"
 #include "rpc.h"
 
 #define PROGRAM    "flechefs-server"
@@ -41,6 +42,7 @@ struct options {
 	bool read_only;
 	const char *root, *calls, *values, *key_file;
 	uint32_t max_frame;
+	uint64_t gunzip_max;
 	struct srv_hmac_key keys[SRV_MAX_HMAC_KEYS];
 	size_t nkeys;
 };
@@ -65,6 +67,8 @@ static void usage(FILE *f)
 	        "                          environment variable FLECHE_SECRET_KEY\n"
 	        "  --max-frame BYTES       largest frame read or written (default 16M;\n"
 	        "                          suffixes K, M, G)\n"
+	        "  --gunzip-max BYTES      the most a gzip-compressed value may inflate to\n"
+	        "                          (default 1G, at most 16G); larger ones are EFBIG\n"
 	        "  -h, --help              show this help\n"
 	        "  -V, --version           show the version\n"
 	        "\n"
@@ -208,7 +212,7 @@ out:
 }
 
 /* BYTES with an optional K, M or G suffix (powers of 1024, "KiB" style accepted). */
-static int parse_size(const char *s, uint32_t *out)
+static int parse_size(const char *s, uint64_t max, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
@@ -231,9 +235,9 @@ static int parse_size(const char *s, uint32_t *out)
 		if (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0)
 			end += strlen(end);
 	}
-	if (*end != '\0' || v > UINT32_MAX / mul)
+	if (*end != '\0' || v > max / mul)
 		return -1;
-	*out = (uint32_t)(v * mul);
+	*out = v * mul;
 	return 0;
 }
 
@@ -255,7 +259,8 @@ static void parse_args(int argc, char **argv, struct options *o)
 		OPT_VALUES,
 		OPT_RO,
 		OPT_KEYFILE,
-		OPT_MAXFRAME
+		OPT_MAXFRAME,
+		OPT_GUNZIPMAX
 	};
 	static const struct option longopts[] = {
 	    {"serve", no_argument, NULL, OPT_SERVE},
@@ -265,14 +270,17 @@ static void parse_args(int argc, char **argv, struct options *o)
 	    {"read-only", no_argument, NULL, OPT_RO},
 	    {"key-file", required_argument, NULL, OPT_KEYFILE},
 	    {"max-frame", required_argument, NULL, OPT_MAXFRAME},
+	    {"gunzip-max", required_argument, NULL, OPT_GUNZIPMAX},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
+	uint64_t size;
 	int c;
 
 	memset(o, 0, sizeof(*o));
 	o->max_frame = RPC_MAX_FRAME_DEFAULT;
+	o->gunzip_max = SRV_GUNZIP_MAX_DEFAULT;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":hV", longopts, NULL)) != -1) {
 		switch (c) {
@@ -295,10 +303,17 @@ static void parse_args(int argc, char **argv, struct options *o)
 			o->key_file = optarg;
 			break;
 		case OPT_MAXFRAME:
-			if (parse_size(optarg, &o->max_frame) < 0 ||
-			    o->max_frame < RPC_MAX_FRAME_MIN || o->max_frame > RPC_MAX_FRAME_LIMIT)
+			if (parse_size(optarg, UINT32_MAX, &size) < 0 || size < RPC_MAX_FRAME_MIN ||
+			    size > RPC_MAX_FRAME_LIMIT)
 				die_usage("bad --max-frame '%s': give a size from %u to %u bytes",
 				          optarg, RPC_MAX_FRAME_MIN, RPC_MAX_FRAME_LIMIT);
+			o->max_frame = (uint32_t)size;
+			break;
+		case OPT_GUNZIPMAX:
+			if (parse_size(optarg, SRV_GUNZIP_MAX_LIMIT, &size) < 0 || size == 0)
+				die_usage("bad --gunzip-max '%s': give a size from 1 to %llu bytes",
+				          optarg, (unsigned long long)SRV_GUNZIP_MAX_LIMIT);
+			o->gunzip_max = size;
 			break;
 		case 'h':
 			usage(stdout);
@@ -409,6 +424,7 @@ int main(int argc, char **argv)
 	cfg.calls = o.calls;
 	cfg.values = o.values;
 	cfg.read_only = o.read_only;
+	cfg.gunzip_max = o.gunzip_max;
 	for (size_t i = 0; i < o.nkeys; i++)
 		cfg.keys[i] = o.keys[i];
 	cfg.nkeys = o.nkeys;

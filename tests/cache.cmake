@@ -10,3 +10,6 @@ flechefs_fuzz_test(fuzz_cache_record ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_cache
 	LIBS flechefs_srv CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus-cache)
 flechefs_unit_test(test_cache_many SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cache_many.c
 	LIBS flechefs_srv PkgConfig::SQLITE3 PkgConfig::ZLIB)
+# srv_serve: many requests in flight over pipes (reader, workers, writer together)
+flechefs_unit_test(test_serve SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_serve.c
+	LIBS flechefs_srv PkgConfig::ZLIB Threads::Threads)
