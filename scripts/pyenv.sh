@@ -4,7 +4,7 @@
 # back what flechefs writes). The versions are pinned so that every run, a clone's,
 # a developer's and CI's, tests against the same fleche.
 FLECHEFS_PYENV_PACKAGES="fleche==0.22.2 cloudpickle==3.1.3 dill==0.4.1 numpy==2.4.6 \
-msgpack==1.2.4 attrs==26.1.0"
+msgpack==1.2.4 attrs==26.1.0 sqlalchemy==2.1.9"
 
 # flechefs_pyenv DIR: creates or updates the environment in DIR. When PyPI cannot be
 # reached it says so and returns 1 (the tests that need it then skip, saying why,

@@ -86,6 +86,8 @@ struct srv_session {
 	uint32_t max_read;
 	bool read_only;
 	bool hello_done;
+	const void *config; /* srv_serve_options.config */
+	size_t config_len;
 	msgpack_zone zone;
 	/*
 	 * Zero copy (srv_serve only): a large load_value answer ends with a bin header
@@ -354,6 +356,18 @@ static int pack_bool(msgpack_packer *pk, bool b)
 	return b ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
 }
 
+/* The "config" field of hello and info, when the cache came from fleche.toml. */
+static int pack_config_field(struct srv_session *s, struct call *c)
+{
+	int r = 0;
+
+	if (!s->config)
+		return 0;
+	r |= rpc_pack_str(c->pk, "config");
+	r |= msgpack_sbuffer_write(c->out, s->config, s->config_len);
+	return r;
+}
+
 static int do_hello(struct srv_session *s, struct call *c)
 {
 	int64_t proto;
@@ -380,7 +394,8 @@ static int do_hello(struct srv_session *s, struct call *c)
 	host[sizeof(host) - 1] = '\0';
 	cwd = getcwd(NULL, 0);
 
-	r |= msgpack_pack_map(pk, 13);
+	r |= msgpack_pack_map(pk, 13 + (s->config ? 1 : 0));
+	r |= pack_config_field(s, c);
 	r |= rpc_pack_str(pk, "protocol");
 	r |= msgpack_pack_int(pk, RPC_PROTOCOL_VERSION);
 	r |= rpc_pack_str(pk, "program");
@@ -427,7 +442,8 @@ static int do_info(struct srv_session *s, struct call *c)
 	if (srv_count(s->cache, &ncalls, &nvalues, &c->err) < 0)
 		return -1;
 	srv_cache_layout(s->cache, &l);
-	r |= msgpack_pack_map(pk, LAYOUT_FIELDS + 3);
+	r |= msgpack_pack_map(pk, LAYOUT_FIELDS + 3 + (s->config ? 1 : 0));
+	r |= pack_config_field(s, c);
 	r |= pack_layout_fields(pk, &l);
 	r |= rpc_pack_str(pk, "call_count");
 	r |= msgpack_pack_uint64(pk, ncalls);
@@ -914,6 +930,8 @@ struct srv_session *srv_session_new(struct srv_cache *cache, const struct srv_se
 	s->cache = cache;
 	s->max_frame = max;
 	s->max_read = max - RPC_RESPONSE_OVERHEAD;
+	s->config = opt ? opt->config : NULL;
+	s->config_len = opt ? opt->config_len : 0;
 	srv_cache_layout(cache, &l);
 	s->read_only = l.read_only;
 	return s;
