@@ -51,7 +51,7 @@ struct options {
 	struct fsd_ssh_options ssh;
 };
 
-enum { KEY_HELP, KEY_VERSION, KEY_PORT, KEY_RO };
+enum { KEY_HELP, KEY_VERSION, KEY_PORT, KEY_RO, KEY_CACHE };
 
 static const struct fuse_opt opt_spec[] = {
     {"timeout=%i", offsetof(struct options, timeout), 0},
@@ -65,6 +65,8 @@ static const struct fuse_opt opt_spec[] = {
     FUSE_OPT_KEY("--version", KEY_VERSION),
     FUSE_OPT_KEY("-p ", KEY_PORT),
     FUSE_OPT_KEY("ro", KEY_RO),
+    FUSE_OPT_KEY("--cache ", KEY_CACHE),
+    FUSE_OPT_KEY("--cache=", KEY_CACHE),
     FUSE_OPT_END,
 };
 
@@ -94,6 +96,12 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_RO:
 		o->read_only = 1;
 		return 1; /* the kernel mounts read-only too */
+	case KEY_CACHE:
+		/* "--cacheNAME" or "--cache=NAME": the same as -o cache=NAME */
+		arg += strlen("--cache");
+		if (fsd_ssh_opt(&o->ssh, "cache", arg + (*arg == '=')) < 0)
+			o->bad = 1;
+		return 0;
 	case FUSE_OPT_KEY_OPT: {
 		const char *eq = strchr(arg, '=');
 		if (!eq)
@@ -126,6 +134,7 @@ static void usage(const char *prog)
 {
 	printf("usage: %s [options] CACHE_DIR MOUNTPOINT\n"
 	       "       %s [options] [user@]host:[path] MOUNTPOINT\n"
+	       "       %s --cache NAME [options] [DIR] MOUNTPOINT\n"
 	       "\n"
 	       "Mounts a fleche cache as a tree of calls/, values/, digests/ and by-name/.\n"
 	       "Unmount with: fusermount3 -u MOUNTPOINT\n"
@@ -137,6 +146,10 @@ static void usage(const char *prog)
 	       "    -d                     debug output (implies -f)\n"
 	       "    -s                     single-threaded\n"
 	       "    -o ro                  read-only mount: every change fails with EROFS\n"
+	       "    -o cache=NAME, --cache NAME\n"
+	       "                           serve the cache NAME of fleche.toml, found as fleche\n"
+	       "                           finds it from DIR, the remote path, or else the\n"
+	       "                           directory the server starts in (locally: this one)\n"
 	       "    -o server=CMD          the server program (default: flechefs-server next\n"
 	       "                           to flechefs, then in PATH)\n"
 	       "    -o timeout=S           seconds before a request fails with EIO (30)\n"
@@ -148,7 +161,7 @@ static void usage(const char *prog)
 	       "\n"
 	       "%s\n"
 	       "FUSE options:\n",
-	       prog, prog, fsd_ssh_help());
+	       prog, prog, prog, fsd_ssh_help());
 	fuse_cmdline_help();
 	fuse_lowlevel_help();
 }
@@ -185,20 +198,24 @@ static char *find_server(void)
 static struct fsd_connector *local_connector(struct options *o, char *err, size_t errlen)
 {
 	struct stat st;
-	char *root = NULL, *server = NULL;
+	char *root = NULL, *server = NULL, *cmd = NULL;
+	const char *cache = o->ssh.cache;
 	struct fsd_connector *c = NULL;
+	char *argv[12];
+	size_t n = 0;
 
-	if (stat(o->source, &st) < 0) {
+	if (o->source && stat(o->source, &st) < 0) {
 		snprintf(err, errlen, "cannot use cache directory '%s': %s", o->source,
 		         strerror(errno));
 		return NULL;
 	}
-	if (!S_ISDIR(st.st_mode)) {
+	if (o->source && !S_ISDIR(st.st_mode)) {
 		snprintf(err, errlen, "cannot use cache directory '%s': not a directory",
 		         o->source);
 		return NULL;
 	}
-	root = realpath(o->source, NULL);
+	/* with a cache name and no directory, fleche.toml is looked for from here */
+	root = o->source ? realpath(o->source, NULL) : getcwd(NULL, 0);
 	server = o->server ? strdup(o->server) : find_server();
 	if (!root || !server) {
 		snprintf(err, errlen, "out of memory");
@@ -206,25 +223,33 @@ static struct fsd_connector *local_connector(struct options *o, char *err, size_
 	}
 	if (strpbrk(server, " \t'\"$;&|")) {
 		/* A command line, not a program: let the shell split it. */
-		char *argv[] = {"/bin/sh", "-c",     NULL, "flechefs-server",
-		                "--serve", "--root", root, o->read_only ? "--read-only" : NULL,
-		                NULL};
-		char *cmd = NULL;
 		if (asprintf(&cmd, "exec %s \"$@\"", server) < 0) {
+			cmd = NULL;
 			snprintf(err, errlen, "out of memory");
 			goto out;
 		}
-		argv[2] = cmd;
-		c = fsd_spawn_connector_new(argv);
-		free(cmd);
+		argv[n++] = "/bin/sh";
+		argv[n++] = "-c";
+		argv[n++] = cmd;
+		argv[n++] = "flechefs-server";
 	} else {
-		char *argv[] = {
-		    server, "--serve", "--root", root, o->read_only ? "--read-only" : NULL, NULL};
-		c = fsd_spawn_connector_new(argv);
+		argv[n++] = server;
 	}
+	argv[n++] = "--serve";
+	argv[n++] = cache ? "--config-from" : "--root";
+	argv[n++] = root;
+	if (cache) {
+		argv[n++] = "--cache";
+		argv[n++] = (char *)cache;
+	}
+	if (o->read_only)
+		argv[n++] = "--read-only";
+	argv[n] = NULL;
+	c = fsd_spawn_connector_new(argv);
 	if (!c)
 		snprintf(err, errlen, "out of memory");
 out:
+	free(cmd);
 	free(root);
 	free(server);
 	return c;
@@ -395,6 +420,13 @@ int main(int argc, char *argv[])
 		ret = 0;
 		goto out;
 	}
+	if (o.ssh.cache && o.source && !o.mountpoint) {
+		/* flechefs --cache NAME MOUNTPOINT: the one argument is the mount point */
+		o.mountpoint = o.source;
+		o.source = NULL;
+		if (fuse_opt_add_arg(&args, o.mountpoint) != 0)
+			goto out;
+	}
 	if (o.mountpoint) {
 		struct stat st;
 		int bad = stat(o.mountpoint, &st) < 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
@@ -410,7 +442,7 @@ int main(int argc, char *argv[])
 	}
 	if (fuse_parse_cmdline(&args, &fopts) != 0)
 		goto out;
-	if (!o.source || !fopts.mountpoint) {
+	if ((!o.source && !o.ssh.cache) || !fopts.mountpoint) {
 		fprintf(stderr,
 		        "flechefs: %s\nusage: %s [options] CACHE_DIR MOUNTPOINT (see --help)\n",
 		        !o.source ? "no cache directory given" : "no mount point given", argv[0]);
@@ -423,7 +455,7 @@ int main(int argc, char *argv[])
 	fsd_log_set_debug(fopts.debug);
 	fsd_ssh_set_log(ssh_log);
 
-	if (fsd_ssh_is_remote(o.source))
+	if (o.source && fsd_ssh_is_remote(o.source))
 		connector = fsd_ssh_connector_new(o.source, &o.ssh, o.read_only, err, sizeof(err));
 	else
 		connector = local_connector(&o, err, sizeof(err));
@@ -453,7 +485,8 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	if (fsd_conn_start(conn, 1, err, sizeof(err)) < 0) {
-		fprintf(stderr, "flechefs: cannot start the server for '%s': %s\n", o.source, err);
+		fprintf(stderr, "flechefs: cannot start the server for '%s': %s\n",
+		        o.source ? o.source : o.ssh.cache, err);
 		goto out;
 	}
 	/* resolved now: once mounted, a stat of the mount point would ask ourselves */
@@ -494,7 +527,8 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "flechefs: the server went away during the mount\n");
 		goto out;
 	}
-	fsd_log(FSD_LOG_DEBUG, "mounted '%s' on '%s'", o.source, fopts.mountpoint);
+	fsd_log(FSD_LOG_DEBUG, "mounted '%s' on '%s'", o.source ? o.source : o.ssh.cache,
+	        fopts.mountpoint);
 	detach(status_fd);
 	status_fd = -1;
 
