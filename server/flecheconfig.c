@@ -1099,6 +1099,14 @@ out:
 	return ret;
 }
 
+bool fcfg_layer_exists(const struct fcfg_cache *c, size_t i)
+{
+	const struct fcfg_layer *l = &c->layers[i];
+	const char *calls = l->calls.path ? l->calls.path : l->calls.root;
+
+	return exists(l->values.root) || exists(calls);
+}
+
 bool fcfg_read_only(const struct fcfg_cache *c)
 {
 	return c->shape == FCFG_POOL || (c->nlayers > 0 && c->layers[0].read_only);

@@ -85,6 +85,12 @@ int fcfg_resolve(const char *dir, const char *name, struct fcfg_cache *out, char
 		 size_t errlen);
 void fcfg_cache_release(struct fcfg_cache *c);
 
+/*
+ * Whether layer i has been written to at all: its values directory or its call
+ * storage exists (fleche creates them on the first save).
+ */
+bool fcfg_layer_exists(const struct fcfg_cache *c, size_t i);
+
 /* Whether the cache refuses saves (fleche's _is_read_only: a pool, or layer 0 read-only). */
 bool fcfg_read_only(const struct fcfg_cache *c);
 

@@ -395,30 +395,41 @@ static int open_configured(const struct options *o, const struct fcfg_cache *fc,
 	int ret = -1;
 
 	memset(&err, 0, sizeof(err));
-	for (n = 0; n < fc->nlayers; n++) {
-		if (fcfg_layer_config(fc, n, &cfg, msg, sizeof(msg)) < 0) {
+	for (size_t i = 0; i < fc->nlayers; i++) {
+		/*
+		 * A layer of a stack that fleche never wrote to reads as empty: leave it
+		 * out (the server creates nothing), as long as one layer remains.
+		 */
+		if (fc->nlayers > 1 && !fcfg_layer_exists(fc, i) && (n > 0 || i + 1 < fc->nlayers)) {
+			fprintf(stderr, PROGRAM ": %s: nothing stored there yet: read as empty\n",
+			        fc->layers[i].where);
+			continue;
+		}
+		if (fcfg_layer_config(fc, i, &cfg, msg, sizeof(msg)) < 0) {
 			fprintf(stderr, PROGRAM ": %s\n", msg);
 			goto out;
 		}
 		cfg.read_only = cfg.read_only || o->read_only;
 		if (o->key_file) {
-			for (size_t i = 0; i < o->nkeys; i++)
-				cfg.keys[i] = o->keys[i];
+			for (size_t k = 0; k < o->nkeys; k++)
+				cfg.keys[k] = o->keys[k];
 			cfg.nkeys = o->nkeys;
 		}
 		if (srv_cache_open(&cfg, &layers[n], &err) < 0) {
-			fprintf(stderr, PROGRAM ": %s: %s\n", fc->layers[n].where,
+			fprintf(stderr, PROGRAM ": %s: %s\n", fc->layers[i].where,
 			        err.message[0] ? err.message : rpc_error_message(err.code));
 			goto out;
 		}
+		n++;
 	}
 	if (n == 1) {
 		*out = layers[0];
 		return 0;
 	}
 	if (srv_cache_stack(layers, n, out, &err) < 0) {
+		/* (the layers are freed) */
 		fprintf(stderr, PROGRAM ": %s\n", err.message);
-		goto out;
+		return -1;
 	}
 	return 0;
 out:

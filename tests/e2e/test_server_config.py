@@ -361,8 +361,28 @@ def test_paths_win(tmp):
         os.chdir(here)
 
 
+def test_fresh_layer(tmp):
+    """A stack layer fleche never wrote to reads as empty; the others are served."""
+    home = os.path.join(tmp, "home")
+    d = os.path.join(home, "fresh")
+    with common.temp_copy("files") as root:
+        write(os.path.join(d, "fleche.toml"), '[[st]]\ntemplate = "pickle"\nroot = "never"\n'
+              '[[st]]\ntemplate = "cloudpickle"\nroot = "%s"\n' % root)
+        want = sorted(c["key"] for c in common.expected()["caches"]["files"]["calls"])
+        with Server(SERVER, ["--serve", "--config-from", d, "--cache", "st"],
+                    env=server_env(home)) as s:
+            s.hello()
+            T.equal(all_keys(s, "calls"), want, "fresh first layer: the second is served")
+            T.equal(len(s.call("info")["config"]["cache"]), 2, "info describes both layers")
+            err = s.stderr_text()
+            T.check("[[st]] #1" in err and "read as empty" in err,
+                    "fresh first layer: said on stderr: %r" % err)
+        T.check(not os.path.exists(os.path.join(d, "never")), "nothing created for it")
+
+
 def main():
-    for fn in (corpus_walk, corpus_root_true, corpus_xdg_default, test_bad, test_paths_win):
+    for fn in (corpus_walk, corpus_root_true, corpus_xdg_default, test_bad, test_paths_win,
+               test_fresh_layer):
         with common.temp_dir() as tmp:
             T.run(fn, os.path.realpath(tmp))
     sys.exit(T.report())
