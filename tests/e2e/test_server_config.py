@@ -145,6 +145,12 @@ def check_name(env, cwd, name, what):
         T.equal(all_keys(s, "calls"), union, what + ": the server lists every layer's calls")
         found = set()
         for k in union:
+            T.check(s.call("contains", k[:10]) is True, what + ": contains %s" % k[:10])
+            T.equal(s.call("expand", k[:10]), k, what + ": expand %s" % k[:10])
+            short = s.call("shrink", k)
+            # (as fleche's stacks do, only the layers holding the key are asked)
+            T.check(k.startswith(short) and len(short) >= 4,
+                    what + ": shrink %s -> %s" % (k[:10], short))
             rec = s.call("load", k)
             blob = s.call("load_value", rec["result"], 0, 1 << 20, None)
             value = pickle.loads(blob)
