@@ -25,11 +25,10 @@
 #include <unistd.h>
 
 #include "msg.h"
+#include "pypath.h"
 #include "rpc.h"
 #include "toml.h"
 
-/* symbolic links followed while resolving one path before it counts as a loop */
-#define MAX_LINKS 40
 /* default = "NAME" naming another name that is a string again, and so on */
 #define MAX_ALIASES 8
 
@@ -71,211 +70,12 @@ static int nomem(struct ctx *x)
 	return cfail(x, "out of memory");
 }
 
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s = NULL;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s;
-}
-
-/* ---- paths, as pathlib handles them ---- */
-
-/* PurePosixPath(p) as a string: no empty or "." parts; "//" kept at the start only. */
-static char *pnorm(const char *p)
-{
-	size_t n = strlen(p);
-	char *out = malloc(n + 2), *o = out;
-	const char *s = p;
-
-	if (!out)
-		return NULL;
-	if (s[0] == '/') {
-		*o++ = '/';
-		if (s[1] == '/' && s[2] != '/')
-			*o++ = '/';
-	}
-	while (*s) {
-		while (*s == '/')
-			s++;
-		const char *e = s;
-		while (*e && *e != '/')
-			e++;
-		size_t len = (size_t)(e - s);
-		if (len > 0 && !(len == 1 && s[0] == '.')) {
-			if (o > out && o[-1] != '/')
-				*o++ = '/';
-			memcpy(o, s, len);
-			o += len;
-		}
-		s = e;
-	}
-	if (o == out)
-		*o++ = '.';
-	*o = '\0';
-	return out;
-}
-
-/* base / rel, normalised. */
-static char *pjoin(const char *base, const char *rel)
-{
-	char *joined, *out;
-
-	if (rel[0] == '/')
-		return pnorm(rel);
-	joined = xasprintf("%s/%s", base, rel);
-	if (!joined)
-		return NULL;
-	out = pnorm(joined);
-	free(joined);
-	return out;
-}
-
-/*
- * os.path.expanduser: "~" and "~/..." from $HOME (else the password database),
- * "~user/..." from the password database. *out is a copy of p when p has no '~' in
- * front. 0, or -1 when the home directory cannot be determined.
- */
-static int expanduser(const char *p, char **out)
-{
-	const char *slash, *home = NULL;
-	struct passwd *pw;
-	char user[256], *h;
-	size_t hl;
-
-	*out = NULL;
-	if (p[0] != '~') {
-		*out = strdup(p);
-		return *out ? 0 : -1;
-	}
-	slash = strchr(p, '/');
-	if (!slash)
-		slash = p + strlen(p);
-	if (slash == p + 1) {
-		home = getenv("HOME");
-		if (!home) {
-			pw = getpwuid(getuid());
-			if (!pw)
-				return -1;
-			home = pw->pw_dir;
-		}
-	} else {
-		if ((size_t)(slash - p - 1) >= sizeof(user))
-			return -1;
-		memcpy(user, p + 1, (size_t)(slash - p - 1));
-		user[slash - p - 1] = '\0';
-		pw = getpwnam(user);
-		if (!pw)
-			return -1;
-		home = pw->pw_dir;
-	}
-	hl = strlen(home);
-	while (hl > 0 && home[hl - 1] == '/')
-		hl--;
-	h = xasprintf("%.*s%s", (int)hl, home, slash);
-	if (!h)
-		return -1;
-	if (h[0] == '\0') {
-		free(h);
-		h = strdup("/");
-	}
-	*out = h;
-	return *out ? 0 : -1;
-}
-
-/*
- * os.path.realpath(p, strict=False) of an absolute, normalised p: each existing
- * component that is a symbolic link is replaced by its target, ".." goes up from
- * what was resolved so far, components that do not exist are kept as written.
- * NULL when out of memory or on a loop of links.
- */
-static char *resolve(const char *p)
-{
-	char *path = strdup("/"), *rest = strdup(p), *next;
-	unsigned links = 0;
-
-	if (!path || !rest)
-		goto fail;
-	for (;;) {
-		char *r = rest;
-		while (*r == '/')
-			r++;
-		if (!*r)
-			break;
-		char *e = strchr(r, '/');
-		size_t len = e ? (size_t)(e - r) : strlen(r);
-		char name[NAME_MAX + 1];
-		if (len > NAME_MAX) {
-			/* cannot exist: kept as written, like every later part */
-			next = xasprintf("%s%s%s", path, strcmp(path, "/") ? "/" : "", r);
-			free(path);
-			path = next ? pnorm(next) : NULL;
-			free(next);
-			break;
-		}
-		memcpy(name, r, len);
-		name[len] = '\0';
-		next = strdup(e ? e : "");
-		if (!next)
-			goto fail;
-		free(rest);
-		rest = next;
-		if (strcmp(name, ".") == 0)
-			continue;
-		if (strcmp(name, "..") == 0) {
-			char *slash = strrchr(path, '/');
-			if (slash == path)
-				path[1] = '\0';
-			else if (slash)
-				*slash = '\0';
-			continue;
-		}
-		char *candidate = xasprintf("%s%s%s", path, strcmp(path, "/") ? "/" : "", name);
-		struct stat st;
-		if (!candidate)
-			goto fail;
-		if (lstat(candidate, &st) != 0 || !S_ISLNK(st.st_mode)) {
-			free(path);
-			path = candidate;
-			continue;
-		}
-		if (++links > MAX_LINKS) {
-			free(candidate);
-			goto fail;
-		}
-		char target[PATH_MAX];
-		ssize_t n = readlink(candidate, target, sizeof(target) - 1);
-		free(candidate);
-		if (n < 0)
-			goto fail;
-		target[n] = '\0';
-		next = xasprintf("%s/%s", target, rest);
-		if (!next)
-			goto fail;
-		free(rest);
-		rest = next;
-		if (target[0] == '/')
-			strcpy(path, "/");
-	}
-	free(rest);
-	return path;
-fail:
-	free(path);
-	free(rest);
-	return NULL;
-}
-
 /* config.py _rebase_relative_path: a relative root is relative to the file's directory. */
 static char *rebase_root(const char *value, const char *base)
 {
 	if (value[0] == '~' || value[0] == '/')
 		return strdup(value);
-	return pjoin(base, value);
+	return pyp_join(base, value);
 }
 
 /* config.py _rebase_url: only a relative sqlite:///PATH (or a bare path) is rebased. */
@@ -287,10 +87,10 @@ static char *rebase_url(const char *value, const char *base)
 		const char *db = value + strlen(prefix);
 		if (!db[0] || strcmp(db, ":memory:") == 0 || db[0] == '/' || db[0] == '~')
 			return strdup(value);
-		char *joined = pjoin(base, db), *out;
+		char *joined = pyp_join(base, db), *out;
 		if (!joined)
 			return NULL;
-		out = xasprintf("%s%s", prefix, joined);
+		out = pyp_format("%s%s", prefix, joined);
 		free(joined);
 		return out;
 	}
@@ -304,15 +104,15 @@ static int storage_root(struct ctx *x, const char *root, const char *where, char
 {
 	char *expanded, *abs, *norm;
 
-	if (expanduser(root, &expanded) < 0)
+	if (pyp_expanduser(root, &expanded) < 0)
 		return cfail(x, "%s: cannot expand '%s': no home directory", where, root);
-	abs = expanded[0] == '/' ? strdup(expanded) : xasprintf("%s/%s", x->dir, expanded);
+	abs = expanded[0] == '/' ? strdup(expanded) : pyp_format("%s/%s", x->dir, expanded);
 	free(expanded);
-	norm = abs ? pnorm(abs) : NULL;
+	norm = abs ? pyp_norm(abs) : NULL;
 	free(abs);
 	if (!norm)
 		return nomem(x);
-	*out = resolve(norm);
+	*out = pyp_resolve(norm);
 	if (!*out) {
 		cfail(x, "%s: cannot resolve '%s': too many levels of symbolic links", where, norm);
 		free(norm);
@@ -331,14 +131,14 @@ static int coerce_url(struct ctx *x, const char *s, const char *where, char **ou
 	if (strstr(s, "://") || strncmp(s, "sqlite:", 7) == 0) {
 		url = strdup(s);
 	} else {
-		if (expanduser(s, &expanded) < 0)
+		if (pyp_expanduser(s, &expanded) < 0)
 			return cfail(x, "%s: cannot expand '%s': no home directory", where, s);
 		char *abs = expanded[0] == '/' ? strdup(expanded)
-		                               : xasprintf("%s/%s", x->dir, expanded);
+		                               : pyp_format("%s/%s", x->dir, expanded);
 		free(expanded);
-		char *norm = abs ? pnorm(abs) : NULL;
+		char *norm = abs ? pyp_norm(abs) : NULL;
 		free(abs);
-		url = norm ? xasprintf("%s%s", prefix, norm) : NULL;
+		url = norm ? pyp_format("%s%s", prefix, norm) : NULL;
 		free(norm);
 	}
 	if (!url)
@@ -346,15 +146,15 @@ static int coerce_url(struct ctx *x, const char *s, const char *where, char **ou
 	const char *db = url + strlen(prefix);
 	if (strncmp(url, prefix, strlen(prefix)) == 0 && db[0] && strcmp(db, ":memory:") != 0 &&
 	    db[0] == '~') {
-		if (expanduser(db, &expanded) < 0) {
+		if (pyp_expanduser(db, &expanded) < 0) {
 			cfail(x, "%s: cannot expand '%s': no home directory", where, db);
 			free(url);
 			return -1;
 		}
-		char *norm = pnorm(expanded), *dbnorm = pnorm(db);
+		char *norm = pyp_norm(expanded), *dbnorm = pyp_norm(db);
 		if (norm && dbnorm && strcmp(norm, dbnorm) != 0) {
 			free(url);
-			url = xasprintf("%s%s", prefix, norm);
+			url = pyp_format("%s%s", prefix, norm);
 		}
 		free(norm);
 		free(dbnorm);
@@ -634,7 +434,7 @@ static int template_storage(struct ctx *x, const char *type, const char *root, c
 
 	if (!rebased)
 		return nomem(x);
-	joined = pjoin(rebased, sub);
+	joined = pyp_join(rebased, sub);
 	free(rebased);
 	if (!joined)
 		return nomem(x);
@@ -696,9 +496,9 @@ static int from_template(struct ctx *x, const struct toml_value *d, const char *
 		char *rebased = url ? rebase_url(url, base) : NULL, *db = NULL;
 		if (!url) {
 			char *r = rebase_root(root, base);
-			db = r ? pjoin(r, "calls.db") : NULL;
+			db = r ? pyp_join(r, "calls.db") : NULL;
 			free(r);
-			rebased = db ? xasprintf("sqlite:///%s", db) : NULL;
+			rebased = db ? pyp_format("sqlite:///%s", db) : NULL;
 			free(db);
 		}
 		if (!rebased)
@@ -738,7 +538,7 @@ static int one_cache(struct ctx *x, const struct toml_value *d, const char *base
 			return cfail(x, "%s: pool must be a non-empty array of caches", where);
 		x->out->shape = FCFG_POOL;
 		for (size_t i = 0; i < v->u.array.n; i++) {
-			char *w = xasprintf("%s pool #%zu", where, i + 1);
+			char *w = pyp_format("%s pool #%zu", where, i + 1);
 			int r = w ? one_cache(x, v->u.array.items[i], base, w, true) : nomem(x);
 			free(w);
 			if (r < 0)
@@ -784,8 +584,8 @@ static int cache_from_config(struct ctx *x, const struct toml_value *d, size_t f
 			if (item->kind == TOML_ARRAY)
 				return cfail(x, "%s: %s: a stack cannot hold another stack", path,
 				             table);
-			where = array_header ? xasprintf("%s: [[%s]] #%zu", path, table, i + 1)
-			                     : xasprintf("%s: %s[%zu]", path, table, i);
+			where = array_header ? pyp_format("%s: [[%s]] #%zu", path, table, i + 1)
+			                     : pyp_format("%s: %s[%zu]", path, table, i);
 			r = where ? one_cache(x, item, base, where, true) : nomem(x);
 			free(where);
 			if (r < 0)
@@ -793,7 +593,7 @@ static int cache_from_config(struct ctx *x, const struct toml_value *d, size_t f
 		}
 		return 0;
 	}
-	where = array_header ? xasprintf("%s: [%s]", path, table) : xasprintf("%s: %s", path, table);
+	where = array_header ? pyp_format("%s: [%s]", path, table) : pyp_format("%s: %s", path, table);
 	r = where ? one_cache(x, d, base, where, false) : nomem(x);
 	free(where);
 	return r;
@@ -853,7 +653,7 @@ out:
 /* Path(p) == Path(q) */
 static bool same_path(const char *p, const char *q)
 {
-	char *a = pnorm(p), *b = pnorm(q);
+	char *a = pyp_norm(p), *b = pyp_norm(q);
 	bool same = a && b && strcmp(a, b) == 0;
 	free(a);
 	free(b);
@@ -868,11 +668,11 @@ static int collect_and_merge(struct ctx *x)
 
 	if (!current)
 		return nomem(x);
-	if (x->home && !(home_norm = pnorm(x->home)))
+	if (x->home && !(home_norm = pyp_norm(x->home)))
 		goto nomem;
 	/* the walk: closest first, up to $HOME (inclusive) or the root */
 	for (;;) {
-		char *candidate = xasprintf("%s%sfleche.toml", current,
+		char *candidate = pyp_format("%s%sfleche.toml", current,
 		                            strcmp(current, "/") ? "/" : "");
 		if (!candidate)
 			goto nomem;
@@ -894,13 +694,13 @@ static int collect_and_merge(struct ctx *x)
 	}
 	env = getenv("XDG_CONFIG_HOME");
 	if (env && env[0])
-		xdg = xasprintf("%s/fleche/cache.toml", env);
+		xdg = pyp_format("%s/fleche/cache.toml", env);
 	else if (home_norm)
-		xdg = xasprintf("%s/.config/fleche/cache.toml", home_norm);
+		xdg = pyp_format("%s/.config/fleche/cache.toml", home_norm);
 	if ((env && env[0]) || home_norm) {
 		if (!xdg)
 			goto nomem;
-		char *norm = pnorm(xdg);
+		char *norm = pyp_norm(xdg);
 		free(xdg);
 		xdg = norm;
 		if (!xdg)
@@ -1052,10 +852,10 @@ int fcfg_resolve(const char *dir, const char *name, struct fcfg_cache *out, char
 		dir = cwd;
 	}
 	/* Path.cwd().absolute(): getcwd's answer; a given directory is made absolute too */
-	x.dir = dir[0] == '/' ? pnorm(dir) : NULL;
+	x.dir = dir[0] == '/' ? pyp_norm(dir) : NULL;
 	if (dir[0] != '/') {
-		char *here = getcwd(NULL, 0), *joined = here ? xasprintf("%s/%s", here, dir) : NULL;
-		x.dir = joined ? pnorm(joined) : NULL;
+		char *here = getcwd(NULL, 0), *joined = here ? pyp_format("%s/%s", here, dir) : NULL;
+		x.dir = joined ? pyp_norm(joined) : NULL;
 		free(here);
 		free(joined);
 	}
@@ -1063,7 +863,7 @@ int fcfg_resolve(const char *dir, const char *name, struct fcfg_cache *out, char
 		nomem(&x);
 		goto out;
 	}
-	if (expanduser("~", &x.home) < 0)
+	if (pyp_expanduser("~", &x.home) < 0)
 		x.home = NULL;
 	if (collect_and_merge(&x) < 0)
 		goto out;
@@ -1160,7 +960,7 @@ static char *redact_url(const char *url)
 	colon = at ? memchr(netloc, ':', (size_t)(at - netloc)) : NULL;
 	if (!colon || colon + 1 == at)
 		return strdup(url);
-	return xasprintf("%.*s:***%s", (int)(colon - url), url, at);
+	return pyp_format("%.*s:***%s", (int)(colon - url), url, at);
 }
 
 static int pack_storage(msgpack_packer *pk, const struct fcfg_storage *st, bool values)
