@@ -116,10 +116,22 @@ int fsd_record_build(const msgpack_object *res, struct fsd_record **out)
 	const msgpack_object *args = rpc_map_get(res, "arguments");
 	const msgpack_object *result = rpc_map_get(res, "result");
 	const msgpack_object *meta = rpc_map_get(res, "metadata");
+	const msgpack_object *meta_err = rpc_map_get(res, "metadata_error");
 	if (args && args->type != MSGPACK_OBJECT_ARRAY)
 		goto out;
 	if (meta && meta->type != MSGPACK_OBJECT_MAP && meta->type != MSGPACK_OBJECT_NIL)
 		goto out;
+	if (meta_err && meta_err->type == MSGPACK_OBJECT_MAP) {
+		struct rpc_error_info info;
+		rpc_error_decode(meta_err, &info);
+		rec->meta_error = strdup(info.message[0] ? info.message
+		                                         : "the server cannot send the metadata");
+		if (!rec->meta_error) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		meta = NULL; /* call.json and metadata/ are refused, not shown without it */
+	}
 
 	/* call.json: a msgpack map in the documented key order, rendered as JSON. */
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
@@ -180,13 +192,15 @@ int fsd_record_build(const msgpack_object *res, struct fsd_record **out)
 
 	msgpack_object doc;
 	char err[128];
-	rc = rpc_msgpack_unpack(sb.data, sb.size, RPC_MAX_DEPTH + 8, &zone, &doc, err, sizeof(err));
-	if (rc)
-		goto out;
-	char *text;
-	size_t len;
-	rc = render_json(&doc, &text, &len);
-	if (rc || (rc = add_file(&rec->files, &rec->nfiles, "call.json", text, len)))
+	char *text = NULL;
+	size_t len = 0;
+	if (!rec->meta_error) {
+		rc = rpc_msgpack_unpack(sb.data, sb.size, RPC_MAX_DEPTH + 8, &zone, &doc, err,
+		                        sizeof(err));
+		if (rc || (rc = render_json(&doc, &text, &len)))
+			goto out;
+	}
+	if ((rc = add_file(&rec->files, &rec->nfiles, "call.json", text, len)))
 		goto out;
 	for (size_t k = 0; k < 4; k++)
 		if ((rc = add_text_file(rec, fields[k], rpc_map_get(res, fields[k]))))

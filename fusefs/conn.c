@@ -275,6 +275,13 @@ static int pack_params(msgpack_packer *pk, const char *fmt, va_list ap)
 			if (!rc)
 				rc = rpc_pack_str(pk, va_arg(ap, const char *));
 			break;
+		case 'R': {
+			/* one msgpack object, packed by the caller */
+			const char *raw = va_arg(ap, const char *);
+			size_t len = va_arg(ap, size_t);
+			rc = pk->callback(pk->data, raw, len) ? -ENOMEM : 0;
+			break;
+		}
 		default:
 			rc = -EINVAL;
 		}
@@ -699,6 +706,13 @@ static int conn_handshake(struct fsd_conn *c, struct fsd_transport *t, char *err
 	copy_str(info.root, sizeof(info.root), rpc_map_get(layout, "root"));
 	copy_str(info.calls_type, sizeof(info.calls_type),
 	         rpc_map_get(rpc_map_get(layout, "calls"), "type"));
+	info.presence_known =
+	    rpc_obj_bool(rpc_map_get(rpc_map_get(layout, "calls"), "present"),
+	                 &info.calls_present) == 0 &&
+	    rpc_obj_bool(rpc_map_get(rpc_map_get(layout, "values"), "present"),
+	                 &info.values_present) == 0;
+	if (rpc_obj_bool(rpc_map_get(layout, "fleche_toml"), &info.fleche_toml) != 0)
+		info.fleche_toml = false;
 	if (strcmp(info.program, "flechefs-server") != 0)
 		fsd_log(FSD_LOG_WARN, "the server calls itself '%s', not 'flechefs-server'",
 		        info.program);
@@ -1302,6 +1316,14 @@ fail:
 const struct fsd_server_info *fsd_conn_server(struct fsd_conn *c)
 {
 	return &c->info;
+}
+
+void fsd_conn_settle_log(struct fsd_conn *c, int timeout_ms)
+{
+	pthread_mutex_lock(&c->wlock);
+	if (c->t && c->t->ops->settle_log)
+		c->t->ops->settle_log(c->t, timeout_ms);
+	pthread_mutex_unlock(&c->wlock);
 }
 
 int fsd_conn_is_up(struct fsd_conn *c)

@@ -45,6 +45,11 @@ struct fsd_server_info {
 	char calls_type[16]; /* "files", "sql" or "" */
 	unsigned views;      /* the views hello lists: bit 1u << enum fsd_view (views.h) */
 	char root[1024];
+	/* what the cache's layout says exists (older servers do not say) */
+	bool presence_known;
+	bool calls_present;  /* its call directory or database */
+	bool values_present; /* its value directory */
+	bool fleche_toml;    /* a fleche.toml in the root */
 };
 
 struct fsd_conn_options {
@@ -103,6 +108,7 @@ const struct fsd_server_info *fsd_conn_server(struct fsd_conn *c);
  *   b  int                 bool
  *   n  (none)              nil
  *   N  const char *        the query template {"name": s}
+ *   R  const char *, size_t  one msgpack object packed by the caller (a template)
  * weight is the number of answer bytes to reserve against max_inflight (0 for
  * everything but load_value): the call waits while the cap is reached (never on the
  * reader thread). done(ctx, reply) runs exactly once: possibly before this returns
@@ -158,6 +164,13 @@ struct fsd_result {
 int fsd_conn_call_sync(struct fsd_conn *c, struct fsd_result *r, const char *method, size_t weight,
                        const char *fmt, ...);
 void fsd_result_release(struct fsd_result *r);
+
+/*
+ * Waits (at most timeout_ms) until what the server wrote to its standard error
+ * before its last answer is in the log, where the transport can tell (the local
+ * pipe); returns at once otherwise.
+ */
+void fsd_conn_settle_log(struct fsd_conn *c, int timeout_ms);
 
 /* Nonzero while a transport is up. */
 int fsd_conn_is_up(struct fsd_conn *c);

@@ -33,7 +33,9 @@
  *     views of their result and arguments that apply, as the view cache says.
  *  6. Nothing is ever created or written: those operations fail with EROFS on a
  *     read-only mount or server, else EPERM. Unlinking a file inside a call folder
- *     succeeds and changes nothing; rmdir of calls/<key> evicts.
+ *     succeeds and changes nothing; rmdir of calls/<key> evicts, within the
+ *     eviction guard (below). Who may do what is the kernel's check of the modes
+ *     shown (default_permissions, set by main.c): only the mounter evicts.
  */
 #include <errno.h>
 #include <math.h>
@@ -46,15 +48,35 @@
 #include <unistd.h>
 
 #include "fs.h"
+#include "cacheinfo.h"
 #include "callrec.h"
 #include "listing.h"
 #include "log.h"
 #include "msg.h"
+#include "querydir.h"
 #include "rpc.h"
 #include "views.h"
 
 #define FS_TOP_TIMEOUT   3600.0
 #define FS_VALUE_BLKSIZE (1024 * 1024)
+
+/*
+ * The eviction guard: `rm -r calls` (or a glob gone wrong) would evict every call,
+ * one rmdir at a time. An eviction is refused with EBUSY when FS_EVICT_BURST
+ * evictions or more were attempted in the FS_EVICT_WINDOW seconds before it;
+ * refused attempts count too, so that a storm evicts its first FS_EVICT_BURST calls
+ * and nothing more until it pauses for FS_EVICT_WINDOW seconds, however long it
+ * lasts. One log line per storm says so. -o evict_all lifts the guard.
+ */
+#define FS_EVICT_BURST  16
+#define FS_EVICT_WINDOW 10.0
+
+struct evict_guard {
+	pthread_mutex_t lock;
+	double at[FS_EVICT_BURST]; /* CLOCK_MONOTONIC seconds of the last attempts (a ring) */
+	unsigned next;             /* the oldest of them, overwritten next */
+	int refusing;              /* the last attempt was refused (and logged) */
+};
 
 struct fsd_fs {
 	struct fsd_conn *conn;
@@ -74,7 +96,19 @@ struct fsd_fs {
 	uint64_t byname_ino;
 	struct fsd_listings lists;
 	struct fsd_viewcache views;
+	struct evict_guard guard;
+	struct fsd_statfs_cache statfs;
 };
+
+/* The top-level directories, in listing order. */
+static const struct {
+	const char *name;
+	enum fsd_kind kind;
+} fs_top[] = {
+    {"calls", FSD_CALLS},     {"values", FSD_VALUES}, {"digests", FSD_DIGESTS},
+    {"by-name", FSD_BYNAME}, {"query", FSD_QUERY},
+};
+#define FS_NTOP (sizeof(fs_top) / sizeof(fs_top[0]))
 
 /* --- attributes --- */
 
@@ -91,6 +125,8 @@ static int is_dir_kind(enum fsd_kind k)
 	case FSD_CALL_META:
 	case FSD_AMBIG:
 	case FSD_FUNC:
+	case FSD_QUERY:
+	case FSD_QUERY_DIR:
 		return 1;
 	default:
 		return 0;
@@ -124,6 +160,26 @@ static const struct fsd_record_file *record_file(struct fsd_inode *i)
 	return NULL;
 }
 
+/*
+ * EIO, logged with the server's reason, when i is a part of a call that is rendered
+ * from metadata the server cannot send (call.json, metadata/ and what is in it); 0
+ * otherwise. Lock not held.
+ */
+static int metadata_refused(struct fsd_inode *i, struct fsd_fs *fs)
+{
+	fsd_itable_lock(&fs->it);
+	struct fsd_record *rec = fsd_record_ref(i->rec);
+	const struct fsd_record_file *f = i->kind == FSD_CALL_FILE ? record_file(i) : NULL;
+	int refused = rec && rec->meta_error &&
+	              (i->kind == FSD_CALL_META || i->kind == FSD_CALL_META_FILE ||
+	               (f && f == &rec->files[0])); /* files[0] is call.json */
+	fsd_itable_unlock(&fs->it);
+	if (refused)
+		fsd_log(FSD_LOG_WARN, "cannot read '%s': %s", i->path, rec->meta_error);
+	fsd_record_unref(rec);
+	return refused ? EIO : 0;
+}
+
 /* Fills st from the inode. Caller holds the table lock. */
 static void fill_attr(struct fsd_fs *fs, struct fsd_inode *i, struct stat *st)
 {
@@ -139,13 +195,17 @@ static void fill_attr(struct fsd_fs *fs, struct fsd_inode *i, struct stat *st)
 	st->st_atim = st->st_mtim;
 	st->st_ctim = st->st_mtim;
 	if (is_dir_kind(i->kind)) {
-		int w = fs->evict_allowed && (i->kind == FSD_CALLS || i->kind == FSD_CALL);
+		/* Writable where rm -r of a call goes: unlinking in a call directory
+		 * succeeds (changing nothing) and rmdir of calls/<key> evicts; the kernel
+		 * checks these modes (default_permissions). */
+		int w = fs->evict_allowed && (i->kind == FSD_CALLS || i->kind == FSD_CALL ||
+		                              i->kind == FSD_CALL_ARGS || i->kind == FSD_CALL_META);
 		st->st_mode = S_IFDIR | (w ? 0755 : 0555);
 		/* 2 + subdirectories where known, 1 ("unknown") where counting them would
 		 * cost a listing: find's leaf optimisation relies on it. */
 		switch (i->kind) {
 		case FSD_ROOT:
-			st->st_nlink = 6;
+			st->st_nlink = 7;
 			break;
 		case FSD_CALL:
 			st->st_nlink = 4;
@@ -153,6 +213,8 @@ static void fill_attr(struct fsd_fs *fs, struct fsd_inode *i, struct stat *st)
 		case FSD_CALLS:
 		case FSD_BYNAME:
 		case FSD_DIGESTS:
+		case FSD_QUERY:
+		case FSD_QUERY_DIR:
 			st->st_nlink = 1;
 			break;
 		default:
@@ -185,6 +247,7 @@ static double kind_timeout(struct fsd_fs *fs, enum fsd_kind k)
 	case FSD_VALUES:
 	case FSD_DIGESTS:
 	case FSD_BYNAME:
+	case FSD_QUERY:
 		return FS_TOP_TIMEOUT;
 	case FSD_VALUE:
 		return fs->o.value_timeout;
@@ -199,6 +262,18 @@ static int value_unsized(const struct fsd_inode *i)
 	return i->kind == FSD_VALUE && !i->have_size && !i->err;
 }
 
+/*
+ * What stat of a value answers while its size is not known: EIO while it has not
+ * been learnt (yet), the server's error when it cannot be (a file that is not a
+ * regular file, a bad signature); 0 once it is known. Lock held.
+ */
+static int value_size_err(const struct fsd_inode *i)
+{
+	if (i->kind != FSD_VALUE || i->have_size)
+		return 0;
+	return i->err ? i->err : EIO;
+}
+
 /* Fills an entry for i. Lock held. */
 static void fill_entry(struct fsd_fs *fs, struct fsd_inode *i, struct fuse_entry_param *e)
 {
@@ -209,8 +284,9 @@ static void fill_entry(struct fsd_fs *fs, struct fsd_inode *i, struct fuse_entry
 	e->attr_timeout = kind_timeout(fs, i->kind);
 	e->entry_timeout = e->attr_timeout;
 	/* A value whose size the listing did not know (a large compressed one): the
-	 * kernel must ask getattr, which learns it, before it believes a size. */
-	if (value_unsized(i))
+	 * kernel must ask getattr, which learns it (or fails), before it believes a
+	 * size. */
+	if (value_size_err(i))
 		e->attr_timeout = 0;
 }
 
@@ -519,8 +595,9 @@ static void lookup_keyed(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *pa
 			reply_err(req, r.err);
 		} else if (r.err == ENOENT || r.err == EINVAL) {
 			reply_negative(fs, req);
-		} else if (n == RPC_KEY_LEN) {
-			/* Listed, but reading fails (EBADMSG for a bad signature...). */
+		} else if (n == RPC_KEY_LEN && calls) {
+			/* Listed, but reading fails (EBADMSG for a bad signature...). A
+			 * value has no size to show then: its lookup fails instead. */
 			sp.key = name;
 			sp.err = r.err;
 			sp.size = 0;
@@ -852,6 +929,8 @@ static void lookup_in_call(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *
 	struct child_spec sp = {.size = -1};
 	char target[96];
 	int e = ensure_record(fs, parent);
+	if (!e && parent->kind == FSD_CALL_META)
+		e = metadata_refused(parent, fs);
 	if (e) {
 		reply_err(req, e);
 		return;
@@ -917,6 +996,109 @@ static void lookup_in_call(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *
 	fsd_record_unref(rec);
 }
 
+/* --- query/ (querydir.h) --- */
+
+/* The conditions of a query directory: its path after "query/". */
+static const char *query_conds(const struct fsd_inode *dir)
+{
+	return dir->path + strlen("query/");
+}
+
+/* The target of the link to call key inside query directory dir. */
+static void query_link(const struct fsd_inode *dir, const char *key, char *buf, size_t len)
+{
+	size_t off = 0;
+	/* one "../" per level of dir's path ("query/a=b": two) */
+	for (const char *p = dir->path; *p && off + 3 < len; p++)
+		if (*p == '/')
+			off += (size_t)snprintf(buf + off, len - off, "../");
+	snprintf(buf + off, len - off, "../calls/%.64s", key);
+}
+
+/* The template of query directory dir into sb; -EINVAL is logged with its reason. */
+static int query_template(struct fsd_fs *fs, const struct fsd_inode *dir, msgpack_sbuffer *sb)
+{
+	char why[512] = "";
+	int rc = fsd_query_template(fs->conn, query_conds(dir), sb, why, sizeof(why));
+	if (rc == -EINVAL)
+		fsd_log(FSD_LOG_WARN, "%s: lists nothing: %s", dir->path, why);
+	return rc;
+}
+
+/* The listing of a query directory; an unusable query lists nothing (EINVAL). */
+static int open_query(struct fsd_fs *fs, struct fsd_inode *dir, struct fsd_listing **out)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	int rc = query_template(fs, dir, &sb);
+	if (!rc)
+		rc = fsd_listing_template(&fs->lists, sb.data, sb.size, dir->path, out);
+	msgpack_sbuffer_destroy(&sb);
+	return rc == -EINVAL ? 0 : rc;
+}
+
+/* Whether call key matches the query of dir: the first match from just before it. */
+static int query_has(struct fsd_fs *fs, const struct fsd_inode *dir, const char *key)
+{
+	msgpack_sbuffer sb;
+	struct fsd_result r;
+	char before[65];
+	const char *k;
+	size_t kl;
+	msgpack_sbuffer_init(&sb);
+	int rc = query_template(fs, dir, &sb);
+	if (rc) {
+		msgpack_sbuffer_destroy(&sb);
+		return rc == -EINVAL ? 0 : rc;
+	}
+	int has_before = key_before(key, before);
+	rc = fsd_conn_call_sync(fs->conn, &r, "query", 0, "Rsub", sb.data, sb.size,
+	                        has_before ? before : NULL, (uint64_t)1, 0);
+	msgpack_sbuffer_destroy(&sb);
+	if (rc) {
+		int e = r.err;
+		log_failure(dir->path, &r);
+		fsd_result_release(&r);
+		return e == EINVAL ? 0 : -e;
+	}
+	int found = rpc_obj_str(rpc_array_get(rpc_map_get(r.result, "keys"), 0), &k, &kl) == 0 &&
+	            kl == RPC_KEY_LEN && memcmp(k, key, kl) == 0;
+	fsd_result_release(&r);
+	return found;
+}
+
+static void lookup_query(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *parent,
+                         const char *name)
+{
+	struct child_spec sp = {.size = -1};
+	char target[FSD_QUERY_PATH_MAX + 80];
+	if (fsd_query_cond_known(name)) {
+		if (strlen(parent->path) + 1 + strlen(name) > FSD_QUERY_PATH_MAX) {
+			fuse_reply_err(req, ENAMETOOLONG);
+			return;
+		}
+		reply_child(fs, req, parent, name, FSD_QUERY_DIR, &sp);
+		return;
+	}
+	if (parent->kind != FSD_QUERY_DIR || strlen(name) != RPC_KEY_LEN ||
+	    !is_hex(name, RPC_KEY_LEN)) {
+		reply_negative(fs, req);
+		return;
+	}
+	int rc = query_has(fs, parent, name);
+	if (rc < 0) {
+		reply_err(req, -rc);
+		return;
+	}
+	if (!rc) {
+		reply_negative(fs, req);
+		return;
+	}
+	query_link(parent, name, target, sizeof(target));
+	sp.target = target;
+	reply_child(fs, req, parent, name, FSD_LINK, &sp);
+}
+
 static void lookup_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 {
 	struct fsd_fs *fs = fs_of(req);
@@ -928,16 +1110,9 @@ static void lookup_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 	}
 	switch (parent->kind) {
 	case FSD_ROOT: {
-		static const struct {
-			const char *name;
-			enum fsd_kind kind;
-		} top[] = {{"calls", FSD_CALLS},
-		           {"values", FSD_VALUES},
-		           {"digests", FSD_DIGESTS},
-		           {"by-name", FSD_BYNAME}};
-		for (size_t k = 0; k < 4; k++)
-			if (strcmp(name, top[k].name) == 0) {
-				reply_child(fs, req, parent, name, top[k].kind, &sp);
+		for (size_t k = 0; k < FS_NTOP; k++)
+			if (strcmp(name, fs_top[k].name) == 0) {
+				reply_child(fs, req, parent, name, fs_top[k].kind, &sp);
 				return;
 			}
 		reply_negative(fs, req);
@@ -957,6 +1132,10 @@ static void lookup_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 		return;
 	case FSD_FUNC:
 		lookup_func_entry(fs, req, parent, name);
+		return;
+	case FSD_QUERY:
+	case FSD_QUERY_DIR:
+		lookup_query(fs, req, parent, name);
 		return;
 	case FSD_CALL:
 	case FSD_CALL_ARGS:
@@ -1043,13 +1222,14 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fsd_itable_lock(&fs->it);
 	/* A size that could not be learnt now (the request timed out, the link is
 	 * down): an error, and the next getattr asks again; a size of 0 would be
-	 * cached by the kernel and read as an empty value. */
-	int unknown = value_unsized(i);
+	 * cached by the kernel and read as an empty value. A value the server cannot
+	 * read (not a regular file, a bad signature) has no size either: its error. */
+	int unknown = value_size_err(i);
 	fill_attr(fs, i, &st);
 	double t = kind_timeout(fs, i->kind);
 	fsd_itable_unlock(&fs->it);
 	if (unknown)
-		fuse_reply_err(req, EIO);
+		reply_err(req, unknown);
 	else
 		fuse_reply_attr(req, &st, t);
 }
@@ -1168,6 +1348,32 @@ static void *inval_main(void *arg)
 	return NULL;
 }
 
+/* Records an eviction attempt of key; nonzero when the guard lets it through. */
+static int evict_admitted(struct fsd_fs *fs, const char *key)
+{
+	struct evict_guard *g = &fs->guard;
+	struct timespec ts;
+	if (fs->o.evict_all)
+		return 1;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	double now = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+	pthread_mutex_lock(&g->lock);
+	double oldest = g->at[g->next];
+	int ok = oldest == 0 || now - oldest >= FS_EVICT_WINDOW;
+	int first_refusal = !ok && !g->refusing;
+	g->at[g->next] = now;
+	g->next = (g->next + 1) % FS_EVICT_BURST;
+	g->refusing = !ok;
+	pthread_mutex_unlock(&g->lock);
+	if (first_refusal)
+		fsd_log(FSD_LOG_WARN,
+		        "refusing to evict call %s and the next ones (EBUSY): more than %d "
+		        "evictions within %.0f s, as rm -r of calls/ makes; pause for %.0f s, or "
+		        "mount with -o evict_all",
+		        key, FS_EVICT_BURST, FS_EVICT_WINDOW, FS_EVICT_WINDOW);
+	return ok;
+}
+
 static void rmdir_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 {
 	struct fsd_fs *fs = fs_of(req);
@@ -1193,6 +1399,10 @@ static void rmdir_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 		fuse_reply_err(req, strlen(name) >= RPC_PREFIX_MIN && is_hex(name, strlen(name))
 		                        ? ENOTDIR
 		                        : ENOENT);
+		return;
+	}
+	if (!evict_admitted(fs, name)) {
+		fuse_reply_err(req, EBUSY);
 		return;
 	}
 	struct fsd_result r;
@@ -1222,7 +1432,10 @@ static void rmdir_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 		return;
 	}
 	fsd_result_release(&r);
-	fsd_log(FSD_LOG_DEBUG, "evicted call %s", name);
+	const struct fuse_ctx *who = fuse_req_ctx(req);
+	fsd_log(FSD_LOG_INFO, "evicted call %s%s%s%s from the cache (uid %u, pid %d)", name,
+	        func ? " (" : "", func ? func : "", func ? ")" : "", (unsigned)who->uid,
+	        (int)who->pid);
 	fsd_listings_drop(&fs->lists, "calls");
 	fsd_listings_drop(&fs->lists, "names");
 	struct inval_job *j = calloc(1, sizeof(*j));
@@ -1326,6 +1539,12 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	} else if (i->kind != FSD_CALL_FILE && i->kind != FSD_CALL_META_FILE) {
 		fuse_reply_err(req, EISDIR);
 		return;
+	} else {
+		int err = metadata_refused(i, fs);
+		if (err) {
+			reply_err(req, err);
+			return;
+		}
 	}
 	raise_readahead(fs);
 	/* A value never changes for its key: keep the kernel's pages. A record's
@@ -1567,7 +1786,13 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	d->dir = i;
 	switch (i->kind) {
 	case FSD_ROOT:
-		d->n = 4;
+		d->n = FS_NTOP;
+		break;
+	case FSD_QUERY:
+		d->n = 0; /* conditions are found by lookup only */
+		break;
+	case FSD_QUERY_DIR:
+		rc = open_query(fs, i, &d->list);
 		break;
 	case FSD_CALLS:
 		rc = fsd_listings_get(&fs->lists, "calls", &d->list);
@@ -1585,6 +1810,8 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	case FSD_CALL_ARGS:
 	case FSD_CALL_META: {
 		int e = ensure_record(fs, i);
+		if (!e && i->kind == FSD_CALL_META)
+			e = metadata_refused(i, fs);
 		if (e) {
 			rc = -e;
 			break;
@@ -1634,8 +1861,6 @@ static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *
                              char *nbuf, size_t nbuflen, enum fsd_kind *kind, struct child_spec *sp,
                              struct fsd_list_item *it, int *rc)
 {
-	static const char *const top[] = {"calls", "values", "digests", "by-name"};
-	static const enum fsd_kind topk[] = {FSD_CALLS, FSD_VALUES, FSD_DIGESTS, FSD_BYNAME};
 	memset(sp, 0, sizeof(*sp));
 	sp->size = -1;
 	*rc = 0;
@@ -1649,8 +1874,8 @@ static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *
 	}
 	switch (d->kind) {
 	case FSD_ROOT:
-		*kind = topk[k];
-		return top[k];
+		*kind = fs_top[k].kind;
+		return fs_top[k].name;
 	case FSD_CALLS:
 	case FSD_VALUES:
 		*kind = d->kind == FSD_CALLS ? FSD_CALL : FSD_VALUE;
@@ -1664,6 +1889,11 @@ static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *
 	case FSD_FUNC:
 		*kind = FSD_LINK;
 		snprintf(buf, buflen, "../../calls/%.64s", it->name);
+		sp->target = buf;
+		return it->name;
+	case FSD_QUERY_DIR:
+		*kind = FSD_LINK;
+		query_link(d->dir, it->name, buf, buflen);
 		sp->target = buf;
 		return it->name;
 	case FSD_CALL: {
@@ -1780,7 +2010,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			used += need;
 			continue;
 		}
-		char target[96], nbuf[300];
+		char target[256], nbuf[300]; /* target: a link out of a deep query/ directory */
 		enum fsd_kind kind;
 		struct child_spec sp;
 		struct fsd_list_item it;
@@ -1863,6 +2093,7 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_namemax = 255;
 	if (fs_of(req)->o.read_only || fs_of(req)->server_ro)
 		sv.f_flag = ST_RDONLY;
+	fsd_statfs_fill(&fs_of(req)->statfs, fs_of(req)->conn, &sv);
 	fuse_reply_statfs(req, &sv);
 }
 
@@ -1973,6 +2204,8 @@ struct fsd_fs *fsd_fs_new(struct fsd_conn *conn, const struct fsd_fs_options *o)
 	fs->conn = conn;
 	fs->o = *o;
 	pthread_mutex_init(&fs->ra_lock, NULL);
+	pthread_mutex_init(&fs->guard.lock, NULL);
+	fsd_statfs_cache_init(&fs->statfs);
 	if (fs->o.cache_timeout < 0)
 		fs->o.cache_timeout = 0;
 	if (fs->o.negative_timeout < 0)
@@ -1996,15 +2229,13 @@ struct fsd_fs *fsd_fs_new(struct fsd_conn *conn, const struct fsd_fs_options *o)
 	}
 	fsd_listings_init(&fs->lists, conn, fs->page, fs->o.cache_timeout);
 	/* The top-level directories stay for the mount's life. */
-	static const char *const top[] = {"calls", "values", "digests", "by-name"};
-	static const enum fsd_kind topk[] = {FSD_CALLS, FSD_VALUES, FSD_DIGESTS, FSD_BYNAME};
 	fsd_itable_lock(&fs->it);
-	for (size_t k = 0; k < 4; k++) {
-		struct fsd_inode *i =
-		    fsd_itable_child(&fs->it, fs->it.root, top[k], topk[k], NULL, NULL, 0);
+	for (size_t k = 0; k < FS_NTOP; k++) {
+		struct fsd_inode *i = fsd_itable_child(&fs->it, fs->it.root, fs_top[k].name,
+		                                       fs_top[k].kind, NULL, NULL, 0);
 		if (i)
 			i->permanent = 1;
-		if (i && topk[k] == FSD_BYNAME)
+		if (i && fs_top[k].kind == FSD_BYNAME)
 			fs->byname_ino = i->ino;
 	}
 	fsd_itable_unlock(&fs->it);
@@ -2030,6 +2261,8 @@ void fsd_fs_free(struct fsd_fs *fs)
 	fsd_viewcache_release(&fs->views);
 	fsd_itable_release(&fs->it);
 	pthread_mutex_destroy(&fs->ra_lock);
+	pthread_mutex_destroy(&fs->guard.lock);
+	fsd_statfs_cache_release(&fs->statfs);
 	free(fs);
 }
 

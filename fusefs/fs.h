@@ -22,6 +22,7 @@ struct fsd_fs_options {
 	int no_splice;           /* -o nosplice: values are copied, never spliced */
 	const char *mountpoint;  /* the real path, borrowed: for readahead_kb */
 	unsigned readahead_kb;   /* the kernel readahead raised to (0: left alone) */
+	int evict_all;           /* -o evict_all: no eviction guard (fs.c) */
 };
 
 struct fsd_fs;

@@ -53,6 +53,7 @@ void fsd_record_unref(struct fsd_record *r)
 	for (size_t i = 0; i < r->nargs; i++)
 		free(r->args[i].name);
 	free(r->args);
+	free(r->meta_error);
 	free(r);
 }
 

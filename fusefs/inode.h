@@ -8,7 +8,7 @@
  *  1. The root is number 1 (FUSE_ROOT_ID) and is never freed; other inodes live
  *     while their lookup count is above zero (each reply that hands an entry to the
  *     kernel adds one, forget subtracts) or while the table holds them as permanent
- *     (the four top-level directories).
+ *     (the five top-level directories).
  *  2. Two inodes never share a path or a number.
  *  3. kind, path, name, key, target and view never change after creation (view
  *     follows from the path); the attribute fields (size, mtime, err, rec, aux)
@@ -38,12 +38,14 @@ enum fsd_kind {
 	FSD_VALUE,          /* values/<key> and its views values/<key>.<ext> */
 	FSD_AMBIG,          /* digests/<prefix>/ for an ambiguous prefix */
 	FSD_FUNC,           /* by-name/<function>/ */
+	FSD_QUERY,          /* query/ */
+	FSD_QUERY_DIR,      /* query/<field=value>/... (querydir.h) */
 };
 
 /* A call record rendered into the files of its directory. */
 struct fsd_record_file {
 	char *name; /* file name inside its directory */
-	char *data; /* contents (call.json text, "add\n", ...) */
+	char *data; /* contents (call.json text, "add\n", ...); NULL when empty */
 	size_t len;
 };
 
@@ -64,6 +66,10 @@ struct fsd_record {
 	char result[65];              /* "" when the record has no result */
 	struct fsd_record_file *meta; /* metadata/<block>.json */
 	size_t nmeta;
+	/* Why the server cannot send the metadata (load's metadata_error), or NULL. When
+	 * set, meta is empty and call.json is listed empty: opening it, or metadata/,
+	 * fails with EIO and logs this. */
+	char *meta_error;
 };
 
 struct fsd_record *fsd_record_ref(struct fsd_record *r);

@@ -37,7 +37,9 @@ struct fsd_listing {
 	/* what to fetch */
 	struct fsd_listings *ls;
 	char kind[8]; /* "calls", "values", "names", or "" for a query */
-	char *func;
+	char *func;   /* a query: the function name (by-name/), or what tmpl is for logs */
+	char *tmpl;   /* a query/ directory's template (msgpack), or NULL */
+	size_t tmpl_len;
 };
 
 static uint64_t now_ms(void)
@@ -58,6 +60,7 @@ void fsd_listing_unref(struct fsd_listing *l)
 	free(l->mtime);
 	free(l->size);
 	free(l->func);
+	free(l->tmpl);
 	pthread_cond_destroy(&l->cv);
 	pthread_mutex_destroy(&l->m);
 	free(l);
@@ -181,6 +184,9 @@ static int listing_fill(struct fsd_listing *l)
 		if (names)
 			rc = fsd_conn_call_sync(ls->conn, &r, "names", 0, "su", a,
 			                        (uint64_t)ls->page);
+		else if (l->tmpl)
+			rc = fsd_conn_call_sync(ls->conn, &r, "query", 0, "Rsub", l->tmpl,
+			                        l->tmpl_len, a, (uint64_t)ls->page, 1);
 		else if (l->func)
 			rc = fsd_conn_call_sync(ls->conn, &r, "query", 0, "Nsub", l->func, a,
 			                        (uint64_t)ls->page, 1);
@@ -238,11 +244,9 @@ static void *listing_main(void *arg)
 	return NULL;
 }
 
-int fsd_listing_query(struct fsd_listings *ls, const char *func, struct fsd_listing **out)
+/* Fills the new query listing l whole; *out, or the reference dropped. */
+static int query_fill(struct fsd_listing *l, struct fsd_listing **out)
 {
-	struct fsd_listing *l = listing_new(ls, NULL, func);
-	if (!l)
-		return -ENOMEM;
 	int rc = listing_fill(l);
 	if (rc) {
 		fsd_listing_unref(l);
@@ -250,6 +254,29 @@ int fsd_listing_query(struct fsd_listings *ls, const char *func, struct fsd_list
 	}
 	*out = l;
 	return 0;
+}
+
+int fsd_listing_query(struct fsd_listings *ls, const char *func, struct fsd_listing **out)
+{
+	struct fsd_listing *l = listing_new(ls, NULL, func);
+	if (!l)
+		return -ENOMEM;
+	return query_fill(l, out);
+}
+
+int fsd_listing_template(struct fsd_listings *ls, const char *tmpl, size_t len, const char *what,
+                         struct fsd_listing **out)
+{
+	struct fsd_listing *l = listing_new(ls, NULL, what);
+	if (!l)
+		return -ENOMEM;
+	if (!(l->tmpl = malloc(len ? len : 1))) {
+		fsd_listing_unref(l);
+		return -ENOMEM;
+	}
+	memcpy(l->tmpl, tmpl, len);
+	l->tmpl_len = len;
+	return query_fill(l, out);
 }
 
 static int listing_fresh(struct fsd_listings *ls, struct fsd_listing *l)

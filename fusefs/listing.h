@@ -55,6 +55,11 @@ int fsd_listings_get(struct fsd_listings *ls, const char *kind, struct fsd_listi
 /* The calls of one function (query {name: func}), fetched whole, not cached. */
 int fsd_listing_query(struct fsd_listings *ls, const char *func, struct fsd_listing **out);
 
+/* The calls a query template (one msgpack map, copied) matches, fetched whole, not
+ * cached; what names it in log lines. */
+int fsd_listing_template(struct fsd_listings *ls, const char *tmpl, size_t len, const char *what,
+                         struct fsd_listing **out);
+
 /*
  * Looks a full key up in the fresh cached listing of kind ("calls" or "values"):
  * its index (and *mtime, *size), or -1 when absent or when no fresh listing exists.

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cacheinfo.h"
 #include "conn.h"
 #include "fs.h"
 #include "log.h"
@@ -41,7 +42,10 @@ struct options {
 	int read_only;
 	int timeout;
 	unsigned readahead_kb;
+	char *ssh_given; /* the first SSH-only option given (warned about with a local source) */
+	char *log_file;  /* -o log=FILE: the log once detached (NULL: syslog, else the default file) */
 	int no_splice;
+	int evict_all;
 	double cache_timeout;
 	double negative_timeout;
 	char *server; /* -o server=CMD (also handed to the SSH options) */
@@ -53,10 +57,35 @@ struct options {
 
 enum { KEY_HELP, KEY_VERSION, KEY_PORT, KEY_RO, KEY_CACHE };
 
+/* The largest -o readahead_kb (1 GiB). */
+#define READAHEAD_KB_MAX (1024u * 1024)
+
+/* Reads readahead_kb's value: decimal KiB, 0 to READAHEAD_KB_MAX. 0 or -1. */
+static int parse_readahead(const char *s, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v > READAHEAD_KB_MAX)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* Remembers the first option that only means something with an SSH source. */
+static void note_ssh_option(struct options *o, const char *what)
+{
+	if (!o->ssh_given)
+		o->ssh_given = strdup(what);
+}
+
 static const struct fuse_opt opt_spec[] = {
     {"timeout=%i", offsetof(struct options, timeout), 0},
-    {"readahead_kb=%u", offsetof(struct options, readahead_kb), 0},
     {"nosplice", offsetof(struct options, no_splice), 1},
+    {"evict_all", offsetof(struct options, evict_all), 1},
     {"cache_timeout=%lf", offsetof(struct options, cache_timeout), 0},
     {"negative_timeout=%lf", offsetof(struct options, negative_timeout), 0},
     FUSE_OPT_KEY("-h", KEY_HELP),
@@ -67,6 +96,17 @@ static const struct fuse_opt opt_spec[] = {
     FUSE_OPT_KEY("ro", KEY_RO),
     FUSE_OPT_KEY("--cache ", KEY_CACHE),
     FUSE_OPT_KEY("--cache=", KEY_CACHE),
+    /* what an fstab line or mount(8) may hand a mount helper, meant for mount(8)
+     * and systemd only (as sshfs discards them) */
+    FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("nofail", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("auto", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("noauto", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("user", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("nouser", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("users", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("comment=", FUSE_OPT_KEY_DISCARD),
     FUSE_OPT_END,
 };
 
@@ -92,6 +132,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_PORT:
 		if (fsd_ssh_opt(&o->ssh, "port", arg + 2) < 0)
 			o->bad = 1;
+		note_ssh_option(o, "-p");
 		return 0;
 	case KEY_RO:
 		o->read_only = 1;
@@ -103,6 +144,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			o->bad = 1;
 		return 0;
 	case FUSE_OPT_KEY_OPT: {
+		if (strncmp(arg, "x-", 2) == 0)
+			return 0; /* x-systemd.automount and the like: comments for others */
 		const char *eq = strchr(arg, '=');
 		if (!eq)
 			return 1;
@@ -112,6 +155,21 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			return 1;
 		memcpy(k, arg, kl);
 		k[kl] = 0;
+		if (strcmp(k, "readahead_kb") == 0) {
+			if (parse_readahead(eq + 1, &o->readahead_kb) < 0) {
+				fprintf(stderr,
+				        "flechefs: bad value '%s' for option 'readahead_kb': give "
+				        "KiB from 0 to %u\n",
+				        eq + 1, READAHEAD_KB_MAX);
+				o->bad = 1;
+			}
+			return 0;
+		}
+		if (strcmp(k, "log") == 0) {
+			free(o->log_file);
+			o->log_file = strdup(eq + 1);
+			return 0;
+		}
 		if (strcmp(k, "server") == 0) {
 			free(o->server);
 			o->server = strdup(eq + 1);
@@ -119,6 +177,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		int r = fsd_ssh_opt(&o->ssh, k, eq + 1);
 		if (r < 0)
 			o->bad = 1;
+		if (r > 0 && strcmp(k, "server") != 0)
+			note_ssh_option(o, k);
 		if (r != 0)
 			return 0;
 		if (strcmp(k, "server") == 0)
@@ -158,11 +218,19 @@ static void usage(const char *prog)
 	       "    -o readahead_kb=N      kernel readahead for the mount, when allowed (4096)\n"
 	       "    -o nosplice            copy values through memory instead of splicing them\n"
 	       "                           from the local server's pipe to the kernel\n"
+	       "    -o evict_all           let rmdir evict any number of calls (by default, after\n"
+	       "                           16 evictions within 10 s the next ones fail with\n"
+	       "                           EBUSY until they pause for 10 s)\n"
+	       "    -o log=FILE            the log once detached (default: syslog; without\n"
+	       "                           one, $XDG_STATE_HOME/flechefs/flechefs.log)\n"
 	       "\n"
 	       "%s\n"
-	       "FUSE options:\n",
+	       "FUSE options:\n"
+	       "    -o clone_fd            a separate FUSE device fd for each thread\n"
+	       "    -o max_idle_threads=N  idle worker threads kept (default: no limit)\n"
+	       "    -o max_threads=N       worker threads at most (default: 32)\n",
 	       prog, prog, prog, fsd_ssh_help());
-	fuse_cmdline_help();
+	/* fuse_cmdline_help() would list -h, -V, -d, -f and -s a second time */
 	fuse_lowlevel_help();
 }
 
@@ -204,18 +272,18 @@ static struct fsd_connector *local_connector(struct options *o, char *err, size_
 	char *argv[12];
 	size_t n = 0;
 
-	if (o->source && stat(o->source, &st) < 0) {
+	if (stat(o->source, &st) < 0) {
 		snprintf(err, errlen, "cannot use cache directory '%s': %s", o->source,
 		         strerror(errno));
 		return NULL;
 	}
-	if (o->source && !S_ISDIR(st.st_mode)) {
+	if (!S_ISDIR(st.st_mode)) {
 		snprintf(err, errlen, "cannot use cache directory '%s': not a directory",
 		         o->source);
 		return NULL;
 	}
-	/* with a cache name and no directory, fleche.toml is looked for from here */
-	root = o->source ? realpath(o->source, NULL) : getcwd(NULL, 0);
+	/* with a cache name, the directory fleche.toml is looked for from */
+	root = realpath(o->source, NULL);
 	server = o->server ? strdup(o->server) : find_server();
 	if (!root || !server) {
 		snprintf(err, errlen, "out of memory");
@@ -253,6 +321,59 @@ out:
 	free(root);
 	free(server);
 	return c;
+}
+
+/* --- the mount's names --- */
+
+/*
+ * Names the mount as sshfs does, so that /proc/mounts, df and findmnt show which
+ * cache it is: fsname is the source ("[user@]host:path" as given, or the local
+ * directory made absolute) and the type fuse.flechefs. An -o fsname= or -o subtype=
+ * the user gave wins. 0, or -1 when out of memory.
+ */
+static int add_mount_names(struct fuse_args *args, const struct options *o)
+{
+	char *fsname = NULL, *opt = NULL;
+	int rc = -1;
+
+	int has_subtype = 0;
+	/* fuse_parse_cmdline has added subtype=<program> unless fsname= was given */
+	for (int i = 1; i < args->argc; i++) {
+		if (strstr(args->argv[i], "fsname="))
+			return 0;
+		has_subtype |= strstr(args->argv[i], "subtype=") != NULL;
+	}
+	if (fsd_ssh_is_remote(o->source))
+		fsname = strdup(o->source);
+	else
+		fsname = realpath(o->source, NULL);
+	if (!fsname)
+		fsname = strdup(o->source);
+	if (!fsname)
+		return -1;
+	if (!has_subtype && fuse_opt_add_arg(args, "-osubtype=flechefs") != 0)
+		goto out;
+	if (asprintf(&opt, "fsname=%s", fsname) < 0) {
+		opt = NULL;
+		goto out;
+	}
+	/* escaped: a comma or backslash in a path must not split the option */
+	char *escaped = NULL;
+	if (fuse_opt_add_opt_escaped(&escaped, opt) != 0)
+		goto out;
+	free(opt);
+	opt = NULL;
+	if (asprintf(&opt, "-o%s", escaped) < 0) {
+		opt = NULL;
+		free(escaped);
+		goto out;
+	}
+	free(escaped);
+	rc = fuse_opt_add_arg(args, opt) == 0 ? 0 : -1;
+out:
+	free(opt);
+	free(fsname);
+	return rc;
 }
 
 /* --- ending --- */
@@ -360,10 +481,37 @@ static int fork_and_wait(void)
 	return p[1];
 }
 
-static void detach(int fd)
+/*
+ * Chooses where the log goes once detached, while the terminal can still be told:
+ * the file of -o log= (opened at start), else syslog when a daemon listens, else the
+ * default file under $XDG_STATE_HOME. Returns nonzero for a file, 0 for syslog.
+ */
+static int choose_log(const struct options *o)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	if (o->log_file)
+		return 1;
+	if (fsd_log_syslog_available())
+		return 0;
+	rc = fsd_log_default_file(path, sizeof(path));
+	if (rc == 0)
+		rc = fsd_log_open_file(path);
+	if (rc < 0)
+		fprintf(stderr,
+		        "flechefs: warning: no syslog and cannot write the log file%s%s%s: %s; "
+		        "the log is lost (choose one with -o log=FILE)\n",
+		        rc == -ENOENT ? "" : " '", rc == -ENOENT ? "" : path,
+		        rc == -ENOENT ? "" : "'", rc == -ENOENT ? "no home directory" : strerror(-rc));
+	return 1;
+}
+
+static void detach(int fd, const struct options *o)
 {
 	if (fd < 0)
 		return;
+	int to_file = choose_log(o);
 	setsid();
 	if (chdir("/") < 0) {
 		/* nothing depends on the directory */
@@ -372,7 +520,10 @@ static void detach(int fd)
 	if (nul >= 0) {
 		dup2(nul, 0);
 		dup2(nul, 1);
-		fsd_log_to_syslog();
+		if (to_file)
+			fsd_log_to_file();
+		else
+			fsd_log_to_syslog();
 		dup2(nul, 2);
 		if (nul > 2)
 			close(nul);
@@ -421,11 +572,14 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	if (o.ssh.cache && o.source && !o.mountpoint) {
-		/* flechefs --cache NAME MOUNTPOINT: the one argument is the mount point */
+		/* flechefs --cache NAME MOUNTPOINT: the one argument is the mount point, and
+		 * fleche.toml is looked for from here */
 		o.mountpoint = o.source;
-		o.source = NULL;
-		if (fuse_opt_add_arg(&args, o.mountpoint) != 0)
+		o.source = getcwd(NULL, 0);
+		if (!o.source || fuse_opt_add_arg(&args, o.mountpoint) != 0) {
+			fprintf(stderr, "flechefs: cannot start: %s\n", strerror(errno));
 			goto out;
+		}
 	}
 	if (o.mountpoint) {
 		struct stat st;
@@ -442,7 +596,7 @@ int main(int argc, char *argv[])
 	}
 	if (fuse_parse_cmdline(&args, &fopts) != 0)
 		goto out;
-	if ((!o.source && !o.ssh.cache) || !fopts.mountpoint) {
+	if (!o.source || !fopts.mountpoint) {
 		fprintf(stderr,
 		        "flechefs: %s\nusage: %s [options] CACHE_DIR MOUNTPOINT (see --help)\n",
 		        !o.source ? "no cache directory given" : "no mount point given", argv[0]);
@@ -452,13 +606,27 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "flechefs: timeouts must be positive\n");
 		goto out;
 	}
+	if (o.log_file) {
+		int lrc = o.log_file[0] ? fsd_log_open_file(o.log_file) : -EINVAL;
+		if (lrc < 0) {
+			fprintf(stderr, "flechefs: cannot open log file '%s': %s\n", o.log_file,
+			        strerror(-lrc));
+			goto out;
+		}
+	}
 	fsd_log_set_debug(fopts.debug);
 	fsd_ssh_set_log(ssh_log);
 
-	if (o.source && fsd_ssh_is_remote(o.source))
+	if (fsd_ssh_is_remote(o.source)) {
 		connector = fsd_ssh_connector_new(o.source, &o.ssh, o.read_only, err, sizeof(err));
-	else
+	} else {
+		if (o.ssh_given)
+			fprintf(stderr,
+			        "flechefs: warning: SSH option '%s' ignored: '%s' is a local "
+			        "directory (a remote source is [user@]host:[path])\n",
+			        o.ssh_given, o.source);
 		connector = local_connector(&o, err, sizeof(err));
+	}
 	if (!connector) {
 		fprintf(stderr, "flechefs: %s\n", err);
 		goto out;
@@ -485,8 +653,7 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	if (fsd_conn_start(conn, 1, err, sizeof(err)) < 0) {
-		fprintf(stderr, "flechefs: cannot start the server for '%s': %s\n",
-		        o.source ? o.source : o.ssh.cache, err);
+		fprintf(stderr, "flechefs: cannot start the server for '%s': %s\n", o.source, err);
 		goto out;
 	}
 	/* resolved now: once mounted, a stat of the mount point would ask ourselves */
@@ -498,14 +665,28 @@ int main(int argc, char *argv[])
 	    .no_splice = o.no_splice,
 	    .mountpoint = mount_real,
 	    .readahead_kb = o.readahead_kb,
+	    .evict_all = o.evict_all,
 	};
 	fs = fsd_fs_new(conn, &fso);
 	if (!fs) {
 		fprintf(stderr, "flechefs: out of memory\n");
 		goto out;
 	}
-	if (fsd_fs_check(fs, err, sizeof(err)) < 0) {
+	/* (a cache named in fleche.toml is what it is: the server refuses what it cannot
+	 * serve, and one fleche has not written to yet is empty, as fleche sees it) */
+	if ((!o.ssh.cache && fsd_cache_require(fsd_conn_server(conn), o.source, err,
+	                                       sizeof(err)) < 0) ||
+	    fsd_fs_check(fs, err, sizeof(err)) < 0) {
 		fprintf(stderr, "flechefs: %s\n", err);
+		goto out;
+	}
+	/* The kernel checks every access against the modes and owner the tree shows (the
+	 * mounter's), so that with allow_other what ls -l shows is what is enforced:
+	 * other users read, only the mounter evicts. */
+	fsd_cache_probe(conn);
+	if (fuse_opt_add_arg(&args, "-odefault_permissions") != 0 ||
+	    add_mount_names(&args, &o) < 0) {
+		fprintf(stderr, "flechefs: out of memory\n");
 		goto out;
 	}
 	se = fuse_session_new(&args, fsd_fs_ops(), sizeof(*fsd_fs_ops()), fs);
@@ -527,9 +708,8 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "flechefs: the server went away during the mount\n");
 		goto out;
 	}
-	fsd_log(FSD_LOG_DEBUG, "mounted '%s' on '%s'", o.source ? o.source : o.ssh.cache,
-	        fopts.mountpoint);
-	detach(status_fd);
+	fsd_log(FSD_LOG_DEBUG, "mounted '%s' on '%s'", o.source, fopts.mountpoint);
+	detach(status_fd, &o);
 	status_fd = -1;
 
 	if (fopts.singlethread) {
@@ -573,6 +753,8 @@ out:
 		connector->free(connector);
 	fsd_ssh_options_release(&o.ssh);
 	free(o.server);
+	free(o.ssh_given);
+	free(o.log_file);
 	free(o.source);
 	free(o.mountpoint);
 	free(fopts.mountpoint);

@@ -467,6 +467,7 @@ struct ssh_connector {
 	char *spawn_cmd;       /* non-NULL: run through sh -c (ssh_command) */
 	char **identity_files; /* expanded, in order */
 	size_t n_identity_files;
+	size_t n_given_identity_files; /* the first ones, from -o IdentityFile */
 	char **known_read;
 	size_t n_known_read;
 	char *known_write;
@@ -585,7 +586,7 @@ static void stderr_bytes(struct ssh_transport *t, const char *p, size_t n, int f
 			t->err_line[t->err_line_len] = '\0';
 			if (t->err_line_len && t->err_line[t->err_line_len - 1] == '\r')
 				t->err_line[t->err_line_len - 1] = '\0';
-			ssh_logf("%s: %s", t->peer, t->err_line);
+			fsd_log_relay(FSD_LOG_WARN, t->peer, t->err_line);
 			pthread_mutex_lock(&t->mu);
 			keep_err_line(t, t->err_line);
 			pthread_mutex_unlock(&t->mu);
@@ -1155,6 +1156,12 @@ static size_t ssh_describe_exit(struct fsd_transport *base, char *buf, size_t le
 	if (t->exit_signal[0])
 		n = snprintf(buf, len, "killed by signal %s%s%s", t->exit_signal, tl ? ": " : "",
 		             tail);
+	else if (t->exit_status == 127)
+		/* the shell's "command not found" */
+		n = snprintf(buf, len,
+		             "exited with status 127, no such command there: install "
+		             "flechefs-server on that host or name it with -o server=PATH%s%s",
+		             tl ? ": " : "", tail);
 	else if (t->exit_status >= 0)
 		n = snprintf(buf, len, "exited with status %d%s%s", t->exit_status, tl ? ": " : "",
 		             tail);
@@ -1449,6 +1456,7 @@ static int authenticate(struct ssh_transport *t, struct ssh_connector *c, char *
 	const char *user = c->user;
 	unsigned ulen = (unsigned)strlen(user);
 	char tried[1024] = "";
+	char unreadable[1024] = ""; /* identity files given but not readable */
 	int no_person = 0; /* succeeded without a person (agent or plain key) */
 
 	/* one round trip, the "none" attempt (invariant 4): an RTT estimate */
@@ -1488,8 +1496,14 @@ static int authenticate(struct ssh_transport *t, struct ssh_connector *c, char *
 
 		for (size_t i = 0; i < c->n_identity_files; i++) {
 			const char *f = c->identity_files[i];
-			if (access(f, R_OK) != 0)
+			if (access(f, R_OK) != 0) {
+				size_t l = strlen(unreadable);
+				if (i < c->n_given_identity_files)
+					snprintf(unreadable + l, sizeof(unreadable) - l,
+					         "; cannot read identity file '%s': %s", f,
+					         strerror(errno));
 				continue;
+			}
 			tried_add(tried, sizeof(tried), f);
 			if (!key_is_encrypted(f)) {
 				if (libssh2_userauth_publickey_fromfile_ex(s, user, ulen, NULL, f,
@@ -1572,12 +1586,12 @@ static int authenticate(struct ssh_transport *t, struct ssh_connector *c, char *
 				goto ok;
 		}
 	}
-	snprintf(err, errlen, "permission denied for %s@%s: tried %s%s (the server accepts %s)",
+	snprintf(err, errlen, "permission denied for %s@%s: tried %s%s%s (the server accepts %s)",
 	         user, c->host,
-	         tried[0]    ? tried
-	         : no_tty[0] ? "nothing"
-	                     : "nothing (no key, no agent, no terminal)",
-	         no_tty, methods);
+	         tried[0]                   ? tried
+	         : no_tty[0] || unreadable[0] ? "nothing"
+	                                      : "nothing (no key, no agent, no terminal)",
+	         unreadable, no_tty, methods);
 	return -EACCES;
 ok:
 	c->reconnect_ok = no_person && !t->prompted;
@@ -1964,6 +1978,7 @@ struct fsd_connector *fsd_ssh_connector_new(const char *source, const struct fsd
 		}
 		free(e);
 	}
+	c->n_given_identity_files = c->n_identity_files;
 	if (sc.found) {
 		for (size_t i = 0; i < sc.n_identity_files; i++)
 			if (push_str(&c->identity_files, &c->n_identity_files,

@@ -38,6 +38,12 @@ struct fsd_transport_ops {
 	 * copying them through memory; -1 when the bytes do not come from a pipe.
 	 */
 	int (*read_pipe)(struct fsd_transport *t);
+	/*
+	 * Optional: returns once what the server has written to its standard error so
+	 * far is in the daemon's log (or after timeout_ms), so that warnings the server
+	 * gave before an answer are logged before the caller goes on.
+	 */
+	void (*settle_log)(struct fsd_transport *t, int timeout_ms);
 };
 
 struct fsd_transport {

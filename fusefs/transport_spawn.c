@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,6 +48,7 @@ struct spawn_transport {
 	int err_fd;     /* child's stderr (the tail thread reads) */
 	int wake[2];    /* shutdown() wakes a blocked write (invariant 2) */
 	atomic_int closed;
+	atomic_int tail_busy; /* the tail thread has bytes of err_fd in hand */
 	pthread_t tail_thread;
 	int tail_started;
 	pthread_mutex_t lock; /* guards tail, status, reaped */
@@ -79,16 +81,23 @@ static void *tail_main(void *arg)
 	size_t used = 0;
 
 	for (;;) {
-		ssize_t n = read(s->err_fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
+		/* busy from the moment bytes are there until they are logged (settle) */
+		struct pollfd pfd = {.fd = s->err_fd, .events = POLLIN};
+		if (poll(&pfd, 1, -1) < 0 && errno == EINTR)
 			continue;
+		atomic_store(&s->tail_busy, 1);
+		ssize_t n = read(s->err_fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR) {
+			atomic_store(&s->tail_busy, 0);
+			continue;
+		}
 		if (n <= 0)
 			break;
 		for (ssize_t i = 0; i < n; i++) {
 			char c = buf[i];
 			if (c == '\n' || used == sizeof(line) - 1) {
 				line[used] = 0;
-				fsd_log(FSD_LOG_WARN, "%s: %s", s->prog, line);
+				fsd_log_relay(FSD_LOG_WARN, s->prog, line);
 				tail_add(s, line);
 				used = 0;
 				if (c == '\n')
@@ -97,13 +106,30 @@ static void *tail_main(void *arg)
 			if (c != '\r')
 				line[used++] = c;
 		}
+		atomic_store(&s->tail_busy, 0);
 	}
 	if (used) {
 		line[used] = 0;
-		fsd_log(FSD_LOG_WARN, "%s: %s", s->prog, line);
+		fsd_log_relay(FSD_LOG_WARN, s->prog, line);
 		tail_add(s, line);
 	}
+	atomic_store(&s->tail_busy, 0);
 	return NULL;
+}
+
+static void spawn_settle_log(struct fsd_transport *t, int timeout_ms)
+{
+	struct spawn_transport *s = spawn_of(t);
+	struct timespec pause = {0, 2 * 1000 * 1000};
+	for (int waited = 0; waited < timeout_ms; waited += 2) {
+		int pending = 0;
+		if (!s->tail_started || atomic_load(&s->closed))
+			return;
+		if (!atomic_load(&s->tail_busy) &&
+		    (ioctl(s->err_fd, FIONREAD, &pending) < 0 || pending == 0))
+			return;
+		nanosleep(&pause, NULL);
+	}
 }
 
 static ssize_t spawn_read(struct fsd_transport *t, void *buf, size_t len)
@@ -263,6 +289,7 @@ static const struct fsd_transport_ops spawn_ops = {
     .describe_exit = spawn_describe_exit,
     .free = spawn_free,
     .read_pipe = spawn_read_pipe,
+    .settle_log = spawn_settle_log,
 };
 
 int fsd_transport_spawn(char *const argv[], struct fsd_transport **out, char *err, size_t errlen)

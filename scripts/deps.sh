@@ -6,7 +6,7 @@
 FLECHEFS_PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev \
 libfuse3-dev fuse3 libssh2-1-dev libmsgpack-dev libsqlite3-dev zlib1g-dev libssl-dev \
 python3 python3-venv python3-msgpack python3-numpy jq openssh-client openssh-server sshfs procps psmisc \
-openssl util-linux libpam-modules iproute2"
+openssl util-linux libpam-modules iproute2 mandoc"
 
 flechefs_deps() {
 	if ! command -v dpkg-query >/dev/null 2>&1; then

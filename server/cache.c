@@ -19,6 +19,7 @@
  */
 #include "cache.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -29,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "filecodec.h"
@@ -128,6 +130,28 @@ static char *join(const char *a, const char *b)
 	return out;
 }
 
+/*
+ * path made absolute with its directory part resolved (symbolic links allowed there)
+ * and its last component kept as it is, so that the file itself can be opened
+ * without following a symbolic link (store_sql.h invariant 5).
+ */
+static char *absolute_entry(const char *path)
+{
+	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+	char *dir, *absdir, *out;
+
+	if (!*base)
+		return absolute(path); /* a trailing slash: not a file */
+	dir = !slash ? strdup(".")
+	      : slash == path ? strdup("/")
+	                      : srv_strndup(path, (size_t)(slash - path));
+	absdir = dir ? absolute(dir) : NULL;
+	out = absdir ? join(strcmp(absdir, "/") == 0 ? "" : absdir, base) : NULL;
+	free(dir);
+	free(absdir);
+	return out;
+}
+
 static bool is_file(const char *path)
 {
 	struct stat st;
@@ -136,6 +160,13 @@ static bool is_file(const char *path)
 }
 
 /* The URL with anything between "://" and '@' (a password) replaced by "***". */
+static bool is_dir(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 static char *redact_url(const char *url)
 {
 	const char *s = strstr(url, "://"), *at, *slash;
@@ -172,7 +203,7 @@ static char *sqlite_path(const char *url, struct srv_error *err)
 		srv_fail(err, RPC_E_ENOMEM, "out of memory");
 		return NULL;
 	}
-	abs = absolute(rel);
+	abs = absolute_entry(rel);
 	free(rel);
 	if (!abs)
 		srv_fail(err, RPC_E_ENOMEM, "out of memory");
@@ -212,8 +243,8 @@ static int resolve_layout(struct srv_cache *c, const struct srv_config *cfg, str
 				return srv_fail(err, rpc_error_from_errno(errno),
 				                "cannot open call storage '%s': %s", cfg->calls,
 				                strerror(errno));
-			c->calls_path = absolute(cfg->calls);
 			c->sql = S_ISREG(st.st_mode);
+			c->calls_path = c->sql ? absolute_entry(cfg->calls) : absolute(cfg->calls);
 		}
 	} else if (c->root) {
 		if (!(db = join(c->root, "calls.db")))
@@ -375,6 +406,25 @@ void srv_cache_free(struct srv_cache *c)
 	free(c);
 }
 
+void srv_cache_quit(struct srv_cache *c)
+{
+	struct timespec until;
+
+	if (c->stack.n) {
+		for (size_t i = 0; i < c->stack.n; i++)
+			srv_cache_quit(c->stack.layers[i]);
+		return;
+	}
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 1;
+	if (pthread_mutex_timedlock(&c->lock, &until) != 0)
+		return; /* still busy: the files stay, as they would after a kill */
+	if (c->sql)
+		srv_sql_close(&c->db);
+	/* the lock is kept: nothing may use the storage again */
+}
+
 void srv_cache_layout(const struct srv_cache *c, struct srv_layout *out)
 {
 	if (c->stack.n) {
@@ -389,6 +439,14 @@ void srv_cache_layout(const struct srv_cache *c, struct srv_layout *out)
 	out->values_path = c->values_path;
 	out->read_only = c->read_only;
 	out->key_count = c->nkeys;
+	out->calls_present = c->sql ? is_file(c->calls_path) : is_dir(c->calls_path);
+	out->values_present = is_dir(c->values_path);
+	out->fleche_toml = false;
+	if (c->root) {
+		char *toml = join(c->root, "fleche.toml");
+		out->fleche_toml = toml && is_file(toml);
+		free(toml);
+	}
 }
 
 int srv_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv_error *err)
@@ -413,6 +471,62 @@ int srv_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv
 out:
 	pthread_mutex_unlock(&c->lock);
 	return rc;
+}
+
+/*
+ * Adds the blocks of every key-named regular file in dir to *bytes. Reads the
+ * directory itself, not the key index, so that it needs no lock while it stats
+ * perhaps a million files (other requests go on meanwhile). A missing directory
+ * counts nothing.
+ */
+static int dir_size(const char *dir, uint64_t *bytes, struct srv_error *err)
+{
+	struct dirent *e;
+	struct stat st;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return errno == ENOENT || errno == ENOTDIR
+		           ? 0
+		           : srv_fail(err, rpc_error_from_errno(errno), "cannot open '%s': %s", dir,
+		                      strerror(errno));
+	while ((e = readdir(d))) {
+		if (!rpc_key_valid(e->d_name, strlen(e->d_name)))
+			continue;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode))
+			*bytes += (uint64_t)st.st_blocks * 512;
+	}
+	closedir(d);
+	return 0;
+}
+
+static void add_file_size(const char *path, uint64_t *bytes)
+{
+	struct stat st;
+
+	if (path && stat(path, &st) == 0)
+		*bytes += (uint64_t)st.st_blocks * 512;
+}
+
+int srv_cache_size(struct srv_cache *c, uint64_t *bytes, struct srv_error *err)
+{
+	if (c->stack.n)
+		return srv_stack_size(&c->stack, bytes, err);
+	/* the paths never change once the cache is open: no lock */
+	*bytes = 0;
+	if (c->sql) {
+		char *wal = NULL;
+
+		add_file_size(c->calls_path, bytes);
+		if (asprintf(&wal, "%s-wal", c->calls_path) >= 0) {
+			add_file_size(wal, bytes);
+			free(wal);
+		}
+	} else if (dir_size(c->calls_path, bytes, err) != 0) {
+		return -1;
+	}
+	return dir_size(c->values_path, bytes, err);
 }
 
 /* ---- prefixes ---- */
@@ -891,25 +1005,10 @@ int srv_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_
 	} else if (unique(c, SRV_VALUES, key, len, full, err) != 0) {
 		goto out;
 	}
-	if (srv_fstore_path(&c->values, full, path, sizeof(path), err) != 0)
-		goto out;
-	/* O_NONBLOCK: a FIFO named like a key must not block the server in open (it
-	 * is then refused as not a regular file); no effect on regular files */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	fd = srv_fstore_open(&c->values, full, path, &st, err);
 	if (fd < 0) {
-		if (errno == ENOENT)
+		if (err->code == RPC_E_ENOENT)
 			srv_fail(err, RPC_E_ENOENT, "no value '%s' in the cache", full);
-		else
-			srv_fail(err, rpc_error_from_errno(errno), "cannot open '%s': %s", path,
-			         strerror(errno));
-		goto out;
-	}
-	if (fstat(fd, &st) != 0) {
-		srv_fail(err, RPC_E_EIO, "cannot stat '%s': %s", path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		srv_fail(err, RPC_E_CORRUPT, "'%s' is not a regular file", path);
 		goto out;
 	}
 	for (p = c->lru; p; p = p->next) {

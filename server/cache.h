@@ -26,7 +26,9 @@
  * than 64 is ENOENT; srv_record.mtime is always set (timestop, else the file's or
  * database's mtime); a detail entry's name is NULL when a record cannot be read.
  * Opening a SQLite cache creates -shm/-wal files beside the database (as every
- * SQLite reader of a WAL database does): tests copy the fixtures first.
+ * SQLite reader of a WAL database does), removed at srv_cache_free or
+ * srv_cache_quit when they were not there before (store_sql.h invariant 6): tests
+ * copy the fixtures first all the same.
  */
 #ifndef FLECHEFS_SERVER_CACHE_H
 #define FLECHEFS_SERVER_CACHE_H
@@ -82,6 +84,14 @@ struct srv_cache; /* opaque */
  */
 int srv_cache_open(const struct srv_config *cfg, struct srv_cache **out, struct srv_error *err);
 void srv_cache_free(struct srv_cache *cache);
+/*
+ * Ends the use of the cache from any thread, as the process is about to end: waits
+ * (at most a second) for the operation in progress and closes the call storage, so
+ * that SQLite removes the files it made (store_sql.h invariant 6). The cache must not
+ * be used afterwards (an operation that tries waits for good) nor freed; the caller
+ * ends the process.
+ */
+void srv_cache_quit(struct srv_cache *cache);
 
 /*
  * Joins caches opened with srv_cache_open into one that reads through them in order,
@@ -102,11 +112,25 @@ struct srv_layout {
 	const char *values_path; /* absolute */
 	bool read_only;
 	size_t key_count;
+	/* What exists right now: fleche makes its storage on first use, so a root
+	 * holding neither is not (yet) a cache; a fleche.toml in the root marks a
+	 * fleche project's directory, whose caches live where the file says. */
+	bool calls_present;  /* the call directory or database file exists */
+	bool values_present; /* the value directory exists */
+	bool fleche_toml;    /* root/fleche.toml exists */
 };
 void srv_cache_layout(const struct srv_cache *cache, struct srv_layout *out);
 
 /* Counts call records and value files (may scan). */
 int srv_count(struct srv_cache *cache, uint64_t *calls, uint64_t *values, struct srv_error *err);
+
+/*
+ * The disk space the cache's files take, in bytes (allocated blocks): the call
+ * records (or the database file and its WAL) and the value files (key-named regular
+ * files). Reads both directories and stats every file, without holding the cache's
+ * lock; a file that vanished meanwhile counts nothing.
+ */
+int srv_cache_size(struct srv_cache *cache, uint64_t *bytes, struct srv_error *err);
 
 /* One entry of a page; detail fields are set only when detail was asked for. */
 struct srv_entry {
@@ -153,6 +177,9 @@ struct srv_record {
 	 * response; PROTOCOL.md section 3 says how values are mapped. */
 	char *metadata;
 	size_t metadata_len;
+	/* Why the metadata cannot be served (nested too deep, too large, not JSON), or
+	 * NULL; when set, metadata is an empty map and the rest of the record is whole. */
+	char *metadata_error;
 	double mtime;
 };
 void srv_record_release(struct srv_record *rec);

@@ -41,11 +41,10 @@
 #include "buf.h"
 #include "frame.h"
 #include "msg.h"
+#include "record.h"
 #include "rpc.h"
 #include "views.h"
 
-/* How deep the metadata map of a load result may nest (it starts at depth 3). */
-#define METADATA_DEPTH (RPC_MAX_DEPTH - 2)
 /* load_value ranges at least this large are written from the value, not copied. */
 #define SRV_ZERO_COPY_MIN (128u * 1024)
 /* Write batched responses once this many bytes are waiting. */
@@ -322,13 +321,18 @@ static int pack_view_range(msgpack_packer *pk, const struct srv_rendered *r, uin
 /* -------------------------------------------------------------------------------- */
 /* Results */
 
+static int pack_bool(msgpack_packer *pk, bool b)
+{
+	return b ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+}
+
 static int pack_layout_fields(msgpack_packer *pk, const struct srv_layout *l)
 {
 	int r = 0;
 	r |= rpc_pack_str(pk, "root");
 	r |= rpc_pack_str(pk, l->root);
 	r |= rpc_pack_str(pk, "calls");
-	r |= msgpack_pack_map(pk, l->calls_url ? 3 : 2);
+	r |= msgpack_pack_map(pk, l->calls_url ? 4 : 3);
 	r |= rpc_pack_str(pk, "type");
 	r |= rpc_pack_str(pk, l->calls_type);
 	r |= rpc_pack_str(pk, "path");
@@ -337,24 +341,25 @@ static int pack_layout_fields(msgpack_packer *pk, const struct srv_layout *l)
 		r |= rpc_pack_str(pk, "url");
 		r |= rpc_pack_str(pk, l->calls_url);
 	}
+	r |= rpc_pack_str(pk, "present");
+	r |= pack_bool(pk, l->calls_present);
 	r |= rpc_pack_str(pk, "values");
-	r |= msgpack_pack_map(pk, 2);
+	r |= msgpack_pack_map(pk, 3);
 	r |= rpc_pack_str(pk, "type");
 	r |= rpc_pack_str(pk, l->values_type);
 	r |= rpc_pack_str(pk, "path");
 	r |= rpc_pack_str(pk, l->values_path);
+	r |= rpc_pack_str(pk, "present");
+	r |= pack_bool(pk, l->values_present);
 	r |= rpc_pack_str(pk, "signed");
-	r |= l->key_count > 0 ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+	r |= pack_bool(pk, l->key_count > 0);
 	r |= rpc_pack_str(pk, "key_count");
 	r |= msgpack_pack_uint64(pk, l->key_count);
+	r |= rpc_pack_str(pk, "fleche_toml");
+	r |= pack_bool(pk, l->fleche_toml);
 	return r ? -1 : 0;
 }
-#define LAYOUT_FIELDS 5
-
-static int pack_bool(msgpack_packer *pk, bool b)
-{
-	return b ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
-}
+#define LAYOUT_FIELDS 6
 
 /* The "config" field of hello and info, when the cache came from fleche.toml. */
 static int pack_config_field(struct srv_session *s, struct call *c)
@@ -435,20 +440,23 @@ static int do_hello(struct srv_session *s, struct call *c)
 static int do_info(struct srv_session *s, struct call *c)
 {
 	struct srv_layout l;
-	uint64_t ncalls = 0, nvalues = 0;
+	uint64_t ncalls = 0, nvalues = 0, size = 0;
 	msgpack_packer *pk = c->pk;
 	int r = 0;
 
-	if (srv_count(s->cache, &ncalls, &nvalues, &c->err) < 0)
+	if (srv_count(s->cache, &ncalls, &nvalues, &c->err) < 0 ||
+	    srv_cache_size(s->cache, &size, &c->err) < 0)
 		return -1;
 	srv_cache_layout(s->cache, &l);
-	r |= msgpack_pack_map(pk, LAYOUT_FIELDS + 3 + (s->config ? 1 : 0));
+	r |= msgpack_pack_map(pk, LAYOUT_FIELDS + 4 + (s->config ? 1 : 0));
 	r |= pack_config_field(s, c);
 	r |= pack_layout_fields(pk, &l);
 	r |= rpc_pack_str(pk, "call_count");
 	r |= msgpack_pack_uint64(pk, ncalls);
 	r |= rpc_pack_str(pk, "value_count");
 	r |= msgpack_pack_uint64(pk, nvalues);
+	r |= rpc_pack_str(pk, "size");
+	r |= msgpack_pack_uint64(pk, size);
 	r |= rpc_pack_str(pk, "read_only");
 	r |= pack_bool(pk, s->read_only);
 	return r ? pack_failed(c) : 0;
@@ -536,18 +544,20 @@ static int do_load(struct srv_session *s, struct call *c)
 	memset(&rec, 0, sizeof(rec));
 	if (srv_load(s->cache, key, len, &rec, &c->err) < 0)
 		return -1;
-	/* the metadata map sits at depth 3 of the response (response, result, metadata):
-	 * it may nest METADATA_DEPTH deep for the whole message to stay within the limit */
-	if (rec.metadata && rec.metadata_len &&
-	    rpc_msgpack_check(rec.metadata, rec.metadata_len, METADATA_DEPTH, NULL, 0) != 0) {
-		srv_fail(&c->err, RPC_E_CORRUPT,
-		         "the metadata of call '%s' is nested too deep to be sent (at most %d "
-		         "levels)",
-		         quote(q, sizeof(q), rec.key, strlen(rec.key)), METADATA_DEPTH);
+	/* every store keeps its metadata within SRV_META_MAX_DEPTH (record.h); checked
+	 * again here because a message nested deeper must never be sent */
+	if (!rec.metadata_error && rec.metadata && rec.metadata_len &&
+	    rpc_msgpack_check(rec.metadata, rec.metadata_len, SRV_META_MAX_DEPTH, NULL, 0) != 0 &&
+	    srv_record_meta_fail(&rec,
+	                         "the metadata of call '%s' nests deeper than the %d levels a "
+	                         "load answer can carry",
+	                         quote(q, sizeof(q), rec.key, strlen(rec.key)),
+	                         SRV_META_VALUE_DEPTH) != 0) {
 		srv_record_release(&rec);
-		return -1;
+		return srv_fail(&c->err, RPC_E_ENOMEM, "out of memory loading '%s'",
+		                quote(q, sizeof(q), key, len));
 	}
-	r |= msgpack_pack_map(pk, 9);
+	r |= msgpack_pack_map(pk, 10);
 	r |= rpc_pack_str(pk, "key");
 	r |= rpc_pack_str(pk, rec.key);
 	r |= rpc_pack_str(pk, "name");
@@ -583,6 +593,11 @@ static int do_load(struct srv_session *s, struct call *c)
 		r |= msgpack_sbuffer_write(c->out, rec.metadata, rec.metadata_len);
 	else
 		r |= msgpack_pack_map(pk, 0);
+	r |= rpc_pack_str(pk, "metadata_error");
+	if (rec.metadata_error)
+		r |= rpc_pack_error_map(pk, RPC_E_CORRUPT, rec.metadata_error, NULL, 0, 0);
+	else
+		r |= msgpack_pack_nil(pk);
 	r |= rpc_pack_str(pk, "mtime");
 	r |= msgpack_pack_double(pk, rec.mtime);
 	srv_record_release(&rec);

@@ -419,6 +419,38 @@ static int read_whole(int fd, const char *path, size_t size, uint8_t **out, size
 	return 0;
 }
 
+int srv_codec_open(const char *path, struct stat *st, struct srv_error *err)
+{
+	/* O_NONBLOCK: a FIFO named like a key must not block the server in open (it is
+	 * then refused as not a regular file); O_NOFOLLOW: a stored file is never read
+	 * through a symbolic link */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
+
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return srv_fail(err, RPC_E_ENOENT, "no such file '%s'", path);
+		if (errno == ELOOP)
+			return srv_fail(err, RPC_E_CORRUPT,
+			                "'%s' is a symbolic link: stored files are never read "
+			                "through one",
+			                path);
+		return srv_fail(err, rpc_error_from_errno(errno), "cannot open '%s': %s", path,
+		                strerror(errno));
+	}
+	if (fstat(fd, st) != 0) {
+		srv_fail(err, RPC_E_EIO, "cannot stat '%s': %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		srv_fail(err, RPC_E_CORRUPT, "'%s' is not a regular file (%s)", path,
+		         S_ISDIR(st->st_mode) ? "a directory" : "a special file");
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 int srv_codec_read_record(const char *path, const struct srv_sign *sign, uint64_t max,
                           struct srv_blob *out, struct stat *st, struct srv_error *err)
 {
@@ -429,22 +461,9 @@ int srv_codec_read_record(const char *path, const struct srv_sign *sign, uint64_
 	size_t rawlen = 0, payload;
 
 	memset(out, 0, sizeof(*out));
-	/* O_NONBLOCK: a FIFO named like a key must not block the server in open */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return srv_fail(err, RPC_E_ENOENT, "no such file '%s'", path);
-		return srv_fail(err, rpc_error_from_errno(errno), "cannot open '%s': %s", path,
-		                strerror(errno));
-	}
-	if (fstat(fd, st) != 0) {
-		srv_fail(err, RPC_E_EIO, "cannot stat '%s': %s", path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st->st_mode)) {
-		srv_fail(err, RPC_E_CORRUPT, "'%s' is not a regular file", path);
-		goto out;
-	}
+	fd = srv_codec_open(path, st, err);
+	if (fd < 0)
+		return -1;
 	if (max > SRV_RECORD_MAX)
 		max = SRV_RECORD_MAX;
 	if ((uint64_t)st->st_size > max) {

@@ -64,9 +64,19 @@ void srv_blob_release(struct srv_blob *b);
 bool srv_blob_damaged(const struct srv_blob *b);
 
 /*
+ * Opens a stored file for reading: never through a symbolic link in its last
+ * component (the directories above may be links), never blocking on a FIFO, and only
+ * a regular file. Fills *st. Returns the descriptor (the caller closes it), or -1
+ * with err: ENOENT when there is no such file, CORRUPT when it is a symbolic link or
+ * not a regular file.
+ */
+int srv_codec_open(const char *path, struct stat *st, struct srv_error *err);
+
+/*
  * Reads a small file (a call record) whole: at most max (at most SRV_RECORD_MAX)
  * bytes before and after gunzip. Fills *st with the file's stat. A missing file is
- * ENOENT; one larger than SRV_RECORD_MAX is CORRUPT, one larger than a smaller max
+ * ENOENT; a symbolic link or anything but a regular file is CORRUPT (as for
+ * srv_codec_open); one larger than SRV_RECORD_MAX is CORRUPT, one larger than a smaller max
  * EFBIG (the caller may read it again with a larger one).
  */
 int srv_codec_read_record(const char *path, const struct srv_sign *sign, uint64_t max,

@@ -6,12 +6,18 @@
  *
  * Exit status: 0 after a clean end of input, 1 when the cache cannot be opened or
  * the session ended on an error, 2 for a usage error.
+ *
+ * Termination signals (SIGTERM, which the daemon sends at unmount; SIGHUP, SIGINT) are
+ * blocked in every thread but one that waits for them: it closes the cache's storage
+ * (srv_cache_quit: SQLite removes the files it made beside the database) and ends the
+ * process with the same signal.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -438,6 +444,50 @@ out:
 	return ret;
 }
 
+/* The cache the signal thread closes; NULL once main is done with it. */
+static pthread_mutex_t quit_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct srv_cache *quit_cache;
+
+static void termination_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGINT);
+}
+
+static void *await_signal(void *arg)
+{
+	sigset_t set;
+	int sig;
+
+	(void)arg;
+	termination_signals(&set);
+	if (sigwait(&set, &sig) != 0)
+		return NULL;
+	pthread_mutex_lock(&quit_lock);
+	if (quit_cache)
+		srv_cache_quit(quit_cache);
+	signal(sig, SIG_DFL);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	raise(sig);
+	_exit(128 + sig);
+}
+
+/* Blocks the termination signals and starts the thread that waits for them. */
+static void watch_signals(void)
+{
+	sigset_t set;
+	pthread_t t;
+
+	termination_signals(&set);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (pthread_create(&t, NULL, await_signal, NULL) == 0)
+		pthread_detach(t);
+	else
+		pthread_sigmask(SIG_UNBLOCK, &set, NULL); /* as before: they end us at once */
+}
+
 int main(int argc, char **argv)
 {
 	struct options o;
@@ -455,6 +505,7 @@ int main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	parse_args(argc, argv, &o);
+	watch_signals();
 	memset(&fc, 0, sizeof(fc));
 	msgpack_sbuffer_init(&desc);
 	from_config = !o.root && !o.calls && !o.values;
@@ -534,6 +585,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROGRAM ": cannot set up standard output: %s\n", strerror(errno));
 		goto out;
 	}
+	pthread_mutex_lock(&quit_lock);
+	quit_cache = cache;
+	pthread_mutex_unlock(&quit_lock);
 	memset(&sopt, 0, sizeof(sopt));
 	sopt.max_frame = o.max_frame;
 	if (from_config) {
@@ -543,7 +597,10 @@ int main(int argc, char **argv)
 	status = srv_serve(cache, &sopt, STDIN_FILENO, proto_out) == 0 ? 0 : 1;
 	close(proto_out);
 out:
+	pthread_mutex_lock(&quit_lock);
+	quit_cache = NULL;
 	srv_cache_free(cache);
+	pthread_mutex_unlock(&quit_lock);
 	free_keys(&o);
 	fcfg_cache_release(&fc);
 	msgpack_sbuffer_destroy(&desc);

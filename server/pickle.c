@@ -65,6 +65,7 @@ enum pk_arg {
 	A_LEN4,  /* 4-byte unsigned length, then data */
 	A_SLEN4, /* 4-byte signed length, then data */
 	A_LEN8,  /* 8-byte length, then data */
+	A_FRAME, /* 8-byte length of the frame that follows: the bytes are not consumed */
 };
 
 enum {
@@ -208,7 +209,7 @@ static const struct pk_opinfo pk_ops[256] = {
     [OP_NEWOBJ_EX] = {"NEWOBJ_EX", A_NONE},
     [OP_STACK_GLOBAL] = {"STACK_GLOBAL", A_NONE},
     [OP_MEMOIZE] = {"MEMOIZE", A_NONE},
-    [OP_FRAME] = {"FRAME", A_U8},
+    [OP_FRAME] = {"FRAME", A_FRAME},
     [OP_BYTEARRAY8] = {"BYTEARRAY8", A_LEN8},
     [OP_NEXT_BUFFER] = {"NEXT_BUFFER", A_NONE},
     [OP_READONLY_BUFFER] = {"READONLY_BUFFER", A_NONE},
@@ -259,6 +260,14 @@ static int pk_operand_read(const uint8_t *buf, size_t len, size_t *pos, unsigned
 		p += w;
 		break;
 	}
+	case A_FRAME:
+		/* as CPython's _pickle: a frame longer than the data left is truncated
+		 * input (a length of 2^63 or more is its OverflowError) */
+		if (left < 8 || pk_le(buf + p, 8) > left - 8)
+			return -1;
+		o->u = pk_le(buf + p, 8);
+		p += 8;
+		break;
 	case A_LINE:
 	case A_LINE2:
 		nl = memchr(buf + p, '\n', left);

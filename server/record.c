@@ -6,7 +6,9 @@
 
 #include "msg.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,7 @@ void srv_record_release(struct srv_record *rec)
 		free(rec->arguments[i].name);
 	free(rec->arguments);
 	free(rec->metadata);
+	free(rec->metadata_error);
 	memset(rec, 0, sizeof(*rec));
 }
 
@@ -129,6 +132,7 @@ static int pack_object(msgpack_packer *pk, const char *module, const char *name)
 	return msgpack_pack_str_body(pk, name ? name : "", q);
 }
 
+/* The class of a value metadata has no form for, packed as {"$object": ...}. */
 static const char *builtin_name(enum pk_kind k)
 {
 	switch (k) {
@@ -138,14 +142,27 @@ static const char *builtin_name(enum pk_kind k)
 		return "set";
 	case PK_FROZENSET:
 		return "frozenset";
-	case PK_TUPLE:
-		return "tuple";
-	case PK_LIST:
-		return "list";
-	case PK_DICT:
-		return "dict";
 	default:
 		return "object";
+	}
+}
+
+/* True when node packs as a msgpack container (an array, or a map: the tags too). */
+static bool packs_container(const struct pk_node *node)
+{
+	switch (node->kind) {
+	case PK_NONE:
+	case PK_BOOL:
+	case PK_INT:
+	case PK_FLOAT:
+	case PK_STR:
+	case PK_BYTES:
+	case PK_BYTEARRAY:
+		return false;
+	case PK_OBJECT:
+		return !pk_digest(node, NULL);
+	default:
+		return true;
 	}
 }
 
@@ -155,59 +172,97 @@ int srv_record_pack_node(msgpack_packer *pk, const struct pk_node *node, unsigne
 	const msgpack_sbuffer *sb = pk->data;
 	const char *d;
 	size_t dl;
+	int rc;
 
 	if (*budget == 0 || sb->size > SRV_META_MAX_BYTES)
-		return -1;
+		return -EFBIG;
 	(*budget)--;
 	if (!node)
-		return msgpack_pack_nil(pk);
-	if (depth >= SRV_META_MAX_DEPTH &&
-	    (node->kind == PK_LIST || node->kind == PK_TUPLE || node->kind == PK_DICT))
-		return pack_object(pk, "builtins", builtin_name(node->kind));
+		return msgpack_pack_nil(pk) ? -ENOMEM : 0;
+	if (depth >= SRV_META_MAX_DEPTH && packs_container(node))
+		return -EOVERFLOW;
 	switch (node->kind) {
 	case PK_NONE:
-		return msgpack_pack_nil(pk);
+		rc = msgpack_pack_nil(pk);
+		break;
 	case PK_BOOL:
-		return node->u.b ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+		rc = node->u.b ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+		break;
 	case PK_INT:
-		return msgpack_pack_int64(pk, node->u.i);
+		rc = msgpack_pack_int64(pk, node->u.i);
+		break;
 	case PK_BIGINT:
-		return msgpack_pack_map(pk, 1) || pack_str(pk, "$int", 4) ||
-		       pack_str(pk, node->u.big.ptr, node->u.big.len);
+		rc = msgpack_pack_map(pk, 1) || pack_str(pk, "$int", 4) ||
+		     pack_str(pk, node->u.big.ptr, node->u.big.len);
+		break;
 	case PK_FLOAT:
-		return msgpack_pack_double(pk, node->u.f);
+		rc = msgpack_pack_double(pk, node->u.f);
+		break;
 	case PK_STR:
-		return pack_str(pk, node->u.str.ptr, node->u.str.len);
+		rc = pack_str(pk, node->u.str.ptr, node->u.str.len);
+		break;
 	case PK_BYTES:
 	case PK_BYTEARRAY:
-		return msgpack_pack_bin(pk, node->u.str.len) ||
-		       msgpack_pack_bin_body(pk, node->u.str.ptr, node->u.str.len);
+		rc = msgpack_pack_bin(pk, node->u.str.len) ||
+		     msgpack_pack_bin_body(pk, node->u.str.ptr, node->u.str.len);
+		break;
 	case PK_TUPLE:
 	case PK_LIST:
-		if (node->u.seq.n > UINT32_MAX || msgpack_pack_array(pk, node->u.seq.n))
-			return -1;
+		if (node->u.seq.n > UINT32_MAX)
+			return -EFBIG;
+		if (msgpack_pack_array(pk, node->u.seq.n))
+			return -ENOMEM;
 		for (size_t i = 0; i < node->u.seq.n; i++)
-			if (srv_record_pack_node(pk, node->u.seq.items[i], depth + 1, budget))
-				return -1;
+			if ((rc = srv_record_pack_node(pk, node->u.seq.items[i], depth + 1, budget)))
+				return rc;
 		return 0;
 	case PK_DICT:
-		if (node->u.dict.n > UINT32_MAX || msgpack_pack_map(pk, node->u.dict.n))
-			return -1;
+		if (node->u.dict.n > UINT32_MAX)
+			return -EFBIG;
+		if (msgpack_pack_map(pk, node->u.dict.n))
+			return -ENOMEM;
 		for (size_t i = 0; i < node->u.dict.n; i++)
-			if (srv_record_pack_node(pk, node->u.dict.keys[i], depth + 1, budget) ||
-			    srv_record_pack_node(pk, node->u.dict.values[i], depth + 1, budget))
-				return -1;
+			if ((rc = srv_record_pack_node(pk, node->u.dict.keys[i], depth + 1, budget)) ||
+			    (rc = srv_record_pack_node(pk, node->u.dict.values[i], depth + 1, budget)))
+				return rc;
 		return 0;
 	case PK_GLOBAL:
-		return pack_object(pk, node->u.global.module, node->u.global.name);
+		rc = pack_object(pk, node->u.global.module, node->u.global.name);
+		break;
 	case PK_OBJECT:
 		d = pk_digest(node, &dl);
-		if (d)
-			return pack_str(pk, d, dl);
-		return pack_object(pk, node->u.obj.cls.module, node->u.obj.cls.name);
+		rc = d ? pack_str(pk, d, dl)
+		       : pack_object(pk, node->u.obj.cls.module, node->u.obj.cls.name);
+		break;
 	default:
-		return pack_object(pk, "builtins", builtin_name(node->kind));
+		rc = pack_object(pk, "builtins", builtin_name(node->kind));
+		break;
 	}
+	return rc ? -ENOMEM : 0;
+}
+
+int srv_record_meta_fail(struct srv_record *rec, const char *fmt, ...)
+{
+	char *meta = malloc(1), *why = NULL;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&why, fmt, ap);
+	va_end(ap);
+	if (!meta || n < 0) {
+		free(meta);
+		if (n >= 0)
+			free(why);
+		return -1;
+	}
+	meta[0] = (char)0x80; /* an empty fixmap */
+	free(rec->metadata);
+	free(rec->metadata_error);
+	rec->metadata = meta;
+	rec->metadata_len = 1;
+	rec->metadata_error = why;
+	return 0;
 }
 
 static int corrupt(struct srv_record *rec, struct srv_error *err, const char *path,
@@ -226,6 +281,7 @@ int srv_record_from_pickle(const struct pk_node *root, const char *key, const ch
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	double ts;
+	int prc;
 
 	memset(rec, 0, sizeof(*rec));
 	snprintf(rec->key, sizeof(rec->key), "%s", key);
@@ -296,20 +352,33 @@ int srv_record_from_pickle(const struct pk_node *root, const char *key, const ch
 	meta = field(root, "metadata");
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	if (!meta || meta->kind != PK_DICT) {
-		if (msgpack_pack_map(&pk, 0)) {
-			msgpack_sbuffer_destroy(&sb);
-			goto oom;
-		}
-	} else if (srv_record_pack_node(&pk, meta, 0, &budget) != 0) {
+	if (!meta || meta->kind != PK_DICT)
+		prc = msgpack_pack_map(&pk, 0) ? -ENOMEM : 0;
+	else
+		prc = srv_record_pack_node(&pk, meta, 0, &budget);
+	if (prc == -ENOMEM) {
 		msgpack_sbuffer_destroy(&sb);
-		return corrupt(rec, err, path, "has metadata too large to serve");
-	}
-	rec->metadata_len = sb.size;
-	rec->metadata = msgpack_sbuffer_release(&sb);
-	msgpack_sbuffer_destroy(&sb);
-	if (!rec->metadata)
 		goto oom;
+	}
+	if (prc == 0) {
+		rec->metadata_len = sb.size;
+		rec->metadata = msgpack_sbuffer_release(&sb);
+		msgpack_sbuffer_destroy(&sb);
+		if (!rec->metadata)
+			goto oom;
+	} else {
+		msgpack_sbuffer_destroy(&sb);
+		if ((prc == -EOVERFLOW
+		         ? srv_record_meta_fail(rec,
+		                                "the metadata of call record '%s' nests deeper "
+		                                "than the %d levels a load answer can carry",
+		                                path, SRV_META_VALUE_DEPTH)
+		         : srv_record_meta_fail(rec,
+		                                "the metadata of call record '%s' is larger than "
+		                                "can be served (%u objects, %u bytes)",
+		                                path, SRV_META_MAX_NODES, SRV_META_MAX_BYTES)) != 0)
+			goto oom;
+	}
 	rec->mtime = NAN;
 	if (meta) {
 		const struct pk_node *rt = pk_dict_get(meta, "runtime");

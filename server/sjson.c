@@ -294,8 +294,12 @@ static int parse_container(struct ctx *c, bool emit, size_t *count)
 	char close = obj ? '}' : ']';
 	size_t n = 0;
 
-	if (++c->depth > SRV_SJSON_MAX_DEPTH)
-		return fail(c, "nesting too deep");
+	if (++c->depth > SRV_SJSON_MAX_DEPTH) {
+		if (c->why && c->whylen)
+			snprintf(c->why, c->whylen, "nesting deeper than %d levels at offset %zu",
+			         SRV_SJSON_MAX_DEPTH, c->pos);
+		return -1;
+	}
 	c->pos++;
 	skip_ws(c);
 	if (c->pos < c->len && c->s[c->pos] == close) {

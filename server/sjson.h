@@ -16,7 +16,11 @@
 
 #include <msgpack.h>
 
-#define SRV_SJSON_MAX_DEPTH 48
+#include "rpc.h"
+
+/* A metadata block's JSON starts at level 2 of the metadata map, which nests at most
+ * RPC_MAX_DEPTH - 2 deep (record.h), and a big integer's {"$int": ...} adds a level. */
+#define SRV_SJSON_MAX_DEPTH (RPC_MAX_DEPTH - 4)
 #define SRV_SJSON_MAX_INPUT (64u * 1024 * 1024)
 
 /*

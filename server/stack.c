@@ -154,6 +154,18 @@ int srv_stack_count(const struct srv_stack *s, uint64_t *calls, uint64_t *values
 	return count_kind(s, SRV_VALUES, values, err);
 }
 
+int srv_stack_size(const struct srv_stack *s, uint64_t *bytes, struct srv_error *err)
+{
+	*bytes = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		uint64_t b;
+		if (srv_cache_size(s->layers[i], &b, err) < 0)
+			return -1;
+		*bytes += b;
+	}
+	return 0;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);

@@ -24,6 +24,8 @@ struct srv_stack {
 
 int srv_stack_count(const struct srv_stack *s, uint64_t *calls, uint64_t *values,
 		    struct srv_error *err);
+/* the disk use of all the layers together */
+int srv_stack_size(const struct srv_stack *s, uint64_t *bytes, struct srv_error *err);
 int srv_stack_list(const struct srv_stack *s, enum srv_kind kind, const char *after,
 		   size_t limit, bool detail, struct srv_page *page, struct srv_error *err);
 int srv_stack_query(const struct srv_stack *s, const msgpack_object *tmpl, const char *after,

@@ -63,7 +63,7 @@ int srv_fstore_stat(struct srv_fstore *fs, const char *key, struct stat *st, boo
 
 	if (srv_fstore_path(fs, key, path, sizeof(path), err) != 0)
 		return -1;
-	if (stat(path, st) != 0) {
+	if (lstat(path, st) != 0) {
 		if (errno == ENOENT || errno == ENOTDIR) {
 			*found = false;
 			return 0;
@@ -96,6 +96,14 @@ static int parse_file(struct srv_fstore *fs, const char *path, uint64_t max, str
 		                "cannot read call record '%s': %s", path, why);
 	}
 	return 0;
+}
+
+int srv_fstore_open(struct srv_fstore *fs, const char *key, char path[PATH_MAX], struct stat *st,
+                    struct srv_error *err)
+{
+	if (srv_fstore_path(fs, key, path, PATH_MAX, err) != 0)
+		return -1;
+	return srv_codec_open(path, st, err);
 }
 
 int srv_fstore_load(struct srv_fstore *fs, const char *key, struct srv_record *rec,
@@ -230,7 +238,7 @@ static void sum_readahead(struct sum_job *j, size_t c)
 		srv_key_to_hex(bk, key);
 		if (srv_fstore_path(j->fs, key, path, sizeof(path), &ignored) != 0)
 			continue;
-		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0 ||
+		if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0 ||
 		    (uint64_t)st.st_size > SRV_RECORD_MAX)
 			continue;
 		if (srv_idcache_get(&j->fs->info, bk, &st)) {
@@ -238,8 +246,9 @@ static void sum_readahead(struct sum_job *j, size_t c)
 				return; /* listed before: its neighbours likely were too */
 			continue;
 		}
-		/* O_NONBLOCK: a FIFO put there since the stat must not block the server */
-		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		/* O_NONBLOCK, O_NOFOLLOW: what was put there since the lstat (a FIFO, a
+		 * symbolic link) must neither block the server nor be followed */
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
 		if (fd < 0)
 			continue;
 		if (!probed && page_cached(fd)) {
@@ -292,7 +301,7 @@ static void sum_one(struct sum_job *j, size_t k)
 		sum_fail(j, &err);
 		return;
 	}
-	if (stat(path, &o->st) != 0)
+	if (lstat(path, &o->st) != 0)
 		return;
 	e = srv_idcache_get(&fs->info, bk, &o->st);
 	if (e) {
@@ -414,37 +423,27 @@ static int value_info(struct srv_fstore *fs, const uint8_t *bkey, const char *ke
 	struct stat st;
 	uint64_t n;
 	int fd;
-	struct srv_error ignored;
+	struct srv_error why;
 
-	if (srv_fstore_path(fs, key, path, sizeof(path), err) != 0)
-		return -1;
-	/* O_NONBLOCK: a FIFO named like a key must not block the server in open */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	fd = srv_fstore_open(fs, key, path, &st, &why);
 	if (fd < 0) {
-		if (errno == ENOENT)
+		if (why.code == RPC_E_ENOENT)
 			return 1;
-		*size = -1;
-		*mtime = 0;
-		return 0;
-	}
-	if (fstat(fd, &st) != 0) {
-		close(fd);
+		if (why.code == RPC_E_EINVAL) /* the path is too long */
+			return srv_fail(err, why.code, "%s", why.message);
+		/* not a value file (a symbolic link, a directory...): listed, and it
+		 * fails to read */
 		*size = -1;
 		*mtime = 0;
 		return 0;
 	}
 	*mtime = ts_of(&st);
-	if (!S_ISREG(st.st_mode)) {
-		*size = -1; /* not a value file: it fails to read */
-		close(fd);
-		return 0;
-	}
 	e = srv_idcache_get(&fs->info, bkey, &st);
 	if (e) {
 		*size = e->n;
 	} else {
 		/* -1 too for a large compressed value: the client asks stat_value */
-		*size = srv_codec_value_size(fd, path, &st, &n, &ignored) == 0 ? (int64_t)n : -1;
+		*size = srv_codec_value_size(fd, path, &st, &n, &why) == 0 ? (int64_t)n : -1;
 		srv_idcache_put(&fs->info, bkey, &st, 0, *size, NULL);
 	}
 	close(fd);

@@ -8,10 +8,16 @@
  *   2. A file that vanishes between listing and reading is ENOENT for a read and
  *      is left out of a listing page; nothing here crashes on it.
  *   3. The only write is srv_fstore_unlink (evict of a call record).
+ *   4. Only regular files are stored files. The directory may be a symbolic link, a
+ *      key's file never is: it is opened without following one (O_NOFOLLOW), so that
+ *      whoever can write the directory cannot have the server read any other file
+ *      it may read; a symbolic link, a directory or a special file named like a key
+ *      is listed (without a size or name) and reading it is CORRUPT.
  */
 #ifndef FLECHEFS_SERVER_STORE_FILES_H
 #define FLECHEFS_SERVER_STORE_FILES_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -37,8 +43,14 @@ void srv_fstore_release(struct srv_fstore *fs);
 /* dir/key into buf; -1 (EINVAL) when it does not fit. */
 int srv_fstore_path(const struct srv_fstore *fs, const char *key, char *buf, size_t n,
                     struct srv_error *err);
-/* stat of the key's file; *found false when it does not exist. */
+/* lstat of the key's file; *found false unless it is a regular file. */
 int srv_fstore_stat(struct srv_fstore *fs, const char *key, struct stat *st, bool *found,
+                    struct srv_error *err);
+/*
+ * Opens the key's file for reading (invariant 4, srv_codec_open), filling path (for
+ * messages) and *st. Returns the descriptor (the caller closes it), or -1 with err.
+ */
+int srv_fstore_open(struct srv_fstore *fs, const char *key, char path[PATH_MAX], struct stat *st,
                     struct srv_error *err);
 /* Loads the call record stored under the full key. */
 int srv_fstore_load(struct srv_fstore *fs, const char *key, struct srv_record *rec,

@@ -6,6 +6,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,7 +123,7 @@ static int try_open(struct srv_sqlstore *s, bool immutable, struct srv_error *er
 {
 	sqlite3_stmt *st = NULL;
 	char *uri = NULL;
-	int rc, flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
+	int rc, flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW;
 	bool has_key = false, has_name = false;
 
 	if (immutable) {
@@ -186,6 +187,41 @@ fail:
 	return -(rc & 0xff) - 1;
 }
 
+/* Whether the file path + suffix exists (as anything, a dangling link too). */
+static bool beside_exists(const char *path, const char *suffix)
+{
+	char p[PATH_MAX];
+	struct stat st;
+
+	if ((size_t)snprintf(p, sizeof(p), "%s%s", path, suffix) >= sizeof(p))
+		return true; /* unknown: assume it is there, so nothing is removed */
+	return lstat(p, &st) == 0;
+}
+
+/* Invariant 6, after the last connection of ours is closed. */
+static void tidy(const char *path)
+{
+	sqlite3 *db = NULL;
+	int rc;
+
+	if (!beside_exists(path, "-wal") && !beside_exists(path, "-shm"))
+		return;
+	rc = sqlite3_open_v2(path, &db,
+	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
+	                     NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_busy_timeout(db, SRV_SQL_BUSY_MS);
+		/* a read opens the WAL, whose close removes the files */
+		rc = sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+	}
+	if (rc != SQLITE_OK)
+		fprintf(stderr,
+		        "flechefs-server: cannot remove the -wal and -shm files SQLite made "
+		        "beside '%s': %s\n",
+		        path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	sqlite3_close(db);
+}
+
 int srv_sql_open(struct srv_sqlstore *s, const char *path, struct srv_error *err)
 {
 	char call_sql[256];
@@ -193,20 +229,27 @@ int srv_sql_open(struct srv_sqlstore *s, const char *path, struct srv_error *err
 	int rc;
 
 	memset(s, 0, sizeof(*s));
-	if (stat(path, &st) != 0)
+	if (lstat(path, &st) != 0)
 		return srv_fail(err, rpc_error_from_errno(errno), "cannot open database '%s': %s",
 		                path, strerror(errno));
+	if (S_ISLNK(st.st_mode))
+		return srv_fail(err, RPC_E_EINVAL,
+		                "database '%s' is a symbolic link: the database file itself must "
+		                "be named",
+		                path);
 	if (!S_ISREG(st.st_mode))
 		return srv_fail(err, RPC_E_EINVAL, "database '%s' is not a regular file", path);
 	s->path = strdup(path);
 	if (!s->path)
 		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
+	s->tidy = !beside_exists(path, "-wal") && !beside_exists(path, "-shm");
 	rc = try_open(s, false, err);
 	if (rc != 0 && rc != -1 && ((-rc - 1) == SQLITE_CANTOPEN || (-rc - 1) == SQLITE_READONLY)) {
 		/* A WAL database in a directory we cannot write (no -shm possible): read
 		 * it as an immutable file. Nobody can be writing it through that dir. */
 		if (try_open(s, true, err) == 0) {
 			s->immutable = true;
+			s->tidy = false; /* SQLite makes no file for an immutable one */
 			fprintf(stderr,
 			        "flechefs-server: '%s' cannot be opened for shared reading; "
 			        "reading it as an immutable file\n",
@@ -250,6 +293,8 @@ void srv_sql_close(struct srv_sqlstore *s)
 	for (int i = 0; i < SRV_SQ__COUNT; i++)
 		sqlite3_finalize(s->stmts[i]);
 	sqlite3_close(s->db);
+	if (s->tidy)
+		tidy(s->path);
 	free(s->path);
 	memset(s, 0, sizeof(*s));
 }
@@ -884,7 +929,9 @@ static int load_in_txn(struct srv_sqlstore *s, const char *key, struct srv_recor
 	msgpack_packer pk;
 	size_t nblocks = 0, cap = 0;
 	int rc, ret = -1;
-	char why[128];
+	char why[128], bad_why[256];
+	bool bad_block = false, seen_runtime = false;
+	double timestop = NAN; /* the first runtime block's, for a record whose metadata is bad */
 
 	msgpack_sbuffer_init(&body);
 	msgpack_sbuffer_init(&whole);
@@ -974,7 +1021,8 @@ static int load_in_txn(struct srv_sqlstore *s, const char *key, struct srv_recor
 		goto out;
 	sqlite3_bind_text(st, 1, key, RPC_KEY_LEN, SQLITE_STATIC);
 	msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	/* a block that cannot be served spoils the metadata, not the call (record.h) */
+	while (!bad_block && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *name = (const char *)sqlite3_column_text(st, 0);
 		int nl = sqlite3_column_bytes(st, 0);
 		const char *data = (const char *)sqlite3_column_text(st, 1);
@@ -982,27 +1030,37 @@ static int load_in_txn(struct srv_sqlstore *s, const char *key, struct srv_recor
 
 		if (!name || !data)
 			continue;
+		if (!seen_runtime && nl == 7 && memcmp(name, "runtime", 7) == 0) {
+			seen_runtime = true;
+			if (srv_sjson_number(data, (size_t)dl, "timestop", &timestop) != 0)
+				timestop = NAN;
+		}
 		if (msgpack_pack_str(&pk, (size_t)nl) ||
 		    msgpack_pack_str_body(&pk, name, (size_t)nl))
 			goto oom_st;
 		if (srv_sjson_pack(data, (size_t)dl, &pk, why, sizeof(why)) != 0) {
-			done(st);
-			srv_fail(err, RPC_E_CORRUPT,
-			         "metadata block '%.*s' of call '%s' in '%s' is not JSON: %s",
-			         nl > 64 ? 64 : nl, name, key, s->path, why);
-			goto out;
-		}
-		if (body.size > SRV_META_MAX_BYTES) {
-			done(st);
-			srv_fail(err, RPC_E_CORRUPT, "metadata of call '%s' in '%s' is too large",
-			         key, s->path);
-			goto out;
+			snprintf(bad_why, sizeof(bad_why),
+			         "has a block '%.*s' that cannot be read as JSON: %s",
+			         nl > 64 ? 64 : nl, name, why);
+			bad_block = true;
+		} else if (body.size > SRV_META_MAX_BYTES) {
+			snprintf(bad_why, sizeof(bad_why), "is larger than %u bytes",
+			         SRV_META_MAX_BYTES);
+			bad_block = true;
 		}
 		nblocks++;
 	}
 	done(st);
-	if (rc != SQLITE_DONE) {
+	if (!bad_block && rc != SQLITE_DONE) {
 		db_fail(s, err, "read metadata", rc);
+		goto out;
+	}
+	if (bad_block) {
+		if (srv_record_meta_fail(rec, "the metadata of call '%s' in '%s' %s", key, s->path,
+		                         bad_why) != 0)
+			goto oom;
+		rec->mtime = isfinite(timestop) ? timestop : db_mtime(s);
+		ret = 0;
 		goto out;
 	}
 	msgpack_packer_init(&pk, &whole, msgpack_sbuffer_write);
@@ -1058,7 +1116,9 @@ int srv_sql_delete(struct srv_sqlstore *s, const char *key, struct srv_error *er
 	if (s->immutable)
 		return srv_fail(err, RPC_E_EROFS, "database '%s' is read as an immutable file",
 		                s->path);
-	rc = sqlite3_open_v2(s->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	rc = sqlite3_open_v2(s->path, &db,
+	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
+	                     NULL);
 	if (rc != SQLITE_OK) {
 		srv_fail(err, RPC_E_EACCES, "cannot open database '%s' for writing: %s", s->path,
 		         db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));

@@ -9,7 +9,8 @@
  *   2. Only bound parameters carry keys and names into SQL; keys read from the
  *      database that are not 64 lowercase hex characters are skipped.
  *   3. The only writes are srv_sql_delete's, through a read-write connection opened
- *      for that transaction and closed after it.
+ *      for that transaction and closed after it, and the checkpoint SQLite may make
+ *      in srv_sql_close's tidying (invariant 6) of what others committed.
  *   4. Detail listings are served from a summary (key, name, runtime.timestop of
  *      every call, sorted by key) read in one read transaction by two sequential
  *      scans (random b-tree lookups per row cost ten times more). A listing's first
@@ -19,6 +20,14 @@
  *      that a busy writer does not cost a rebuild per page (PROTOCOL.md: entries
  *      that appear or vanish between pages are seen or not). Databases of more than
  *      SRV_SQL_SUMMARY_MAX calls get no summary and are listed with a per-page join.
+ *   5. The database file is never opened through a symbolic link (SQLITE_OPEN_NOFOLLOW
+ *      on a path whose directory part has been resolved): whoever can write the
+ *      cache's directory cannot have the server read another database.
+ *   6. The directory is left as it was found: when neither -wal nor -shm was there
+ *      at the open, srv_sql_close lets SQLite remove those it made by closing a
+ *      connection that may write, which SQLite does only as the database's last
+ *      connection (an exclusive lock), after checkpointing what others committed
+ *      meanwhile. A writer still connected keeps its files; nothing is lost.
  */
 #ifndef FLECHEFS_SERVER_STORE_SQL_H
 #define FLECHEFS_SERVER_STORE_SQL_H
@@ -62,13 +71,17 @@ struct srv_sqlstore {
 	sqlite3 *db;
 	bool has_code_digest;
 	bool immutable;
+	bool tidy; /* invariant 6: no -wal or -shm at the open */
 	sqlite3_stmt *stmts[SRV_SQ__COUNT];
 	struct srv_sql_summary *summary; /* invariant 4; NULL until a detail listing */
 	bool summary_skip;               /* too many calls at data_version skip_version */
 	int64_t skip_version;
 };
 
+/* Opens the database file at path (absolute, its directory part without symbolic
+ * links); a symbolic link there is refused (EINVAL). */
 int srv_sql_open(struct srv_sqlstore *s, const char *path, struct srv_error *err);
+/* Closes, and tidies up the directory (invariant 6). */
 void srv_sql_close(struct srv_sqlstore *s);
 
 int srv_sql_count(struct srv_sqlstore *s, uint64_t *n, struct srv_error *err);

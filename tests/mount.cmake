@@ -1,14 +1,19 @@
-# mount: a unit test of the daemon's connection and inode table
-# (tests/unit/test_fsd_conn.c), and end-to-end tests of the flechefs daemon on real FUSE
+# mount: unit tests of the daemon's connection and inode table
+# (tests/unit/test_fsd_conn.c) and of the query/ tree's templates
+# (tests/unit/test_querydir.c), and end-to-end tests of the flechefs daemon on real FUSE
 # mounts of copies of the fixture caches (tests/e2e/test_mount*.py, helpers in
 # tests/e2e/mountlib.py; test_mount_views.py: the value views of issue 5;
 # test_mount_sizes.py: values around page and read boundaries, spliced and copied;
-# test_mount_hostile.py: a proxy that corrupts or stalls the server's answers). They
+# test_mount_hostile.py: a proxy that corrupts or stalls the server's answers;
+# test_mount_shared.py: a cache others can write to, read by a second local user
+# through -o allow_other: symlinks, permissions, the eviction guard, SQLite's files;
+# test_mount_metadata.py: a call whose metadata is nested too deep to send). They
 # need /dev/fuse and root or fusermount3; without them they skip (fail under CI=true).
 # test_mount_config.py: caches named in fleche.toml (--cache, -o cache=), also over SSH.
 # The benchmark bench/bench-mount is run by hand, not by ctest.
 if(TARGET flechefs_fsd)
 	flechefs_unit_test(test_fsd_conn SOURCES unit/test_fsd_conn.c LIBS flechefs_fsd)
+	flechefs_unit_test(test_querydir SOURCES unit/test_querydir.c LIBS flechefs_fsd)
 endif()
 if(TARGET flechefs AND TARGET flechefs-server)
 	flechefs_py_test(mount_fixtures e2e/test_mount_fixtures.py LABELS mount)
@@ -17,8 +22,14 @@ if(TARGET flechefs AND TARGET flechefs-server)
 	flechefs_py_test(mount_views e2e/test_mount_views.py LABELS mount)
 	flechefs_py_test(mount_sizes e2e/test_mount_sizes.py LABELS mount)
 	flechefs_py_test(mount_hostile e2e/test_mount_hostile.py LABELS mount)
+	flechefs_py_test(mount_shared e2e/test_mount_shared.py LABELS mount)
+	flechefs_py_test(mount_metadata e2e/test_mount_metadata.py LABELS mount)
+	flechefs_py_test(mount_source e2e/test_mount_source.py LABELS mount)
+	flechefs_py_test(mount_log e2e/test_mount_log.py LABELS mount)
+	flechefs_py_test(mount_query e2e/test_mount_query.py LABELS mount)
 	if(TEST mount_fixtures)
 		set_tests_properties(mount_fixtures mount_errors mount_views mount_sizes mount_hostile
+		                     mount_shared mount_metadata mount_source mount_log mount_query
 		                     PROPERTIES
 		                     TIMEOUT 300 RUN_SERIAL TRUE)
 	endif()

@@ -19,8 +19,10 @@
  *
  * Usage: pkdump [--find-end] [--bench N] [--limits NODES,MEMO,DEPTH,ARENA] FILE|-
  * The output is {"end": N, "root": ...}. The walk is bounded: nesting deeper than
- * PKD_MAX_DEPTH or more than PKD_MAX_OUT nodes printed (shared nodes print each
- * time) is an error. Exit status: 0, 1 for a parse error (message on stderr), 2 usage.
+ * PKD_MAX_DEPTH, more than PKD_MAX_OUT nodes printed (shared nodes print each time,
+ * so a few hundred bytes of shared dicts reach it) or more than PKD_MAX_WORK steps
+ * of looking for cycles up the current path is an error. Exit status: 0, 1 for a
+ * parse error or a walk past those bounds (message on stderr), 2 usage.
  */
 #include "pickle.h"
 
@@ -33,13 +35,15 @@
 #include <time.h>
 
 #define PKD_MAX_DEPTH 2000
-#define PKD_MAX_OUT   50000000u
+#define PKD_MAX_OUT   10000000u
+#define PKD_MAX_WORK  1000000000u
 
 struct pkd {
 	FILE *out;
 	const struct pk_node *path[PKD_MAX_DEPTH];
 	size_t depth;
 	size_t printed;
+	size_t work; /* path entries compared so far */
 };
 
 static int pkd_node(struct pkd *d, const struct pk_node *n);
@@ -246,13 +250,19 @@ static int pkd_body(struct pkd *d, const struct pk_node *n)
 	return rc;
 }
 
-/* Bounded by PKD_MAX_DEPTH (recursion) and PKD_MAX_OUT (output size). */
+/* Bounded by PKD_MAX_DEPTH (recursion), PKD_MAX_OUT (output size) and PKD_MAX_WORK
+ * (the cycle check's scans of the path). */
 static int pkd_node(struct pkd *d, const struct pk_node *n)
 {
 	int rc;
 
 	if (++d->printed > PKD_MAX_OUT) {
 		fprintf(stderr, "pkdump: more than %u nodes to print\n", PKD_MAX_OUT);
+		return -1;
+	}
+	d->work += d->depth;
+	if (d->work > PKD_MAX_WORK) {
+		fprintf(stderr, "pkdump: more than %u steps looking for cycles\n", PKD_MAX_WORK);
 		return -1;
 	}
 	for (size_t i = d->depth; i-- > 0;) {

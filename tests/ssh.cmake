@@ -5,6 +5,7 @@
 # namespace where root has a test password), an sshd on ::1 (ssh_ipv6), the libssh2
 # transport's receive buffer filling up (ssh_stream) and its socket refusing a
 # packet (ssh_upload, in a private network namespace), both through the sshread helper;
+# symbolic links planted in a shared cache by a second user (ssh_shared);
 # bench/delay-proxy, the 25 ms link of bench/bench-ssh, built here and run by hand.
 if(TARGET flechefs_fsd)
 	flechefs_unit_test(test_ssh_opts SOURCES unit/test_ssh_opts.c LIBS flechefs_fsd)
@@ -22,6 +23,8 @@ if(TARGET flechefs AND TARGET flechefs-server)
 	flechefs_py_test(ssh_ipv6 e2e/test_ssh_ipv6.py LABELS ssh)
 	flechefs_py_test(ssh_stream e2e/test_ssh_stream.py LABELS ssh)
 	flechefs_py_test(ssh_upload e2e/test_ssh_upload.py LABELS ssh)
+	flechefs_py_test(ssh_shared e2e/test_mount_shared.py LABELS ssh ARGS ssh)
+	flechefs_py_test(ssh_source e2e/test_ssh_source.py LABELS ssh)
 	if(NOT FLECHEFS_FUZZ AND NOT FLECHEFS_SANITIZE)
 		set_tests_properties(ssh_mount ssh_auth ssh_reconnect PROPERTIES TIMEOUT 300)
 		set_tests_properties(ssh_interactive ssh_ipv6 PROPERTIES TIMEOUT 300)

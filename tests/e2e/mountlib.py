@@ -6,6 +6,7 @@ or hang the test suite. Tests need /dev/fuse and fusermount3 (or root); without 
 they skip (or fail under CI=true).
 """
 
+import atexit
 import contextlib
 import errno
 import json
@@ -104,12 +105,51 @@ def wait_for(pred, timeout, step=0.05):
     return pred()
 
 
-def mount(source, mp, opts=(), env=None, timeout=30):
-    """Runs flechefs (daemonizing) and returns the CompletedProcess."""
+_state_home = []
+
+
+def daemon_env(env=None):
+    """os.environ updated with env, with XDG_STATE_HOME (where a detached daemon
+    without syslog writes its log) in a temporary directory of this test run unless
+    env names one: tests never write into the real home."""
     e = dict(os.environ)
     if env:
         e.update(env)
+    if not (env and "XDG_STATE_HOME" in env):
+        if not _state_home:
+            _state_home.append(tempfile.mkdtemp(prefix="flechefs-state-"))
+            atexit.register(shutil.rmtree, _state_home[0], True)
+        e["XDG_STATE_HOME"] = _state_home[0]
+    return e
+
+
+def mount(source, mp, opts=(), env=None, timeout=30):
+    """Runs flechefs (daemonizing) and returns the CompletedProcess."""
+    e = daemon_env(env)
     return common.run([flechefs()] + list(opts) + [source, mp], timeout=timeout, env=e)
+
+
+def errno_of(fn):
+    """The errno fn() fails with (OSError), or 0 when it succeeds."""
+    try:
+        fn()
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+def try_mount(source, opts, env=None, timeout=60):
+    """Mounts on a fresh directory, lists calls/ and unmounts; returns (exit status,
+    stderr text, listing of calls/ or None when nothing was mounted)."""
+    with common.temp_dir("flechefs-mnt-") as mp:
+        try:
+            r = mount(source, mp, opts, env=env, timeout=timeout)
+            listing = None
+            if r.returncode == 0 and is_mounted(mp):
+                listing = os.listdir(os.path.join(mp, "calls"))
+            return r.returncode, r.stderr.decode(errors="replace"), listing
+        finally:
+            unmount(mp)
 
 
 @contextlib.contextmanager
@@ -137,9 +177,7 @@ def foreground(source, opts=(), env=None, log=None):
     log: an open file for the daemon's standard error (its log) instead of a pipe
     (use it with -d, whose output would fill a pipe nobody reads)."""
     mp = tempfile.mkdtemp(prefix="flechefs-mnt-")
-    e = dict(os.environ)
-    if env:
-        e.update(env)
+    e = daemon_env(env)
     p = subprocess.Popen([flechefs(), "-f"] + list(opts) + [source, mp], env=e,
                          stdout=subprocess.PIPE if log is None else subprocess.DEVNULL,
                          stderr=subprocess.PIPE if log is None else log)

@@ -23,12 +23,7 @@ import mountlib as ml
 T = common.Checks("mount_errors")
 
 
-def errno_of(fn):
-    try:
-        fn()
-    except OSError as e:
-        return e.errno
-    return 0
+errno_of = ml.errno_of
 
 
 def write_file(p):

@@ -5,7 +5,9 @@ Truncation at every byte and a 0xff byte at every position of real pickles of ev
 protocol, huge declared lengths, a million MARKs, a million nested lists, memo
 references out of range, stack underflow and wrong operand types. A clean error is
 exit status 1 with a one-line message naming the offset; a mutated pickle may also
-parse (exit 0), but must never kill pkdump with a signal.
+parse (exit 0), but must never kill pkdump with a signal. Pickles that parse but
+share nodes so that printing them would take exponential time, or a long scan for
+cycles at every node, end with an error after a bounded amount of printing.
 """
 import collections
 import os
@@ -82,10 +84,20 @@ def main():
         failures.append(f"million nested lists: exit {rc} {err[:200]!r}")
     # more nodes than the limit
     expect_error("too many nodes", b"\x80\x02]" + b"K\x01a" * 1000001 + b".", failures)
+    # dicts shared into one another (the fuzz corpus's seed): 2^n nodes to print
+    with open(os.path.join(pc.SOURCE, "tests", "fuzz", "corpus-pickle", "regress-shared-dag"),
+              "rb") as f:
+        expect_error("shared dicts", f.read(), failures, "nodes to print")
+    # one empty list referenced 600,000 times 2,000 levels down: each reference
+    # printed would scan the whole path for cycles
+    n = 600000
+    expect_error("shared node deep down",
+                 b"\x80\x02" + b"]" * 1999 + b"]q\x00" + b"0" + b"(" + b"h\x00" * n + b"e"
+                 + b"a" * 1998 + b".", failures, "looking for cycles")
 
     for f in failures:
         print("FAIL", f)
-    print(f"{ran + len(cases) + 2} hostile inputs, {len(failures)} failures")
+    print(f"{ran + len(cases) + 4} hostile inputs, {len(failures)} failures")
     return 1 if failures else 0
 
 

@@ -90,20 +90,39 @@ def test_layouts(root):
         with Server(SERVER, ["--serve", "--calls", os.path.join(froot, "calls"), "--values",
                              os.path.join(froot, "values")]) as s:
             h = s.hello()
-            T.equal(h["layout"]["calls"], {"type": "files", "path": os.path.join(froot, "calls")},
+            T.equal(h["layout"]["calls"], {"type": "files", "path": os.path.join(froot, "calls"),
+                                           "present": True},
                     "explicit directory calls")
+            T.equal(h["layout"]["fleche_toml"], False, "explicit layout: no fleche.toml")
+            info = s.call("info")
+            T.check(info["size"] >= sum(os.stat(os.path.join(froot, sub, n)).st_size
+                                        for sub in ("calls", "values")
+                                        for n in os.listdir(os.path.join(froot, sub))
+                                        if len(n) == 64),
+                    "info: size covers the call and value files (%d)" % info["size"])
             k = EXP["caches"]["files"]["calls"][0]["key"]
             T.equal(s.call("load", k)["key"], k, "explicit file layout loads")
             T.equal(s.wait(), 0, "clean exit")
     # an empty directory is an empty cache (fleche creates calls/ and values/ lazily)
     with common.temp_dir() as d:
         with Server(SERVER, ["--serve", "--root", d]) as s:
-            s.hello()
+            lay = s.hello()["layout"]
+            T.equal((lay["calls"]["present"], lay["values"]["present"], lay["fleche_toml"]),
+                    (False, False, False), "empty cache: nothing present")
             T.equal(s.call("list", "calls"), {"keys": [], "complete": True}, "empty cache: calls")
             T.equal(s.call("list", "values"), {"keys": [], "complete": True},
                     "empty cache: values")
             T.equal(s.call("contains", "abcd"), False, "empty cache: contains")
             T.equal(s.wait(), 0, "empty cache: clean exit")
+        with open(os.path.join(d, "fleche.toml"), "w") as f:
+            f.write("[caches.default]\n")
+        os.mkdir(os.path.join(d, "values"))
+        with Server(SERVER, ["--serve", "--root", d]) as s:
+            info = s.call("info") if s.hello() else None
+            T.equal((info["calls"]["present"], info["values"]["present"], info["fleche_toml"],
+                     info["call_count"], info["value_count"], info["size"]),
+                    (False, True, True, 0, 0, 0), "values/ and fleche.toml: info says so")
+            T.equal(s.wait(), 0, "clean exit")
 
 
 def test_eof():

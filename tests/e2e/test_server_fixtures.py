@@ -61,8 +61,11 @@ def check_hello(s, root, cache_name):
         T.equal(lay["calls"]["type"], "files", "%s: calls type" % cache_name)
         T.equal(lay["calls"]["path"], os.path.join(os.path.abspath(root), "calls"),
                 "%s: calls path" % cache_name)
-    T.equal(lay["values"], {"type": "files", "path": os.path.join(os.path.abspath(root), "values")},
+    T.equal(lay["values"], {"type": "files", "path": os.path.join(os.path.abspath(root), "values"),
+                            "present": True},
             "%s: values layout" % cache_name)
+    T.equal((lay["calls"]["present"], lay["fleche_toml"]), (True, False),
+            "%s: call storage present, no fleche.toml" % cache_name)
     signed = cache_name == "signed"
     T.equal(lay["signed"], signed, "%s: layout signed" % cache_name)
     T.equal(lay["key_count"], 1 if signed else 0, "%s: layout key_count" % cache_name)

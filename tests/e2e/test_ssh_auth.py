@@ -41,17 +41,7 @@ def base_opts(d, known_hosts, key=None):
     return opts
 
 
-def try_mount(source, opts, env):
-    """Mounts; returns (exit status, stderr text, listing of calls/ or None)."""
-    with common.temp_dir("flechefs-mnt-") as mp:
-        try:
-            r = ml.mount(source, mp, opts, env=env, timeout=60)
-            listing = None
-            if r.returncode == 0 and ml.is_mounted(mp):
-                listing = os.listdir(os.path.join(mp, "calls"))
-            return r.returncode, r.stderr.decode(errors="replace"), listing
-        finally:
-            ml.unmount(mp)
+try_mount = ml.try_mount
 
 
 def test_host_keys(d, env, root, tmp):

@@ -29,7 +29,7 @@ def content_checks(label, name, root, mp, exp, key_hex=None, evict=True):
             "%s: keys in calls/" % name)
     T.equal(sorted(os.listdir(os.path.join(mp, "values"))), sorted(values),
             "%s: keys in values/" % name)
-    T.equal(sorted(os.listdir(mp)), ["by-name", "calls", "digests", "values"],
+    T.equal(sorted(os.listdir(mp)), ["by-name", "calls", "digests", "query", "values"],
             "%s: top level" % name)
     for key, c in calls.items():
         tmf.check_call(name, mp, key, c)

@@ -1,8 +1,9 @@
 /*
  * test_cache_parts.c: the storage layer's parts on their own: the NaN-tolerant JSON
  * reader (sjson), the key index helpers, the HMAC trailer logic, msgpack
- * equality of query matching, and values whose mapped file is truncated under them
- * (a clean CORRUPT error, not SIGBUS).
+ * equality of query matching, values whose mapped file is truncated under them
+ * (a clean CORRUPT error, not SIGBUS), and inputs the fuzz harnesses found, kept in
+ * tests/fuzz/corpus-*.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,8 +23,12 @@
 #include "cache.h"
 #include "filecodec.h"
 #include "keyindex.h"
+#include "msg.h"
+#include "pickle.h"
 #include "query.h"
+#include "record.h"
 #include "sjson.h"
+#include "views.h"
 #include "check_count.h"
 
 /* Parses json into u (sb keeps the bytes); returns the sjson result. */
@@ -115,6 +121,31 @@ static void test_sjson(void)
 	deep[sizeof(deep) - 1] = '\0';
 	CHECK(parse(deep, &sb, &u, why) == -1 && strstr(why, "deep"), "depth limit: %s", why);
 	done(&sb, &u);
+	/* the deepest JSON a metadata block may hold, a big integer innermost, fills a
+	 * metadata map (the block at its level 2) to exactly SRV_META_MAX_DEPTH */
+	for (int d = SRV_SJSON_MAX_DEPTH; d <= SRV_SJSON_MAX_DEPTH + 1; d++) {
+		char text[2 * SRV_SJSON_MAX_DEPTH + 64];
+		msgpack_packer pk;
+		int n = 0, rc;
+
+		for (int i = 0; i < d; i++)
+			text[n++] = '[';
+		n += snprintf(text + n, sizeof(text) - (size_t)n, "123456789012345678901234567890");
+		for (int i = 0; i < d; i++)
+			text[n++] = ']';
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		rc = msgpack_pack_map(&pk, 1) || rpc_pack_str(&pk, "b") ? -2
+		     : srv_sjson_pack(text, (size_t)n, &pk, why, sizeof(why));
+		if (d == SRV_SJSON_MAX_DEPTH)
+			CHECK(rc == 0 &&
+			          rpc_msgpack_check(sb.data, sb.size, SRV_META_MAX_DEPTH, NULL, 0) == 0 &&
+			          rpc_msgpack_check(sb.data, sb.size, SRV_META_MAX_DEPTH - 1, NULL, 0) != 0,
+			      "%d levels of JSON fill the metadata map to its limit: %s", d, why);
+		else
+			CHECK(rc == -1 && strstr(why, "deep"), "%d levels are refused: %s", d, why);
+		msgpack_sbuffer_destroy(&sb);
+	}
 	{
 		double d = 0;
 		const char *rt = "{\"timestart\": 1.5, \"x\": {\"timestop\": 9}, \"timestop\": NaN,"
@@ -366,6 +397,114 @@ out:
 	free(buf);
 }
 
+/* The bytes of tests/fuzz/<name> (malloc'd), or NULL when the source tree is not found. */
+static uint8_t *corpus_file(const char *name, size_t *len)
+{
+	const char *src = getenv("FLECHEFS_SOURCE");
+	char path[4096];
+	struct stat st;
+	uint8_t *buf;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/tests/fuzz/%s", src ? src : ".", name);
+	if (stat(path, &st) != 0 || !(f = fopen(path, "rb")))
+		return NULL;
+	buf = malloc((size_t)st.st_size + 1);
+	*len = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
+	fclose(f);
+	return buf;
+}
+
+/*
+ * A 409-byte pickle of dicts shared and nested into one another (DUP, BUILD): 2^n
+ * paths through a few hundred nodes, with cycles. Every server walk of it ends at
+ * once with an error: record packing meets the cycle at the depth limit, the json
+ * view refuses the cycle.
+ */
+static void test_regress_shared_dag(void)
+{
+	size_t len = 0, end, budget = SRV_META_MAX_NODES;
+	uint8_t *buf = corpus_file("corpus-pickle/regress-shared-dag", &len);
+	struct pk_doc *doc = NULL;
+	struct rpc_buf out = RPC_BUF_INIT(1u << 20);
+	struct srv_error err = {0};
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	char why[256];
+	int rc;
+
+	CHECK(buf != NULL, "corpus-pickle/regress-shared-dag found (FLECHEFS_SOURCE)");
+	if (!buf)
+		return;
+	CHECK(pk_parse(buf, len, NULL, &doc, &end, why, sizeof(why)) == 0, "parses: %s", why);
+	if (doc) {
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		rc = srv_record_pack_node(&pk, pk_doc_root(doc), 0, &budget);
+		CHECK(rc == -EOVERFLOW && SRV_META_MAX_NODES - budget < 10000,
+		      "packed as metadata: too deep after %zu nodes (%d)",
+		      (size_t)(SRV_META_MAX_NODES - budget), rc);
+		msgpack_sbuffer_destroy(&sb);
+		CHECK(srv_view_json(pk_doc_root(doc), NULL, NULL, &out, &err) == -1 &&
+		          err.code == RPC_E_ELOOP,
+		      "json view: %s", err.message);
+	}
+	rpc_buf_release(&out);
+	pk_doc_free(doc);
+	free(buf);
+}
+
+/*
+ * A call record file whose metadata nests tuples 68 deep (the first byte picks the
+ * fuzz harness's record-file path): read as the server reads it, the record comes
+ * whole with its metadata refused, not cut.
+ */
+static void test_regress_deep_metadata(void)
+{
+	size_t len = 0, end;
+	uint8_t *buf = corpus_file("corpus-cache/regress-deep-metadata", &len);
+	struct pk_doc *doc = NULL;
+	struct srv_blob blob = {0};
+	struct srv_record rec;
+	struct srv_error err = {0};
+	struct stat st;
+	char path[] = "/tmp/flechefs-test-record-XXXXXX", why[256];
+	int fd = mkstemp(path);
+
+	CHECK(buf != NULL && len > 1 && fd >= 0, "corpus-cache/regress-deep-metadata found");
+	if (!buf || len < 2 || fd < 0)
+		goto out;
+	/* a regular file: stored files are never read through a link like /proc/self/fd */
+	CHECK(write(fd, buf + 1, len - 1) == (ssize_t)(len - 1), "write");
+	CHECK(srv_codec_read_record(path, NULL, SRV_RECORD_MAX, &blob, &st, &err) == 0,
+	      "read: %s", err.message);
+	if (pk_parse(blob.data, blob.len, NULL, &doc, &end, why, sizeof(why)) != 0) {
+		CHECK(0, "parse: %s", why);
+		goto out;
+	}
+	if (srv_record_from_pickle(pk_doc_root(doc), "k", "regress", &rec, &err) != 0) {
+		CHECK(0, "record: %s", err.message);
+		goto out;
+	}
+	CHECK(rec.metadata_error && strstr(rec.metadata_error, "nests deeper than"),
+	      "metadata refused: %s", rec.metadata_error ? rec.metadata_error : "(not refused)");
+	CHECK(rec.metadata_len == 1 && (unsigned char)rec.metadata[0] == 0x80,
+	      "metadata is an empty map");
+	/* (the fuzzer renamed its result field: a record without a result) */
+	CHECK(rec.name && strcmp(rec.name, "greet") == 0 && rec.narguments == 3 &&
+	          strcmp(rec.arguments[2].name, "shout") == 0 && !rec.has_result,
+	      "the rest of the record is whole");
+	srv_record_release(&rec);
+out:
+	pk_doc_free(doc);
+	srv_blob_release(&blob);
+	if (fd >= 0) {
+		close(fd);
+		unlink(path);
+	}
+	free(buf);
+}
+
 int main(void)
 {
 	test_sjson();
@@ -373,6 +512,8 @@ int main(void)
 	test_trailer();
 	test_equal();
 	test_value_sigbus();
+	test_regress_shared_dag();
+	test_regress_deep_metadata();
 	printf("%s: %d checks, %d failure(s)\n", failures ? "FAIL" : "ok", checks, failures);
 	return failures ? 1 : 0;
 }

@@ -3,7 +3,8 @@
  * the real fleche caches in the fixtures (gzip undone with zlib, HMAC trailers cut
  * at pk_find_end), hand-written streams for the opcodes and classes the reader folds
  * into typed nodes, and hostile input: truncation at every byte, unknown opcodes,
- * huge declared lengths, deep nesting, memo and stack misuse, limits.
+ * huge declared lengths, deep nesting, memo and stack misuse, limits; and every seed
+ * of the pickle fuzz corpus walked once per node (pk_walk.h).
  */
 #include "pickle.h"
 
@@ -16,6 +17,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <zlib.h>
+
+#include "pk_walk.h"
 
 static int failures;
 static int checks;
@@ -468,6 +471,17 @@ static void test_hostile(void)
 	              "b."),
 	          -EBADMSG);                       /* BUILD of a list */
 	parse_bad(LIT("NN\x93."), -EBADMSG);       /* STACK_GLOBAL of non-str */
+	/* a FRAME longer than the data left is truncated input, as CPython's pickle.loads
+	 * says ("pickle data was truncated"; 2^63 bytes or more is its OverflowError) */
+	parse_bad(LIT("\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x80N."), -EBADMSG);
+	parse_bad(LIT("\x80\x04\x95\xff\xff\xff\xff\xff\xff\xff\xffN."), -EBADMSG);
+	parse_bad(LIT("\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00N."), -EBADMSG);
+	CHECK(strstr(err, "truncated") && strstr(err, "FRAME"));
+	CHECK(pk_find_end(LIT("\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00N."), &end) ==
+	      -EBADMSG);
+	d = parse_ok(LIT("\x80\x04\x95\x02\x00\x00\x00\x00\x00\x00\x00N."));
+	CHECK(d && root_of(d)->kind == PK_NONE);
+	pk_doc_free(d);
 	parse_bad(LIT("Pabc\n."), -EBADMSG);       /* persistent id */
 	parse_bad(LIT("\x80\x05\x97."), -EBADMSG); /* out-of-band buffer */
 	parse_bad(LIT("\x80\x05\x98."), -EBADMSG); /* READONLY_BUFFER underflow */
@@ -883,6 +897,65 @@ static void test_speed(void)
 	free(raw);
 }
 
+/*
+ * Every seed of the pickle fuzz corpus parses under the harness's limits and its graph
+ * walks in one visit per node. One seed shares dicts into one another so that a walk
+ * following every reference would take 2^n steps: the walk must visit at most as many
+ * nodes as the reader may make.
+ */
+static void test_corpus_walk(void)
+{
+	const char *src = getenv("FLECHEFS_SOURCE");
+	char dir[4096], path[4400];
+	struct dirent *e;
+	bool dag_seen = false;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/tests/fuzz/corpus-pickle", src ? src : ".");
+	d = opendir(dir);
+	CHECK(d != NULL);
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		struct pk_limits lim;
+		struct pk_doc *doc = NULL;
+		struct pk_walk w = {0};
+		uint8_t *buf;
+		size_t len, end;
+		int rc;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (read_file(path, &buf, &len) != 0)
+			continue;
+		/* the limits of tests/fuzz/fuzz_pickle.c */
+		pk_limits_default(&lim);
+		lim.max_nodes = 100000;
+		lim.max_memo = 10000;
+		lim.max_depth = 1000;
+		lim.max_arena = 16 << 20;
+		if (pk_parse(buf, len, &lim, &doc, &end, err, sizeof(err)) == 0) {
+			rc = pk_walk_graph(pk_doc_root(doc), lim.max_nodes, &w);
+			checks++;
+			if (rc != 0 || w.nodes == 0 || w.nodes > lim.max_nodes + 3) {
+				failures++;
+				fprintf(stderr, "walk of %s: %d, %zu nodes, %zu references\n",
+				        e->d_name, rc, w.nodes, w.edges);
+			}
+			if (strcmp(e->d_name, "regress-shared-dag") == 0) {
+				dag_seen = true;
+				printf("%s: %zu nodes, %zu references, walked once each\n",
+				       e->d_name, w.nodes, w.edges);
+			}
+		}
+		pk_doc_free(doc);
+		free(buf);
+	}
+	closedir(d);
+	CHECK(dag_seen);
+}
+
 int main(void)
 {
 	test_scalars();
@@ -891,6 +964,7 @@ int main(void)
 	test_objects();
 	test_hostile();
 	test_budgets();
+	test_corpus_walk();
 	if (test_fixtures() < 0) {
 		if (getenv("CI") && strcmp(getenv("CI"), "true") == 0) {
 			fprintf(stderr, "fixtures missing and CI=true\n");

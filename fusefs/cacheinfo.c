@@ -1,0 +1,138 @@
+/*
+ * cacheinfo.c: the mount's checks of the cache (hello's layout, a first record)
+ * and the server's `info` for statfs (cacheinfo.h).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cacheinfo.h"
+#include "log.h"
+#include "msg.h"
+#include "rpc.h"
+
+void fsd_cache_info_decode(const msgpack_object *result, struct fsd_cache_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (rpc_obj_uint(rpc_map_get(result, "call_count"), &out->call_count) != 0)
+		out->call_count = 0;
+	if (rpc_obj_uint(rpc_map_get(result, "value_count"), &out->value_count) != 0)
+		out->value_count = 0;
+	out->size_known = rpc_obj_uint(rpc_map_get(result, "size"), &out->size) == 0;
+}
+
+int fsd_cache_info_fetch(struct fsd_conn *c, struct fsd_cache_info *out, char *err,
+                         size_t errlen)
+{
+	struct fsd_result r;
+	int rc = fsd_conn_call_sync(c, &r, "info", 0, "");
+	if (rc)
+		snprintf(err, errlen, "cannot ask the server about the cache: %s", r.message);
+	else
+		fsd_cache_info_decode(r.result, out);
+	fsd_result_release(&r);
+	return rc;
+}
+
+int fsd_cache_require(const struct fsd_server_info *si, const char *source, char *err,
+                      size_t errlen)
+{
+	const char *root = si->root; /* "" when hello gave none */
+	if (!si->presence_known || si->calls_present || si->values_present)
+		return 0;
+	char where[1100] = "";
+	size_t sl = strlen(source), rl = strlen(root);
+	/* the source names the root already: "DIR", or "host:DIR" */
+	int named = rl && sl >= rl && strcmp(source + sl - rl, root) == 0 &&
+	            (sl == rl || source[sl - rl - 1] == ':');
+	if (rl && !named)
+		snprintf(where, sizeof(where), " (looked in '%s')", root);
+	snprintf(err, errlen,
+	         "'%s' is not a fleche cache: it holds no calls/, calls.db or values/%s%s", source,
+	         where,
+	         si->fleche_toml ? ", only a fleche.toml: mount a cache it configures (-o "
+	                             "cache=NAME, or its default cache)"
+	                           : "");
+	return -ENOENT;
+}
+
+void fsd_cache_probe(struct fsd_conn *c)
+{
+	struct fsd_result r;
+	char key[RPC_KEY_LEN + 1] = "";
+	const char *k;
+	size_t kl;
+
+	if (fsd_conn_call_sync(c, &r, "list", 0, "snu", "calls", (uint64_t)1) == 0 &&
+	    rpc_obj_str(rpc_array_get(rpc_map_get(r.result, "keys"), 0), &k, &kl) == 0 &&
+	    kl == RPC_KEY_LEN) {
+		memcpy(key, k, kl);
+	}
+	fsd_result_release(&r);
+	if (key[0]) {
+		if (fsd_conn_call_sync(c, &r, "load", 0, "s", key) != 0 && r.err == EBADMSG)
+			fsd_log(FSD_LOG_WARN,
+			        "warning: call record %s fails its HMAC check (%s): with this key "
+			        "(FLECHE_SECRET_KEY or --key-file of the server) such records and "
+			        "values read as EBADMSG and stay out of by-name/",
+			        key, r.message);
+		fsd_result_release(&r);
+	}
+	fsd_conn_settle_log(c, 500);
+}
+
+void fsd_cache_info_statvfs(const struct fsd_cache_info *info, struct statvfs *sv)
+{
+	unsigned long frsize = sv->f_frsize ? sv->f_frsize : 4096;
+	sv->f_files = (fsfilcnt_t)(info->call_count + info->value_count);
+	sv->f_ffree = 0;
+	sv->f_favail = 0;
+	if (info->size_known)
+		sv->f_blocks = (fsblkcnt_t)((info->size + frsize - 1) / frsize);
+	sv->f_bfree = 0;
+	sv->f_bavail = 0;
+}
+
+void fsd_statfs_cache_init(struct fsd_statfs_cache *sc)
+{
+	memset(sc, 0, sizeof(*sc));
+	pthread_mutex_init(&sc->lock, NULL);
+}
+
+void fsd_statfs_cache_release(struct fsd_statfs_cache *sc)
+{
+	pthread_mutex_destroy(&sc->lock);
+}
+
+static double monotonic_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void fsd_statfs_fill(struct fsd_statfs_cache *sc, struct fsd_conn *c, struct statvfs *sv)
+{
+	struct fsd_cache_info info;
+	char err[600];
+	double now = monotonic_seconds();
+
+	pthread_mutex_lock(&sc->lock);
+	int fresh = sc->valid && now - sc->at < FSD_STATFS_SECONDS;
+	info = sc->info;
+	pthread_mutex_unlock(&sc->lock);
+	if (!fresh) {
+		/* several statfs at once may each ask; the last answer stays */
+		if (fsd_cache_info_fetch(c, &info, err, sizeof(err)) < 0) {
+			fsd_log(FSD_LOG_DEBUG, "statfs: %s", err);
+			return;
+		}
+		pthread_mutex_lock(&sc->lock);
+		sc->info = info;
+		sc->at = now;
+		sc->valid = true;
+		pthread_mutex_unlock(&sc->lock);
+	}
+	fsd_cache_info_statvfs(&info, sv);
+}
