@@ -55,7 +55,7 @@ struct options {
 	struct fsd_ssh_options ssh;
 };
 
-enum { KEY_HELP, KEY_VERSION, KEY_PORT, KEY_RO };
+enum { KEY_HELP, KEY_VERSION, KEY_PORT, KEY_RO, KEY_CACHE };
 
 /* The largest -o readahead_kb (1 GiB). */
 #define READAHEAD_KB_MAX (1024u * 1024)
@@ -94,6 +94,8 @@ static const struct fuse_opt opt_spec[] = {
     FUSE_OPT_KEY("--version", KEY_VERSION),
     FUSE_OPT_KEY("-p ", KEY_PORT),
     FUSE_OPT_KEY("ro", KEY_RO),
+    FUSE_OPT_KEY("--cache ", KEY_CACHE),
+    FUSE_OPT_KEY("--cache=", KEY_CACHE),
     /* what an fstab line or mount(8) may hand a mount helper, meant for mount(8)
      * and systemd only (as sshfs discards them) */
     FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
@@ -135,6 +137,12 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_RO:
 		o->read_only = 1;
 		return 1; /* the kernel mounts read-only too */
+	case KEY_CACHE:
+		/* "--cacheNAME" or "--cache=NAME": the same as -o cache=NAME */
+		arg += strlen("--cache");
+		if (fsd_ssh_opt(&o->ssh, "cache", arg + (*arg == '=')) < 0)
+			o->bad = 1;
+		return 0;
 	case FUSE_OPT_KEY_OPT: {
 		if (strncmp(arg, "x-", 2) == 0)
 			return 0; /* x-systemd.automount and the like: comments for others */
@@ -186,6 +194,7 @@ static void usage(const char *prog)
 {
 	printf("usage: %s [options] CACHE_DIR MOUNTPOINT\n"
 	       "       %s [options] [user@]host:[path] MOUNTPOINT\n"
+	       "       %s --cache NAME [options] [DIR] MOUNTPOINT\n"
 	       "\n"
 	       "Mounts a fleche cache as a tree of calls/, values/, digests/ and by-name/.\n"
 	       "Unmount with: fusermount3 -u MOUNTPOINT\n"
@@ -197,6 +206,10 @@ static void usage(const char *prog)
 	       "    -d                     debug output (implies -f)\n"
 	       "    -s                     single-threaded\n"
 	       "    -o ro                  read-only mount: every change fails with EROFS\n"
+	       "    -o cache=NAME, --cache NAME\n"
+	       "                           serve the cache NAME of fleche.toml, found as fleche\n"
+	       "                           finds it from DIR, the remote path, or else the\n"
+	       "                           directory the server starts in (locally: this one)\n"
 	       "    -o server=CMD          the server program (default: flechefs-server next\n"
 	       "                           to flechefs, then in PATH)\n"
 	       "    -o timeout=S           seconds before a request fails with EIO (30)\n"
@@ -216,7 +229,7 @@ static void usage(const char *prog)
 	       "    -o clone_fd            a separate FUSE device fd for each thread\n"
 	       "    -o max_idle_threads=N  idle worker threads kept (default: no limit)\n"
 	       "    -o max_threads=N       worker threads at most (default: 32)\n",
-	       prog, prog, fsd_ssh_help());
+	       prog, prog, prog, fsd_ssh_help());
 	/* fuse_cmdline_help() would list -h, -V, -d, -f and -s a second time */
 	fuse_lowlevel_help();
 }
@@ -253,8 +266,11 @@ static char *find_server(void)
 static struct fsd_connector *local_connector(struct options *o, char *err, size_t errlen)
 {
 	struct stat st;
-	char *root = NULL, *server = NULL;
+	char *root = NULL, *server = NULL, *cmd = NULL;
+	const char *cache = o->ssh.cache;
 	struct fsd_connector *c = NULL;
+	char *argv[12];
+	size_t n = 0;
 
 	if (stat(o->source, &st) < 0) {
 		snprintf(err, errlen, "cannot use cache directory '%s': %s", o->source,
@@ -266,6 +282,7 @@ static struct fsd_connector *local_connector(struct options *o, char *err, size_
 		         o->source);
 		return NULL;
 	}
+	/* with a cache name, the directory fleche.toml is looked for from */
 	root = realpath(o->source, NULL);
 	server = o->server ? strdup(o->server) : find_server();
 	if (!root || !server) {
@@ -274,25 +291,33 @@ static struct fsd_connector *local_connector(struct options *o, char *err, size_
 	}
 	if (strpbrk(server, " \t'\"$;&|")) {
 		/* A command line, not a program: let the shell split it. */
-		char *argv[] = {"/bin/sh", "-c",     NULL, "flechefs-server",
-		                "--serve", "--root", root, o->read_only ? "--read-only" : NULL,
-		                NULL};
-		char *cmd = NULL;
 		if (asprintf(&cmd, "exec %s \"$@\"", server) < 0) {
+			cmd = NULL;
 			snprintf(err, errlen, "out of memory");
 			goto out;
 		}
-		argv[2] = cmd;
-		c = fsd_spawn_connector_new(argv);
-		free(cmd);
+		argv[n++] = "/bin/sh";
+		argv[n++] = "-c";
+		argv[n++] = cmd;
+		argv[n++] = "flechefs-server";
 	} else {
-		char *argv[] = {
-		    server, "--serve", "--root", root, o->read_only ? "--read-only" : NULL, NULL};
-		c = fsd_spawn_connector_new(argv);
+		argv[n++] = server;
 	}
+	argv[n++] = "--serve";
+	argv[n++] = cache ? "--config-from" : "--root";
+	argv[n++] = root;
+	if (cache) {
+		argv[n++] = "--cache";
+		argv[n++] = (char *)cache;
+	}
+	if (o->read_only)
+		argv[n++] = "--read-only";
+	argv[n] = NULL;
+	c = fsd_spawn_connector_new(argv);
 	if (!c)
 		snprintf(err, errlen, "out of memory");
 out:
+	free(cmd);
 	free(root);
 	free(server);
 	return c;
@@ -546,6 +571,16 @@ int main(int argc, char *argv[])
 		ret = 0;
 		goto out;
 	}
+	if (o.ssh.cache && o.source && !o.mountpoint) {
+		/* flechefs --cache NAME MOUNTPOINT: the one argument is the mount point, and
+		 * fleche.toml is looked for from here */
+		o.mountpoint = o.source;
+		o.source = getcwd(NULL, 0);
+		if (!o.source || fuse_opt_add_arg(&args, o.mountpoint) != 0) {
+			fprintf(stderr, "flechefs: cannot start: %s\n", strerror(errno));
+			goto out;
+		}
+	}
 	if (o.mountpoint) {
 		struct stat st;
 		int bad = stat(o.mountpoint, &st) < 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
@@ -637,7 +672,10 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "flechefs: out of memory\n");
 		goto out;
 	}
-	if (fsd_cache_require(fsd_conn_server(conn), o.source, err, sizeof(err)) < 0 ||
+	/* (a cache named in fleche.toml is what it is: the server refuses what it cannot
+	 * serve, and one fleche has not written to yet is empty, as fleche sees it) */
+	if ((!o.ssh.cache && fsd_cache_require(fsd_conn_server(conn), o.source, err,
+	                                       sizeof(err)) < 0) ||
 	    fsd_fs_check(fs, err, sizeof(err)) < 0) {
 		fprintf(stderr, "flechefs: %s\n", err);
 		goto out;

@@ -133,6 +133,7 @@ void fsd_ssh_options_release(struct fsd_ssh_options *o)
 	free_strv(o->identity_files, o->n_identity_files);
 	free(o->known_hosts_file);
 	free(o->server);
+	free(o->cache);
 	free_strv(o->setup, o->n_setup);
 	free(o->workdir);
 	free(o->ssh_command);
@@ -206,7 +207,7 @@ int fsd_ssh_opt(struct fsd_ssh_options *o, const char *key, const char *value)
 	                                   "ciphers",
 	                                   NULL};
 	static const char *const ours_exact[] = {
-	    "server", "setup", "workdir", "ssh_command", "ssh_window", "ssh_config", NULL};
+	    "server", "setup", "workdir", "ssh_command", "ssh_window", "ssh_config", "cache", NULL};
 	int known = 0, rc = 0;
 	long n = 0;
 
@@ -259,6 +260,8 @@ int fsd_ssh_opt(struct fsd_ssh_options *o, const char *key, const char *value)
 		rc = set_str(&o->ciphers, value);
 	} else if (!strcmp(key, "server")) {
 		rc = set_str(&o->server, value);
+	} else if (!strcmp(key, "cache")) {
+		rc = set_str(&o->cache, value);
 	} else if (!strcmp(key, "setup")) {
 		if (*value)
 			rc = push_str(&o->setup, &o->n_setup, value);
@@ -371,10 +374,36 @@ static char *quote(const char *s)
 	return out;
 }
 
+/* PATH on the remote command line: relative to the login directory (see ssh.h). */
+static int append_path(char **out, size_t *len, size_t *cap, const struct fsd_ssh_options *o,
+                       const char *p)
+{
+	int rc = 0;
+	if (p[0] == '~' && (p[1] == '/' || !p[1])) {
+		rc = append(out, len, cap, "\"$HOME\"");
+		if (rc == 0 && p[1] && p[2])
+			rc = append(out, len, cap, "/");
+		if (rc == 0 && p[1] && p[2])
+			rc = quote_into(out, len, cap, p + 2);
+	} else if (p[0] == '/') {
+		rc = quote_into(out, len, cap, p);
+	} else if (o->workdir) {
+		rc = append(out, len, cap, "\"$HOME\"");
+		if (rc == 0 && *p)
+			rc = append(out, len, cap, "/");
+		if (rc == 0 && *p)
+			rc = quote_into(out, len, cap, p);
+	} else {
+		rc = quote_into(out, len, cap, *p ? p : ".");
+	}
+	return rc;
+}
+
 char *fsd_ssh_remote_command(const struct fsd_ssh_options *o, const char *path, int read_only)
 {
 	char *out = NULL;
 	size_t len = 0, cap = 0;
+	const char *p = path ? path : "";
 	int rc = append(&out, &len, &cap, "");
 	if (rc == 0 && o->workdir) {
 		rc = append(&out, &len, &cap, "cd ");
@@ -392,28 +421,21 @@ char *fsd_ssh_remote_command(const struct fsd_ssh_options *o, const char *path, 
 		rc = append(&out, &len, &cap, "exec ");
 	if (rc == 0)
 		rc = append(&out, &len, &cap, o->server ? o->server : "flechefs-server");
-	if (rc == 0)
+	if (rc == 0 && !o->cache) {
 		rc = append(&out, &len, &cap, " --serve --root ");
-	if (rc == 0) {
-		/* PATH is relative to the login directory, even after a cd to workdir */
-		const char *p = path ? path : "";
-		if (p[0] == '~' && (p[1] == '/' || !p[1])) {
-			rc = append(&out, &len, &cap, "\"$HOME\"");
-			if (rc == 0 && p[1] && p[2])
-				rc = append(&out, &len, &cap, "/");
-			if (rc == 0 && p[1] && p[2])
-				rc = quote_into(&out, &len, &cap, p + 2);
-		} else if (p[0] == '/') {
-			rc = quote_into(&out, &len, &cap, p);
-		} else if (o->workdir) {
-			rc = append(&out, &len, &cap, "\"$HOME\"");
-			if (rc == 0 && *p)
-				rc = append(&out, &len, &cap, "/");
-			if (rc == 0 && *p)
-				rc = quote_into(&out, &len, &cap, p);
-		} else {
-			rc = quote_into(&out, &len, &cap, *p ? p : ".");
-		}
+		if (rc == 0)
+			rc = append_path(&out, &len, &cap, o, p);
+	} else if (rc == 0) {
+		/* fleche.toml's cache, looked for from PATH (else where the server starts) */
+		rc = append(&out, &len, &cap, " --serve");
+		if (rc == 0 && *p)
+			rc = append(&out, &len, &cap, " --config-from ");
+		if (rc == 0 && *p)
+			rc = append_path(&out, &len, &cap, o, p);
+		if (rc == 0)
+			rc = append(&out, &len, &cap, " --cache ");
+		if (rc == 0)
+			rc = quote_into(&out, &len, &cap, o->cache);
 	}
 	if (rc == 0 && read_only)
 		rc = append(&out, &len, &cap, " --read-only");

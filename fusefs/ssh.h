@@ -56,6 +56,7 @@ struct fsd_ssh_options {
 	enum fsd_ssh_strict strict; /* -o StrictHostKeyChecking=yes|accept-new|no */
 	int connect_timeout;        /* -o ConnectTimeout=S; 0: unset (ssh -G, else 30) */
 	char *server;               /* -o server=CMD; default "flechefs-server" */
+	char *cache; /* -o cache=NAME: fleche.toml's cache NAME instead of --root PATH */
 	char **setup;               /* -o setup=CMD, repeatable, joined with && */
 	size_t n_setup;
 	char *workdir;          /* -o workdir=DIR: cd there first */
@@ -74,8 +75,9 @@ void fsd_ssh_options_release(struct fsd_ssh_options *o);
  * Takes one option. Keys (OpenSSH's are case-insensitive, as in ssh_config):
  * port, User, IdentityFile, UserKnownHostsFile, StrictHostKeyChecking, ConnectTimeout,
  * ServerAliveInterval, ServerAliveCountMax, Ciphers, server, setup, workdir,
- * ssh_command, ssh_window, ssh_config. Returns 1 when consumed, 0 when key is not an SSH option,
- * -1 when the value is bad (a message on standard error).
+ * ssh_command, ssh_window, ssh_config, cache (which the local server uses too).
+ * Returns 1 when consumed, 0 when key is not an SSH option, -1 when the value is bad
+ * (a message on standard error).
  */
 int fsd_ssh_opt(struct fsd_ssh_options *o, const char *key, const char *value);
 
@@ -106,7 +108,10 @@ int fsd_ssh_parse_source(const char *source, char **user, char **host, char **pa
  * command line. Returns NULL with a message in err on a bad source. The connector's
  * connect() runs
  *	cd WORKDIR && SETUP1 && SETUP2 && exec SERVER --serve --root PATH [--read-only]
- * (WORKDIR and PATH shell-quoted, SETUP and SERVER as given), through libssh2 or as
+ * or, with -o cache=NAME, `exec SERVER --serve [--config-from PATH] --cache NAME`
+ * (fleche.toml's cache as `python -m fleche remote --serve --cache NAME` finds it;
+ * from PATH when one is given, else from the directory the server starts in)
+ * (WORKDIR, PATH and NAME shell-quoted, SETUP and SERVER as given), through libssh2 or as
  *	sh -c 'exec <ssh_command> <the remote command, quoted once more>'
  * (exec: the transport's SIGTERM at shutdown reaches ssh itself, not a shell)
  * through fsd_transport_spawn. Caller frees with c->free(c).

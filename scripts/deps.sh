@@ -38,3 +38,25 @@ flechefs_deps() {
 		exit 1
 	fi
 }
+
+# flechefs_go: the toml_suite test builds the official TOML test suite's runner with
+# Go (a Go module it installs into the build tree). Go is looked for on PATH and in
+# /usr/local/go/bin; when missing, as root it installs Debian's golang-go (1.19 in
+# Debian 12: the pinned runner and its modules declare go 1.19 or older), otherwise it
+# prints the apt-get line and the test skips (under CI=true it fails).
+flechefs_go() {
+	if command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ]; then
+		return 0
+	fi
+	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+		echo "flechefs: no Go toolchain for the toml_suite test; install one with:" >&2
+		echo "  sudo apt-get install -y golang-go   (or from https://go.dev/dl/)" >&2
+		[ "${CI:-}" = true ] && exit 1
+		return 0
+	fi
+	echo "flechefs: installing golang-go" >&2
+	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null; then
+		echo "flechefs: could not install golang-go" >&2
+		exit 1
+	fi
+}

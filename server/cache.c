@@ -56,6 +56,7 @@
 #include "keyindex.h"
 #include "query.h"
 #include "record.h"
+#include "stack.h"
 #include "store_files.h"
 #include "store_sql.h"
 
@@ -121,6 +122,7 @@ struct srv_cache {
 	struct srv_sqlstore db;
 	struct srv_fstore values;
 	struct srv_value *lru;
+	struct srv_stack stack; /* layers of a stack (stack.n > 0): everything else unused */
 };
 
 /* A list of full keys (candidates of a prefix), ascending. */
@@ -396,10 +398,44 @@ static void value_unref(struct srv_value *v)
 	}
 }
 
+int srv_cache_stack(struct srv_cache **layers, size_t n, struct srv_cache **out,
+		    struct srv_error *err)
+{
+	struct srv_cache *c = NULL;
+
+	*out = NULL;
+	if (n < 2 || n > SRV_STACK_MAX) {
+		srv_fail(err, RPC_E_EINVAL, "a stack has 2 to %d layers, not %zu", SRV_STACK_MAX, n);
+		goto fail;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c || !(c->stack.layers = calloc(n, sizeof(*layers)))) {
+		srv_fail(err, RPC_E_ENOMEM, "out of memory");
+		goto fail;
+	}
+	memcpy(c->stack.layers, layers, n * sizeof(*layers));
+	c->stack.n = n;
+	c->read_only = layers[0]->read_only;
+	*out = c;
+	return 0;
+fail:
+	free(c);
+	for (size_t i = 0; i < n; i++)
+		srv_cache_free(layers[i]);
+	return -1;
+}
+
 void srv_cache_free(struct srv_cache *c)
 {
 	if (!c)
 		return;
+	if (c->stack.n) {
+		for (size_t i = 0; i < c->stack.n; i++)
+			srv_cache_free(c->stack.layers[i]);
+		free(c->stack.layers);
+		free(c);
+		return;
+	}
 	while (c->lru) {
 		struct srv_value *v = c->lru;
 
@@ -436,6 +472,12 @@ void srv_cache_quit(struct srv_cache *c)
 {
 	struct timespec until;
 
+	if (c->stack.n) {
+		for (size_t i = 0; i < c->stack.n; i++)
+			srv_cache_quit(c->stack.layers[i]);
+		return;
+	}
+
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += 1;
 	/* still busy at the deadline: the files stay, as they would after a kill */
@@ -457,6 +499,10 @@ void srv_cache_quit(struct srv_cache *c)
 
 void srv_cache_layout(const struct srv_cache *c, struct srv_layout *out)
 {
+	if (c->stack.n) {
+		srv_cache_layout(c->stack.layers[0], out);
+		return;
+	}
 	out->root = c->root;
 	out->calls_type = c->sql ? "sql" : "files";
 	out->calls_path = c->calls_path;
@@ -516,6 +562,8 @@ static void scan_put(struct srv_cache *c, struct srv_sqlstore *db)
 
 int srv_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv_error *err)
 {
+	if (c->stack.n)
+		return srv_stack_count(&c->stack, calls, values, err);
 	struct srv_sqlstore *db;
 	int rc = -1;
 
@@ -585,6 +633,8 @@ static void add_file_size(const char *path, uint64_t *bytes)
 
 int srv_cache_size(struct srv_cache *c, uint64_t *bytes, struct srv_error *err)
 {
+	if (c->stack.n)
+		return srv_stack_size(&c->stack, bytes, err);
 	/* the paths never change once the cache is open: no lock */
 	*bytes = 0;
 	if (c->sql) {
@@ -728,6 +778,8 @@ static int resolve_call(struct srv_cache *c, const char *key, size_t len, char o
 int srv_load(struct srv_cache *c, const char *key, size_t len, struct srv_record *rec,
              struct srv_error *err)
 {
+	if (c->stack.n)
+		return srv_stack_load(&c->stack, key, len, rec, err);
 	char full[RPC_KEY_LEN + 1];
 	int rc = -1;
 
@@ -749,6 +801,8 @@ out:
 int srv_contains(struct srv_cache *c, const char *key, size_t len, bool *found,
                  struct srv_error *err)
 {
+	if (c->stack.n)
+		return srv_stack_contains(&c->stack, key, len, found, err);
 	struct keylist l;
 	struct stat st;
 	int rc = 0;
@@ -783,6 +837,8 @@ out:
 int srv_expand(struct srv_cache *c, const char *prefix, size_t len, char *out,
                struct srv_error *err)
 {
+	if (c->stack.n)
+		return srv_stack_expand(&c->stack, prefix, len, out, err);
 	struct keylist a = {0}, b = {0}, m = {0};
 	size_t i = 0, j = 0;
 	int rc = -1;
@@ -836,6 +892,8 @@ out:
 
 int srv_shrink(struct srv_cache *c, const char *key, size_t len, char *out, struct srv_error *err)
 {
+	if (c->stack.n)
+		return srv_stack_shrink(&c->stack, key, len, out, err);
 	char full[RPC_KEY_LEN + 1];
 	uint8_t bk[SRV_KEY_BYTES];
 	unsigned n = 0;
@@ -881,6 +939,8 @@ out:
 
 int srv_evict(struct srv_cache *c, const char *key, size_t len, struct srv_error *err)
 {
+	if (c->stack.n)
+		return srv_stack_evict(&c->stack, key, len, err);
 	char full[RPC_KEY_LEN + 1];
 	int rc = -1;
 
@@ -938,6 +998,8 @@ static int check_page(const char *after, size_t *limit, struct srv_error *err)
 int srv_list(struct srv_cache *c, enum srv_kind kind, const char *after, size_t limit, bool detail,
              struct srv_page *page, struct srv_error *err)
 {
+	if (c->stack.n)
+		return srv_stack_list(&c->stack, kind, after, limit, detail, page, err);
 	pthread_mutex_t *lock;
 	int rc;
 
@@ -958,6 +1020,8 @@ int srv_list(struct srv_cache *c, enum srv_kind kind, const char *after, size_t 
 int srv_query(struct srv_cache *c, const msgpack_object *tmpl, const char *after, size_t limit,
               bool detail, struct srv_page *page, struct srv_error *err)
 {
+	if (c->stack.n)
+		return srv_stack_query(&c->stack, tmpl, after, limit, detail, page, err);
 	int rc;
 
 	memset(page, 0, sizeof(*page));
@@ -980,6 +1044,8 @@ int srv_query(struct srv_cache *c, const msgpack_object *tmpl, const char *after
 int srv_names(struct srv_cache *c, const char *after, size_t limit, struct srv_names *out,
               struct srv_error *err)
 {
+	if (c->stack.n)
+		return srv_stack_names(&c->stack, after, limit, out, err);
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -1151,6 +1217,8 @@ static int decode_value(struct srv_cache *c, const char *full, const char *path,
 int srv_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_value **out,
                    struct srv_error *err)
 {
+	if (c->stack.n)
+		return srv_stack_value_open(&c->stack, key, len, out, err);
 	char full[RPC_KEY_LEN + 1], path[PATH_MAX];
 	struct srv_value *v = NULL, *p;
 	struct opening *o;

@@ -46,6 +46,7 @@
 
 #define SRV_MAX_CANDIDATES 64
 #define SRV_MAX_HMAC_KEYS  16
+#define SRV_STACK_MAX      16
 
 struct srv_error {
 	enum rpc_error code;
@@ -95,6 +96,15 @@ void srv_cache_free(struct srv_cache *cache);
  * ends the process.
  */
 void srv_cache_quit(struct srv_cache *cache);
+
+/*
+ * Joins caches opened with srv_cache_open into one that reads through them in order,
+ * as fleche's CacheStack does (stack.h says how each operation combines the layers).
+ * Takes the n (2 to SRV_STACK_MAX) layers, also on failure. The stack's layout and
+ * read_only are its first layer's. Caller frees with srv_cache_free.
+ */
+int srv_cache_stack(struct srv_cache **layers, size_t n, struct srv_cache **out,
+		    struct srv_error *err);
 
 /* The layout for hello/info (secrets left out). Strings borrowed from the cache. */
 struct srv_layout {

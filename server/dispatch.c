@@ -100,6 +100,8 @@ struct srv_session {
 	bool read_only;
 	/* set once by a successful hello, never cleared; read by every worker */
 	atomic_bool hello_done;
+	const void *config; /* srv_serve_options.config */
+	size_t config_len;
 	/* the worker of srv_session_handle (no zero copy) */
 	struct srv_worker own;
 };
@@ -367,6 +369,18 @@ static int pack_layout_fields(msgpack_packer *pk, const struct srv_layout *l)
 }
 #define LAYOUT_FIELDS 6
 
+/* The "config" field of hello and info, when the cache came from fleche.toml. */
+static int pack_config_field(struct srv_session *s, struct call *c)
+{
+	int r = 0;
+
+	if (!s->config)
+		return 0;
+	r |= rpc_pack_str(c->pk, "config");
+	r |= msgpack_sbuffer_write(c->out, s->config, s->config_len);
+	return r;
+}
+
 static int do_hello(struct srv_session *s, struct call *c)
 {
 	int64_t proto;
@@ -393,7 +407,8 @@ static int do_hello(struct srv_session *s, struct call *c)
 	host[sizeof(host) - 1] = '\0';
 	cwd = getcwd(NULL, 0);
 
-	r |= msgpack_pack_map(pk, 13);
+	r |= msgpack_pack_map(pk, 13 + (s->config ? 1 : 0));
+	r |= pack_config_field(s, c);
 	r |= rpc_pack_str(pk, "protocol");
 	r |= msgpack_pack_int(pk, RPC_PROTOCOL_VERSION);
 	r |= rpc_pack_str(pk, "program");
@@ -441,7 +456,8 @@ static int do_info(struct srv_session *s, struct call *c)
 	    srv_cache_size(s->cache, &size, &c->err) < 0)
 		return -1;
 	srv_cache_layout(s->cache, &l);
-	r |= msgpack_pack_map(pk, LAYOUT_FIELDS + 4);
+	r |= msgpack_pack_map(pk, LAYOUT_FIELDS + 4 + (s->config ? 1 : 0));
+	r |= pack_config_field(s, c);
 	r |= pack_layout_fields(pk, &l);
 	r |= rpc_pack_str(pk, "call_count");
 	r |= msgpack_pack_uint64(pk, ncalls);
@@ -984,6 +1000,8 @@ struct srv_session *srv_session_new(struct srv_cache *cache, const struct srv_se
 	s->max_frame = max;
 	s->max_read = max - RPC_RESPONSE_OVERHEAD;
 	atomic_init(&s->hello_done, false);
+	s->config = opt ? opt->config : NULL;
+	s->config_len = opt ? opt->config_len : 0;
 	srv_cache_layout(cache, &l);
 	s->read_only = l.read_only;
 	return s;

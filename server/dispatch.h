@@ -19,6 +19,13 @@
 
 struct srv_serve_options {
 	uint32_t max_frame; /* largest frame read or written; 0: RPC_MAX_FRAME_DEFAULT */
+	/*
+	 * The cache's configuration as resolved from fleche.toml (flecheconfig.h's
+	 * fcfg_pack: one msgpack map), answered as hello's and info's "config" field;
+	 * NULL when the cache was given by paths. Borrowed: it must outlive the session.
+	 */
+	const void *config;
+	size_t config_len;
 };
 
 struct srv_session;

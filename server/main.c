@@ -30,6 +30,8 @@
 #include "cache.h"
 #include "dispatch.h"
 #include "filecodec.h"
+#include "flecheconfig.h"
+#include "json.h"
 #include "rpc.h"
 
 #define PROGRAM    "flechefs-server"
@@ -40,7 +42,9 @@
 struct options {
 	bool serve;
 	bool read_only;
+	bool show_config;
 	const char *root, *calls, *values, *key_file;
+	const char *cache_name, *config_dir; /* --cache, --config-from */
 	uint32_t max_frame;
 	uint64_t gunzip_max;
 	struct srv_hmac_key keys[SRV_MAX_HMAC_KEYS];
@@ -50,12 +54,21 @@ struct options {
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: " PROGRAM " --serve --root DIR [options]\n"
+	        "usage: " PROGRAM " --serve [--cache NAME] [options]\n"
+	        "       " PROGRAM " --serve --root DIR [options]\n"
 	        "       " PROGRAM " --serve --calls DIR|sqlite:///FILE --values DIR [options]\n"
+	        "       " PROGRAM " --show-config [--cache NAME] [--config-from DIR]\n"
 	        "\n"
 	        "Serves a fleche cache over the flechefs protocol on standard input and output.\n"
+	        "Without path options, the cache is found in fleche.toml as fleche finds it.\n"
 	        "\n"
-	        "  --serve                 answer requests on stdin/stdout (required)\n"
+	        "  --serve                 answer requests on stdin/stdout\n"
+	        "  --cache NAME            the cache named NAME in fleche.toml (default: the\n"
+	        "                          [default] table's cache)\n"
+	        "  --config-from DIR       look for fleche.toml from DIR up (default: the\n"
+	        "                          current directory)\n"
+	        "  --show-config           print the resolved configuration (secret keys\n"
+	        "                          redacted) and the files read, and exit\n"
 	        "  --root DIR              a template-layout cache: DIR/calls/ or DIR/calls.db,\n"
 	        "                          and DIR/values/\n"
 	        "  --calls DIR|sqlite:///FILE\n"
@@ -260,7 +273,10 @@ static void parse_args(int argc, char **argv, struct options *o)
 		OPT_RO,
 		OPT_KEYFILE,
 		OPT_MAXFRAME,
-		OPT_GUNZIPMAX
+		OPT_GUNZIPMAX,
+		OPT_CACHE,
+		OPT_CONFIG_FROM,
+		OPT_SHOW_CONFIG
 	};
 	static const struct option longopts[] = {
 	    {"serve", no_argument, NULL, OPT_SERVE},
@@ -271,6 +287,9 @@ static void parse_args(int argc, char **argv, struct options *o)
 	    {"key-file", required_argument, NULL, OPT_KEYFILE},
 	    {"max-frame", required_argument, NULL, OPT_MAXFRAME},
 	    {"gunzip-max", required_argument, NULL, OPT_GUNZIPMAX},
+	    {"cache", required_argument, NULL, OPT_CACHE},
+	    {"config-from", required_argument, NULL, OPT_CONFIG_FROM},
+	    {"show-config", no_argument, NULL, OPT_SHOW_CONFIG},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
@@ -315,6 +334,15 @@ static void parse_args(int argc, char **argv, struct options *o)
 				          optarg, (unsigned long long)SRV_GUNZIP_MAX_LIMIT);
 			o->gunzip_max = size;
 			break;
+		case OPT_CACHE:
+			o->cache_name = optarg;
+			break;
+		case OPT_CONFIG_FROM:
+			o->config_dir = optarg;
+			break;
+		case OPT_SHOW_CONFIG:
+			o->show_config = true;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -333,12 +361,16 @@ static void parse_args(int argc, char **argv, struct options *o)
 	}
 	if (optind < argc)
 		die_usage("unexpected argument '%s'", argv[optind]);
-	if (!o->serve) {
+	if (!o->serve && !o->show_config) {
 		usage(stderr);
 		exit(EXIT_USAGE);
 	}
-	if (!o->root && (!o->calls || !o->values))
-		die_usage("say where the cache is: --root DIR, or --calls and --values");
+	if (o->show_config && (o->root || o->calls || o->values))
+		die_usage("--show-config shows the configuration of fleche.toml: give no paths");
+	/* explicit paths win; without any, the cache comes from fleche.toml */
+	if ((o->root || o->calls || o->values) && !o->root && (!o->calls || !o->values))
+		die_usage("say where the cache is: --root DIR, or --calls and --values "
+		          "(or neither, for fleche.toml's cache)");
 	if (o->root)
 		check_dir("root", o->root);
 	if (o->values)
@@ -347,6 +379,85 @@ static void parse_args(int argc, char **argv, struct options *o)
 		check_dir("calls", o->calls);
 	else if (o->calls && strncmp(o->calls, "sqlite:///", 10) != 0)
 		die_usage("bad --calls '%s': give a directory or sqlite:///FILE", o->calls);
+}
+
+/* --show-config: the description fcfg_pack made, as indented JSON on stdout. */
+static int print_config(const msgpack_sbuffer *desc)
+{
+	msgpack_zone zone;
+	msgpack_object obj;
+	struct rpc_buf b;
+	int ret = -1;
+
+	if (!msgpack_zone_init(&zone, 4096))
+		return -1;
+	rpc_buf_init(&b, 16u * 1024 * 1024);
+	if (msgpack_unpack(desc->data, desc->size, NULL, &zone, &obj) == MSGPACK_UNPACK_SUCCESS &&
+	    rpc_json_msgpack(&b, &obj, 32, 2) == 0 && rpc_buf_addc(&b, '\n') == 0 &&
+	    fwrite(b.data, 1, b.len, stdout) == b.len && fflush(stdout) == 0)
+		ret = 0;
+	rpc_buf_release(&b);
+	msgpack_zone_destroy(&zone);
+	return ret;
+}
+
+/*
+ * Opens every layer of the configured cache (keys from --key-file instead of the
+ * configuration's when given) and joins them when there are several. 0 or -1 (said).
+ */
+static int open_configured(const struct options *o, const struct fcfg_cache *fc,
+			   struct srv_cache **out)
+{
+	struct srv_cache *layers[FCFG_MAX_LAYERS] = {0};
+	struct srv_config cfg;
+	struct srv_error err;
+	char msg[1024];
+	size_t n = 0;
+	int ret = -1;
+
+	memset(&err, 0, sizeof(err));
+	for (size_t i = 0; i < fc->nlayers; i++) {
+		/*
+		 * A layer of a stack that fleche never wrote to reads as empty: leave it
+		 * out (the server creates nothing), as long as one layer remains.
+		 */
+		if (fc->nlayers > 1 && !fcfg_layer_exists(fc, i) && (n > 0 || i + 1 < fc->nlayers)) {
+			fprintf(stderr, PROGRAM ": %s: nothing stored there yet: read as empty\n",
+			        fc->layers[i].where);
+			continue;
+		}
+		if (fcfg_layer_config(fc, i, &cfg, msg, sizeof(msg)) < 0) {
+			fprintf(stderr, PROGRAM ": %s\n", msg);
+			goto out;
+		}
+		cfg.read_only = cfg.read_only || o->read_only;
+		cfg.gunzip_max = o->gunzip_max;
+		if (o->key_file) {
+			for (size_t k = 0; k < o->nkeys; k++)
+				cfg.keys[k] = o->keys[k];
+			cfg.nkeys = o->nkeys;
+		}
+		if (srv_cache_open(&cfg, &layers[n], &err) < 0) {
+			fprintf(stderr, PROGRAM ": %s: %s\n", fc->layers[i].where,
+			        err.message[0] ? err.message : rpc_error_message(err.code));
+			goto out;
+		}
+		n++;
+	}
+	if (n == 1) {
+		*out = layers[0];
+		return 0;
+	}
+	if (srv_cache_stack(layers, n, out, &err) < 0) {
+		/* (the layers are freed) */
+		fprintf(stderr, PROGRAM ": %s\n", err.message);
+		return -1;
+	}
+	return 0;
+out:
+	while (n > 0)
+		srv_cache_free(layers[--n]);
+	return ret;
 }
 
 /* The cache the signal thread closes; NULL once main is done with it. */
@@ -400,43 +511,86 @@ int main(int argc, char **argv)
 	struct srv_cache *cache = NULL;
 	struct srv_error err;
 	struct srv_serve_options sopt;
+	struct fcfg_cache fc;
+	msgpack_sbuffer desc;
+	msgpack_packer pk;
+	char msg[1024];
 	const char *env;
 	int status = 1, proto_out = -1;
+	bool from_config;
 
 	signal(SIGPIPE, SIG_IGN);
 	parse_args(argc, argv, &o);
 	watch_signals();
+	memset(&fc, 0, sizeof(fc));
+	msgpack_sbuffer_init(&desc);
+	from_config = !o.root && !o.calls && !o.values;
+
+	if (from_config) {
+		int r = fcfg_resolve(o.config_dir, o.cache_name, &fc, msg, sizeof(msg));
+		if (r == FCFG_NONE && !o.show_config && !o.cache_name) {
+			fprintf(stderr, PROGRAM ": %s; or say where the cache is: --root DIR, or "
+			                "--calls and --values\n", msg);
+			status = EXIT_USAGE;
+			goto out;
+		}
+		if (r < 0) {
+			fprintf(stderr, PROGRAM ": %s\n", msg);
+			goto out;
+		}
+		msgpack_packer_init(&pk, &desc, msgpack_sbuffer_write);
+		if (fcfg_pack(&fc, &pk) < 0) {
+			fprintf(stderr, PROGRAM ": cannot describe the configuration: %s\n",
+			        strerror(ENOMEM));
+			goto out;
+		}
+		if (o.show_config) {
+			if (print_config(&desc) < 0) {
+				fprintf(stderr, PROGRAM ": cannot print the configuration\n");
+				goto out;
+			}
+			status = 0;
+			goto out;
+		}
+	}
 
 	if (o.key_file) {
 		if (read_key_file(&o, o.key_file) < 0) {
 			status = EXIT_USAGE;
 			goto out;
 		}
-	} else if ((env = getenv("FLECHE_SECRET_KEY")) && env[0]) {
+	} else if (!from_config && (env = getenv("FLECHE_SECRET_KEY")) && env[0]) {
+		/* (from fleche.toml, the configuration already holds the environment's keys) */
 		if (parse_keys(&o, env, strlen(env), "FLECHE_SECRET_KEY") < 0) {
 			status = EXIT_USAGE;
 			goto out;
 		}
 	}
 
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.root = o.root;
-	cfg.calls = o.calls;
-	cfg.values = o.values;
-	cfg.read_only = o.read_only;
-	cfg.gunzip_max = o.gunzip_max;
-	for (size_t i = 0; i < o.nkeys; i++)
-		cfg.keys[i] = o.keys[i];
-	cfg.nkeys = o.nkeys;
 	memset(&err, 0, sizeof(err));
-	if (srv_cache_open(&cfg, &cache, &err) < 0) {
-		fprintf(stderr, PROGRAM ": %s\n",
-		        err.message[0] ? err.message : rpc_error_message(err.code));
-		goto out;
+	if (from_config) {
+		if (open_configured(&o, &fc, &cache) < 0)
+			goto out;
+	} else {
+		memset(&cfg, 0, sizeof(cfg));
+		cfg.root = o.root;
+		cfg.calls = o.calls;
+		cfg.values = o.values;
+		cfg.read_only = o.read_only;
+		cfg.gunzip_max = o.gunzip_max;
+		for (size_t i = 0; i < o.nkeys; i++)
+			cfg.keys[i] = o.keys[i];
+		cfg.nkeys = o.nkeys;
+		if (srv_cache_open(&cfg, &cache, &err) < 0) {
+			fprintf(stderr, PROGRAM ": %s\n",
+			        err.message[0] ? err.message : rpc_error_message(err.code));
+			goto out;
+		}
+		explicit_bzero(&cfg, sizeof(cfg));
 	}
 	/* the cache copied the keys: keep no other copy */
 	free_keys(&o);
-	explicit_bzero(&cfg, sizeof(cfg));
+	fcfg_cache_release(&fc);
 
 	/*
 	 * The protocol gets a private copy of standard output, and fd 1 becomes standard
@@ -453,6 +607,10 @@ int main(int argc, char **argv)
 	pthread_mutex_unlock(&quit_lock);
 	memset(&sopt, 0, sizeof(sopt));
 	sopt.max_frame = o.max_frame;
+	if (from_config) {
+		sopt.config = desc.data;
+		sopt.config_len = desc.size;
+	}
 	status = srv_serve(cache, &sopt, STDIN_FILENO, proto_out) == 0 ? 0 : 1;
 	close(proto_out);
 out:
@@ -461,5 +619,7 @@ out:
 	srv_cache_free(cache);
 	pthread_mutex_unlock(&quit_lock);
 	free_keys(&o);
+	fcfg_cache_release(&fc);
+	msgpack_sbuffer_destroy(&desc);
 	return status;
 }

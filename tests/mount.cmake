@@ -9,6 +9,7 @@
 # through -o allow_other: symlinks, permissions, the eviction guard, SQLite's files;
 # test_mount_metadata.py: a call whose metadata is nested too deep to send). They
 # need /dev/fuse and root or fusermount3; without them they skip (fail under CI=true).
+# test_mount_config.py: caches named in fleche.toml (--cache, -o cache=), also over SSH.
 # The benchmark bench/bench-mount is run by hand, not by ctest.
 if(TARGET flechefs_fsd)
 	flechefs_unit_test(test_fsd_conn SOURCES unit/test_fsd_conn.c LIBS flechefs_fsd)
@@ -17,6 +18,7 @@ endif()
 if(TARGET flechefs AND TARGET flechefs-server)
 	flechefs_py_test(mount_fixtures e2e/test_mount_fixtures.py LABELS mount)
 	flechefs_py_test(mount_errors e2e/test_mount_errors.py LABELS mount)
+	flechefs_py_test(mount_config e2e/test_mount_config.py LABELS mount)
 	flechefs_py_test(mount_views e2e/test_mount_views.py LABELS mount)
 	flechefs_py_test(mount_sizes e2e/test_mount_sizes.py LABELS mount)
 	flechefs_py_test(mount_hostile e2e/test_mount_hostile.py LABELS mount)

@@ -8,6 +8,7 @@ if(TARGET flechefs-server)
 	flechefs_py_test(server_evict e2e/test_server_evict.py LABELS server)
 	flechefs_py_test(server_cli e2e/test_server_cli.py LABELS server)
 	flechefs_py_test(server_concurrency e2e/test_server_concurrency.py LABELS server mount)
+	flechefs_py_test(server_config e2e/test_server_config.py LABELS server)
 
 	if(NOT FLECHEFS_FUZZ)
 		add_executable(bench-server ${PROJECT_SOURCE_DIR}/bench/bench-server.c)

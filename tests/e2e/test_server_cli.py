@@ -45,6 +45,8 @@ def test_usage(root):
     T.equal(p.returncode, 0, "--help exits 0")
     T.check(b"usage:" in p.stdout and b"--root" in p.stdout and b"--key-file" in p.stdout,
             "--help prints the options")
+    for opt in (b"--cache", b"--config-from", b"--show-config"):
+        T.check(opt in p.stdout, "--help lists %s" % opt.decode())
     p = run("-h")
     T.equal(p.returncode, 0, "-h exits 0")
     p = run("--version")
@@ -142,7 +144,8 @@ def test_man():
     T.equal(p.stderr.decode(), "", "man --warnings prints no warning")
     text = p.stdout.decode("utf-8", "replace")
     for opt in ("--serve", "--root", "--calls", "--values", "--read-only", "--key-file",
-                "--max-frame", "--help", "--version", "FLECHE_SECRET_KEY", "PROTOCOL.md"):
+                "--max-frame", "--help", "--version", "FLECHE_SECRET_KEY", "PROTOCOL.md",
+                "--cache", "--config-from", "--show-config", "fleche.toml", "XDG_CONFIG_HOME"):
         T.check(opt in text.replace("\u2010", "-"), "the manual mentions " + opt)
 
 

@@ -182,6 +182,22 @@ static void test_remote_command(void)
 	CHECK(c && strstr(c, "--root '/abs'"));
 	free(c);
 	fsd_ssh_options_release(&o);
+
+	/* -o cache=NAME: fleche.toml's cache, from PATH when there is one */
+	fsd_ssh_options_init(&o);
+	CHECK(fsd_ssh_opt(&o, "cache", "my cache") == 1);
+	c = fsd_ssh_remote_command(&o, "", 0);
+	CHECK_STR(c, "exec flechefs-server --serve --cache 'my cache'");
+	free(c);
+	c = fsd_ssh_remote_command(&o, "~/proj", 1);
+	CHECK_STR(c, "exec flechefs-server --serve --config-from \"$HOME\"/'proj' --cache 'my cache' "
+	             "--read-only");
+	free(c);
+	fsd_ssh_opt(&o, "workdir", "w");
+	c = fsd_ssh_remote_command(&o, "", 0);
+	CHECK_STR(c, "cd 'w' && exec flechefs-server --serve --cache 'my cache'");
+	free(c);
+	fsd_ssh_options_release(&o);
 }
 
 static void test_connector_sources(void)
