@@ -6,6 +6,7 @@ if(TARGET flechefs-server)
 	flechefs_py_test(server_protocol e2e/test_server_protocol.py LABELS server)
 	flechefs_py_test(server_signed e2e/test_server_signed.py LABELS server)
 	flechefs_py_test(server_evict e2e/test_server_evict.py LABELS server)
+	flechefs_py_test(server_stamp e2e/test_server_stamp.py LABELS server)
 	flechefs_py_test(server_cli e2e/test_server_cli.py LABELS server)
 
 	if(NOT FLECHEFS_FUZZ)
