@@ -38,8 +38,9 @@
  *     behind it on c->wlock) blocked for good.
  *  8. Stall: requests are numbered in the order they enter the table (p->seq), and
  *     c->answered_seq is the highest number answered. When a request passes its
- *     deadline and nothing that entered after it has been answered (answered_seq <
- *     its seq: the server took nothing behind it), the connection is stalled
+ *     deadline after waiting the whole timeout (not an operation's shorter one),
+ *     and nothing that entered after it has been answered (answered_seq < its seq:
+ *     the server took nothing behind it), the connection is stalled
  *     (c->stalled, under c->lock): the timer fails every request in the table at
  *     once, and new requests fail at once, unsent, until any frame arrives from the
  *     server (the reader clears c->stalled) or a new transport is up. So a system
@@ -83,7 +84,8 @@ struct pending {
 	struct pending *next;
 	int data; /* fsd_conn_call_data: its bin may be handed over in a pipe */
 	uint32_t msgid;
-	uint64_t seq; /* the order it entered the table (invariant 8) */
+	uint64_t seq;     /* the order it entered the table (invariant 8) */
+	uint64_t sent_ms; /* when it was made */
 	uint64_t deadline_ms;
 	size_t weight;
 	fsd_done_fn done;
@@ -352,6 +354,7 @@ static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, in
 	p->weight = weight;
 	p->data = (flags & CONN_DATA) != 0;
 	uint64_t now = now_ms();
+	p->sent_ms = now;
 	p->deadline_ms = now + (uint64_t)c->opt.timeout * 1000;
 	if (op_deadline_ms && op_deadline_ms < p->deadline_ms && !(flags & CONN_PROBE)) {
 		if (op_deadline_ms <= now) {
@@ -1306,10 +1309,12 @@ static void *timer_main(void *arg)
 			c->writing->ops->shutdown(c->writing);
 			c->writing = NULL;
 		}
-		struct pending *list = c->npending ? table_take_all(c, now_ms()) : NULL;
+		uint64_t now = now_ms();
+		struct pending *list = c->npending ? table_take_all(c, now) : NULL;
 		int stall = 0;
 		for (struct pending *p = list; p && !c->stalled && !stall; p = p->next)
-			stall = p->seq > c->answered_seq;
+			stall = p->seq > c->answered_seq &&
+			        now - p->sent_ms >= (uint64_t)c->opt.timeout * 1000;
 		if (stall) {
 			/* invariant 8: nothing behind it was answered; what waits behind it
 			 * fails now rather than each at its own deadline */
