@@ -47,9 +47,10 @@
  *     call waits for one deadline at most, not for one per request the kernel sends
  *     after the previous one failed (read-ahead, then the reader's own read). While
  *     stalled, one probe at a time (c->probing: a contains of "", which the server
- *     answers without touching the cache) is sent by the first failed sender, so
- *     that a server that lost one request, or runs again, is noticed. A request
- *     slower than the deadline does not stall a server that answers others.
+ *     answers without touching the cache) is sent by the first failed sender, after
+ *     its own completion and only when no other writer holds c->wlock, so that a
+ *     server that lost one request, or runs again, is noticed. A request slower
+ *     than the deadline does not stall a server that answers others.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -394,13 +395,13 @@ static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, in
 		int probe = !c->probing;
 		c->probing = 1;
 		pthread_mutex_unlock(&c->lock);
-		if (probe)
-			conn_call(c, "contains", 0, CONN_PROBE, probe_done, c, "s", "");
 		snprintf(why, sizeof(why),
 		         "the server has answered nothing for %d s: requests fail at once until "
 		         "it answers again",
 		         c->opt.timeout);
 		complete_local(done, ctx, ETIMEDOUT, why);
+		if (probe)
+			conn_call(c, "contains", 0, CONN_PROBE, probe_done, c, "s", "");
 		goto out;
 	}
 	p->seq = ++c->next_seq;
@@ -417,8 +418,13 @@ static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, in
 	if (!rc)
 		rc = rpc_frame_end(&sb,
 		                   c->info.max_frame ? c->info.max_frame : RPC_MAX_FRAME_DEFAULT);
-	if (!rc) {
+	/* A probe does not wait for another writer (one blocked on a server that reads
+	 * nothing): a later sender probes again. */
+	if (!rc && (flags & CONN_PROBE) && pthread_mutex_trylock(&c->wlock) != 0)
+		rc = -EBUSY;
+	else if (!rc && !(flags & CONN_PROBE))
 		pthread_mutex_lock(&c->wlock);
+	if (!rc) {
 		struct fsd_transport *t = c->t;
 		if (t) {
 			pthread_mutex_lock(&c->lock);
