@@ -113,6 +113,9 @@ int fsd_record_build(const msgpack_object *res, struct fsd_record **out)
 	double mt = 0;
 	rpc_obj_double(rpc_map_get(res, "mtime"), &mt);
 	rec->mtime = mt;
+	uint64_t stamp = 0;
+	rpc_obj_uint(rpc_map_get(res, "stamp"), &stamp);
+	rec->stamp = stamp;
 	const msgpack_object *args = rpc_map_get(res, "arguments");
 	const msgpack_object *result = rpc_map_get(res, "result");
 	const msgpack_object *meta = rpc_map_get(res, "metadata");

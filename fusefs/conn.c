@@ -15,7 +15,8 @@
  *     takes it out of the table (under c->lock) runs its completion, outside the lock.
  *  2. c->inflight is the sum of the weights of the requests in the table.
  *  3. Requests are only sent while the state is UP; in any other state they fail at
- *     once with EIO and the reason of the last loss (c->why).
+ *     once with EIO and the reason of the last loss (c->why). While the connection
+ *     is stalled (8) they fail at once with ETIMEDOUT, unsent.
  *  4. c->t is set and cleared under c->wlock, which every writer holds while it
  *     writes; the reader thread is the only one that reads c->t, and the only one
  *     that replaces it (after taking c->wlock).
@@ -35,6 +36,21 @@
  *     thread shut the transport down, under c->lock: the write fails, the reader sees
  *     the end, and the connection is lost rather than the writer (and every sender
  *     behind it on c->wlock) blocked for good.
+ *  8. Stall: requests are numbered in the order they enter the table (p->seq), and
+ *     c->answered_seq is the highest number answered. When a request passes its
+ *     deadline after waiting the whole timeout (not an operation's shorter one),
+ *     and nothing that entered after it has been answered (answered_seq < its seq:
+ *     the server took nothing behind it), the connection is stalled
+ *     (c->stalled, under c->lock): the timer fails every request in the table at
+ *     once, and new requests fail at once, unsent, until any frame arrives from the
+ *     server (the reader clears c->stalled) or a new transport is up. So a system
+ *     call waits for one deadline at most, not for one per request the kernel sends
+ *     after the previous one failed (read-ahead, then the reader's own read). While
+ *     stalled, one probe at a time (c->probing: a contains of "", which the server
+ *     answers without touching the cache) is sent by the first failed sender, after
+ *     its own completion and only when no other writer holds c->wlock, so that a
+ *     server that lost one request, or runs again, is noticed. A request slower
+ *     than the deadline does not stall a server that answers others.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -69,6 +85,8 @@ struct pending {
 	struct pending *next;
 	int data; /* fsd_conn_call_data: its bin may be handed over in a pipe */
 	uint32_t msgid;
+	uint64_t seq;     /* the order it entered the table (invariant 8) */
+	uint64_t sent_ms; /* when it was made */
 	uint64_t deadline_ms;
 	size_t weight;
 	fsd_done_fn done;
@@ -90,6 +108,9 @@ struct fsd_conn {
 	uint32_t next_msgid;
 	size_t inflight;
 	char why[512];
+	/* invariant 8 */
+	uint64_t next_seq, answered_seq;
+	int stalled, probing;
 
 	pthread_mutex_t wlock; /* c->t for writers */
 	struct fsd_transport *t;
@@ -222,6 +243,15 @@ static void fail_list(struct pending *list, int err, const char *message)
 	}
 }
 
+/* A frame from the server, answering p (NULL: a late answer). Caller holds c->lock.
+ * Invariant 8: the server answers again, and took everything up to p. */
+static void conn_heard(struct fsd_conn *c, const struct pending *p)
+{
+	c->stalled = 0;
+	if (p && p->seq > c->answered_seq)
+		c->answered_seq = p->seq;
+}
+
 /* --- reading --- */
 
 static ssize_t conn_read_fn(void *ctx, void *buf, size_t len)
@@ -289,7 +319,23 @@ static int pack_params(msgpack_packer *pk, const char *fmt, va_list ap)
 	return rc;
 }
 
-static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, int data,
+static void conn_call(struct fsd_conn *c, const char *method, size_t weight, int flags,
+                      fsd_done_fn done, void *ctx, const char *fmt, ...);
+
+/* The probe's completion (invariant 8): another probe may go out. */
+static void probe_done(void *ctx, const struct fsd_reply *r)
+{
+	struct fsd_conn *c = ctx;
+	pthread_mutex_lock(&c->lock);
+	c->probing = 0;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* conn_vcall's flags */
+#define CONN_DATA  1 /* fsd_conn_call_data */
+#define CONN_PROBE 2 /* the probe of a stalled connection: sent all the same */
+
+static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, int flags,
                        fsd_done_fn done, void *ctx, const char *fmt, va_list ap)
 {
 	msgpack_sbuffer sb;
@@ -307,10 +353,11 @@ static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, in
 	p->done = done;
 	p->ctx = ctx;
 	p->weight = weight;
-	p->data = data;
+	p->data = (flags & CONN_DATA) != 0;
 	uint64_t now = now_ms();
+	p->sent_ms = now;
 	p->deadline_ms = now + (uint64_t)c->opt.timeout * 1000;
-	if (op_deadline_ms && op_deadline_ms < p->deadline_ms) {
+	if (op_deadline_ms && op_deadline_ms < p->deadline_ms && !(flags & CONN_PROBE)) {
 		if (op_deadline_ms <= now) {
 			complete_local(done, ctx, ETIMEDOUT,
 			               "the operation's deadline passed before this request");
@@ -325,7 +372,7 @@ static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, in
 	if (weight && !(c->reader_started && pthread_equal(pthread_self(), c->reader))) {
 		struct timespec ts;
 		abs_time(&ts, deadline_ms - now);
-		while (c->state == CONN_UP && c->inflight &&
+		while (c->state == CONN_UP && !c->stalled && c->inflight &&
 		       c->inflight + weight > c->opt.max_inflight) {
 			if (pthread_cond_timedwait(&c->space, &c->lock, &ts) == ETIMEDOUT)
 				break;
@@ -344,6 +391,20 @@ static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, in
 		complete_local(done, ctx, EIO, why);
 		goto out;
 	}
+	if (c->stalled && !(flags & CONN_PROBE)) {
+		int probe = !c->probing;
+		c->probing = 1;
+		pthread_mutex_unlock(&c->lock);
+		snprintf(why, sizeof(why),
+		         "the server has answered nothing for %d s: requests fail at once until "
+		         "it answers again",
+		         c->opt.timeout);
+		complete_local(done, ctx, ETIMEDOUT, why);
+		if (probe)
+			conn_call(c, "contains", 0, CONN_PROBE, probe_done, c, "s", "");
+		goto out;
+	}
+	p->seq = ++c->next_seq;
 	uint32_t msgid = p->msgid;
 	table_add(c, p);
 	pthread_mutex_unlock(&c->lock);
@@ -357,8 +418,13 @@ static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, in
 	if (!rc)
 		rc = rpc_frame_end(&sb,
 		                   c->info.max_frame ? c->info.max_frame : RPC_MAX_FRAME_DEFAULT);
-	if (!rc) {
+	/* A probe does not wait for another writer (one blocked on a server that reads
+	 * nothing): a later sender probes again. */
+	if (!rc && (flags & CONN_PROBE) && pthread_mutex_trylock(&c->wlock) != 0)
+		rc = -EBUSY;
+	else if (!rc && !(flags & CONN_PROBE))
 		pthread_mutex_lock(&c->wlock);
+	if (!rc) {
 		struct fsd_transport *t = c->t;
 		if (t) {
 			pthread_mutex_lock(&c->lock);
@@ -391,6 +457,15 @@ out:
 	msgpack_sbuffer_destroy(&sb);
 }
 
+static void conn_call(struct fsd_conn *c, const char *method, size_t weight, int flags,
+                      fsd_done_fn done, void *ctx, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	conn_vcall(c, method, weight, flags, done, ctx, fmt, ap);
+	va_end(ap);
+}
+
 void fsd_conn_call(struct fsd_conn *c, const char *method, size_t weight, fsd_done_fn done,
                    void *ctx, const char *fmt, ...)
 {
@@ -405,7 +480,7 @@ void fsd_conn_call_data(struct fsd_conn *c, const char *method, size_t weight, f
 {
 	va_list ap;
 	va_start(ap, fmt);
-	conn_vcall(c, method, weight, 1, done, ctx, fmt, ap);
+	conn_vcall(c, method, weight, CONN_DATA, done, ctx, fmt, ap);
 	va_end(ap);
 }
 
@@ -755,11 +830,11 @@ static int conn_dispatch(struct fsd_conn *c, struct rpc_buf *frame, msgpack_zone
 		return -EPROTO;
 	}
 	struct pending *p = taken;
-	if (!p) {
-		pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->lock);
+	if (!p)
 		p = table_take(c, resp.msgid);
-		pthread_mutex_unlock(&c->lock);
-	}
+	conn_heard(c, p);
+	pthread_mutex_unlock(&c->lock);
 	if (!p) {
 		/* Its deadline passed: the completion ran already. */
 		fsd_log(FSD_LOG_DEBUG, "late answer to request %u ignored", resp.msgid);
@@ -953,6 +1028,8 @@ static int conn_read_frame_spliced(struct fsd_conn *c, int in, struct rpc_buf *f
 			     p = p->next)
 				;
 			p = p && p->data ? table_take(c, msgid) : NULL;
+			if (p)
+				conn_heard(c, p);
 			pthread_mutex_unlock(&c->lock);
 		}
 		if (p) {
@@ -1190,6 +1267,7 @@ static void *reader_main(void *arg)
 			c->state = c->closing ? CONN_DOWN : CONN_UP;
 			up = c->state == CONN_UP;
 			c->why[0] = 0;
+			c->stalled = 0;
 			pthread_cond_broadcast(&c->space);
 			pthread_mutex_unlock(&c->lock);
 			if (!up) {
@@ -1237,10 +1315,28 @@ static void *timer_main(void *arg)
 			c->writing->ops->shutdown(c->writing);
 			c->writing = NULL;
 		}
-		struct pending *list = c->npending ? table_take_all(c, now_ms()) : NULL;
+		uint64_t now = now_ms();
+		struct pending *list = c->npending ? table_take_all(c, now) : NULL;
+		int stall = 0;
+		for (struct pending *p = list; p && !c->stalled && !stall; p = p->next)
+			stall = p->seq > c->answered_seq &&
+			        now - p->sent_ms >= (uint64_t)c->opt.timeout * 1000;
+		if (stall) {
+			/* invariant 8: nothing behind it was answered; what waits behind it
+			 * fails now rather than each at its own deadline */
+			c->stalled = 1;
+			struct pending **end = &list;
+			while (*end)
+				end = &(*end)->next;
+			*end = table_take_all(c, 0);
+		}
 		if (list) {
 			pthread_mutex_unlock(&c->lock);
 			fsd_log(FSD_LOG_WARN, "%s", msg);
+			if (stall)
+				fsd_log(FSD_LOG_WARN,
+				        "the server took no request behind it: requests fail at once "
+				        "until it answers again");
 			fail_list(list, ETIMEDOUT, msg);
 			pthread_mutex_lock(&c->lock);
 		}

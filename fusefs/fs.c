@@ -25,8 +25,13 @@
  *     cache_timeout, streamed page by page to readdir, dropped after an eviction
  *     through this mount. Readdirplus hands the kernel every entry's attributes,
  *     so ls -l costs no request per entry.
- *  4. A call record is loaded once per inode and rendered (callrec.h) at that
- *     moment, so sizes are exact before the first read.
+ *  4. A call record is loaded per inode and rendered (callrec.h) at that moment, so
+ *     sizes are exact before the first read. It is current for cache_timeout (inode.h
+ *     invariant 5: the kernel keeps entries and attributes of a call's files no
+ *     longer); then a fresh listing of calls/ whose stamp for the key is the
+ *     record's confirms it, else it is loaded again (ensure_record). A listing whose
+ *     stamp differs marks the record stale at once: a call recorded again under its
+ *     key is shown within cache_timeout.
  *  5. A view of a value (views.h) is an FSD_VALUE inode with its view set: found by
  *     lookup only (ls values/ lists the keys alone), its size exact from stat_value
  *     with the view, cached by the kernel as values are. Call directories list the
@@ -109,6 +114,19 @@ static const struct {
     {"by-name", FSD_BYNAME}, {"query", FSD_QUERY},
 };
 #define FS_NTOP (sizeof(fs_top) / sizeof(fs_top[0]))
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* cache_timeout after t (CLOCK_MONOTONIC ms): until when what was current at t is. */
+static uint64_t fresh_after(const struct fsd_fs *fs, uint64_t t)
+{
+	return t + (uint64_t)(fs->o.cache_timeout * 1000);
+}
 
 /* --- attributes --- */
 
@@ -256,6 +274,16 @@ static double kind_timeout(struct fsd_fs *fs, enum fsd_kind k)
 	}
 }
 
+/* How long the kernel may keep i's entry and attributes: what remains of its
+ * freshness for a call's inodes (inode.h invariant 5), else by kind. Lock held. */
+static double inode_timeout(struct fsd_fs *fs, const struct fsd_inode *i)
+{
+	if (!i->fresh_until_ms)
+		return kind_timeout(fs, i->kind);
+	uint64_t now = mono_ms();
+	return i->fresh_until_ms > now ? (double)(i->fresh_until_ms - now) / 1000.0 : 0;
+}
+
 /* A value whose size is not known yet (the listing left it out). Lock held. */
 static int value_unsized(const struct fsd_inode *i)
 {
@@ -281,7 +309,7 @@ static void fill_entry(struct fsd_fs *fs, struct fsd_inode *i, struct fuse_entry
 	e->ino = i->ino;
 	e->generation = 1;
 	fill_attr(fs, i, &e->attr);
-	e->attr_timeout = kind_timeout(fs, i->kind);
+	e->attr_timeout = inode_timeout(fs, i);
 	e->entry_timeout = e->attr_timeout;
 	/* A value whose size the listing did not know (a large compressed one): the
 	 * kernel must ask getattr, which learns it (or fails), before it believes a
@@ -308,27 +336,51 @@ static void log_failure(const char *what, const struct fsd_result *r)
 	        r->message[0] ? r->message : strerror(r->err));
 }
 
+/* Takes i's record away (it changed, or is gone). Lock held. */
+static void drop_record(struct fsd_inode *i)
+{
+	fsd_record_unref(i->rec);
+	i->rec = NULL;
+}
+
 /*
- * Makes sure a call directory inode has its record. Returns 0, or the positive errno
- * reading it gives (remembered when the server said so: EBADMSG, CORRUPT...).
+ * Makes sure a call directory inode (or its arguments/ or metadata/) has a current
+ * record (invariant 4): the one it has while fresh, or confirmed by a fresh listing,
+ * else loaded again (kept when its stamp is the same). Returns 0, or the positive
+ * errno reading it gives (remembered for cache_timeout when the server said so:
+ * EBADMSG, CORRUPT...; ENOENT when the call is gone).
  */
 static int ensure_record(struct fsd_fs *fs, struct fsd_inode *i)
 {
+	uint64_t now = mono_ms();
 	fsd_itable_lock(&fs->it);
-	int have = i->rec != NULL, err = i->err;
+	int have = i->rec != NULL, err = i->err, fresh = now < i->fresh_until_ms;
+	uint64_t stamp = have ? i->rec->stamp : 0;
 	fsd_itable_unlock(&fs->it);
-	if (have)
+	if (fresh && (have || err))
+		return have ? 0 : err;
+	struct fsd_list_item it;
+	if (have && stamp && fsd_listings_find(&fs->lists, "calls", i->key, &it) >= 0 &&
+	    it.stamp == stamp && now < fresh_after(fs, it.fetched_ms)) {
+		fsd_itable_lock(&fs->it);
+		if (i->rec && i->rec->stamp == stamp &&
+		    i->fresh_until_ms < fresh_after(fs, it.fetched_ms))
+			i->fresh_until_ms = fresh_after(fs, it.fetched_ms);
+		fsd_itable_unlock(&fs->it);
 		return 0;
-	if (err)
-		return err;
+	}
 	struct fsd_result r;
 	int rc = fsd_conn_call_sync(fs->conn, &r, "load", 0, "s", i->key);
 	if (rc) {
 		log_failure(i->path, &r);
 		int e = r.err == ETIMEDOUT ? EIO : r.err;
-		if (r.error && e != ENOENT) {
+		if (r.error) {
+			/* The server's word: the call is gone or unreadable now. A failure of
+			 * our own (no answer) leaves the record as it was, to be asked again. */
 			fsd_itable_lock(&fs->it);
-			i->err = e;
+			drop_record(i);
+			i->err = e == ENOENT ? 0 : e;
+			i->fresh_until_ms = fresh_after(fs, now);
 			fsd_itable_unlock(&fs->it);
 		}
 		fsd_result_release(&r);
@@ -342,11 +394,15 @@ static int ensure_record(struct fsd_fs *fs, struct fsd_inode *i)
 		return rc == -ENOMEM ? ENOMEM : EIO;
 	}
 	fsd_itable_lock(&fs->it);
-	if (!i->rec) {
+	if (!i->rec || !rec->stamp || i->rec->stamp != rec->stamp) {
+		/* new, or recorded again: the files of the call change with it */
+		drop_record(i);
 		i->rec = rec;
 		i->mtime = rec->mtime;
 		rec = NULL;
 	}
+	i->err = 0;
+	i->fresh_until_ms = fresh_after(fs, now);
 	fsd_itable_unlock(&fs->it);
 	fsd_record_unref(rec);
 	return 0;
@@ -378,6 +434,11 @@ struct child_spec {
 	const char *target;
 	int view; /* FSD_VALUE: the view served */
 	struct fsd_record *rec;
+	/* a call's inodes (inode.h invariant 5): what the record or listing told is
+	 * current until then; listed: it comes from a listing of calls/, with stamp */
+	uint64_t fresh_until_ms;
+	int listed;
+	uint64_t stamp;
 	double mtime;
 	int64_t size; /* -1 unknown */
 	int err;
@@ -396,12 +457,29 @@ static struct fsd_inode *make_child(struct fsd_fs *fs, struct fsd_inode *parent,
 		return NULL;
 	if (kind == FSD_VALUE)
 		i->view = sp->view; /* the same for the same path */
-	if (sp->rec && i->rec != sp->rec) {
+	if (sp->rec && i->rec != sp->rec &&
+	    !(i->rec && sp->rec->stamp && i->rec->stamp == sp->rec->stamp)) {
 		/* A newer load of the record (a call may be evicted and recorded again
-		 * under the same key, with other metadata). */
+		 * under the same key, with other metadata); the same stamp is the same
+		 * record. */
 		fsd_record_unref(i->rec);
 		i->rec = fsd_record_ref(sp->rec);
 		i->err = 0;
+	}
+	if (sp->listed) {
+		/* calls/<key> from a listing: it confirms the record when the stamps agree,
+		 * makes it stale at once when they differ (recorded again), and says
+		 * nothing about it when the server gives no stamp (sql listings). */
+		if (i->rec && sp->stamp && i->rec->stamp == sp->stamp) {
+			if (i->fresh_until_ms < sp->fresh_until_ms)
+				i->fresh_until_ms = sp->fresh_until_ms;
+		} else if (i->rec && sp->stamp) {
+			i->fresh_until_ms = 1; /* past: stale, still a call's */
+		} else if (!i->rec && !i->err && i->fresh_until_ms < sp->fresh_until_ms) {
+			i->fresh_until_ms = sp->fresh_until_ms;
+		}
+	} else if (sp->fresh_until_ms) {
+		i->fresh_until_ms = sp->fresh_until_ms;
 	}
 	if (sp->mtime > 0)
 		i->mtime = sp->mtime;
@@ -575,18 +653,23 @@ static void lookup_keyed(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *pa
 		return;
 	}
 	if (n == RPC_KEY_LEN) {
-		double mt;
-		int64_t size;
-		if (fsd_listings_find(&fs->lists, calls ? "calls" : "values", name, &mt, &size) >=
-		        0 &&
-		    (calls || size >= 0)) {
+		struct fsd_list_item it;
+		if (fsd_listings_find(&fs->lists, calls ? "calls" : "values", name, &it) >= 0 &&
+		    (calls || it.size >= 0)) {
 			sp.key = name;
-			sp.mtime = mt;
-			sp.size = size;
+			sp.mtime = it.mtime;
+			sp.size = it.size;
+			if (calls) {
+				sp.listed = 1;
+				sp.stamp = it.stamp;
+				sp.fresh_until_ms = fresh_after(fs, it.fetched_ms);
+			}
 			reply_child(fs, req, parent, name, calls ? FSD_CALL : FSD_VALUE, &sp);
 			return;
 		}
 	}
+	if (calls)
+		sp.fresh_until_ms = fresh_after(fs, mono_ms());
 	int rc = calls ? fsd_conn_call_sync(fs->conn, &r, "load", 0, "s", name)
 	               : fsd_conn_call_sync(fs->conn, &r, "stat_value", 0, "sn", name);
 	if (rc) {
@@ -937,7 +1020,12 @@ static void lookup_in_call(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *
 	}
 	fsd_itable_lock(&fs->it);
 	struct fsd_record *rec = fsd_record_ref(parent->rec);
+	sp.fresh_until_ms = parent->fresh_until_ms;
 	fsd_itable_unlock(&fs->it);
+	if (!rec) {
+		reply_err(req, EIO); /* taken away meanwhile: the call changed just now */
+		return;
+	}
 	sp.rec = rec;
 	sp.key = rec->key;
 	sp.mtime = rec->mtime;
@@ -1226,7 +1314,7 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	 * read (not a regular file, a bad signature) has no size either: its error. */
 	int unknown = value_size_err(i);
 	fill_attr(fs, i, &st);
-	double t = kind_timeout(fs, i->kind);
+	double t = inode_timeout(fs, i);
 	fsd_itable_unlock(&fs->it);
 	if (unknown)
 		reply_err(req, unknown);
@@ -1694,6 +1782,7 @@ struct dirh {
 	struct fsd_inode *dir;
 	struct fsd_listing *list;
 	struct fsd_record *rec;
+	uint64_t fresh_until_ms; /* of rec (inode.h invariant 5) */
 	struct fsd_candidate *cands;
 	size_t ncands;
 	size_t n; /* entries when not from a listing, "." and ".." excluded */
@@ -1818,7 +1907,12 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		}
 		fsd_itable_lock(&fs->it);
 		d->rec = fsd_record_ref(i->rec);
+		d->fresh_until_ms = i->fresh_until_ms;
 		fsd_itable_unlock(&fs->it);
+		if (!d->rec) {
+			rc = -EIO; /* taken away meanwhile: the call changed just now */
+			break;
+		}
 		if (i->kind == FSD_CALL)
 			d->n = d->rec->nfiles + 2 + (d->rec->result[0] ? 1 : 0);
 		else if (i->kind == FSD_CALL_ARGS)
@@ -1882,6 +1976,11 @@ static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *
 		sp->key = it->name;
 		sp->mtime = it->mtime;
 		sp->size = it->size;
+		if (d->kind == FSD_CALLS) {
+			sp->listed = 1;
+			sp->stamp = it->stamp;
+			sp->fresh_until_ms = fresh_after(fs, it->fetched_ms);
+		}
 		return it->name;
 	case FSD_BYNAME:
 		*kind = FSD_FUNC;
@@ -1899,6 +1998,7 @@ static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *
 	case FSD_CALL: {
 		struct fsd_record *r = d->rec;
 		sp->rec = r;
+		sp->fresh_until_ms = d->fresh_until_ms;
 		sp->key = r->key;
 		sp->mtime = r->mtime;
 		if (k < r->nfiles) {
@@ -1929,6 +2029,7 @@ static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *
 		const struct fsd_record_arg *a = &d->rec->args[d->ents[k].arg];
 		int v = d->ents[k].view;
 		sp->rec = d->rec;
+		sp->fresh_until_ms = d->fresh_until_ms;
 		sp->key = d->rec->key;
 		*kind = FSD_LINK;
 		sp->target = buf;
@@ -1942,6 +2043,7 @@ static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *
 	}
 	case FSD_CALL_META:
 		sp->rec = d->rec;
+		sp->fresh_until_ms = d->fresh_until_ms;
 		sp->key = d->rec->key;
 		sp->mtime = d->rec->mtime;
 		*kind = FSD_CALL_META_FILE;

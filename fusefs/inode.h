@@ -15,6 +15,12 @@
  *     change under the table's lock only.
  *  4. A record (struct fsd_record) is immutable once built and reference counted;
  *     every inode of a call directory's subtree may hold a reference.
+ *  5. fresh_until_ms, nonzero for the inodes of a call directory's subtree only, is
+ *     when what the inode holds (its record, its attributes, its existence) stops
+ *     being known current: cache_timeout after the load or listing that told it.
+ *     The kernel keeps the entry and attributes no longer than that, so nothing it
+ *     shows is older than cache_timeout; a call directory's record is checked
+ *     again after it (fs.c, ensure_record).
  */
 #ifndef FLECHEFS_FUSEFS_INODE_H
 #define FLECHEFS_FUSEFS_INODE_H
@@ -58,6 +64,7 @@ struct fsd_record {
 	int refs; /* atomic */
 	char key[65];
 	double mtime;
+	uint64_t stamp; /* load's stamp (PROTOCOL.md): 0 when the server sends none */
 	struct fsd_record_file *files; /* call.json, then name, module, version, code_digest
 	                                  when present */
 	size_t nfiles;
@@ -97,6 +104,7 @@ struct fsd_inode {
 	double mtime;                /* 0: the mount's time */
 	int err;                     /* nonzero: opening or reading fails with this errno */
 	struct fsd_record *rec;      /* call directories and their contents */
+	uint64_t fresh_until_ms;     /* invariant 5 (CLOCK_MONOTONIC); 0: not a call's */
 	struct fsd_candidate *cands; /* FSD_AMBIG */
 	size_t ncands;
 	struct fsd_inode *hnext;

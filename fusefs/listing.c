@@ -33,7 +33,8 @@ struct fsd_listing {
 	char (*keys)[65]; /* calls, values, function entries; NULL for names */
 	char **strs;      /* names (function names) */
 	double *mtime;
-	int64_t *size; /* -1: unknown */
+	int64_t *size;   /* -1: unknown */
+	uint64_t *stamp; /* 0: unknown */
 	/* what to fetch */
 	struct fsd_listings *ls;
 	char kind[8]; /* "calls", "values", "names", or "" for a query */
@@ -59,6 +60,7 @@ void fsd_listing_unref(struct fsd_listing *l)
 	free(l->keys);
 	free(l->mtime);
 	free(l->size);
+	free(l->stamp);
 	free(l->func);
 	free(l->tmpl);
 	pthread_cond_destroy(&l->cv);
@@ -98,6 +100,10 @@ static int listing_grow(struct fsd_listing *l, size_t more, int names)
 		if (!z)
 			return -ENOMEM;
 		l->size = z;
+		uint64_t *st = realloc(l->stamp, cap * sizeof(*st));
+		if (!st)
+			return -ENOMEM;
+		l->stamp = st;
 	}
 	l->cap = cap;
 	return 0;
@@ -110,6 +116,7 @@ static int listing_add_page(struct fsd_listing *l, const msgpack_object *res, in
 	const msgpack_object *arr = rpc_map_get(res, names ? "names" : "keys");
 	const msgpack_object *mt = rpc_map_get(res, "mtime");
 	const msgpack_object *sz = rpc_map_get(res, "size");
+	const msgpack_object *stamps = rpc_map_get(res, "stamp");
 	bool done = false;
 
 	if (!arr || arr->type != MSGPACK_OBJECT_ARRAY)
@@ -145,6 +152,7 @@ static int listing_add_page(struct fsd_listing *l, const msgpack_object *res, in
 		l->mtime[l->n] = m;
 		uint64_t z;
 		l->size[l->n] = rpc_obj_uint(rpc_array_get(sz, i), &z) == 0 ? (int64_t)z : -1;
+		l->stamp[l->n] = rpc_obj_uint(rpc_array_get(stamps, i), &z) == 0 ? z : 0;
 		l->n++;
 	}
 	return 0;
@@ -337,6 +345,23 @@ int fsd_listings_get(struct fsd_listings *ls, const char *kind, struct fsd_listi
 	return 0;
 }
 
+/* Copies entry k (< l->n) into it. Caller holds l->m. */
+static void item_copy(const struct fsd_listing *l, size_t k, struct fsd_list_item *it)
+{
+	if (l->keys) {
+		memcpy(it->name, l->keys[k], 65);
+		it->mtime = l->mtime[k];
+		it->size = l->size[k];
+		it->stamp = l->stamp[k];
+	} else {
+		snprintf(it->name, sizeof(it->name), "%s", l->strs[k]);
+		it->mtime = 0;
+		it->size = -1;
+		it->stamp = 0;
+	}
+	it->fetched_ms = l->fetched_ms;
+}
+
 /*
  * Copies entry k of a listing into it, waiting for its page. Returns 0, 1 past the
  * end, or -errno when fetching failed before entry k.
@@ -348,15 +373,7 @@ int fsd_listing_item(struct fsd_listing *l, size_t k, struct fsd_list_item *it)
 	while (!l->done && l->n <= k)
 		pthread_cond_wait(&l->cv, &l->m);
 	if (k < l->n) {
-		if (l->keys) {
-			memcpy(it->name, l->keys[k], 65);
-			it->mtime = l->mtime[k];
-			it->size = l->size[k];
-		} else {
-			snprintf(it->name, sizeof(it->name), "%s", l->strs[k]);
-			it->mtime = 0;
-			it->size = -1;
-		}
+		item_copy(l, k, it);
 		rc = 0;
 	} else {
 		rc = l->err ? -l->err : 1;
@@ -372,8 +389,8 @@ static struct fsd_listing **slot_of(struct fsd_listings *ls, const char *kind)
 	                                     : &ls->names;
 }
 
-long fsd_listings_find(struct fsd_listings *ls, const char *kind, const char *key, double *mtime,
-                       int64_t *size)
+long fsd_listings_find(struct fsd_listings *ls, const char *kind, const char *key,
+                       struct fsd_list_item *it)
 {
 	struct fsd_listing **slot = slot_of(ls, kind);
 	long found = -1;
@@ -390,8 +407,7 @@ long fsd_listings_find(struct fsd_listings *ls, const char *kind, const char *ke
 			int c = strcmp(l->keys[mid], key);
 			if (c == 0) {
 				found = (long)mid;
-				*mtime = l->mtime[mid];
-				*size = l->size[mid];
+				item_copy(l, mid, it);
 				break;
 			}
 			if (c < 0)

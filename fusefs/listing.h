@@ -35,9 +35,12 @@ struct fsd_listings {
 
 /* One entry, copied out of a listing. */
 struct fsd_list_item {
-	char name[256]; /* the key, or the function name for by-name/ */
-	double mtime;   /* 0 when unknown */
-	int64_t size;   /* values: the size, -1 when unknown */
+	char name[256];      /* the key, or the function name for by-name/ */
+	double mtime;        /* 0 when unknown */
+	int64_t size;        /* values: the size, -1 when unknown */
+	uint64_t stamp;      /* calls: the record's stamp (PROTOCOL.md), 0 when unknown */
+	uint64_t fetched_ms; /* CLOCK_MONOTONIC: when the listing's first page was asked
+	                        for (what it says was current then) */
 };
 
 void fsd_listings_init(struct fsd_listings *ls, struct fsd_conn *conn, uint32_t page,
@@ -62,10 +65,10 @@ int fsd_listing_template(struct fsd_listings *ls, const char *tmpl, size_t len, 
 
 /*
  * Looks a full key up in the fresh cached listing of kind ("calls" or "values"):
- * its index (and *mtime, *size), or -1 when absent or when no fresh listing exists.
+ * its index (and its entry in *it), or -1 when absent or when no fresh listing exists.
  */
-long fsd_listings_find(struct fsd_listings *ls, const char *kind, const char *key, double *mtime,
-                       int64_t *size);
+long fsd_listings_find(struct fsd_listings *ls, const char *kind, const char *key,
+                       struct fsd_list_item *it);
 
 /* Forgets the cached listing of kind (after an eviction). */
 void fsd_listings_drop(struct fsd_listings *ls, const char *kind);

@@ -27,7 +27,9 @@
  * EINVAL for limit 0 and cut limits above RPC_PAGE_MAX; srv_contains answers
  * *found = false with 0 for malformed input; srv_shrink of a valid prefix shorter
  * than 64 is ENOENT; srv_record.mtime is always set (timestop, else the file's or
- * database's mtime); a detail entry's name is NULL when a record cannot be read.
+ * database's mtime); a detail entry's name is NULL when a record cannot be read;
+ * a detail entry's stamp is that load answers, or 0 (SQL listings, which would have
+ * to read every record whole).
  * Opening a SQLite cache creates -shm/-wal files beside the database (as every
  * SQLite reader of a WAL database does), removed at srv_cache_free or
  * srv_cache_quit when they were not there before (store_sql.h invariant 6): tests
@@ -140,6 +142,7 @@ int srv_cache_size(struct srv_cache *cache, uint64_t *bytes, struct srv_error *e
 struct srv_entry {
 	char key[RPC_KEY_LEN + 1];
 	double mtime;  /* detail */
+	uint64_t stamp; /* detail, calls: srv_record.stamp, 0 when not known cheaply */
 	int64_t size;  /* detail, values: -1 when unknown */
 	char *name;    /* detail, calls: owned by the page, may be NULL */
 };
@@ -185,6 +188,11 @@ struct srv_record {
 	 * NULL; when set, metadata is an empty map and the rest of the record is whole. */
 	char *metadata_error;
 	double mtime;
+	/* Never 0; equal for one key while its stored record is unchanged, and
+	 * (barring a 64-bit hash collision) different once it is written again: record
+	 * files, from the file's identity (device, inode, size, mtime, ctime); SQL, from
+	 * the record's contents. */
+	uint64_t stamp;
 };
 void srv_record_release(struct srv_record *rec);
 

@@ -476,7 +476,7 @@ static int pack_page(struct call *c, const struct srv_page *page, enum srv_kind 
 	msgpack_packer *pk = c->pk;
 	int r = 0;
 
-	r |= msgpack_pack_map(pk, detail ? 4 : 2);
+	r |= msgpack_pack_map(pk, !detail ? 2 : kind == SRV_VALUES ? 4 : 5);
 	r |= rpc_pack_str(pk, "keys");
 	r |= msgpack_pack_array(pk, (uint32_t)page->n);
 	for (size_t i = 0; i < page->n; i++)
@@ -502,6 +502,14 @@ static int pack_page(struct call *c, const struct srv_page *page, enum srv_kind 
 			r |= msgpack_pack_array(pk, (uint32_t)page->n);
 			for (size_t i = 0; i < page->n; i++)
 				r |= rpc_pack_str(pk, page->entries[i].name);
+			r |= rpc_pack_str(pk, "stamp");
+			r |= msgpack_pack_array(pk, (uint32_t)page->n);
+			for (size_t i = 0; i < page->n; i++) {
+				if (page->entries[i].stamp)
+					r |= msgpack_pack_uint64(pk, page->entries[i].stamp);
+				else
+					r |= msgpack_pack_nil(pk);
+			}
 		}
 	}
 	return r ? pack_failed(c) : 0;
@@ -565,7 +573,7 @@ static int do_load(struct srv_session *s, struct call *c)
 		return srv_fail(&c->err, RPC_E_ENOMEM, "out of memory loading '%s'",
 		                quote(q, sizeof(q), key, len));
 	}
-	r |= msgpack_pack_map(pk, 10);
+	r |= msgpack_pack_map(pk, 11);
 	r |= rpc_pack_str(pk, "key");
 	r |= rpc_pack_str(pk, rec.key);
 	r |= rpc_pack_str(pk, "name");
@@ -608,6 +616,8 @@ static int do_load(struct srv_session *s, struct call *c)
 		r |= msgpack_pack_nil(pk);
 	r |= rpc_pack_str(pk, "mtime");
 	r |= msgpack_pack_double(pk, rec.mtime);
+	r |= rpc_pack_str(pk, "stamp");
+	r |= msgpack_pack_uint64(pk, rec.stamp);
 	srv_record_release(&rec);
 	return r ? pack_failed(c) : 0;
 }

@@ -277,6 +277,7 @@ int srv_query_offer(struct srv_page *page, size_t limit, const msgpack_object *t
 	e->size = -1;
 	if (detail) {
 		e->mtime = rec->mtime;
+		e->stamp = rec->stamp;
 		e->name = rec->name;
 		rec->name = NULL;
 	}

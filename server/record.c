@@ -24,6 +24,15 @@ char *srv_strndup(const char *s, size_t n)
 	return p;
 }
 
+uint64_t srv_hash64(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 1099511628211ull;
+	return h;
+}
+
 void srv_record_release(struct srv_record *rec)
 {
 	if (!rec)

@@ -24,6 +24,20 @@ static double ts_of(const struct stat *st)
 	return (double)st->st_mtim.tv_sec + st->st_mtim.tv_nsec / 1e9;
 }
 
+/* A record file's stamp (srv_record.stamp): its identity. A rewrite by temporary file
+ * and rename gives a new inode, a rewrite in place a new mtime and ctime. */
+static uint64_t file_stamp(const struct stat *st)
+{
+	const int64_t id[] = {
+	    (int64_t)st->st_dev,          (int64_t)st->st_ino,          (int64_t)st->st_size,
+	    (int64_t)st->st_mtim.tv_sec,  (int64_t)st->st_mtim.tv_nsec, (int64_t)st->st_ctim.tv_sec,
+	    (int64_t)st->st_ctim.tv_nsec,
+	};
+	uint64_t h = srv_hash64(SRV_HASH64_INIT, id, sizeof(id));
+
+	return h ? h : 1;
+}
+
 int srv_fstore_init(struct srv_fstore *fs, const char *dir, enum srv_kind kind,
                     const struct srv_sign *sign, struct srv_error *err)
 {
@@ -126,6 +140,8 @@ int srv_fstore_load(struct srv_fstore *fs, const char *key, struct srv_record *r
 	rc = srv_record_from_pickle(pk_doc_root(doc), key, path, rec, err);
 	if (rc == 0 && isnan(rec->mtime))
 		rec->mtime = ts_of(&st);
+	if (rc == 0)
+		rec->stamp = file_stamp(&st);
 	pk_doc_free(doc);
 	srv_blob_release(&blob);
 	return rc;
@@ -489,6 +505,7 @@ static int list_summaries(struct srv_fstore *fs, size_t i, size_t n, struct srv_
 		srv_key_to_hex(srv_keyindex_key(&fs->index, i + k), e->key);
 		e->size = -1;
 		e->mtime = sum[k].mtime;
+		e->stamp = file_stamp(&sum[k].st);
 		e->name = sum[k].name;
 		sum[k].name = NULL;
 		page->n++;

@@ -474,11 +474,7 @@ static int exec(struct srv_sqlstore *s, sqlite3 *db, const char *sql, struct srv
 
 static uint64_t name_hash(const char *p, size_t n)
 {
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-	return h;
+	return srv_hash64(SRV_HASH64_INIT, p, n);
 }
 
 /* The index of name p[0..n) in sum->names, adding it; -1 on OOM. */
@@ -920,6 +916,43 @@ static char *col_dup(sqlite3_stmt *st, int col)
 	return t ? srv_strndup(t, (size_t)sqlite3_column_bytes(st, col)) : NULL;
 }
 
+/* One field of a stamp: its length first, so that fields cannot run together. */
+static uint64_t stamp_field(uint64_t h, const char *p, size_t n)
+{
+	uint64_t len = p ? n : UINT64_MAX;
+
+	h = srv_hash64(h, &len, sizeof(len));
+	return p ? srv_hash64(h, p, n) : h;
+}
+
+static uint64_t stamp_str(uint64_t h, const char *s)
+{
+	return stamp_field(h, s, s ? strlen(s) : 0);
+}
+
+/* A call's stamp (srv_record.stamp): the hash of what load answers, its mtime
+ * aside (the database's, when no timestop, changes with any write). A rewrite
+ * inserts rows that may reuse the old row ids: only the contents tell. */
+static uint64_t record_stamp(const struct srv_record *rec)
+{
+	uint64_t h = SRV_HASH64_INIT;
+	int64_t vi = rec->version_int;
+
+	h = stamp_str(h, rec->name);
+	h = stamp_str(h, rec->module);
+	h = stamp_field(h, (const char *)&rec->version_kind, sizeof(rec->version_kind));
+	h = rec->version_kind == SRV_VERSION_INT ? stamp_field(h, (const char *)&vi, sizeof(vi))
+	                                         : stamp_str(h, rec->version_str);
+	h = stamp_str(h, rec->code_digest);
+	for (size_t i = 0; i < rec->narguments; i++) {
+		h = stamp_str(h, rec->arguments[i].name);
+		h = stamp_str(h, rec->arguments[i].value);
+	}
+	h = stamp_str(h, rec->has_result ? rec->result : NULL);
+	h = stamp_field(h, rec->metadata, rec->metadata_len);
+	return h ? h : 1;
+}
+
 /* Loads key inside an open read transaction. */
 static int load_in_txn(struct srv_sqlstore *s, const char *key, struct srv_record *rec,
                        struct srv_error *err)
@@ -1076,6 +1109,7 @@ static int load_in_txn(struct srv_sqlstore *s, const char *key, struct srv_recor
 	                           &rec->mtime) != 0 ||
 	    !isfinite(rec->mtime))
 		rec->mtime = db_mtime(s);
+	rec->stamp = record_stamp(rec);
 	ret = 0;
 	goto out;
 oom_st:

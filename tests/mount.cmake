@@ -7,7 +7,9 @@
 # test_mount_hostile.py: a proxy that corrupts or stalls the server's answers;
 # test_mount_shared.py: a cache others can write to, read by a second local user
 # through -o allow_other: symlinks, permissions, the eviction guard, SQLite's files;
-# test_mount_metadata.py: a call whose metadata is nested too deep to send). They
+# test_mount_metadata.py: a call whose metadata is nested too deep to send;
+# test_mount_deadline.py: a server stopped during a streaming read, locally and over SSH;
+# test_mount_rewrite.py: a call recorded again under its key, files and SQLite). They
 # need /dev/fuse and root or fusermount3; without them they skip (fail under CI=true).
 # test_mount_config.py: caches named in fleche.toml (--cache, -o cache=), also over SSH.
 # The benchmark bench/bench-mount is run by hand, not by ctest.
@@ -27,9 +29,12 @@ if(TARGET flechefs AND TARGET flechefs-server)
 	flechefs_py_test(mount_source e2e/test_mount_source.py LABELS mount)
 	flechefs_py_test(mount_log e2e/test_mount_log.py LABELS mount)
 	flechefs_py_test(mount_query e2e/test_mount_query.py LABELS mount)
+	flechefs_py_test(mount_deadline e2e/test_mount_deadline.py LABELS mount)
+	flechefs_py_test(mount_rewrite e2e/test_mount_rewrite.py LABELS mount)
 	if(TEST mount_fixtures)
 		set_tests_properties(mount_fixtures mount_errors mount_views mount_sizes mount_hostile
 		                     mount_shared mount_metadata mount_source mount_log mount_query
+		                     mount_deadline mount_rewrite
 		                     PROPERTIES
 		                     TIMEOUT 300 RUN_SERIAL TRUE)
 	endif()

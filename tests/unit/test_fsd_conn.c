@@ -149,7 +149,7 @@ static atomic_int stat_requests;
 /*
  * Answers hello, then: "echo" answers its first parameter, but held back until the
  * next "flush" (so answers go out in reverse order); "never" is not answered;
- * "die" closes the connection.
+ * "contains" answers false; "die" closes the connection.
  */
 static void *server_main(void *arg)
 {
@@ -247,6 +247,11 @@ static void *server_main(void *arg)
 				char b = (char)blob_byte(n, i);
 				msgpack_sbuffer_write(&sb, &b, 1);
 			}
+			send_frame(s->fd, &sb);
+		} else if (req.method_len == 8 && memcmp(req.method, "contains", 8) == 0) {
+			/* the probe of a stalled connection */
+			rpc_pack_response_ok_head(&pk, req.msgid);
+			msgpack_pack_false(&pk);
 			send_frame(s->fd, &sb);
 		} else if (req.method_len == 3 && memcmp(req.method, "die", 3) == 0) {
 			break;
@@ -359,6 +364,22 @@ static void test_deadline_and_death(void)
 	CHECK(wait_done(&late, 5000), "deadline completes the request");
 	CHECK(late.err == ETIMEDOUT, "deadline gives ETIMEDOUT (%d)", late.err);
 	CHECK(time(NULL) - t0 <= 3, "within the deadline");
+	/* Nothing sent after "never" was answered: the connection is stalled, and a
+	 * request fails at once, unsent; the probe it sends is answered, and then
+	 * requests are sent again. */
+	struct outcome behind;
+	memset(&behind, 0, sizeof(behind));
+	fsd_conn_call(c, "echo", 0, record, &behind, "u", (uint64_t)3);
+	CHECK(wait_done(&behind, 100) && behind.err == ETIMEDOUT,
+	      "a request behind an unanswered one fails at once (%d)", behind.err);
+	struct fsd_result fr;
+	rc = -ETIMEDOUT;
+	for (int k = 0; k < 100 && rc == -ETIMEDOUT; k++) {
+		usleep(10000);
+		rc = fsd_conn_call_sync(c, &fr, "flush", 0, "");
+		fsd_result_release(&fr);
+	}
+	CHECK(rc == -ENOENT, "the probe's answer ends the stall (%d)", rc);
 	fsd_conn_call(c, "echo", 0, record, &pending, "u", (uint64_t)7);
 	struct outcome dead;
 	memset(&dead, 0, sizeof(dead));
