@@ -28,6 +28,10 @@ if(TARGET flechefs AND TARGET flechefs-server)
 	if(NOT FLECHEFS_FUZZ AND NOT FLECHEFS_SANITIZE)
 		set_tests_properties(ssh_mount ssh_auth ssh_reconnect PROPERTIES TIMEOUT 300)
 		set_tests_properties(ssh_interactive ssh_ipv6 PROPERTIES TIMEOUT 300)
+		# ssh_shared may add a system user (rewriting /etc/passwd and /etc/shadow),
+		# which ssh_interactive checks is left untouched by its password setup
+		set_tests_properties(ssh_interactive ssh_shared PROPERTIES
+			RESOURCE_LOCK system_accounts)
 	endif()
 endif()
 if(NOT FLECHEFS_FUZZ)
