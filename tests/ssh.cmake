@@ -8,7 +8,8 @@
 # symbolic links planted in a shared cache by a second user (ssh_shared);
 # bench/delay-proxy, the 25 ms link of bench/bench-ssh, built here and run by hand.
 if(TARGET flechefs_fsd)
-	flechefs_unit_test(test_ssh_opts SOURCES unit/test_ssh_opts.c LIBS flechefs_fsd)
+	flechefs_unit_test(test_ssh_opts SOURCES unit/test_ssh_opts.c LIBS flechefs_sshopts)
+	flechefs_unit_test(test_ssh_connector SOURCES unit/test_ssh_connector.c LIBS flechefs_fsd)
 	if(NOT FLECHEFS_FUZZ)
 		add_executable(sshread ${CMAKE_CURRENT_SOURCE_DIR}/sshread.c)
 		target_link_libraries(sshread PRIVATE flechefs_fsd)

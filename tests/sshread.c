@@ -1,6 +1,6 @@
 /*
  * sshread: reads a remote command's output through flechefs's libssh2 transport
- * (fusefs/ssh.c) the way the daemon's reader does, but with pauses, and reports how
+ * (fusefs/sshio.c) the way the daemon's reader does, but with pauses, and reports how
  * long each read waited. A test helper (tests/e2e/test_ssh_stream.py), not installed.
  *
  *	sshread [-o key=value]... [-p PORT] [-c CYCLES] [-b BYTES] [-s MS] HOST:PATH
