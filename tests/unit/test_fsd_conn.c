@@ -22,18 +22,7 @@
 #include "inode.h"
 #include "msg.h"
 #include "views.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			failures++;                                                                \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                       \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fprintf(stderr, "\n");                                                     \
-		}                                                                                  \
-	} while (0)
+#include "check.h"
 
 /* --- a transport on one end of a socketpair --- */
 
@@ -613,10 +602,5 @@ int main(void)
 	test_inodes();
 	test_views();
 	test_splice();
-	if (failures) {
-		fprintf(stderr, "%d failures\n", failures);
-		return 1;
-	}
-	printf("test_fsd_conn: all passed\n");
-	return 0;
+	return check_report("test_fsd_conn");
 }

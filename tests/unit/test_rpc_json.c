@@ -12,7 +12,8 @@
 
 #include "json.h"
 #include "msg.h"
-#include "check_fatal.h"
+#define CHECK_STOP_AT_FIRST
+#include "check.h"
 
 /* repr() of these doubles, printed by CPython 3.11. */
 static const struct {
@@ -421,6 +422,5 @@ int main(void)
 	test_strings();
 	test_base64();
 	test_msgpack();
-	printf("test_rpc_json: %d checks passed\n", checks);
-	return 0;
+	return check_report("test_rpc_json");
 }

@@ -15,14 +15,8 @@
 
 #include "json.h"
 #include "msg.h"
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
+#define CHECK_STOP_AT_FIRST
+#include "check.h"
 
 #define PYTHON "/usr/bin/python3"
 

@@ -9,26 +9,7 @@
 #include <string.h>
 
 #include "ssh.h"
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
-
-#define CHECK_STR(got, want)                                                                       \
-	do {                                                                                       \
-		const char *g_ = (got), *w_ = (want);                                              \
-		if (!g_ || strcmp(g_, w_) != 0) {                                                  \
-			fprintf(stderr, "%s:%d: got '%s', want '%s'\n", __FILE__, __LINE__,        \
-			        g_ ? g_ : "(null)", w_);                                           \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
+#include "check.h"
 
 static void test_connector_sources(void)
 {
@@ -64,10 +45,5 @@ static void test_connector_sources(void)
 int main(void)
 {
 	test_connector_sources();
-	if (failures) {
-		fprintf(stderr, "test_ssh_connector: %d checks failed\n", failures);
-		return 1;
-	}
-	printf("test_ssh_connector: all checks passed\n");
-	return 0;
+	return check_report("test_ssh_connector");
 }

@@ -21,7 +21,7 @@
 #include "pickle.h"
 #include "pystd.h"
 #include "views.h"
-#include "check_count.h"
+#include "check.h"
 
 /* Pickles written by Python 3.11 (tests/e2e/test_views_generated.py checks the same
  * mapping against Python on many more values):
@@ -414,6 +414,5 @@ int main(void)
 	} else {
 		printf("fixtures not found (FLECHEFS_FIXTURES): the render tests are skipped\n");
 	}
-	printf("test_views: %d of %d checks failed\n", failures, checks);
-	return failures ? 1 : 0;
+	return check_report("test_views");
 }
