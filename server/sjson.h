@@ -30,6 +30,13 @@
 int srv_sjson_pack(const char *text, size_t len, msgpack_packer *pk, char *why, size_t whylen);
 
 /*
+ * Checks that text[0..len) is one JSON value as srv_sjson_pack reads it, nesting at
+ * most max_depth containers, in one pass that builds nothing. Returns 0, or -1 with
+ * a lower-case reason in why.
+ */
+int srv_sjson_check(const char *text, size_t len, unsigned max_depth, char *why, size_t whylen);
+
+/*
  * Looks the number stored under `key` in the top-level JSON object text[0..len) up
  * without building anything. Returns 0 and sets *out when found and numeric, else -1.
  * A one-pass scan answers json.dumps output (the usual case) without allocating; the
