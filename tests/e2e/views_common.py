@@ -7,6 +7,8 @@ together, as fleche does, to get the value a view must show.
 """
 
 import base64
+import collections
+import datetime
 import hashlib
 import io
 import json
@@ -138,6 +140,21 @@ def same(view, py, path="value"):
             else:
                 return bad("element %d of the set is not in the value" % i)
         return None
+    if isinstance(py, collections.OrderedDict):
+        if not isinstance(view, dict) or list(view) != ["$ordereddict"]:
+            return bad("not an $ordereddict")
+        return same(view["$ordereddict"], dict(py), path)
+    if isinstance(py, collections.defaultdict):
+        if not isinstance(view, dict) or list(view)[:1] != ["$defaultdict"]:
+            return bad("not a $defaultdict")
+        return (same(view["$defaultdict"], dict(py), path)
+                or same(view.get("default_factory"), py.default_factory, path + ".default_factory"))
+    if isinstance(py, datetime.datetime):
+        return None if view == {"$datetime": py.isoformat()} else bad("not the $datetime")
+    if isinstance(py, datetime.date):
+        return None if view == {"$date": py.isoformat()} else bad("not the $date")
+    if isinstance(py, type) and py.__module__ == "builtins":
+        return None if view == {"$global": "builtins." + py.__qualname__} else bad("not the $global")
     if isinstance(py, dict):
         plain = all(isinstance(k, str) and not k.startswith("$") for k in py)
         if plain:
@@ -163,9 +180,9 @@ def same(view, py, path="value"):
             return bad("dtype or shape differ")
         return same(nd.get("data"), py.tolist(), path + ".data")
     if isinstance(py, Wrapper) and py._object:
-        if not isinstance(view, dict) or view.get("$object") != py._object:
-            return bad("not the $object")
-        return same(view.get("state"), py._state, path + ".state")
+        if not isinstance(view, dict) or view.get("$dataclass") != py._object:
+            return bad("not the $dataclass")
+        return same(view.get("fields"), py._state, path + ".fields")
     if isinstance(view, dict) and "$object" in view:
         # any other object: its class, and its constructor arguments when it has them
         name = type(py).__module__ + "." + type(py).__qualname__
