@@ -4,11 +4,13 @@
  * no FUSE, no libssh2, so the unit tests link it alone.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "rpc.h"
 #include "sshopts.h"
 
 /* ---------------------------------------------------------------- options */
@@ -71,24 +73,6 @@ static int parse_long(const char *v, long min, long max, long *out)
 	if (errno || end == v || *end || x < min || x > max)
 		return -1;
 	*out = x;
-	return 0;
-}
-
-static int parse_size(const char *v, size_t *out)
-{
-	char *end = NULL;
-	errno = 0;
-	unsigned long long x = strtoull(v, &end, 10);
-	if (errno || end == v || v[0] == '-')
-		return -1;
-	unsigned long long mul = 1;
-	if (*end == 'k' || *end == 'K')
-		mul = 1024, end++;
-	else if (*end == 'm' || *end == 'M')
-		mul = 1024 * 1024, end++;
-	if (*end || x > (1ull << 30) / mul)
-		return -1;
-	*out = (size_t)(x * mul);
 	return 0;
 }
 
@@ -168,10 +152,10 @@ int fsd_ssh_opt(struct fsd_ssh_options *o, const char *key, const char *value)
 	} else if (!strcmp(key, "ssh_command")) {
 		rc = set_str(&o->ssh_command, value);
 	} else if (!strcmp(key, "ssh_window")) {
-		size_t w = 0;
-		if (parse_size(value, &w) || (w && (w < 65536 || w > (256u << 20))))
+		uint64_t w = 0;
+		if (rpc_parse_size(value, 256u << 20, &w) || (w && w < 65536))
 			goto bad;
-		o->window = w;
+		o->window = (size_t)w;
 	} else if (!strcmp(key, "ssh_config")) {
 		rc = set_str(&o->ssh_config, value);
 	}

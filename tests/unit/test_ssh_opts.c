@@ -41,6 +41,10 @@ static void test_options(void)
 	CHECK(fsd_ssh_opt(&o, "setup", "source 'v e'/bin/activate") == 1 && o.n_setup == 2);
 	CHECK(fsd_ssh_opt(&o, "Setup", "x") == 0); /* ours are exact */
 	CHECK(fsd_ssh_opt(&o, "ssh_window", "8M") == 1 && o.window == 8u << 20);
+	CHECK(fsd_ssh_opt(&o, "ssh_window", "16MiB") == 1 && o.window == 16u << 20);
+	CHECK(fsd_ssh_opt(&o, "ssh_window", "256M") == 1 && o.window == 256u << 20);
+	CHECK(fsd_ssh_opt(&o, "ssh_window", "257M") == -1);
+	CHECK(fsd_ssh_opt(&o, "ssh_window", "1G") == -1);
 	CHECK(fsd_ssh_opt(&o, "ssh_window", "1k") == -1);
 	CHECK(fsd_ssh_opt(&o, "ssh_window", "-5") == -1);
 	CHECK(fsd_ssh_opt(&o, "server", NULL) == -1);
