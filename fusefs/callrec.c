@@ -109,7 +109,7 @@ int fsd_record_build(const msgpack_object *res, struct fsd_record **out)
 		goto out;
 	if (rpc_obj_str(rpc_map_get(res, "key"), &s, &n) || !rpc_key_valid(s, n))
 		goto out;
-	memcpy(rec->key, s, 64);
+	memcpy(rec->key, s, RPC_KEY_LEN);
 	double mt = 0;
 	rpc_obj_double(rpc_map_get(res, "mtime"), &mt);
 	rec->mtime = mt;
@@ -170,7 +170,7 @@ int fsd_record_build(const msgpack_object *res, struct fsd_record **out)
 			rec->args[rec->nargs].name = strndup(an, anl);
 			if (!rec->args[rec->nargs].name)
 				goto out;
-			memcpy(rec->args[rec->nargs].value, av, 64);
+			memcpy(rec->args[rec->nargs].value, av, RPC_KEY_LEN);
 			rec->nargs++;
 		}
 	}
@@ -180,7 +180,7 @@ int fsd_record_build(const msgpack_object *res, struct fsd_record **out)
 		if (rpc_pack_strn(&pk, s, n))
 			goto out;
 		if (rpc_key_valid(s, n))
-			memcpy(rec->result, s, 64);
+			memcpy(rec->result, s, RPC_KEY_LEN);
 	} else if (msgpack_pack_nil(&pk)) {
 		goto out;
 	}

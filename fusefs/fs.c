@@ -559,7 +559,7 @@ static void lookup_value_view(struct fsd_fs *fs, fuse_req_t req, struct fsd_inod
 {
 	struct child_spec sp = {.size = -1, .view = view};
 	struct fsd_result r;
-	char pfx[RPC_KEY_LEN + 1], key[RPC_KEY_LEN + 1], target[80];
+	char pfx[RPC_KEY_LEN + 1], key[RPC_KEY_LEN + 1], target[FSD_LINK_TARGET_MAX];
 	const char *s;
 	size_t sl;
 	uint64_t size;
@@ -696,9 +696,9 @@ static void lookup_keyed(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *pa
 		reply_err(req, EIO);
 		return;
 	}
-	char key[65];
-	memcpy(key, s, 64);
-	key[64] = 0;
+	char key[RPC_KEY_LEN + 1];
+	memcpy(key, s, RPC_KEY_LEN);
+	key[RPC_KEY_LEN] = 0;
 	if (n < RPC_KEY_LEN) {
 		sp.target = key;
 		fsd_result_release(&r);
@@ -775,7 +775,7 @@ static void classify_done(void *ctx, const struct fsd_reply *r)
 }
 
 /* The key just below key (64 hex digits), or 0 when key is all zeros. */
-static int key_before(const char *key, char out[65])
+static int key_before(const char *key, char out[RPC_KEY_LEN + 1])
 {
 	memcpy(out, key, 65);
 	for (int i = RPC_KEY_LEN - 1; i >= 0; i--) {
@@ -788,7 +788,7 @@ static int key_before(const char *key, char out[65])
 	return 0;
 }
 
-static int classify_keys(struct fsd_fs *fs, const char (*keys)[65], size_t n, const char **kinds)
+static int classify_keys(struct fsd_fs *fs, const char (*keys)[RPC_KEY_LEN + 1], size_t n, const char **kinds)
 {
 	struct classify_wait w = {.pending = 2 * n};
 	struct classify_req *q = calloc(2 * n + 1, sizeof(*q));
@@ -801,7 +801,7 @@ static int classify_keys(struct fsd_fs *fs, const char (*keys)[65], size_t n, co
 	for (size_t k = 0; k < 2 * n; k++)
 		q[k].w = &w;
 	for (size_t k = 0; k < n; k++) {
-		char before[65];
+		char before[RPC_KEY_LEN + 1];
 		int has_before = key_before(keys[k], before);
 		q[2 * k + 1].key = keys[k];
 		fsd_conn_call(fs->conn, "contains", 0, classify_done, &q[2 * k], "s", keys[k]);
@@ -837,7 +837,7 @@ static void lookup_digest(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *p
 	size_t n = strlen(name);
 	struct fsd_result r;
 	struct child_spec sp = {.size = -1};
-	char target[80];
+	char target[FSD_LINK_TARGET_MAX];
 	const char *kind, *s;
 	size_t sl;
 
@@ -854,7 +854,7 @@ static void lookup_digest(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *p
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
-		char(*keys)[65] = calloc(nc, sizeof(*keys));
+		char(*keys)[RPC_KEY_LEN + 1] = calloc(nc, sizeof(*keys));
 		const char **kinds = calloc(nc, sizeof(*kinds));
 		size_t nk = 0, m = 0;
 		int e = keys && kinds ? 0 : ENOMEM;
@@ -863,7 +863,7 @@ static void lookup_digest(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *p
 				memcpy(keys[nk++], r.error->candidates[k], 65);
 		fsd_result_release(&r);
 		if (!e)
-			e = classify_keys(fs, (const char(*)[65])keys, nk, kinds);
+			e = classify_keys(fs, (const char(*)[RPC_KEY_LEN + 1])keys, nk, kinds);
 		for (size_t k = 0; k < nk && !e; k++) {
 			if (!kinds[k])
 				continue; /* gone since */
@@ -902,11 +902,11 @@ static void lookup_digest(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *p
 		reply_err(req, EIO);
 		return;
 	}
-	char key[1][65];
-	memcpy(key[0], s, 64);
-	key[0][64] = 0;
+	char key[1][RPC_KEY_LEN + 1];
+	memcpy(key[0], s, RPC_KEY_LEN);
+	key[0][RPC_KEY_LEN] = 0;
 	fsd_result_release(&r);
-	int e = classify_keys(fs, (const char(*)[65])key, 1, &kind);
+	int e = classify_keys(fs, (const char(*)[RPC_KEY_LEN + 1])key, 1, &kind);
 	if (e) {
 		reply_err(req, e);
 		return;
@@ -951,7 +951,7 @@ static void lookup_func_entry(struct fsd_fs *fs, fuse_req_t req, struct fsd_inod
 {
 	struct fsd_result r;
 	struct child_spec sp = {.size = -1};
-	char target[80];
+	char target[FSD_LINK_TARGET_MAX];
 	const char *s;
 	size_t sl;
 	if (strlen(name) != RPC_KEY_LEN || !is_hex(name, RPC_KEY_LEN)) {
@@ -983,7 +983,7 @@ static void lookup_func_entry(struct fsd_fs *fs, fuse_req_t req, struct fsd_inod
 /* Whether view applies to the value key (from the view cache, else the server). */
 static int view_applies(struct fsd_fs *fs, const char *key, int view)
 {
-	char k[1][65];
+	char k[1][RPC_KEY_LEN + 1];
 	struct fsd_viewinfo vi;
 	snprintf(k[0], sizeof(k[0]), "%s", key);
 	if (fsd_viewcache_get(&fs->views, k, 1, &vi))
@@ -1010,7 +1010,7 @@ static void lookup_in_call(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *
                            const char *name)
 {
 	struct child_spec sp = {.size = -1};
-	char target[96];
+	char target[FSD_LINK_TARGET_MAX];
 	int e = ensure_record(fs, parent);
 	if (!e && parent->kind == FSD_CALL_META)
 		e = metadata_refused(parent, fs);
@@ -1100,7 +1100,7 @@ static void query_link(const struct fsd_inode *dir, const char *key, char *buf, 
 	for (const char *p = dir->path; *p && off + 3 < len; p++)
 		if (*p == '/')
 			off += (size_t)snprintf(buf + off, len - off, "../");
-	snprintf(buf + off, len - off, "../calls/%.64s", key);
+	snprintf(buf + off, len - off, "../calls/%.*s", RPC_KEY_LEN, key);
 }
 
 /* The template of query directory dir into sb; -EINVAL is logged with its reason. */
@@ -1130,7 +1130,7 @@ static int query_has(struct fsd_fs *fs, const struct fsd_inode *dir, const char 
 {
 	msgpack_sbuffer sb;
 	struct fsd_result r;
-	char before[65];
+	char before[RPC_KEY_LEN + 1];
 	const char *k;
 	size_t kl;
 	msgpack_sbuffer_init(&sb);
@@ -1236,7 +1236,7 @@ static void lookup_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 		for (size_t k = 0; k < parent->ncands; k++)
 			if (strcmp(parent->cands[k].key, name) == 0)
 				target = parent->cands[k].target;
-		char t[80];
+		char t[FSD_LINK_TARGET_MAX];
 		if (target)
 			snprintf(t, sizeof(t), "%s", target);
 		fsd_itable_unlock(&fs->it);
@@ -1395,7 +1395,7 @@ static void fs_unlink(fuse_req_t req, fuse_ino_t pino, const char *name)
 
 struct inval_job {
 	struct fsd_fs *fs;
-	char key[65];
+	char key[RPC_KEY_LEN + 1];
 	char *func; /* the evicted call's function name, or NULL */
 	uint64_t calls_ino;
 	uint64_t *funcs;
@@ -1648,7 +1648,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 struct read_ctx {
 	fuse_req_t req;
 	struct fsd_fs *fs;
-	char key[65];
+	char key[RPC_KEY_LEN + 1];
 	int view;
 };
 
@@ -1811,7 +1811,7 @@ static int plan_views(struct fsd_fs *fs, struct dirh *d)
 	if (d->kind == FSD_CALL) {
 		if (!r->result[0])
 			return 0;
-		char k[1][65];
+		char k[1][RPC_KEY_LEN + 1];
 		struct fsd_viewinfo vi;
 		memcpy(k[0], r->result, 65);
 		if (fsd_viewcache_get(&fs->views, k, 1, &vi))
@@ -1823,7 +1823,7 @@ static int plan_views(struct fsd_fs *fs, struct dirh *d)
 		return 0;
 	}
 	size_t na = r->nargs;
-	char(*keys)[65] = calloc(na ? na : 1, sizeof(*keys));
+	char(*keys)[RPC_KEY_LEN + 1] = calloc(na ? na : 1, sizeof(*keys));
 	struct fsd_viewinfo *vi = calloc(na ? na : 1, sizeof(*vi));
 	d->ents = calloc(na * FSD_NVIEWS + 1, sizeof(*d->ents));
 	int rc = -ENOMEM;
@@ -1987,7 +1987,7 @@ static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *
 		return it->name;
 	case FSD_FUNC:
 		*kind = FSD_LINK;
-		snprintf(buf, buflen, "../../calls/%.64s", it->name);
+		snprintf(buf, buflen, "../../calls/%.*s", RPC_KEY_LEN, it->name);
 		sp->target = buf;
 		return it->name;
 	case FSD_QUERY_DIR:

@@ -30,7 +30,7 @@ struct fsd_listing {
 	int done; /* every page is in, or fetching failed */
 	int err;  /* positive errno when fetching failed */
 	size_t n, cap;
-	char (*keys)[65]; /* calls, values, function entries; NULL for names */
+	char (*keys)[RPC_KEY_LEN + 1]; /* calls, values, function entries; NULL for names */
 	char **strs;      /* names (function names) */
 	double *mtime;
 	int64_t *size;   /* -1: unknown */
@@ -88,7 +88,7 @@ static int listing_grow(struct fsd_listing *l, size_t more, int names)
 			return -ENOMEM;
 		l->strs = s;
 	} else {
-		char(*k)[65] = realloc(l->keys, cap * sizeof(*k));
+		char(*k)[RPC_KEY_LEN + 1] = realloc(l->keys, cap * sizeof(*k));
 		if (!k)
 			return -ENOMEM;
 		l->keys = k;
@@ -145,8 +145,8 @@ static int listing_add_page(struct fsd_listing *l, const msgpack_object *res, in
 		}
 		if (!rpc_key_valid(s, n))
 			continue;
-		memcpy(l->keys[l->n], s, 64);
-		l->keys[l->n][64] = 0;
+		memcpy(l->keys[l->n], s, RPC_KEY_LEN);
+		l->keys[l->n][RPC_KEY_LEN] = 0;
 		double m = 0;
 		rpc_obj_double(rpc_array_get(mt, i), &m);
 		l->mtime[l->n] = m;

@@ -175,7 +175,7 @@ static int pack_scalar(msgpack_packer *pk, const char *v, int allow_any, char *w
 }
 
 /* The value key a prefix stands for, through the server's expand. */
-static int expand_value(struct fsd_conn *c, const struct cond *cd, char key[65], char *why,
+static int expand_value(struct fsd_conn *c, const struct cond *cd, char key[RPC_KEY_LEN + 1], char *why,
                         size_t whylen)
 {
 	struct fsd_result r;
@@ -210,7 +210,7 @@ static int pack_group(struct fsd_conn *c, msgpack_packer *pk, struct cond *cs, s
 		if (msgpack_pack_map(pk, count))
 			return -ENOMEM;
 		for (size_t i = 0; i < n && !rc; i++) {
-			char key[65];
+			char key[RPC_KEY_LEN + 1];
 			if (cs[i].field != COND_ARGUMENT)
 				continue;
 			rc = expand_value(c, &cs[i], key, why, whylen);

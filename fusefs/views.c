@@ -55,7 +55,7 @@ int fsd_view_error_definitive(const struct rpc_error_info *e)
 /* --- the cache --- */
 
 struct fsd_viewcache_entry {
-	char key[65];
+	char key[RPC_KEY_LEN + 1];
 	struct fsd_viewinfo info;
 	struct fsd_viewcache_entry *next;
 };
@@ -125,8 +125,8 @@ static struct fsd_viewcache_entry *entry_locked(struct fsd_viewcache *vc, const 
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
-	memcpy(e->key, key, 64);
-	e->key[64] = 0;
+	memcpy(e->key, key, RPC_KEY_LEN);
+	e->key[RPC_KEY_LEN] = 0;
 	size_t b = key_hash(key) % vc->nbuckets;
 	e->next = vc->bucket[b];
 	vc->bucket[b] = e;
@@ -155,7 +155,7 @@ struct batch {
 	pthread_cond_t cv;
 	size_t remaining;
 	struct fsd_viewinfo *out;
-	char (*keys)[65];
+	char (*keys)[RPC_KEY_LEN + 1];
 };
 
 /* One (key, view) question of a batch. */
@@ -192,7 +192,7 @@ static void stat_done(void *ctx, const struct fsd_reply *r)
 	free(q);
 }
 
-int fsd_viewcache_get(struct fsd_viewcache *vc, char (*keys)[65], size_t n,
+int fsd_viewcache_get(struct fsd_viewcache *vc, char (*keys)[RPC_KEY_LEN + 1], size_t n,
                       struct fsd_viewinfo *out)
 {
 	unsigned offered = fsd_conn_server(vc->conn)->views & FSD_VIEWS_DERIVED;

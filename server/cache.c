@@ -659,7 +659,10 @@ static void keylist_release(struct keylist *l)
 	memset(l, 0, sizeof(*l));
 }
 
-/* Keys of one kind starting with p[0..len) (4 <= len < 64), at most SRV_SQL_MAX_RANGE. */
+/*
+ * Keys of one kind starting with p[0..len) (RPC_PREFIX_MIN <= len < RPC_KEY_LEN), at
+ * most SRV_SQL_MAX_RANGE.
+ */
 static int candidates(struct srv_cache *c, enum srv_kind kind, const char *p, size_t len,
                       struct keylist *l, struct srv_error *err)
 {
