@@ -65,6 +65,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "buf.h"
 #include "conn.h"
 #include "frame.h"
@@ -142,19 +143,12 @@ struct fsd_conn {
 
 static const msgpack_object conn_nil = {.type = MSGPACK_OBJECT_NIL};
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* The deadline of the operation this thread is in (fsd_conn_op_begin), or 0. */
 static _Thread_local uint64_t op_deadline_ms;
 
 void fsd_conn_op_begin(struct fsd_conn *c)
 {
-	op_deadline_ms = now_ms() + (uint64_t)c->opt.timeout * 1000;
+	op_deadline_ms = fsd_now_ms() + (uint64_t)c->opt.timeout * 1000;
 }
 
 void fsd_conn_op_end(void)
@@ -354,7 +348,7 @@ static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, in
 	p->ctx = ctx;
 	p->weight = weight;
 	p->data = (flags & CONN_DATA) != 0;
-	uint64_t now = now_ms();
+	uint64_t now = fsd_now_ms();
 	p->sent_ms = now;
 	p->deadline_ms = now + (uint64_t)c->opt.timeout * 1000;
 	if (op_deadline_ms && op_deadline_ms < p->deadline_ms && !(flags & CONN_PROBE)) {
@@ -911,7 +905,7 @@ static int conn_splice_in(struct fsd_conn *c, int in, size_t *len, uint64_t dead
 		/* Either nothing to read yet, or no room: wait for input, then look. */
 		int wait = -1;
 		if (deadline_ms) {
-			uint64_t now = now_ms();
+			uint64_t now = fsd_now_ms();
 			if (now >= deadline_ms)
 				return -ETIMEDOUT;
 			wait = deadline_ms - now > 60000 ? 60000 : (int)(deadline_ms - now);
@@ -1306,7 +1300,7 @@ static void *timer_main(void *arg)
 		pthread_cond_timedwait(&c->tick, &c->lock, &ts);
 		if (c->closing)
 			break;
-		if (c->writing && now_ms() > c->writing_deadline_ms) {
+		if (c->writing && (uint64_t)fsd_now_ms() > c->writing_deadline_ms) {
 			/* invariant 7: the transport lives while c->writing names it */
 			fsd_log(FSD_LOG_WARN,
 			        "the server has taken no request for %d s: "
@@ -1315,7 +1309,7 @@ static void *timer_main(void *arg)
 			c->writing->ops->shutdown(c->writing);
 			c->writing = NULL;
 		}
-		uint64_t now = now_ms();
+		uint64_t now = fsd_now_ms();
 		struct pending *list = c->npending ? table_take_all(c, now) : NULL;
 		int stall = 0;
 		for (struct pending *p = list; p && !c->stalled && !stall; p = p->next)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "listing.h"
 #include "log.h"
 #include "msg.h"
@@ -42,13 +43,6 @@ struct fsd_listing {
 	char *tmpl;   /* a query/ directory's template (msgpack), or NULL */
 	size_t tmpl_len;
 };
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 void fsd_listing_unref(struct fsd_listing *l)
 {
@@ -172,7 +166,7 @@ static struct fsd_listing *listing_new(struct fsd_listings *ls, const char *kind
 	snprintf(l->kind, sizeof(l->kind), "%s", kind ? kind : "");
 	pthread_mutex_init(&l->m, NULL);
 	pthread_cond_init(&l->cv, NULL);
-	l->fetched_ms = now_ms();
+	l->fetched_ms = fsd_now_ms();
 	return l;
 }
 
@@ -294,7 +288,7 @@ static int listing_fresh(struct fsd_listings *ls, struct fsd_listing *l)
 	pthread_mutex_lock(&l->m);
 	int failed = l->err != 0;
 	pthread_mutex_unlock(&l->m);
-	return !failed && now_ms() - l->fetched_ms < (uint64_t)(ls->cache_timeout * 1000);
+	return !failed && fsd_now_ms() - l->fetched_ms < (uint64_t)(ls->cache_timeout * 1000);
 }
 
 /*

@@ -29,6 +29,7 @@
 
 #include <libssh2.h>
 
+#include "clock.h"
 #include "knownhosts.h"
 #include "log.h"
 #include "sshconfig.h"
@@ -59,13 +60,6 @@ void fsd_ssh_logf(const char *fmt, ...)
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	fsd_ssh_log_line(buf);
-}
-
-int64_t fsd_ssh_now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* ---------------------------------------------------------------- connect */
@@ -185,7 +179,7 @@ static int libssh2_connect(struct ssh_connector *c, int interactive, struct fsd_
 		goto out;
 
 	size_t window = c->window ? c->window : SSH_WINDOW_MIN;
-	int64_t t0 = fsd_ssh_now_us();
+	int64_t t0 = fsd_now_us();
 	t->channel =
 	    libssh2_channel_open_ex(t->session, "session", sizeof("session") - 1, (unsigned)window,
 	                            LIBSSH2_CHANNEL_PACKET_DEFAULT, NULL, 0);
@@ -195,7 +189,7 @@ static int libssh2_connect(struct ssh_connector *c, int interactive, struct fsd_
 		rc = -EIO;
 		goto out;
 	}
-	double sample = (double)(fsd_ssh_now_us() - t0) / 1e6;
+	double sample = (double)(fsd_now_us() - t0) / 1e6;
 	if (sample < t->rtt_s || t->rtt_s <= 0)
 		t->rtt_s = sample;
 	/*
@@ -206,9 +200,9 @@ static int libssh2_connect(struct ssh_connector *c, int interactive, struct fsd_
 	 * of two, 2 to 32 MiB); the I/O thread grows it from the rate it then sees.
 	 */
 	for (int i = 0; i < 2; i++) {
-		t0 = fsd_ssh_now_us();
+		t0 = fsd_now_us();
 		int r = libssh2_channel_setenv(t->channel, "FLECHEFS_RTT_PROBE", "1");
-		sample = (double)(fsd_ssh_now_us() - t0) / 1e6;
+		sample = (double)(fsd_now_us() - t0) / 1e6;
 		if (r != 0 && r != LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED)
 			break;
 		if (sample < t->rtt_s)

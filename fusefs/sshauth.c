@@ -19,6 +19,7 @@
 #include <libssh2.h>
 #include <openssl/evp.h>
 
+#include "clock.h"
 #include "sshtransport.h"
 
 /* ---------------------------------------------------------------- prompts */
@@ -262,9 +263,9 @@ int fsd_ssh_authenticate(struct ssh_transport *t, struct ssh_connector *c, char 
 	int no_person = 0; /* succeeded without a person (agent or plain key) */
 
 	/* one round trip, the "none" attempt (sshio.c, invariant 4): an RTT estimate */
-	int64_t t0 = fsd_ssh_now_us();
+	int64_t t0 = fsd_now_us();
 	char *list = libssh2_userauth_list(s, user, ulen);
-	t->rtt_s = (double)(fsd_ssh_now_us() - t0) / 1e6;
+	t->rtt_s = (double)(fsd_now_us() - t0) / 1e6;
 	if (!list) {
 		if (libssh2_userauth_authenticated(s))
 			goto ok;

@@ -59,6 +59,7 @@
 
 #include <libssh2.h>
 
+#include "clock.h"
 #include "log.h"
 #include "sshtransport.h"
 
@@ -135,7 +136,7 @@ LIBSSH2_RECV_FUNC(fsd_ssh_recv_cb)
 		 */
 		int one = 1;
 		setsockopt(socket, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
-		t->last_recv_us = fsd_ssh_now_us();
+		t->last_recv_us = fsd_now_us();
 		t->recv_bytes += (uint64_t)r;
 		if (t->budget_on)
 			t->recv_budget -= (size_t)r;
@@ -177,7 +178,7 @@ static int socket_error(struct ssh_transport *t, int rc, const char *what)
 /* After the remote closed stdout: wait (bounded) for the exit status. */
 static void finish_exit(struct ssh_transport *t)
 {
-	int64_t deadline = fsd_ssh_now_us() + SSH_EXIT_WAIT_MS * 1000LL;
+	int64_t deadline = fsd_now_us() + SSH_EXIT_WAIT_MS * 1000LL;
 	char buf[4096];
 	int closed = 0;
 	for (;;) {
@@ -193,7 +194,7 @@ static void finish_exit(struct ssh_transport *t)
 		}
 		if (rc != LIBSSH2_ERROR_EAGAIN)
 			break;
-		int64_t left = deadline - fsd_ssh_now_us();
+		int64_t left = deadline - fsd_now_us();
 		if (left <= 0 || t->stop)
 			break;
 		/* POLLIN only: nothing here would finish a half-sent packet */
@@ -245,7 +246,7 @@ static int packet_half_sent(struct ssh_transport *t)
  */
 static int adjust_window(struct ssh_transport *t)
 {
-	int64_t now = fsd_ssh_now_us();
+	int64_t now = fsd_now_us();
 	if (!t->adjust_amount && !t->window_fixed && now - t->rate_t0 >= 100000) {
 		double dt = (double)(now - t->rate_t0) / 1e6;
 		double rate = (double)(t->recv_bytes - t->rate_b0) / dt;
@@ -304,8 +305,8 @@ static void *io_thread(void *arg)
 {
 	struct ssh_transport *t = arg;
 
-	t->last_recv_us = fsd_ssh_now_us();
-	t->rate_t0 = fsd_ssh_now_us();
+	t->last_recv_us = fsd_now_us();
+	t->rate_t0 = fsd_now_us();
 	t->rate_b0 = t->recv_bytes;
 	t->budget_on = 1;
 	for (;;) {
@@ -438,7 +439,7 @@ static void *io_thread(void *arg)
 		 * Started only when nothing is half-sent and the socket has room, so
 		 * that it goes out whole. count + 1 intervals of silence end the link.
 		 */
-		int64_t now = fsd_ssh_now_us();
+		int64_t now = fsd_now_us();
 		int timeout_ms = 1000;
 		if (t->keepalive_interval > 0) {
 			int64_t interval = (int64_t)t->keepalive_interval * 1000000;
@@ -525,7 +526,7 @@ static void *io_thread(void *arg)
 				pfd[0].events |= POLLOUT;
 		}
 		if (!rx_room)
-			t->last_recv_us = fsd_ssh_now_us();
+			t->last_recv_us = fsd_now_us();
 		int pr = poll(pfd, 2, timeout_ms);
 		pthread_mutex_lock(&t->mu);
 		t->io_polling = 0;

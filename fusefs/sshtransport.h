@@ -147,7 +147,4 @@ void fsd_ssh_log_line(const char *line);
 /* As fsd_ssh_log_line, formatted (truncated to 1 KiB). */
 __attribute__((format(printf, 1, 2))) void fsd_ssh_logf(const char *fmt, ...);
 
-/* Microseconds on the monotonic clock. */
-int64_t fsd_ssh_now_us(void);
-
 #endif
