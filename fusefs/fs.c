@@ -61,6 +61,7 @@
 #include "querydir.h"
 #include "rpc.h"
 #include "views.h"
+#include "workers.h"
 
 #define FS_TOP_TIMEOUT   3600.0
 #define FS_VALUE_BLKSIZE (1024 * 1024)
@@ -95,7 +96,7 @@ struct fsd_fs {
 	gid_t gid;
 	uint32_t page;
 	uint32_t max_read;
-	int inval_jobs;  /* invalidation threads still running (atomic) */
+	struct fsd_workers workers; /* invalidations and listing fillers (workers.h) */
 	pthread_mutex_t ra_lock;
 	int ra_done; /* the readahead was raised (or could not be): under ra_lock */
 	uint64_t byname_ino;
@@ -1412,8 +1413,8 @@ static void collect_func(struct fsd_inode *i, void *ctx)
 	j->funcs[j->nfuncs++] = i->ino;
 }
 
-/* Runs the kernel cache invalidations of an eviction outside the request's path. */
-static void *inval_main(void *arg)
+/* A worker: the kernel cache invalidations of an eviction, outside the request's path. */
+static void inval_main(void *arg)
 {
 	struct inval_job *j = arg;
 	struct fuse_session *se = j->fs->se;
@@ -1429,11 +1430,9 @@ static void *inval_main(void *arg)
 		if (j->fs->byname_ino)
 			fuse_lowlevel_notify_inval_inode(se, j->fs->byname_ino, -1, 0);
 	}
-	__atomic_sub_fetch(&j->fs->inval_jobs, 1, __ATOMIC_ACQ_REL);
 	free(j->func);
 	free(j->funcs);
 	free(j);
-	return NULL;
 }
 
 /* Records an eviction attempt of key; nonzero when the guard lets it through. */
@@ -1538,13 +1537,7 @@ static void rmdir_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 		fsd_itable_unlock(&fs->it);
 	}
 	fuse_reply_err(req, 0);
-	pthread_t th;
-	if (j)
-		__atomic_add_fetch(&fs->inval_jobs, 1, __ATOMIC_ACQ_REL);
-	if (j && pthread_create(&th, NULL, inval_main, j) == 0) {
-		pthread_detach(th);
-	} else if (j) {
-		__atomic_sub_fetch(&fs->inval_jobs, 1, __ATOMIC_ACQ_REL);
+	if (j && fsd_workers_start(&fs->workers, inval_main, j) != 0) {
 		free(j->func);
 		free(j->funcs);
 		free(j);
@@ -2329,7 +2322,8 @@ struct fsd_fs *fsd_fs_new(struct fsd_conn *conn, const struct fsd_fs_options *o)
 		free(fs);
 		return NULL;
 	}
-	fsd_listings_init(&fs->lists, conn, fs->page, fs->o.cache_timeout);
+	fsd_workers_init(&fs->workers);
+	fsd_listings_init(&fs->lists, conn, &fs->workers, fs->page, fs->o.cache_timeout);
 	/* The top-level directories stay for the mount's life. */
 	fsd_itable_lock(&fs->it);
 	for (size_t k = 0; k < FS_NTOP; k++) {
@@ -2346,13 +2340,9 @@ struct fsd_fs *fsd_fs_new(struct fsd_conn *conn, const struct fsd_fs_options *o)
 
 int fsd_fs_quiesce(struct fsd_fs *fs)
 {
-	/* Invalidations after an eviction are a few writes to /dev/fuse, which fail at
-	 * once after the unmount: wait for them, boundedly (5 s). */
-	for (int k = 0; fs && k < 500 && __atomic_load_n(&fs->inval_jobs, __ATOMIC_ACQUIRE); k++) {
-		struct timespec d = {0, 10 * 1000 * 1000};
-		nanosleep(&d, NULL);
-	}
-	return !fs || __atomic_load_n(&fs->inval_jobs, __ATOMIC_ACQUIRE) == 0;
+	/* After the unmount and the connection's close, invalidations (a few writes to
+	 * /dev/fuse) and listing fillers (requests) fail at once. */
+	return !fs || fsd_workers_join(&fs->workers, FSD_FS_QUIESCE_MS) == 0;
 }
 
 void fsd_fs_free(struct fsd_fs *fs)
@@ -2360,6 +2350,7 @@ void fsd_fs_free(struct fsd_fs *fs)
 	if (!fs)
 		return;
 	fsd_listings_release(&fs->lists);
+	fsd_workers_release(&fs->workers);
 	fsd_viewcache_release(&fs->views);
 	fsd_itable_release(&fs->it);
 	pthread_mutex_destroy(&fs->ra_lock);

@@ -26,6 +26,7 @@
 #define FLECHEFS_FUSEFS_INODE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -66,7 +67,7 @@ struct fsd_record_arg {
 };
 
 struct fsd_record {
-	int refs; /* atomic */
+	atomic_int refs;
 	char key[RPC_KEY_LEN + 1];
 	double mtime;
 	uint64_t stamp; /* load's stamp (PROTOCOL.md): 0 when the server sends none */

@@ -3,6 +3,7 @@
  * answers appended by a filling thread while readers wait for the entries they need.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "log.h"
 #include "msg.h"
 #include "rpc.h"
+#include "workers.h"
 
 static struct fsd_listing **slot_of(struct fsd_listings *ls, const char *kind);
 
@@ -24,7 +26,7 @@ static struct fsd_listing **slot_of(struct fsd_listings *ls, const char *kind);
  * need until done. Entries never change once appended; n only grows.
  */
 struct fsd_listing {
-	int refs;
+	atomic_int refs;
 	uint64_t fetched_ms; /* when the first page was asked for */
 	pthread_mutex_t m;
 	pthread_cond_t cv;
@@ -46,7 +48,7 @@ struct fsd_listing {
 
 void fsd_listing_unref(struct fsd_listing *l)
 {
-	if (!l || __atomic_sub_fetch(&l->refs, 1, __ATOMIC_ACQ_REL) != 0)
+	if (!l || atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	for (size_t i = 0; l->strs && i < l->n; i++)
 		free(l->strs[i]);
@@ -65,7 +67,7 @@ void fsd_listing_unref(struct fsd_listing *l)
 static struct fsd_listing *listing_ref(struct fsd_listing *l)
 {
 	if (l)
-		__atomic_add_fetch(&l->refs, 1, __ATOMIC_RELAXED);
+		atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
 	return l;
 }
 
@@ -236,14 +238,12 @@ static int listing_fill(struct fsd_listing *l)
 	return rc;
 }
 
-static void *listing_main(void *arg)
+/* A worker (workers.h) filling listing l; owns one reference. */
+static void listing_main(void *arg)
 {
 	struct fsd_listing *l = arg;
-	struct fsd_listings *ls = l->ls;
 	listing_fill(l);
 	fsd_listing_unref(l);
-	__atomic_sub_fetch(&ls->producers, 1, __ATOMIC_ACQ_REL);
-	return NULL;
 }
 
 /* Fills the new query listing l whole; *out, or the reference dropped. */
@@ -312,13 +312,8 @@ int fsd_listings_get(struct fsd_listings *ls, const char *kind, struct fsd_listi
 		}
 		fsd_listing_unref(*slot);
 		*slot = listing_ref(l);
-		pthread_t th;
 		listing_ref(l); /* the producer's */
-		__atomic_add_fetch(&ls->producers, 1, __ATOMIC_ACQ_REL);
-		if (pthread_create(&th, NULL, listing_main, l) == 0) {
-			pthread_detach(th);
-		} else {
-			__atomic_sub_fetch(&ls->producers, 1, __ATOMIC_ACQ_REL);
+		if (fsd_workers_start(ls->workers, listing_main, l) != 0) {
 			pthread_mutex_unlock(&ls->lock);
 			listing_fill(l);
 			fsd_listing_unref(l);
@@ -415,11 +410,12 @@ long fsd_listings_find(struct fsd_listings *ls, const char *kind, const char *ke
 	return found;
 }
 
-void fsd_listings_init(struct fsd_listings *ls, struct fsd_conn *conn, uint32_t page,
-                       double cache_timeout)
+void fsd_listings_init(struct fsd_listings *ls, struct fsd_conn *conn,
+                       struct fsd_workers *workers, uint32_t page, double cache_timeout)
 {
 	memset(ls, 0, sizeof(*ls));
 	ls->conn = conn;
+	ls->workers = workers;
 	ls->page = page ? page : RPC_PAGE_MAX;
 	ls->cache_timeout = cache_timeout;
 	pthread_mutex_init(&ls->lock, NULL);
@@ -427,12 +423,6 @@ void fsd_listings_init(struct fsd_listings *ls, struct fsd_conn *conn, uint32_t 
 
 void fsd_listings_release(struct fsd_listings *ls)
 {
-	/* Filling threads end quickly once the connection is closed (every request
-	 * fails at once); wait for them, boundedly. */
-	for (int k = 0; k < 1000 && __atomic_load_n(&ls->producers, __ATOMIC_ACQUIRE); k++) {
-		struct timespec d = {0, 10 * 1000 * 1000};
-		nanosleep(&d, NULL);
-	}
 	fsd_listing_unref(ls->calls);
 	fsd_listing_unref(ls->values);
 	fsd_listing_unref(ls->names);
