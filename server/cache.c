@@ -37,6 +37,7 @@
  *      it again is EFBIG at once, without inflating it again.
  */
 #include "cache.h"
+#include "textcache.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -123,6 +124,7 @@ struct srv_cache {
 	struct srv_fstore values;
 	struct srv_value *lru;
 	struct srv_stack stack; /* layers of a stack (stack.n > 0): everything else unused */
+	struct srv_textcache texts; /* rendered json views (views.c) */
 };
 
 /* A list of full keys (candidates of a prefix), ascending. */
@@ -351,6 +353,7 @@ int srv_cache_open(const struct srv_config *cfg, struct srv_cache **out, struct 
 	pthread_cond_init(&c->scan_free, NULL);
 	pthread_mutex_init(&c->values_lock, NULL);
 	pthread_cond_init(&c->opened, NULL);
+	srv_textcache_init(&c->texts);
 	c->read_only = cfg->read_only;
 	c->gunzip_max = cfg->gunzip_max ? cfg->gunzip_max : SRV_GUNZIP_MAX_DEFAULT;
 	if (cfg->nkeys > SRV_MAX_HMAC_KEYS) {
@@ -415,6 +418,7 @@ int srv_cache_stack(struct srv_cache **layers, size_t n, struct srv_cache **out,
 	}
 	memcpy(c->stack.layers, layers, n * sizeof(*layers));
 	c->stack.n = n;
+	srv_textcache_init(&c->texts);
 	c->read_only = layers[0]->read_only;
 	*out = c;
 	return 0;
@@ -433,6 +437,7 @@ void srv_cache_free(struct srv_cache *c)
 		for (size_t i = 0; i < c->stack.n; i++)
 			srv_cache_free(c->stack.layers[i]);
 		free(c->stack.layers);
+		srv_textcache_release(&c->texts);
 		free(c);
 		return;
 	}
@@ -460,6 +465,7 @@ void srv_cache_free(struct srv_cache *c)
 	free(c->calls_path);
 	free(c->calls_url);
 	free(c->values_path);
+	srv_textcache_release(&c->texts);
 	pthread_cond_destroy(&c->opened);
 	pthread_mutex_destroy(&c->values_lock);
 	pthread_cond_destroy(&c->scan_free);
@@ -495,6 +501,11 @@ void srv_cache_quit(struct srv_cache *c)
 	if (c->sql)
 		srv_sql_close(&c->db);
 	/* both locks are kept: nothing may use the call storage again */
+}
+
+struct srv_textcache *srv_cache_texts(struct srv_cache *c)
+{
+	return &c->texts;
 }
 
 void srv_cache_layout(const struct srv_cache *c, struct srv_layout *out)

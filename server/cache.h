@@ -127,6 +127,9 @@ struct srv_layout {
 };
 void srv_cache_layout(const struct srv_cache *cache, struct srv_layout *out);
 
+/* The cache's store of rendered json views (textcache.h), borrowed for its life. */
+struct srv_textcache *srv_cache_texts(struct srv_cache *cache);
+
 /* Counts call records and value files (may scan). */
 int srv_count(struct srv_cache *cache, uint64_t *calls, uint64_t *values, struct srv_error *err);
 

@@ -12,11 +12,9 @@
  *      entry) through out->priv until dispatch calls out->release; the segments point
  *      into the value's stream, the document's arena or the entry, all alive until
  *      then.
- *   2. The json cache holds at most SRV_VIEW_CACHE_BYTES in entries no larger than
- *      that, plus at most one larger entry (the most recent); an entry is keyed by the
- *      values directory, the key and the stored file's size and mtime, so a value
- *      replaced on disk is rendered again. Entries in use are never freed: eviction
- *      only unlinks them and the last release frees them. One mutex guards the cache.
+ *   2. Rendered json is kept in the cache object's text cache (textcache.h), keyed by
+ *      the values directory and the key, with the stored file's size and mtime, so a
+ *      value replaced on disk is rendered again.
  *   3. Resolving references opens values through cache.h, one srv_value_open per
  *      reference; the bytes of the referenced pickles are counted against
  *      SRV_VIEW_REF_BYTES for one rendering.
@@ -35,6 +33,7 @@
 #include "pyclass.h"
 #include "pystd.h"
 #include "rpc.h"
+#include "textcache.h"
 
 /* Parse limits for views: larger than pickle.h's defaults, still bounded. */
 #define VIEW_MAX_NODES (4u * 1000 * 1000)
@@ -127,121 +126,6 @@ int srv_view_raw(const struct pk_node *root, bool text, const struct pk_str **ou
 }
 
 /* ------------------------------------------------------------------------------ */
-/* The json cache */
-
-struct jentry {
-	struct jentry *prev, *next; /* LRU list, most recent first; unlinked when evicted */
-	char *id;                   /* values path + '/' + key */
-	uint64_t size;
-	double mtime;
-	char *data;
-	size_t len;
-	unsigned refs; /* renderings using it, plus one while it is in the cache */
-	bool linked;
-};
-
-static struct {
-	pthread_mutex_t lock;
-	struct jentry *head, *tail;
-	size_t bytes;       /* of linked small entries */
-	struct jentry *big; /* the most recent entry larger than the budget */
-} jcache = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, NULL};
-
-static void jentry_unref(struct jentry *e)
-{
-	if (e && --e->refs == 0) {
-		free(e->id);
-		free(e->data);
-		free(e);
-	}
-}
-
-static void jcache_unlink(struct jentry *e)
-{
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		jcache.head = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		jcache.tail = e->prev;
-	e->prev = e->next = NULL;
-	e->linked = false;
-	jcache.bytes -= e->len;
-	jentry_unref(e);
-}
-
-/* Finds an entry (taking a reference) or returns NULL. Lock held. */
-static struct jentry *jcache_find(const char *id, uint64_t size, double mtime)
-{
-	struct jentry *e;
-
-	if (jcache.big && strcmp(jcache.big->id, id) == 0) {
-		if (jcache.big->size == size && jcache.big->mtime == mtime) {
-			jcache.big->refs++;
-			return jcache.big;
-		}
-		jentry_unref(jcache.big);
-		jcache.big = NULL;
-	}
-	for (e = jcache.head; e; e = e->next) {
-		if (strcmp(e->id, id) != 0)
-			continue;
-		if (e->size != size || e->mtime != mtime) {
-			jcache_unlink(e);
-			return NULL;
-		}
-		if (e != jcache.head) {
-			/* move to the front */
-			e->prev->next = e->next;
-			if (e->next)
-				e->next->prev = e->prev;
-			else
-				jcache.tail = e->prev;
-			e->prev = NULL;
-			e->next = jcache.head;
-			jcache.head->prev = e;
-			jcache.head = e;
-		}
-		e->refs++;
-		return e;
-	}
-	return NULL;
-}
-
-/* Puts e (one reference held by the caller) into the cache. Lock held. */
-static void jcache_put(struct jentry *e)
-{
-	e->refs++; /* the cache's */
-	if (e->len > SRV_VIEW_CACHE_BYTES) {
-		jentry_unref(jcache.big);
-		jcache.big = e;
-		return;
-	}
-	while (jcache.tail && jcache.bytes + e->len > SRV_VIEW_CACHE_BYTES)
-		jcache_unlink(jcache.tail);
-	e->next = jcache.head;
-	if (jcache.head)
-		jcache.head->prev = e;
-	jcache.head = e;
-	if (!jcache.tail)
-		jcache.tail = e;
-	e->linked = true;
-	jcache.bytes += e->len;
-}
-
-void srv_view_cache_clear(void)
-{
-	pthread_mutex_lock(&jcache.lock);
-	while (jcache.head)
-		jcache_unlink(jcache.head);
-	jentry_unref(jcache.big);
-	jcache.big = NULL;
-	pthread_mutex_unlock(&jcache.lock);
-}
-
-/* ------------------------------------------------------------------------------ */
 /* Resolving references through the cache */
 
 struct resolved {
@@ -317,7 +201,8 @@ enum view_kind { VIEW_JSON, VIEW_NPY, VIEW_TXT, VIEW_BIN };
 /* What a rendering keeps alive until dispatch releases it. */
 struct rendering {
 	struct pk_doc *doc;
-	struct jentry *entry;
+	struct srv_textcache *texts; /* the cache object's, holding entry */
+	struct srv_text *entry;
 	struct rpc_buf header;
 };
 
@@ -327,11 +212,7 @@ static void rendering_release(void *priv)
 	if (!r)
 		return;
 	pk_doc_free(r->doc);
-	if (r->entry) {
-		pthread_mutex_lock(&jcache.lock);
-		jentry_unref(r->entry);
-		pthread_mutex_unlock(&jcache.lock);
-	}
+	srv_textcache_unref(r->texts, r->entry);
 	rpc_buf_release(&r->header);
 	free(r);
 }
@@ -344,8 +225,9 @@ static int render_json(struct srv_cache *cache, struct srv_value *value, struct 
 	struct rpc_buf text = RPC_BUF_INIT(SRV_VIEW_JSON_MAX);
 	struct resolver_ctx rctx = {cache, key, 0};
 	struct srv_view_resolver res = {resolve_open, resolve_close, &rctx};
-	struct jentry *e = NULL;
-	char *id = NULL;
+	struct srv_text *e = NULL;
+	char *id = NULL, *data;
+	size_t len;
 	int rc = -1;
 
 	srv_cache_layout(cache, &l);
@@ -354,9 +236,8 @@ static int render_json(struct srv_cache *cache, struct srv_value *value, struct 
 		srv_fail(err, RPC_E_ENOMEM, "out of memory");
 		goto out;
 	}
-	pthread_mutex_lock(&jcache.lock);
-	e = jcache_find(id, srv_value_size(value), srv_value_mtime(value));
-	pthread_mutex_unlock(&jcache.lock);
+	r->texts = srv_cache_texts(cache);
+	e = srv_textcache_get(r->texts, id, srv_value_size(value), srv_value_mtime(value));
 	if (!e) {
 		if (view_parse(srv_value_bytes(value), (size_t)srv_value_size(value), key, "json",
 		               &r->doc, err) < 0)
@@ -365,26 +246,14 @@ static int render_json(struct srv_cache *cache, struct srv_value *value, struct 
 			goto out;
 		pk_doc_free(r->doc);
 		r->doc = NULL;
-		e = calloc(1, sizeof(*e));
+		data = rpc_buf_detach(&text, &len);
+		if (data)
+			e = srv_textcache_put(r->texts, id, srv_value_size(value),
+			                      srv_value_mtime(value), data, len);
 		if (!e) {
 			srv_fail(err, RPC_E_ENOMEM, "out of memory");
 			goto out;
 		}
-		e->refs = 1;
-		e->size = srv_value_size(value);
-		e->mtime = srv_value_mtime(value);
-		e->data = rpc_buf_detach(&text, &e->len);
-		e->id = id;
-		id = NULL;
-		if (!e->data) {
-			jentry_unref(e);
-			e = NULL;
-			srv_fail(err, RPC_E_ENOMEM, "out of memory");
-			goto out;
-		}
-		pthread_mutex_lock(&jcache.lock);
-		jcache_put(e);
-		pthread_mutex_unlock(&jcache.lock);
 	}
 	r->entry = e;
 	out->nseg = 1;

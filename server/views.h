@@ -11,9 +11,9 @@
  *   - destructured references are followed at most SRV_VIEW_REF_DEPTH deep and read
  *     at most SRV_VIEW_REF_BYTES of referenced pickles in one rendering (EFBIG); a
  *     reference to a value on its own path is ELOOP, a missing part ENOENT;
- *   - rendered json is kept in a cache of at most SRV_VIEW_CACHE_BYTES (LRU), plus
- *     the most recent rendering larger than that, so that reading a view in ranges
- *     renders it once.
+ *   - rendered json is kept in the cache object's text cache (textcache.h: at most
+ *     SRV_TEXTCACHE_BYTES, LRU, plus the most recent rendering larger than that), so
+ *     that reading a view in ranges renders it once.
  */
 #ifndef FLECHEFS_SERVER_VIEWS_H
 #define FLECHEFS_SERVER_VIEWS_H
@@ -33,7 +33,6 @@
 #define SRV_VIEW_REF_DEPTH        64
 #define SRV_VIEW_REF_BYTES        (256u * 1024 * 1024)
 #define SRV_VIEW_REF_COUNT        1000000u
-#define SRV_VIEW_CACHE_BYTES      (32u * 1024 * 1024)
 
 /*
  * dispatch.h's srv_view_render_fn for the views "json", "npy", "txt" and "bin":
@@ -45,8 +44,6 @@
 int srv_view_render(struct srv_cache *cache, struct srv_value *value, const char *view,
                     struct srv_rendered *out, struct srv_error *err);
 
-/* Empties the json cache (tests; the server never needs to). */
-void srv_view_cache_clear(void);
 
 /*
  * How the json emitter follows a fleche.digest.Digest reference of a destructured

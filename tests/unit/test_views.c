@@ -337,7 +337,6 @@ static void test_render(const char *fixtures)
 	}
 out:
 	srv_cache_free(cache);
-	srv_view_cache_clear();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
 	if (system(cmd) != 0)
 		printf("cannot remove '%s'\n", tmp);
