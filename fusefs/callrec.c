@@ -11,7 +11,7 @@
 
 #include "buf.h"
 #include "callrec.h"
-#include "json.h"
+#include "json_writer.h"
 #include "msg.h"
 #include "rpc.h"
 

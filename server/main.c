@@ -31,7 +31,7 @@
 #include "dispatch.h"
 #include "filecodec.h"
 #include "flecheconfig.h"
-#include "json.h"
+#include "json_writer.h"
 #include "rpc.h"
 
 #define PROGRAM    "flechefs-server"

@@ -18,7 +18,7 @@
 #include "keyindex.h"
 #include "query.h"
 #include "record.h"
-#include "sjson.h"
+#include "json_reader.h"
 
 /* A row's "key" is 64 lowercase hex characters (GLOB is case-sensitive). */
 #define SQL_KEY_OK "length(\"key\") = 64 AND \"key\" NOT GLOB '*[^0-9a-f]*'"

@@ -3,7 +3,7 @@
  * section 6) for dispatch.c. The value's pickle is parsed (pickle.h) with limits
  * sized for views; npy, txt and bin are served as segments that point into the stored
  * stream (an NPY header built here, then the array's bytes where the pickle holds
- * them), so a large array or blob is never copied; json is rendered by vjson.c into
+ * them), so a large array or blob is never copied; json is rendered by view_json.c into
  * memory, resolving destructured references through the cache, and kept in a small
  * cache so that a view read in ranges is rendered once.
  *
@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "json_writer.h"
 #include "npy.h"
 #include "pyclass.h"
 #include "pystd.h"

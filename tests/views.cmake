@@ -1,5 +1,5 @@
 # views: the value views json, npy, txt and bin of flechefs-server (issue 5,
-# server/views.c, server/vjson.c, server/npy.c). The unit test runs in the sanitizer
+# server/views.c, server/view_json.c, server/npy.c). The unit test runs in the sanitizer
 # build too; the end-to-end tests drive the server through its protocol; the fuzz
 # harness feeds arbitrary pickles to every emitter.
 flechefs_unit_test(test_views SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_views.c

@@ -11,7 +11,7 @@
 
 #include "buf.h"
 #include "frame.h"
-#include "json.h"
+#include "json_writer.h"
 #include "msg.h"
 #include "../unit/obj_same.h"
 

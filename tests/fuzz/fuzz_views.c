@@ -1,12 +1,12 @@
 /*
  * fuzz_views: libFuzzer harness of the value-view emitters (server/views.c,
- * server/vjson.c, server/npy.c). Each input is parsed as a pickle under small limits
+ * server/view_json.c, server/npy.c). Each input is parsed as a pickle under small limits
  * and every emitter runs on the tree: the json emitter with a fake resolver (a
  * reference whose key starts with '0'..'7' resolves to the input's own root, so
  * references cycle and nest; any other is missing), numpy recognition and the NPY
  * header, and the txt/bin views (str() of the standard types too). The json output is
  * capped at 1 MiB, so shared subtrees cannot make a run slow or large. Every complete
- * json output must read back with the strict JSON reader (server/sjson.c), or the
+ * json output must read back with the strict JSON reader (server/json_reader.c), or the
  * harness aborts. Every byte of every output segment is touched so that ASan sees a
  * pointer that leaves the input or the arena.
  */
@@ -17,7 +17,7 @@
 #include "npy.h"
 #include "pickle.h"
 #include "pystd.h"
-#include "sjson.h"
+#include "json_reader.h"
 #include "views.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

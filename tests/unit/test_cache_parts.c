@@ -26,8 +26,8 @@
 #include "msg.h"
 #include "pickle.h"
 #include "query.h"
+#include "json_reader.h"
 #include "record.h"
-#include "sjson.h"
 #include "views.h"
 #include "check.h"
 

@@ -1,5 +1,5 @@
 /*
- * test_rpc_json.c: unit tests of rpc/json.c: shortest round-trip floats (checked
+ * test_rpc_json.c: unit tests of rpc/json_writer.c: shortest round-trip floats (checked
  * against Python's repr for a table of values and by round trip for random bit
  * patterns), integers, string escaping and UTF-8 sanitising, base64, and the
  * rendering of msgpack trees (tags, $dict, indentation, depth and size limits).
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "json_writer.h"
 #include "msg.h"
 #define CHECK_STOP_AT_FIRST
 #include "check.h"

@@ -1,5 +1,5 @@
 /*
- * test_views.c: unit tests of the value views (server/views.c, vjson.c, npy.c), run
+ * test_views.c: unit tests of the value views (server/views.c, view_json.c, npy.c), run
  * in the sanitizer build too (the end-to-end tests in tests/e2e/test_views_*.py are
  * not): the json emitter on pickles made by Python (every tag of PROTOCOL.md section
  * 6.1, text compared with the specified form), a value that contains itself, the

@@ -1,10 +1,10 @@
 /*
- * sjson.c: JSON (plus NaN/Infinity/-Infinity) to msgpack, recursive descent with a
+ * json_reader.c: JSON (plus NaN/Infinity/-Infinity) to msgpack, recursive descent with a
  * depth limit. A container's element count is found by a validating dry run over it
  * before its msgpack header is written, so the cost is O(depth * size), bounded by
  * SRV_SJSON_MAX_DEPTH.
  */
-#include "sjson.h"
+#include "json_reader.h"
 
 #include <math.h>
 #include <stdbool.h>
