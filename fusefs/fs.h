@@ -1,6 +1,6 @@
 /*
  * fs.h: the filesystem: FUSE low-level operations that show a fleche cache as
- * calls/, values/, digests/ and by-name/ (issue 3's tree), answered through one
+ * calls/, values/, digests/ and by-name/ (the tree README.md describes), answered through one
  * connection to flechefs-server (conn.h). Values are read in ranges with one
  * load_value per kernel read, replied to when the answer arrives; metadata
  * operations wait for their answers in libfuse's worker threads.

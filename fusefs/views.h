@@ -1,5 +1,5 @@
 /*
- * views.h: the value views of the mount (issue 5, rpc/PROTOCOL.md section 6):
+ * views.h: the value views of the mount (rpc/PROTOCOL.md section 6):
  * values/<key>.json, .npy, .txt and .bin next to values/<key> (the pickle), and
  * the names calls/<key>/result.<ext> and arguments/<param>.<ext>. This module knows
  * the view names and file extensions, and keeps a cache of which views apply to a

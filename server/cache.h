@@ -23,7 +23,7 @@
  * SQLite connections of their own; a value is decoded (gunzip) with neither held,
  * once however many threads open it at once. Every srv_value must be closed before srv_cache_free.
  *
- * Details (implementation notes, engineer S): srv_list/srv_query/srv_names answer
+ * Details: srv_list/srv_query/srv_names answer
  * EINVAL for limit 0 and cut limits above RPC_PAGE_MAX; srv_contains answers
  * *found = false with 0 for malformed input; srv_shrink of a valid prefix shorter
  * than 64 is ENOENT; srv_record.mtime is always set (timestop, else the file's or

@@ -698,7 +698,7 @@ static int do_load_value(struct srv_session *s, struct call *c)
 			if (vv.r.seg[i].len - o < n)
 				break;
 			/* writev from a value file cut short fails (EFAULT), ending the
-			 * session: refuse this request instead (storage engineer's edit) */
+			 * session: refuse this request instead */
 			if (srv_value_check_file(vv.value, &c->err) < 0) {
 				view_close(&vv);
 				return -1;

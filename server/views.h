@@ -1,5 +1,5 @@
 /*
- * views.h: the value views of PROTOCOL.md section 6 (issue 5): json, npy, txt and
+ * views.h: the value views of PROTOCOL.md section 6: json, npy, txt and
  * bin, rendered from the pickle tree of a value (pickle.h). srv_view_render is the
  * renderer dispatch.c calls for every view but "pickle"; the functions below it are
  * the pure parts (no cache, no I/O) that the fuzz harness and tests drive directly.

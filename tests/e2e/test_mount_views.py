@@ -1,4 +1,4 @@
-"""test_mount_views.py: the value views in the mount (issue 5) for every value of the
+"""test_mount_views.py: the value views in the mount for every value of the
 four fixture caches (temporary copies), checked against the server's own rendering
 and against EXPECTED.json:
 
