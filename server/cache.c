@@ -133,21 +133,6 @@ struct keylist {
 	size_t n, total;
 };
 
-int srv_fail(struct srv_error *err, enum rpc_error code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err)
-		return -1;
-	err->code = code;
-	err->ncandidates = 0;
-	err->needed = 0;
-	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof(err->message), fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 static const char *kind_name(enum srv_kind kind)
 {
 	return kind == SRV_CALLS ? "call" : "value";
@@ -198,7 +183,7 @@ static char *absolute_entry(const char *path)
 		return absolute(path); /* a trailing slash: not a file */
 	dir = !slash ? strdup(".")
 	      : slash == path ? strdup("/")
-	                      : srv_strndup(path, (size_t)(slash - path));
+	                      : srv_memdupz(path, (size_t)(slash - path));
 	absdir = dir ? absolute(dir) : NULL;
 	out = absdir ? join(strcmp(absdir, "/") == 0 ? "" : absdir, base) : NULL;
 	free(dir);
@@ -252,7 +237,7 @@ static char *sqlite_path(const char *url, struct srv_error *err)
 		srv_fail(err, RPC_E_EINVAL, "'%s' names no database file", url);
 		return NULL;
 	}
-	rel = srv_strndup(p, n);
+	rel = srv_memdupz(p, n);
 	if (!rel) {
 		srv_fail(err, RPC_E_ENOMEM, "out of memory");
 		return NULL;
@@ -503,6 +488,11 @@ void srv_cache_quit(struct srv_cache *c)
 	/* both locks are kept: nothing may use the call storage again */
 }
 
+const struct srv_stack *srv_cache_stack_of(const struct srv_cache *c)
+{
+	return c->stack.n ? &c->stack : NULL;
+}
+
 struct srv_textcache *srv_cache_texts(struct srv_cache *c)
 {
 	return &c->texts;
@@ -571,10 +561,8 @@ static void scan_put(struct srv_cache *c, struct srv_sqlstore *db)
 	pthread_mutex_unlock(&c->scan_lock);
 }
 
-int srv_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv_error *err)
+int srv_layer_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_count(&c->stack, calls, values, err);
 	struct srv_sqlstore *db;
 	int rc = -1;
 
@@ -642,10 +630,8 @@ static void add_file_size(const char *path, uint64_t *bytes)
 		*bytes += (uint64_t)st.st_blocks * 512;
 }
 
-int srv_cache_size(struct srv_cache *c, uint64_t *bytes, struct srv_error *err)
+int srv_layer_size(struct srv_cache *c, uint64_t *bytes, struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_size(&c->stack, bytes, err);
 	/* the paths never change once the cache is open: no lock */
 	*bytes = 0;
 	if (c->sql) {
@@ -789,11 +775,9 @@ static int resolve_call(struct srv_cache *c, const char *key, size_t len, char o
 	return unique(c, SRV_CALLS, key, len, out, err);
 }
 
-int srv_load(struct srv_cache *c, const char *key, size_t len, struct srv_record *rec,
-             struct srv_error *err)
+int srv_layer_load(struct srv_cache *c, const char *key, size_t len, struct srv_record *rec,
+                   struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_load(&c->stack, key, len, rec, err);
 	char full[RPC_KEY_LEN + 1];
 	int rc = -1;
 
@@ -812,11 +796,9 @@ out:
 	return rc;
 }
 
-int srv_contains(struct srv_cache *c, const char *key, size_t len, bool *found,
-                 struct srv_error *err)
+int srv_layer_contains(struct srv_cache *c, const char *key, size_t len, bool *found,
+                       struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_contains(&c->stack, key, len, found, err);
 	struct keylist l;
 	struct stat st;
 	int rc = 0;
@@ -848,11 +830,9 @@ out:
 	return rc;
 }
 
-int srv_expand(struct srv_cache *c, const char *prefix, size_t len, char *out,
-               struct srv_error *err)
+int srv_layer_expand(struct srv_cache *c, const char *prefix, size_t len, char *out,
+                     struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_expand(&c->stack, prefix, len, out, err);
 	struct keylist a = {0}, b = {0}, m = {0};
 	size_t i = 0, j = 0;
 	int rc = -1;
@@ -904,10 +884,9 @@ out:
 	return rc;
 }
 
-int srv_shrink(struct srv_cache *c, const char *key, size_t len, char *out, struct srv_error *err)
+int srv_layer_shrink(struct srv_cache *c, const char *key, size_t len, char *out,
+                     struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_shrink(&c->stack, key, len, out, err);
 	char full[RPC_KEY_LEN + 1];
 	uint8_t bk[SRV_KEY_BYTES];
 	unsigned n = 0;
@@ -951,10 +930,8 @@ out:
 	return rc;
 }
 
-int srv_evict(struct srv_cache *c, const char *key, size_t len, struct srv_error *err)
+int srv_layer_evict(struct srv_cache *c, const char *key, size_t len, struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_evict(&c->stack, key, len, err);
 	char full[RPC_KEY_LEN + 1];
 	int rc = -1;
 
@@ -978,26 +955,6 @@ out:
 
 /* ---- listing ---- */
 
-void srv_page_release(struct srv_page *page)
-{
-	if (!page)
-		return;
-	for (size_t i = 0; i < page->n; i++)
-		free(page->entries[i].name);
-	free(page->entries);
-	memset(page, 0, sizeof(*page));
-}
-
-void srv_names_release(struct srv_names *names)
-{
-	if (!names)
-		return;
-	for (size_t i = 0; i < names->n; i++)
-		free(names->names[i]);
-	free(names->names);
-	memset(names, 0, sizeof(*names));
-}
-
 static int check_page(const char *after, size_t *limit, struct srv_error *err)
 {
 	if (after && !rpc_key_valid(after, strnlen(after, RPC_KEY_LEN + 1)))
@@ -1009,11 +966,9 @@ static int check_page(const char *after, size_t *limit, struct srv_error *err)
 	return 0;
 }
 
-int srv_list(struct srv_cache *c, enum srv_kind kind, const char *after, size_t limit, bool detail,
-             struct srv_page *page, struct srv_error *err)
+int srv_layer_list(struct srv_cache *c, enum srv_kind kind, const char *after, size_t limit,
+                   bool detail, struct srv_page *page, struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_list(&c->stack, kind, after, limit, detail, page, err);
 	pthread_mutex_t *lock;
 	int rc;
 
@@ -1031,11 +986,9 @@ int srv_list(struct srv_cache *c, enum srv_kind kind, const char *after, size_t 
 	return rc;
 }
 
-int srv_query(struct srv_cache *c, const msgpack_object *tmpl, const char *after, size_t limit,
-              bool detail, struct srv_page *page, struct srv_error *err)
+int srv_layer_query(struct srv_cache *c, const msgpack_object *tmpl, const char *after,
+                    size_t limit, bool detail, struct srv_page *page, struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_query(&c->stack, tmpl, after, limit, detail, page, err);
 	int rc;
 
 	memset(page, 0, sizeof(*page));
@@ -1055,11 +1008,9 @@ int srv_query(struct srv_cache *c, const msgpack_object *tmpl, const char *after
 	return rc;
 }
 
-int srv_names(struct srv_cache *c, const char *after, size_t limit, struct srv_names *out,
-              struct srv_error *err)
+int srv_layer_names(struct srv_cache *c, const char *after, size_t limit, struct srv_names *out,
+                    struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_names(&c->stack, after, limit, out, err);
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -1228,11 +1179,9 @@ static int decode_value(struct srv_cache *c, const char *full, const char *path,
 	return 0;
 }
 
-int srv_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_value **out,
-                   struct srv_error *err)
+int srv_layer_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_value **out,
+                         struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_value_open(&c->stack, key, len, out, err);
 	char full[RPC_KEY_LEN + 1], path[PATH_MAX];
 	struct srv_value *v = NULL, *p;
 	struct opening *o;

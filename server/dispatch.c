@@ -52,7 +52,7 @@
 
 /*
  * The views this server renders, in the order hello lists them. A view is added with
- * one line here: its name and its renderer (see srv_view_render_fn in dispatch.h).
+ * one line here: its name and its renderer (see srv_view_render_fn in views.h).
  */
 static const struct view {
 	const char *name;
