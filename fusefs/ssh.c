@@ -18,7 +18,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,36 +30,8 @@
 
 #include "clock.h"
 #include "knownhosts.h"
-#include "log.h"
 #include "sshconfig.h"
 #include "sshtransport.h"
-
-/* ---------------------------------------------------------------- logging */
-
-static void (*ssh_log_fn)(const char *line);
-
-void fsd_ssh_set_log(void (*log)(const char *line))
-{
-	ssh_log_fn = log;
-}
-
-void fsd_ssh_log_line(const char *line)
-{
-	if (ssh_log_fn)
-		ssh_log_fn(line);
-	else
-		fsd_log(FSD_LOG_INFO, "%s", line);
-}
-
-void fsd_ssh_logf(const char *fmt, ...)
-{
-	char buf[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	fsd_ssh_log_line(buf);
-}
 
 /* ---------------------------------------------------------------- connect */
 

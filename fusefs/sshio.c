@@ -1,6 +1,7 @@
 /*
  * sshio.c: the libssh2 transport's I/O thread and the transport operations
- * (transport.h) the connection reads and writes through; ssh.c connects it.
+ * (transport.h) the connection reads and writes through, and the log the SSH code
+ * writes to; ssh.c connects it.
  *
  * The libssh2 transport. A libssh2 session is not thread-safe, so after connect()
  * exactly one thread, the I/O thread, calls libssh2 (non-blocking, poll on the
@@ -49,6 +50,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +64,33 @@
 #include "clock.h"
 #include "log.h"
 #include "sshtransport.h"
+
+/* ---------------------------------------------------------------- logging */
+
+static void (*ssh_log_fn)(const char *line);
+
+void fsd_ssh_set_log(void (*log)(const char *line))
+{
+	ssh_log_fn = log;
+}
+
+void fsd_ssh_log_line(const char *line)
+{
+	if (ssh_log_fn)
+		ssh_log_fn(line);
+	else
+		fsd_log(FSD_LOG_INFO, "%s", line);
+}
+
+void fsd_ssh_logf(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	fsd_ssh_log_line(buf);
+}
 
 static struct ssh_transport *ssh_of(struct fsd_transport *t)
 {
