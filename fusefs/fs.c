@@ -55,6 +55,7 @@
 #include "fs.h"
 #include "cacheinfo.h"
 #include "callrec.h"
+#include "client.h"
 #include "listing.h"
 #include "log.h"
 #include "msg.h"
@@ -371,7 +372,7 @@ static int ensure_record(struct fsd_fs *fs, struct fsd_inode *i)
 		return 0;
 	}
 	struct fsd_result r;
-	int rc = fsd_conn_call_sync(fs->conn, &r, "load", 0, "s", i->key);
+	int rc = fsd_rpc_load(fs->conn, i->key, &r);
 	if (rc) {
 		log_failure(i->path, &r);
 		int e = r.err == ETIMEDOUT ? EIO : r.err;
@@ -561,8 +562,6 @@ static void lookup_value_view(struct fsd_fs *fs, fuse_req_t req, struct fsd_inod
 	struct child_spec sp = {.size = -1, .view = view};
 	struct fsd_result r;
 	char pfx[RPC_KEY_LEN + 1], key[RPC_KEY_LEN + 1], target[FSD_LINK_TARGET_MAX];
-	const char *s;
-	size_t sl;
 	uint64_t size;
 	double mt = 0;
 
@@ -572,13 +571,14 @@ static void lookup_value_view(struct fsd_fs *fs, fuse_req_t req, struct fsd_inod
 	}
 	if (!(fsd_conn_server(fs->conn)->views & (1u << view))) {
 		fsd_log(FSD_LOG_DEBUG, "values/%s: the server does not render the %s view", name,
-		        fsd_view_name(view));
+		        rpc_view_name(view));
 		reply_negative(fs, req);
 		return;
 	}
 	memcpy(pfx, name, stem);
 	pfx[stem] = 0;
-	int rc = fsd_conn_call_sync(fs->conn, &r, "stat_value", 0, "ss", pfx, fsd_view_name(view));
+	struct rpc_stat_value st;
+	int rc = fsd_rpc_stat_value(fs->conn, pfx, view, &r, &st);
 	if (rc) {
 		int e = r.err;
 		const char *why = r.message[0] ? r.message : strerror(e);
@@ -608,19 +608,17 @@ static void lookup_value_view(struct fsd_fs *fs, fuse_req_t req, struct fsd_inod
 		fsd_result_release(&r);
 		return;
 	}
-	if (rpc_obj_str(rpc_map_get(r.result, "key"), &s, &sl) || !rpc_key_valid(s, sl) ||
-	    rpc_obj_uint(rpc_map_get(r.result, "size"), &size) || size > INT64_MAX) {
-		fsd_result_release(&r);
+	fsd_result_release(&r);
+	if (!st.key[0]) {
 		reply_err(req, EIO);
 		return;
 	}
-	memcpy(key, s, RPC_KEY_LEN);
-	key[RPC_KEY_LEN] = 0;
-	rpc_obj_double(rpc_map_get(r.result, "mtime"), &mt);
-	fsd_result_release(&r);
+	memcpy(key, st.key, RPC_KEY_LEN + 1);
+	size = st.size;
+	mt = st.mtime;
 	fsd_viewcache_put(&fs->views, key, view, FSD_VS_YES, size);
 	if (stem < RPC_KEY_LEN) {
-		snprintf(target, sizeof(target), "%s.%s", key, fsd_view_name(view));
+		snprintf(target, sizeof(target), "%s.%s", key, rpc_view_name(view));
 		sp.target = target;
 		reply_child(fs, req, parent, name, FSD_LINK, &sp);
 		return;
@@ -671,8 +669,9 @@ static void lookup_keyed(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *pa
 	}
 	if (calls)
 		sp.fresh_until_ms = fresh_after(fs, mono_ms());
-	int rc = calls ? fsd_conn_call_sync(fs->conn, &r, "load", 0, "s", name)
-	               : fsd_conn_call_sync(fs->conn, &r, "stat_value", 0, "sn", name);
+	struct rpc_stat_value st;
+	int rc = calls ? fsd_rpc_load(fs->conn, name, &r)
+	               : fsd_rpc_stat_value(fs->conn, name, RPC_VIEW_PICKLE, &r, &st);
 	if (rc) {
 		log_failure(name, &r);
 		if (!r.error) {
@@ -692,14 +691,20 @@ static void lookup_keyed(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *pa
 		fsd_result_release(&r);
 		return;
 	}
-	if (rpc_obj_str(rpc_map_get(r.result, "key"), &s, &sl) || !rpc_key_valid(s, sl)) {
+	if (calls ? rpc_obj_str(rpc_map_field(r.result, RPC_F_KEY), &s, &sl) ||
+	                !rpc_key_valid(s, sl)
+	          : !st.key[0]) {
 		fsd_result_release(&r);
 		reply_err(req, EIO);
 		return;
 	}
 	char key[RPC_KEY_LEN + 1];
-	memcpy(key, s, RPC_KEY_LEN);
-	key[RPC_KEY_LEN] = 0;
+	if (calls) {
+		memcpy(key, s, RPC_KEY_LEN);
+		key[RPC_KEY_LEN] = 0;
+	} else {
+		memcpy(key, st.key, RPC_KEY_LEN + 1);
+	}
 	if (n < RPC_KEY_LEN) {
 		sp.target = key;
 		fsd_result_release(&r);
@@ -716,14 +721,8 @@ static void lookup_keyed(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *pa
 		sp.rec = rec;
 		sp.mtime = rec ? rec->mtime : 0;
 	} else {
-		uint64_t size;
-		double mt = 0;
-		rpc_obj_double(rpc_map_get(r.result, "mtime"), &mt);
-		sp.mtime = mt;
-		if (rpc_obj_uint(rpc_map_get(r.result, "size"), &size) == 0 && size <= INT64_MAX)
-			sp.size = (int64_t)size;
-		else
-			sp.err = EIO;
+		sp.mtime = st.mtime;
+		sp.size = (int64_t)st.size;
 	}
 	fsd_result_release(&r);
 	reply_child(fs, req, parent, name, calls ? FSD_CALL : FSD_VALUE, &sp);
@@ -760,14 +759,14 @@ static void classify_done(void *ctx, const struct fsd_reply *r)
 	q->err = r->err;
 	q->local = r->error == NULL;
 	if (!r->err && !q->key) {
-		rpc_obj_bool(r->result, &q->yes);
+		rpc_decode_contains(r->result, &q->yes, NULL, 0);
 	} else if (!r->err) {
-		const msgpack_object *keys = rpc_map_get(r->result, "keys");
-		const char *k;
-		size_t kl;
-		q->yes = keys && keys->type == MSGPACK_OBJECT_ARRAY && keys->via.array.size &&
-		         rpc_obj_str(&keys->via.array.ptr[0], &k, &kl) == 0 && kl == RPC_KEY_LEN &&
-		         memcmp(k, q->key, RPC_KEY_LEN) == 0;
+		struct rpc_page page;
+		struct rpc_page_entry e;
+		if (rpc_decode_page(r->result, &page, NULL, 0) == 0 && page.n) {
+			rpc_page_entry(&page, 0, &e);
+			q->yes = memcmp(e.key, q->key, RPC_KEY_LEN) == 0;
+		}
 	}
 	pthread_mutex_lock(&q->w->m);
 	if (--q->w->pending == 0)
@@ -778,7 +777,7 @@ static void classify_done(void *ctx, const struct fsd_reply *r)
 /* The key just below key (64 hex digits), or 0 when key is all zeros. */
 static int key_before(const char *key, char out[RPC_KEY_LEN + 1])
 {
-	memcpy(out, key, 65);
+	memcpy(out, key, RPC_KEY_LEN + 1);
 	for (int i = RPC_KEY_LEN - 1; i >= 0; i--) {
 		if (out[i] != '0') {
 			out[i] = out[i] == 'a' ? '9' : (char)(out[i] - 1);
@@ -789,7 +788,8 @@ static int key_before(const char *key, char out[RPC_KEY_LEN + 1])
 	return 0;
 }
 
-static int classify_keys(struct fsd_fs *fs, const char (*keys)[RPC_KEY_LEN + 1], size_t n, const char **kinds)
+static int classify_keys(struct fsd_fs *fs, const char (*keys)[RPC_KEY_LEN + 1], size_t n,
+                         const char **kinds)
 {
 	struct classify_wait w = {.pending = 2 * n};
 	struct classify_req *q = calloc(2 * n + 1, sizeof(*q));
@@ -805,9 +805,9 @@ static int classify_keys(struct fsd_fs *fs, const char (*keys)[RPC_KEY_LEN + 1],
 		char before[RPC_KEY_LEN + 1];
 		int has_before = key_before(keys[k], before);
 		q[2 * k + 1].key = keys[k];
-		fsd_conn_call(fs->conn, "contains", 0, classify_done, &q[2 * k], "s", keys[k]);
-		fsd_conn_call(fs->conn, "list", 0, classify_done, &q[2 * k + 1], "ssub", "values",
-		              has_before ? before : NULL, (uint64_t)1, 0);
+		fsd_rpc_contains_async(fs->conn, keys[k], classify_done, &q[2 * k]);
+		fsd_rpc_list_async(fs->conn, RPC_KIND_VALUES, has_before ? before : NULL, 1, false,
+		                   classify_done, &q[2 * k + 1]);
 	}
 	pthread_mutex_lock(&w.m);
 	while (w.pending)
@@ -839,14 +839,14 @@ static void lookup_digest(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *p
 	struct fsd_result r;
 	struct child_spec sp = {.size = -1};
 	char target[FSD_LINK_TARGET_MAX];
-	const char *kind, *s;
-	size_t sl;
+	const char *kind;
 
 	if (n < RPC_PREFIX_MIN || n > RPC_KEY_LEN || !is_hex(name, n)) {
 		reply_negative(fs, req);
 		return;
 	}
-	int rc = fsd_conn_call_sync(fs->conn, &r, "expand", 0, "s", name);
+	char expanded[RPC_KEY_LEN + 1];
+	int rc = fsd_rpc_expand(fs->conn, name, &r, expanded);
 	if (rc && r.error && r.error->code == RPC_E_AMBIGUOUS && r.error->ncandidates) {
 		size_t nc = r.error->ncandidates;
 		struct fsd_candidate *c = calloc(nc, sizeof(*c));
@@ -861,14 +861,14 @@ static void lookup_digest(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *p
 		int e = keys && kinds ? 0 : ENOMEM;
 		for (size_t k = 0; k < nc && !e; k++)
 			if (rpc_key_valid(r.error->candidates[k], strlen(r.error->candidates[k])))
-				memcpy(keys[nk++], r.error->candidates[k], 65);
+				memcpy(keys[nk++], r.error->candidates[k], RPC_KEY_LEN + 1);
 		fsd_result_release(&r);
 		if (!e)
 			e = classify_keys(fs, (const char(*)[RPC_KEY_LEN + 1])keys, nk, kinds);
 		for (size_t k = 0; k < nk && !e; k++) {
 			if (!kinds[k])
 				continue; /* gone since */
-			memcpy(c[m].key, keys[k], 65);
+			memcpy(c[m].key, keys[k], RPC_KEY_LEN + 1);
 			snprintf(c[m].target, sizeof(c[m].target), "../../%s/%s", kinds[k],
 			         c[m].key);
 			m++;
@@ -898,15 +898,13 @@ static void lookup_digest(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *p
 			reply_err(req, e);
 		return;
 	}
-	if (rpc_obj_str(r.result, &s, &sl) || !rpc_key_valid(s, sl)) {
-		fsd_result_release(&r);
-		reply_err(req, EIO);
+	fsd_result_release(&r);
+	if (strlen(expanded) != RPC_KEY_LEN) {
+		reply_err(req, EIO); /* expand answers full keys only */
 		return;
 	}
 	char key[1][RPC_KEY_LEN + 1];
-	memcpy(key[0], s, RPC_KEY_LEN);
-	key[0][RPC_KEY_LEN] = 0;
-	fsd_result_release(&r);
+	memcpy(key[0], expanded, RPC_KEY_LEN + 1);
 	int e = classify_keys(fs, (const char(*)[RPC_KEY_LEN + 1])key, 1, &kind);
 	if (e) {
 		reply_err(req, e);
@@ -930,15 +928,15 @@ static void lookup_func(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *par
 		reply_negative(fs, req);
 		return;
 	}
-	int rc = fsd_conn_call_sync(fs->conn, &r, "query", 0, "Nnub", name, (uint64_t)1, 0);
+	struct rpc_page page;
+	int rc = fsd_rpc_query_name(fs->conn, name, NULL, 1, false, &r, &page);
 	if (rc) {
 		log_failure(name, &r);
 		reply_err(req, r.err == EINVAL ? ENOENT : r.err);
 		fsd_result_release(&r);
 		return;
 	}
-	const msgpack_object *keys = rpc_map_get(r.result, "keys");
-	int found = keys && keys->type == MSGPACK_OBJECT_ARRAY && keys->via.array.size > 0;
+	int found = page.n > 0;
 	fsd_result_release(&r);
 	if (!found) {
 		reply_negative(fs, req);
@@ -959,7 +957,7 @@ static void lookup_func_entry(struct fsd_fs *fs, fuse_req_t req, struct fsd_inod
 		reply_negative(fs, req);
 		return;
 	}
-	int rc = fsd_conn_call_sync(fs->conn, &r, "load", 0, "s", name);
+	int rc = fsd_rpc_load(fs->conn, name, &r);
 	if (rc) {
 		int e = r.err, local = r.error == NULL;
 		fsd_result_release(&r);
@@ -969,7 +967,7 @@ static void lookup_func_entry(struct fsd_fs *fs, fuse_req_t req, struct fsd_inod
 			reply_negative(fs, req);
 		return;
 	}
-	int same = rpc_obj_str(rpc_map_get(r.result, "name"), &s, &sl) == 0 &&
+	int same = rpc_obj_str(rpc_map_field(r.result, RPC_F_NAME), &s, &sl) == 0 &&
 	           sl == strlen(parent->name) && memcmp(s, parent->name, sl) == 0;
 	fsd_result_release(&r);
 	if (!same) {
@@ -1002,7 +1000,7 @@ static int view_link(struct fsd_fs *fs, const char *vkey, int view, const char *
 {
 	if (!view || !view_applies(fs, vkey, view))
 		return 0;
-	snprintf(target, len, "%svalues/%s.%s", up, vkey, fsd_view_name(view));
+	snprintf(target, len, "%svalues/%s.%s", up, vkey, rpc_view_name(view));
 	return 1;
 }
 
@@ -1132,8 +1130,8 @@ static int query_has(struct fsd_fs *fs, const struct fsd_inode *dir, const char 
 	msgpack_sbuffer sb;
 	struct fsd_result r;
 	char before[RPC_KEY_LEN + 1];
-	const char *k;
-	size_t kl;
+	struct rpc_page page;
+	struct rpc_page_entry first;
 	msgpack_sbuffer_init(&sb);
 	int rc = query_template(fs, dir, &sb);
 	if (rc) {
@@ -1141,8 +1139,8 @@ static int query_has(struct fsd_fs *fs, const struct fsd_inode *dir, const char 
 		return rc == -EINVAL ? 0 : rc;
 	}
 	int has_before = key_before(key, before);
-	rc = fsd_conn_call_sync(fs->conn, &r, "query", 0, "Rsub", sb.data, sb.size,
-	                        has_before ? before : NULL, (uint64_t)1, 0);
+	rc = fsd_rpc_query_template(fs->conn, sb.data, sb.size, has_before ? before : NULL, 1,
+	                            false, &r, &page);
 	msgpack_sbuffer_destroy(&sb);
 	if (rc) {
 		int e = r.err;
@@ -1150,8 +1148,11 @@ static int query_has(struct fsd_fs *fs, const struct fsd_inode *dir, const char 
 		fsd_result_release(&r);
 		return e == EINVAL ? 0 : -e;
 	}
-	int found = rpc_obj_str(rpc_array_get(rpc_map_get(r.result, "keys"), 0), &k, &kl) == 0 &&
-	            kl == RPC_KEY_LEN && memcmp(k, key, kl) == 0;
+	int found = 0;
+	if (page.n) {
+		rpc_page_entry(&page, 0, &first);
+		found = first.is_key && memcmp(first.key, key, RPC_KEY_LEN) == 0;
+	}
 	fsd_result_release(&r);
 	return found;
 }
@@ -1282,12 +1283,11 @@ static void ensure_value_size(struct fsd_fs *fs, struct fsd_inode *i)
 	if (!need)
 		return;
 	struct fsd_result r;
-	uint64_t size = 0;
-	int rc = fsd_conn_call_sync(fs->conn, &r, "stat_value", 0, "ss", i->key,
-	                            fsd_view_param(i->view));
+	struct rpc_stat_value st;
+	int rc = fsd_rpc_stat_value(fs->conn, i->key, i->view, &r, &st);
 	fsd_itable_lock(&fs->it);
-	if (rc == 0 && rpc_obj_uint(rpc_map_get(r.result, "size"), &size) == 0) {
-		i->size = size;
+	if (rc == 0) {
+		i->size = st.size;
 		i->have_size = 1;
 	} else if (rc && r.error) {
 		i->err = r.err;
@@ -1497,8 +1497,8 @@ static void rmdir_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 	const char *fn;
 	size_t fnl;
 	/* The function's name, to refresh by-name/ afterwards (best effort). */
-	int rc = fsd_conn_call_sync(fs->conn, &r, "load", 0, "s", name);
-	if (rc == 0 && rpc_obj_str(rpc_map_get(r.result, "name"), &fn, &fnl) == 0 &&
+	int rc = fsd_rpc_load(fs->conn, name, &r);
+	if (rc == 0 && rpc_obj_str(rpc_map_field(r.result, RPC_F_NAME), &fn, &fnl) == 0 &&
 	    fsd_name_ok(fn, fnl))
 		func = strndup(fn, fnl);
 	if (rc && !r.error) {
@@ -1510,7 +1510,7 @@ static void rmdir_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 		return;
 	}
 	fsd_result_release(&r);
-	rc = fsd_conn_call_sync(fs->conn, &r, "evict", 0, "s", name);
+	rc = fsd_rpc_evict(fs->conn, name, &r);
 	if (rc) {
 		log_failure(name, &r);
 		reply_err(req, r.err);
@@ -1530,7 +1530,7 @@ static void rmdir_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 		j->fs = fs;
 		j->func = func;
 		func = NULL;
-		memcpy(j->key, name, 65);
+		memcpy(j->key, name, RPC_KEY_LEN + 1);
 		j->calls_ino = pino;
 		fsd_itable_lock(&fs->it);
 		fsd_itable_each(&fs->it, FSD_FUNC, collect_func, j);
@@ -1652,7 +1652,7 @@ static void read_done(void *arg, const struct fsd_reply *r)
 	size_t n;
 	if (r->err) {
 		fsd_log(FSD_LOG_WARN, "cannot read value %s%s%s: %s", rc->key, rc->view ? "." : "",
-		        rc->view ? fsd_view_name(rc->view) : "",
+		        rc->view ? rpc_view_name(rc->view) : "",
 		        r->message[0] ? r->message : strerror(r->err));
 		reply_err(rc->req, r->err);
 	} else if (r->in_pipe) {
@@ -1721,9 +1721,8 @@ static void read_op(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			size_t want = size - got < fs->max_read ? size - got : fs->max_read;
 			const void *p;
 			size_t n;
-			if (fsd_conn_call_sync(fs->conn, &r, "load_value", want, "suus", i->key,
-			                       (uint64_t)off + got, (uint64_t)want,
-			                       fsd_view_param(i->view))) {
+			if (fsd_rpc_load_value(fs->conn, i->key, (uint64_t)off + got, want, i->view,
+			                       &r)) {
 				err = r.err;
 			} else if (rpc_obj_bin(r.result, &p, &n) || n > want) {
 				err = EIO;
@@ -1749,10 +1748,9 @@ static void read_op(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	rc->req = req;
 	rc->fs = fs;
-	memcpy(rc->key, i->key, 65);
+	memcpy(rc->key, i->key, RPC_KEY_LEN + 1);
 	rc->view = i->view;
-	fsd_conn_call_data(fs->conn, "load_value", size, read_done, rc, "suus", i->key,
-	                   (uint64_t)off, (uint64_t)size, fsd_view_param(i->view));
+	fsd_rpc_load_value_data(fs->conn, i->key, (uint64_t)off, size, i->view, read_done, rc);
 }
 
 static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -1780,7 +1778,7 @@ struct dirh {
 	size_t ncands;
 	size_t n; /* entries when not from a listing, "." and ".." excluded */
 	/* FSD_CALL: the views of the result listed after "result" */
-	uint8_t rviews[FSD_NVIEWS];
+	uint8_t rviews[RPC_VIEW__COUNT];
 	size_t nrviews;
 	/* FSD_CALL_ARGS: the entries, in order */
 	struct arg_entry *ents;
@@ -1806,10 +1804,10 @@ static int plan_views(struct fsd_fs *fs, struct dirh *d)
 			return 0;
 		char k[1][RPC_KEY_LEN + 1];
 		struct fsd_viewinfo vi;
-		memcpy(k[0], r->result, 65);
+		memcpy(k[0], r->result, RPC_KEY_LEN + 1);
 		if (fsd_viewcache_get(&fs->views, k, 1, &vi))
 			return -ENOMEM;
-		for (int v = 1; v < FSD_NVIEWS; v++)
+		for (int v = 1; v < RPC_VIEW__COUNT; v++)
 			if (vi.state[v] == FSD_VS_YES)
 				d->rviews[d->nrviews++] = (uint8_t)v;
 		d->n += d->nrviews;
@@ -1818,12 +1816,12 @@ static int plan_views(struct fsd_fs *fs, struct dirh *d)
 	size_t na = r->nargs;
 	char(*keys)[RPC_KEY_LEN + 1] = calloc(na ? na : 1, sizeof(*keys));
 	struct fsd_viewinfo *vi = calloc(na ? na : 1, sizeof(*vi));
-	d->ents = calloc(na * FSD_NVIEWS + 1, sizeof(*d->ents));
+	d->ents = calloc(na * RPC_VIEW__COUNT + 1, sizeof(*d->ents));
 	int rc = -ENOMEM;
 	if (!keys || !vi || !d->ents)
 		goto out;
 	for (size_t a = 0; a < na; a++)
-		memcpy(keys[a], r->args[a].value, 65);
+		memcpy(keys[a], r->args[a].value, RPC_KEY_LEN + 1);
 	if (fsd_viewcache_get(&fs->views, keys, na, vi))
 		goto out;
 	d->n = 0;
@@ -1831,9 +1829,9 @@ static int plan_views(struct fsd_fs *fs, struct dirh *d)
 		d->ents[d->n].arg = (uint32_t)a;
 		d->ents[d->n++].view = 0;
 		size_t len = strlen(r->args[a].name);
-		for (int v = 1; v < FSD_NVIEWS; v++)
+		for (int v = 1; v < RPC_VIEW__COUNT; v++)
 			if (vi[a].state[v] == FSD_VS_YES &&
-			    len + 1 + strlen(fsd_view_name(v)) <= 255) {
+			    len + 1 + strlen(rpc_view_name(v)) <= 255) {
 				d->ents[d->n].arg = (uint32_t)a;
 				d->ents[d->n++].view = (uint8_t)v;
 			}
@@ -2013,7 +2011,7 @@ static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *
 			snprintf(buf, buflen, "../../values/%s", r->result);
 			return "result";
 		}
-		const char *ext = fsd_view_name(d->rviews[k - 3]);
+		const char *ext = rpc_view_name(d->rviews[k - 3]);
 		snprintf(buf, buflen, "../../values/%s.%s", r->result, ext);
 		snprintf(nbuf, nbuflen, "result.%s", ext);
 		return nbuf;
@@ -2030,8 +2028,8 @@ static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *
 			snprintf(buf, buflen, "../../../values/%s", a->value);
 			return a->name;
 		}
-		snprintf(buf, buflen, "../../../values/%s.%s", a->value, fsd_view_name(v));
-		snprintf(nbuf, nbuflen, "%s.%s", a->name, fsd_view_name(v));
+		snprintf(buf, buflen, "../../../values/%s.%s", a->value, rpc_view_name(v));
+		snprintf(nbuf, nbuflen, "%s.%s", a->name, rpc_view_name(v));
 		return nbuf;
 	}
 	case FSD_CALL_META:
@@ -2367,7 +2365,8 @@ void fsd_fs_set_session(struct fsd_fs *fs, struct fuse_session *se)
 int fsd_fs_check(struct fsd_fs *fs, char *err, size_t errlen)
 {
 	struct fsd_result r;
-	int rc = fsd_conn_call_sync(fs->conn, &r, "list", 0, "snub", "calls", (uint64_t)1, 0);
+	struct rpc_page page;
+	int rc = fsd_rpc_list(fs->conn, RPC_KIND_CALLS, NULL, 1, false, &r, &page);
 	if (rc)
 		snprintf(err, errlen, "cannot list the calls of the cache: %s", r.message);
 	fsd_result_release(&r);

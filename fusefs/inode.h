@@ -101,9 +101,10 @@ struct fsd_inode {
 	enum fsd_kind kind;
 	char *path;       /* inside the mount, no leading '/': "values/<key>"; "" for the root */
 	const char *name; /* the last component (points into path) */
-	char key[RPC_KEY_LEN + 1];     /* the call or value key concerned, or the function name's owner */
+	/* the call or value key concerned, or the function name's owner */
+	char key[RPC_KEY_LEN + 1];
 	char *target;     /* FSD_LINK: the link's target */
-	int view;         /* FSD_VALUE: the view served (enum fsd_view, views.h; 0 pickle) */
+	int view;         /* FSD_VALUE: the view served (enum rpc_view, proto.h; 0 pickle) */
 	/* attributes, under the table lock */
 	int have_size; /* values: size known */
 	uint64_t size;

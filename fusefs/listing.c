@@ -14,6 +14,7 @@
 #include "listing.h"
 #include "log.h"
 #include "msg.h"
+#include "client.h"
 #include "rpc.h"
 #include "workers.h"
 
@@ -106,49 +107,49 @@ static int listing_grow(struct fsd_listing *l, size_t more, int names)
 }
 
 /* Appends one page of a list/query/names answer. Sets *complete and *last. */
-static int listing_add_page(struct fsd_listing *l, const msgpack_object *res, int names,
-                            int *complete, const char **last, size_t *lastlen)
+/* Keeps the usable names of a page of names (a file name: no '/', NUL, "." or ".."). */
+static int listing_add_names(struct fsd_listing *l, const struct rpc_names_page *pg,
+                             const char **last, size_t *lastlen)
 {
-	const msgpack_object *arr = rpc_map_get(res, names ? "names" : "keys");
-	const msgpack_object *mt = rpc_map_get(res, "mtime");
-	const msgpack_object *sz = rpc_map_get(res, "size");
-	const msgpack_object *stamps = rpc_map_get(res, "stamp");
-	bool done = false;
-
-	if (!arr || arr->type != MSGPACK_OBJECT_ARRAY)
-		return -EPROTO;
-	rpc_obj_bool(rpc_map_get(res, "complete"), &done);
-	*complete = done;
-	if (listing_grow(l, arr->via.array.size, names))
+	if (listing_grow(l, pg->n, 1))
 		return -ENOMEM;
 	*last = NULL;
-	for (uint32_t i = 0; i < arr->via.array.size; i++) {
+	for (uint32_t i = 0; i < pg->n; i++) {
 		const char *s;
 		size_t n;
-		if (rpc_obj_str(&arr->via.array.ptr[i], &s, &n))
-			return -EPROTO;
+		rpc_names_entry(pg, i, &s, &n);
 		*last = s;
 		*lastlen = n;
-		if (names) {
-			if (!n || memchr(s, '/', n) || memchr(s, 0, n) || n > 255 ||
-			    (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
-				continue;
-			l->strs[l->n] = strndup(s, n);
-			if (!l->strs[l->n])
-				return -ENOMEM;
-			l->n++;
+		if (!n || memchr(s, '/', n) || memchr(s, 0, n) || n > 255 ||
+		    (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
 			continue;
-		}
-		if (!rpc_key_valid(s, n))
+		l->strs[l->n] = strndup(s, n);
+		if (!l->strs[l->n])
+			return -ENOMEM;
+		l->n++;
+	}
+	return 0;
+}
+
+/* Keeps the keys of a page of list or query, with their detail. */
+static int listing_add_keys(struct fsd_listing *l, const struct rpc_page *pg, const char **last,
+                            size_t *lastlen)
+{
+	if (listing_grow(l, pg->n, 0))
+		return -ENOMEM;
+	*last = NULL;
+	for (uint32_t i = 0; i < pg->n; i++) {
+		struct rpc_page_entry e;
+		rpc_page_entry(pg, i, &e);
+		*last = e.key;
+		*lastlen = e.key_len;
+		if (!e.is_key)
 			continue;
-		memcpy(l->keys[l->n], s, RPC_KEY_LEN);
+		memcpy(l->keys[l->n], e.key, RPC_KEY_LEN);
 		l->keys[l->n][RPC_KEY_LEN] = 0;
-		double m = 0;
-		rpc_obj_double(rpc_array_get(mt, i), &m);
-		l->mtime[l->n] = m;
-		uint64_t z;
-		l->size[l->n] = rpc_obj_uint(rpc_array_get(sz, i), &z) == 0 ? (int64_t)z : -1;
-		l->stamp[l->n] = rpc_obj_uint(rpc_array_get(stamps, i), &z) == 0 ? z : 0;
+		l->mtime[l->n] = e.mtime;
+		l->size[l->n] = e.size;
+		l->stamp[l->n] = e.stamp;
 		l->n++;
 	}
 	return 0;
@@ -185,18 +186,20 @@ static int listing_fill(struct fsd_listing *l)
 	while (!complete) {
 		struct fsd_result r;
 		const char *a = after[0] ? after : NULL;
+		struct rpc_page pg;
+		struct rpc_names_page npg;
 		if (names)
-			rc = fsd_conn_call_sync(ls->conn, &r, "names", 0, "su", a,
-			                        (uint64_t)ls->page);
+			rc = fsd_rpc_names(ls->conn, a, ls->page, &r, &npg);
 		else if (l->tmpl)
-			rc = fsd_conn_call_sync(ls->conn, &r, "query", 0, "Rsub", l->tmpl,
-			                        l->tmpl_len, a, (uint64_t)ls->page, 1);
+			rc = fsd_rpc_query_template(ls->conn, l->tmpl, l->tmpl_len, a, ls->page, true,
+			                            &r, &pg);
 		else if (l->func)
-			rc = fsd_conn_call_sync(ls->conn, &r, "query", 0, "Nsub", l->func, a,
-			                        (uint64_t)ls->page, 1);
+			rc = fsd_rpc_query_name(ls->conn, l->func, a, ls->page, true, &r, &pg);
 		else
-			rc = fsd_conn_call_sync(ls->conn, &r, "list", 0, "ssub", l->kind, a,
-			                        (uint64_t)ls->page, 1);
+			rc = fsd_rpc_list(ls->conn,
+			                  strcmp(l->kind, "calls") == 0 ? RPC_KIND_CALLS
+			                                                : RPC_KIND_VALUES,
+			                  a, ls->page, true, &r, &pg);
 		if (rc) {
 			fsd_log(FSD_LOG_WARN, "cannot list %s: %s", what, r.message);
 			rc = -(r.err == ETIMEDOUT ? EIO : r.err);
@@ -207,7 +210,9 @@ static int listing_fill(struct fsd_listing *l)
 		size_t lastlen = 0;
 		pthread_mutex_lock(&l->m);
 		size_t before = l->n;
-		rc = listing_add_page(l, r.result, names, &complete, &last, &lastlen);
+		complete = names ? npg.complete : pg.complete;
+		rc = names ? listing_add_names(l, &npg, &last, &lastlen)
+		           : listing_add_keys(l, &pg, &last, &lastlen);
 		if (!rc && !complete && (!last || lastlen >= sizeof(after)))
 			rc = -EPROTO; /* an incomplete empty page: would loop forever */
 		/* Pages ascend: a page ending at or before the previous one (a server that

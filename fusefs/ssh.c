@@ -141,8 +141,8 @@ static int libssh2_connect(struct ssh_connector *c, int interactive, struct fsd_
 		rc = -EPROTO;
 		goto out;
 	}
-	rc = fsd_knownhosts_check(t->session, c->host, c->port, &kf, c->strict, fsd_ssh_log_line, err,
-	                          errlen);
+	rc = fsd_knownhosts_check(t->session, c->host, c->port, &kf, c->strict, fsd_ssh_log_line,
+	                          err, errlen);
 	if (rc)
 		goto out;
 	rc = fsd_ssh_authenticate(t, c, err, errlen);
@@ -198,7 +198,7 @@ static int libssh2_connect(struct ssh_connector *c, int interactive, struct fsd_
 	t->keepalive_interval = c->keepalive_interval;
 	t->keepalive_count = c->keepalive_count;
 	fsd_ssh_logf("connected to %s (rtt %.2f ms, window %zu KiB%s)", t->peer, t->rtt_s * 1e3,
-	         window >> 10, t->window_fixed ? ", fixed" : "");
+	             window >> 10, t->window_fixed ? ", fixed" : "");
 	t->interactive = 0; /* no prompt after connect */
 	*out = &t->base;
 	t = NULL;
@@ -227,10 +227,10 @@ static int sc_can_reconnect(struct fsd_connector *base)
 	if (c->spawn_cmd || c->reconnect_ok)
 		return 1;
 	fsd_ssh_logf("the connection to %s@%s needed a person to authenticate (passphrase, "
-	         "keyboard-interactive or password), so flechefs does not reconnect by "
-	         "itself: unmount (fusermount3 -u MOUNTPOINT) and mount again, or use a key "
-	         "in ssh-agent",
-	         c->user ? c->user : "?", c->host ? c->host : "?");
+	             "keyboard-interactive or password), so flechefs does not reconnect by "
+	             "itself: unmount (fusermount3 -u MOUNTPOINT) and mount again, or use a key "
+	             "in ssh-agent",
+	             c->user ? c->user : "?", c->host ? c->host : "?");
 	return 0;
 }
 
@@ -326,9 +326,9 @@ struct fsd_connector *fsd_ssh_connector_new(const char *source, const struct fsd
 		free(qu);
 		if (!c->spawn_cmd)
 			goto oom;
-		fsd_ssh_logf("the ssh configuration of '%s' sets %s, which libssh2 cannot do; using "
-		         "the system ssh client",
-		         c->source_host, sc.proxy);
+		fsd_ssh_logf("the ssh configuration of '%s' sets %s, which libssh2 cannot do; "
+		             "using the system ssh client",
+		             c->source_host, sc.proxy);
 		goto done;
 	}
 
@@ -365,24 +365,29 @@ struct fsd_connector *fsd_ssh_connector_new(const char *source, const struct fsd
 	}
 	if (o->known_hosts_file) {
 		c->known_write = fsd_ssh_expand_home(o->known_hosts_file);
-		if (!c->known_write || fsd_ssh_strv_push(&c->known_read, &c->n_known_read, c->known_write))
+		if (!c->known_write ||
+		    fsd_ssh_strv_push(&c->known_read, &c->n_known_read, c->known_write))
 			goto oom;
 	} else if (sc.n_known_hosts_files) {
 		c->known_write = strdup(sc.known_hosts_files[0]);
 		if (!c->known_write)
 			goto oom;
 		for (size_t i = 0; i < sc.n_known_hosts_files; i++)
-			if (fsd_ssh_strv_push(&c->known_read, &c->n_known_read, sc.known_hosts_files[i]))
+			if (fsd_ssh_strv_push(&c->known_read, &c->n_known_read,
+			                      sc.known_hosts_files[i]))
 				goto oom;
 	} else {
 		c->known_write = fsd_ssh_expand_home("~/.ssh/known_hosts");
-		if (!c->known_write || fsd_ssh_strv_push(&c->known_read, &c->n_known_read, c->known_write))
+		if (!c->known_write ||
+		    fsd_ssh_strv_push(&c->known_read, &c->n_known_read, c->known_write))
 			goto oom;
 	}
 	for (size_t i = 0; i < sc.n_global_known_hosts; i++)
-		if (fsd_ssh_strv_push(&c->known_read, &c->n_known_read, sc.global_known_hosts[i]))
+		if (fsd_ssh_strv_push(&c->known_read, &c->n_known_read,
+		                      sc.global_known_hosts[i]))
 			goto oom;
-	if (!sc.found && fsd_ssh_strv_push(&c->known_read, &c->n_known_read, "/etc/ssh/ssh_known_hosts"))
+	if (!sc.found &&
+	    fsd_ssh_strv_push(&c->known_read, &c->n_known_read, "/etc/ssh/ssh_known_hosts"))
 		goto oom;
 
 	c->strict = o->strict;

@@ -285,7 +285,7 @@ static int adjust_window(struct ssh_transport *t)
 			if (t->window_target > SSH_WINDOW_MAX)
 				t->window_target = SSH_WINDOW_MAX;
 			fsd_ssh_logf("%s: receive window %zu KiB (rtt %.1f ms, %.1f MB/s)", t->peer,
-			         t->window_target >> 10, t->rtt_s * 1e3, rate / 1e6);
+			             t->window_target >> 10, t->rtt_s * 1e3, rate / 1e6);
 		}
 		t->rate_t0 = now;
 		t->rate_b0 = t->recv_bytes;

@@ -443,7 +443,8 @@ int srv_sjson_pack(const char *text, size_t len, msgpack_packer *pk, char *why, 
 
 int srv_sjson_check(const char *text, size_t len, unsigned max_depth, char *why, size_t whylen)
 {
-	struct ctx c = {.s = text, .len = len, .why = why, .whylen = whylen, .max_depth = max_depth};
+	struct ctx c = {
+	    .s = text, .len = len, .why = why, .whylen = whylen, .max_depth = max_depth};
 
 	if (parse_value(&c, false) != 0)
 		return -1;

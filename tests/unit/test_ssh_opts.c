@@ -4,8 +4,9 @@
  * the SSH options (consumed, not ours, bad values), the remote/local decision on
  * the source, the splitting of "[user@]host:[path]" (IPv6 addresses in brackets,
  * as sshfs writes them), the remote command line (quoting of data, setup, workdir,
- * paths relative to the login directory, --read-only), and the reading of `ssh -G` output (%-tokens and ~ in identity files,
- * lists of known_hosts files, proxy settings).
+ * paths relative to the login directory, --read-only), and the reading of `ssh -G`
+ * output (%-tokens and ~ in identity files, lists of known_hosts files, proxy
+ * settings).
  */
 #include <errno.h>
 #include <stdio.h>
