@@ -94,6 +94,7 @@ enum rpc_view rpc_view_lookup(const char *s, size_t len);
 	X(CALLS, "calls")                                                                          \
 	X(CODE_DIGEST, "code_digest")                                                              \
 	X(COMPLETE, "complete")                                                                    \
+	X(CONFIG, "config")                                                                        \
 	X(CWD, "cwd")                                                                              \
 	X(FLECHE_TOML, "fleche_toml")                                                              \
 	X(HOSTNAME, "hostname")                                                                    \

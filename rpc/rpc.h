@@ -1,7 +1,7 @@
 /*
  * rpc.h: the constants of the flechefs wire protocol, shared by flechefs-server
- * and the flechefs daemon: protocol version, limits, message types, method names
- * and the error table. rpc/PROTOCOL.md is the specification in prose; this header
+ * and the flechefs daemon: protocol version, limits, message types and the error
+ * table (the methods, views and field names are proto.h's tables). rpc/PROTOCOL.md is the specification in prose; this header
  * and that file must say the same thing.
  */
 #ifndef FLECHEFS_RPC_H

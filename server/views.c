@@ -32,6 +32,7 @@
 #include "npy.h"
 #include "pyclass.h"
 #include "pystd.h"
+#include "proto.h"
 #include "rpc.h"
 #include "textcache.h"
 
@@ -119,7 +120,7 @@ int srv_view_raw(const struct pk_node *root, bool text, const struct pk_str **ou
 	}
 	srv_view_type_name(root, type, sizeof(type));
 	return srv_fail(err, RPC_E_ENOTSUP, "the %s view is for %s values, not %s",
-	                text ? "txt" : "bin",
+	                rpc_view_name(text ? RPC_VIEW_TXT : RPC_VIEW_BIN),
 	                text ? "str (and datetime, Decimal, UUID, path and other standard)"
 	                     : "bytes and bytearray",
 	                type);
@@ -169,8 +170,8 @@ static int resolve_open(void *ctx, const char *key, const struct pk_node **root,
 		                "limit of %u MiB",
 		                rc->root_key, SRV_VIEW_REF_BYTES >> 20);
 	}
-	if (view_parse(srv_value_bytes(r->value), (size_t)srv_value_size(r->value), key, "json",
-	               &r->doc, err) < 0 ||
+	if (view_parse(srv_value_bytes(r->value), (size_t)srv_value_size(r->value), key,
+	               rpc_view_name(RPC_VIEW_JSON), &r->doc, err) < 0 ||
 	    srv_value_check(r->value, err) < 0) { /* file truncated while parsed */
 		pk_doc_free(r->doc);
 		srv_value_close(r->value);
@@ -195,8 +196,6 @@ static void resolve_close(void *ctx, void *token)
 
 /* ------------------------------------------------------------------------------ */
 /* Renderings */
-
-enum view_kind { VIEW_JSON, VIEW_NPY, VIEW_TXT, VIEW_BIN };
 
 /* What a rendering keeps alive until dispatch releases it. */
 struct rendering {
@@ -239,8 +238,8 @@ static int render_json(struct srv_cache *cache, struct srv_value *value, struct 
 	r->texts = srv_cache_texts(cache);
 	e = srv_textcache_get(r->texts, id, srv_value_size(value), srv_value_mtime(value));
 	if (!e) {
-		if (view_parse(srv_value_bytes(value), (size_t)srv_value_size(value), key, "json",
-		               &r->doc, err) < 0)
+		if (view_parse(srv_value_bytes(value), (size_t)srv_value_size(value), key,
+		               rpc_view_name(RPC_VIEW_JSON), &r->doc, err) < 0)
 			goto out;
 		if (srv_view_json(pk_doc_root(r->doc), key, &res, &text, err) < 0)
 			goto out;
@@ -296,44 +295,23 @@ static int view_str(const struct pk_node *root, struct rpc_buf *out)
 	return 1;
 }
 
-int srv_view_render(struct srv_cache *cache, struct srv_value *value, const char *view,
-                    struct srv_rendered *out, struct srv_error *err)
+/*
+ * The txt or bin view: the str's or bytes' own bytes, inside the stored stream; for
+ * txt, str() of a standard type (view_str) in memory.
+ */
+static int render_raw(struct srv_value *value, enum rpc_view view, struct rendering *r,
+                      struct srv_rendered *out, struct srv_error *err)
 {
-	const char *key = srv_value_key(value);
-	struct rendering *r;
-	enum view_kind kind;
+	const char *key = srv_value_key(value), *name = rpc_view_name(view);
 	const struct pk_node *root;
 	const struct pk_str *s;
-	struct srv_ndarray a;
-	char type[160];
 	int rc;
 
-	memset(out, 0, sizeof(*out));
-	if (strcmp(view, "json") == 0)
-		kind = VIEW_JSON;
-	else if (strcmp(view, "npy") == 0)
-		kind = VIEW_NPY;
-	else if (strcmp(view, "txt") == 0)
-		kind = VIEW_TXT;
-	else if (strcmp(view, "bin") == 0)
-		kind = VIEW_BIN;
-	else
-		return srv_fail(err, RPC_E_ENOTSUP, "this server does not render the view '%s'",
-		                view);
-	r = calloc(1, sizeof(*r));
-	if (!r)
-		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
-	rpc_buf_init(&r->header, 1u << 20);
-	out->release = rendering_release;
-	out->priv = r;
-	if (kind == VIEW_JSON)
-		return render_json(cache, value, r, out, err);
-
-	if (view_parse(srv_value_bytes(value), (size_t)srv_value_size(value), key, view, &r->doc,
+	if (view_parse(srv_value_bytes(value), (size_t)srv_value_size(value), key, name, &r->doc,
 	               err) < 0)
 		return -1;
 	root = pk_doc_root(r->doc);
-	if (kind == VIEW_TXT && root->kind != PK_STR) {
+	if (view == RPC_VIEW_TXT && root->kind != PK_STR) {
 		rc = view_str(root, &r->header);
 		if (rc < 0)
 			return srv_fail(err, RPC_E_ENOMEM, "out of memory");
@@ -345,19 +323,33 @@ int srv_view_render(struct srv_cache *cache, struct srv_value *value, const char
 			return 0;
 		}
 	}
-	if (kind == VIEW_TXT || kind == VIEW_BIN) {
-		if (srv_view_raw(root, kind == VIEW_TXT, &s, err) < 0) {
-			char why[sizeof(err->message)];
-			snprintf(why, sizeof(why), "%s", err->message);
-			return srv_fail(err, err->code, "the value '%s' has no %s view: %s", key,
-			                view, why);
-		}
-		out->nseg = 1;
-		out->seg[0].bytes = (const uint8_t *)s->ptr;
-		out->seg[0].len = s->len;
-		out->size = s->len;
-		return 0;
+	if (srv_view_raw(root, view == RPC_VIEW_TXT, &s, err) < 0) {
+		char why[sizeof(err->message)];
+		snprintf(why, sizeof(why), "%s", err->message);
+		return srv_fail(err, err->code, "the value '%s' has no %s view: %s", key, name,
+		                why);
 	}
+	out->nseg = 1;
+	out->seg[0].bytes = (const uint8_t *)s->ptr;
+	out->seg[0].len = s->len;
+	out->size = s->len;
+	return 0;
+}
+
+/* The npy view: an NPY header built here, then the array's bytes in the stream. */
+static int render_npy(struct srv_value *value, struct rendering *r, struct srv_rendered *out,
+                      struct srv_error *err)
+{
+	const char *key = srv_value_key(value);
+	const struct pk_node *root;
+	struct srv_ndarray a;
+	char type[160];
+	int rc;
+
+	if (view_parse(srv_value_bytes(value), (size_t)srv_value_size(value), key,
+	               rpc_view_name(RPC_VIEW_NPY), &r->doc, err) < 0)
+		return -1;
+	root = pk_doc_root(r->doc);
 	rc = srv_npy_recognise(root, true, &a, err);
 	if (rc < 0) {
 		char why[sizeof(err->message)];
@@ -379,4 +371,35 @@ int srv_view_render(struct srv_cache *cache, struct srv_value *value, const char
 	out->seg[1].len = a.count * a.itemsize;
 	out->size = out->seg[0].len + out->seg[1].len;
 	return 0;
+}
+
+int srv_view_render(struct srv_cache *cache, struct srv_value *value, enum rpc_view view,
+                    struct srv_rendered *out, struct srv_error *err)
+{
+	struct rendering *r;
+
+	memset(out, 0, sizeof(*out));
+	if (view == RPC_VIEW_PICKLE || (unsigned)view >= RPC_VIEW__COUNT)
+		return srv_fail(err, RPC_E_ENOTSUP, "this server does not render the view '%s'",
+		                rpc_view_name(view));
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
+	rpc_buf_init(&r->header, 1u << 20);
+	out->release = rendering_release;
+	out->priv = r;
+	switch (view) {
+	case RPC_VIEW_JSON:
+		return render_json(cache, value, r, out, err);
+	case RPC_VIEW_NPY:
+		return render_npy(value, r, out, err);
+	case RPC_VIEW_TXT:
+	case RPC_VIEW_BIN:
+		return render_raw(value, view, r, out, err);
+	case RPC_VIEW_PICKLE: /* the stored stream: dispatch serves it unrendered */
+	case RPC_VIEW__COUNT:
+		break;
+	}
+	return srv_fail(err, RPC_E_ENOTSUP, "this server does not render the view '%s'",
+	                rpc_view_name(view));
 }

@@ -25,6 +25,7 @@
 #include "buf.h"
 #include "cache.h"
 #include "pickle.h"
+#include "proto.h"
 
 #define SRV_VIEW_JSON_MAX         (256u * 1024 * 1024)
 #define SRV_VIEW_JSON_DEPTH       500
@@ -64,7 +65,7 @@ struct srv_rendered {
  * missing part, CORRUPT).
  */
 typedef int (*srv_view_render_fn)(struct srv_cache *cache, struct srv_value *value,
-                                  const char *view, struct srv_rendered *out,
+                                  enum rpc_view view, struct srv_rendered *out,
                                   struct srv_error *err);
 
 /*
@@ -74,7 +75,7 @@ typedef int (*srv_view_render_fn)(struct srv_cache *cache, struct srv_value *val
  * with err filled: ENOTSUP (the view does not apply), EFBIG, ELOOP, ENOENT (a missing
  * part), CORRUPT (a pickle that cannot be decoded), ENOMEM.
  */
-int srv_view_render(struct srv_cache *cache, struct srv_value *value, const char *view,
+int srv_view_render(struct srv_cache *cache, struct srv_value *value, enum rpc_view view,
                     struct srv_rendered *out, struct srv_error *err);
 
 

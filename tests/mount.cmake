@@ -15,6 +15,10 @@
 # The benchmark bench/bench-mount is run by hand, not by ctest.
 flechefs_unit_test(test_fsd_conn SOURCES unit/test_fsd_conn.c LIBS flechefs_fsd)
 flechefs_unit_test(test_querydir SOURCES unit/test_querydir.c LIBS flechefs_fsd)
+# the daemon's object files depend on each other one way (scripts/layers.py, nm)
+add_test(NAME fsd_layers COMMAND ${FLECHEFS_PYTHON} ${PROJECT_SOURCE_DIR}/scripts/layers.py
+	$<TARGET_FILE:flechefs_fsd>)
+set_tests_properties(fsd_layers PROPERTIES LABELS unit)
 flechefs_py_test(mount_fixtures e2e/test_mount_fixtures.py LABELS mount TIMEOUT 300 SERIAL)
 flechefs_py_test(mount_errors e2e/test_mount_errors.py LABELS mount TIMEOUT 300 SERIAL)
 flechefs_py_test(mount_config e2e/test_mount_config.py LABELS mount)

@@ -302,17 +302,17 @@ static void test_render(const char *fixtures)
 	/* a destructured dict, resolved through the cache (EXPECTED.json's json field) */
 	CHECK(srv_value_open(cache, dict, 64, &v, &err) == 0, "open: %s", err.message);
 	if (v) {
-		CHECK(srv_view_render(cache, v, "json", &r, &err) == 0, "json: %s", err.message);
+		CHECK(srv_view_render(cache, v, RPC_VIEW_JSON, &r, &err) == 0, "json: %s", err.message);
 		CHECK(r.nseg == 1 && r.size == strlen(want) &&
 		          memcmp(r.seg[0].bytes, want, strlen(want)) == 0,
 		      "the destructured dict whole: %.*s", (int)r.seg[0].len,
 		      (const char *)r.seg[0].bytes);
-		CHECK(srv_view_render(cache, v, "json", &r2, &err) == 0, "json again");
+		CHECK(srv_view_render(cache, v, RPC_VIEW_JSON, &r2, &err) == 0, "json again");
 		CHECK(r2.seg[0].bytes == r.seg[0].bytes,
 		      "the second rendering comes from the cache");
 		r2.release(r2.priv);
 		r.release(r.priv);
-		CHECK(srv_view_render(cache, v, "npy", &r, &err) < 0 && err.code == RPC_E_ENOTSUP,
+		CHECK(srv_view_render(cache, v, RPC_VIEW_NPY, &r, &err) < 0 && err.code == RPC_E_ENOTSUP,
 		      "no npy view of a dict (%d: %s)", err.code, err.message);
 		if (r.release)
 			r.release(r.priv);
@@ -323,13 +323,13 @@ static void test_render(const char *fixtures)
 	CHECK(srv_value_open(cache, arr, 64, &v, &err) == 0, "open: %s", err.message);
 	if (v) {
 		const uint8_t *base = srv_value_bytes(v);
-		CHECK(srv_view_render(cache, v, "npy", &r, &err) == 0, "npy: %s", err.message);
+		CHECK(srv_view_render(cache, v, RPC_VIEW_NPY, &r, &err) == 0, "npy: %s", err.message);
 		CHECK(r.nseg == 2 && r.seg[0].len == 128 && r.seg[1].len == 24 && r.size == 152,
 		      "npy segments");
 		CHECK(r.seg[1].bytes >= base && r.seg[1].bytes + 24 <= base + srv_value_size(v),
 		      "the data is served from the stored stream");
 		r.release(r.priv);
-		CHECK(srv_view_render(cache, v, "txt", &r, &err) < 0 && err.code == RPC_E_ENOTSUP,
+		CHECK(srv_view_render(cache, v, RPC_VIEW_TXT, &r, &err) < 0 && err.code == RPC_E_ENOTSUP,
 		      "no txt view of an array");
 		if (r.release)
 			r.release(r.priv);
