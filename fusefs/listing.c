@@ -191,8 +191,8 @@ static int listing_fill(struct fsd_listing *l)
 		if (names)
 			rc = fsd_rpc_names(ls->conn, a, ls->page, &r, &npg);
 		else if (l->tmpl)
-			rc = fsd_rpc_query_template(ls->conn, l->tmpl, l->tmpl_len, a, ls->page, true,
-			                            &r, &pg);
+			rc = fsd_rpc_query_template(ls->conn, l->tmpl, l->tmpl_len, a, ls->page,
+			                            true, &r, &pg);
 		else if (l->func)
 			rc = fsd_rpc_query_name(ls->conn, l->func, a, ls->page, true, &r, &pg);
 		else

@@ -185,7 +185,8 @@ static int expand_value(struct fsd_conn *c, const struct cond *cd, char key[RPC_
 		/* the full key */
 	} else if (rc == 0 || r.undecoded || r.error) {
 		snprintf(why, whylen, "arguments.%s=%s: %s", cd->sub, cd->value,
-		         rc == 0 || r.undecoded ? "the server's expand answered no key" : r.message);
+		         rc == 0 || r.undecoded ? "the server's expand answered no key"
+		                                : r.message);
 		rc = -EINVAL;
 	}
 	fsd_result_release(&r);
