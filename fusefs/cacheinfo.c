@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cacheinfo.h"
+#include "clock.h"
 #include "client.h"
 #include "log.h"
 #include "msg.h"
@@ -104,9 +105,7 @@ void fsd_statfs_cache_release(struct fsd_statfs_cache *sc)
 
 static double monotonic_seconds(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)fsd_now_us() / 1e6;
 }
 
 void fsd_statfs_fill(struct fsd_statfs_cache *sc, struct fsd_conn *c, struct statvfs *sv)

@@ -246,11 +246,9 @@ static void inval_main(void *arg)
 static int evict_admitted(struct fsd_fs *fs, const char *key)
 {
 	struct evict_guard *g = &fs->guard;
-	struct timespec ts;
 	if (fs->o.evict_all)
 		return 1;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	double now = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+	double now = (double)fsd_now_us() / 1e6;
 	pthread_mutex_lock(&g->lock);
 	double oldest = g->at[g->next];
 	int ok = oldest == 0 || now - oldest >= FS_EVICT_WINDOW;

@@ -40,7 +40,7 @@
 
 struct evict_guard {
 	pthread_mutex_t lock;
-	double at[FS_EVICT_BURST]; /* CLOCK_MONOTONIC seconds of the last attempts (a ring) */
+	double at[FS_EVICT_BURST]; /* clock.h seconds of the last attempts (a ring) */
 	unsigned next;             /* the oldest of them, overwritten next */
 	int refusing;              /* the last attempt was refused (and logged) */
 };
