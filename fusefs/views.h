@@ -28,8 +28,7 @@
 #include "proto.h"
 
 /* The derived views (every one but pickle), as a bit mask of 1u << view. */
-#define FSD_VIEWS_DERIVED                                                                          \
-	((1u << RPC_VIEW_JSON) | (1u << RPC_VIEW_NPY) | (1u << RPC_VIEW_TXT) | (1u << RPC_VIEW_BIN))
+#define FSD_VIEWS_DERIVED (((1u << RPC_VIEW__COUNT) - 1) & ~(1u << RPC_VIEW_PICKLE))
 
 /*
  * When name is "<stem>.<ext>" with ext a derived view's extension and a stem of at
