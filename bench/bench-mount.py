@@ -1,4 +1,4 @@
-"""bench-mount.py: the speed figures of issue 3 (the flechefs mount), printed next to
+"""bench-mount.py: the speed figures of the flechefs mount, printed next to
 their targets. Run by hand, as root (it drops the page cache), from the source tree
 after building:
 

@@ -1,5 +1,5 @@
 /*
- * bench-server.c: measures flechefs-server over a pipe pair, as issue 2 asks, and
+ * bench-server.c: measures flechefs-server over a pipe pair against its targets, and
  * prints each figure next to its target: pipelined contains per second (target
  * 50,000/s), listing 100,000 SQL calls (target under 1 s) and streaming a page-cached
  * 1 GiB value with load_value (target 1 GB/s). The cache is generated in a temporary

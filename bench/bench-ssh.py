@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""bench-ssh.py: flechefs over SSH against sshfs and `ssh cat`, side by side (issue 4).
+"""bench-ssh.py: flechefs over SSH against sshfs and `ssh cat`, side by side.
 
 Run by hand, as root (it starts a private sshd on 127.0.0.1 with tests/e2e/
 sshd_fixture.py and mounts FUSE filesystems):

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """bench-views.py: a benchmark (by hand, not a test) of flechefs-server's value views
-(issue 5), at the server level, over pipes:
+at the server level, over pipes:
 
 1. npy vs pickle: a float64 array of SIZE (default 1 GiB) written by
    examples/make-cache.py --big-array; both views read whole in 1 MiB ranges with
    WINDOW requests in flight; prints MB/s of each and the ratio (target: npy at least
    80% of pickle).
-1b. The same through a mount, as the issue states it (root, /dev/fuse): `cat` of
+1b. The same through a mount, as the target states it (root, /dev/fuse): `cat` of
    values/<key>.npy against `cat` of values/<key> on the same mount, page cache
    dropped before each read, runs interleaved; skipped (with a note) without FUSE.
 2. json render rate: a nested value of about 10 MB of JSON (a list of dicts holding
@@ -100,7 +100,7 @@ def drop_caches():
 
 
 def bench_mount_cat(build, root, key, runs):
-    """cat of the npy view against cat of the raw value on one mount (issue 5's target)."""
+    """cat of the npy view against cat of the raw value on one mount (the views' target)."""
     os.environ["FLECHEFS_BUILD"] = os.path.abspath(build)
     import mountlib as ml
     flechefs = os.path.join(build, "fusefs", "flechefs")

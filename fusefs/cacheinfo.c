@@ -8,29 +8,27 @@
 #include <time.h>
 
 #include "cacheinfo.h"
+#include "clock.h"
+#include "client.h"
 #include "log.h"
 #include "msg.h"
 #include "rpc.h"
-
-void fsd_cache_info_decode(const msgpack_object *result, struct fsd_cache_info *out)
-{
-	memset(out, 0, sizeof(*out));
-	if (rpc_obj_uint(rpc_map_get(result, "call_count"), &out->call_count) != 0)
-		out->call_count = 0;
-	if (rpc_obj_uint(rpc_map_get(result, "value_count"), &out->value_count) != 0)
-		out->value_count = 0;
-	out->size_known = rpc_obj_uint(rpc_map_get(result, "size"), &out->size) == 0;
-}
 
 int fsd_cache_info_fetch(struct fsd_conn *c, struct fsd_cache_info *out, char *err,
                          size_t errlen)
 {
 	struct fsd_result r;
-	int rc = fsd_conn_call_sync(c, &r, "info", 0, "");
-	if (rc)
+	struct rpc_info info;
+	int rc = fsd_rpc_info(c, &r, &info);
+	memset(out, 0, sizeof(*out));
+	if (rc) {
 		snprintf(err, errlen, "cannot ask the server about the cache: %s", r.message);
-	else
-		fsd_cache_info_decode(r.result, out);
+	} else {
+		out->call_count = info.call_count;
+		out->value_count = info.value_count;
+		out->size_known = info.size_known;
+		out->size = info.size;
+	}
 	fsd_result_release(&r);
 	return rc;
 }
@@ -61,17 +59,17 @@ void fsd_cache_probe(struct fsd_conn *c)
 {
 	struct fsd_result r;
 	char key[RPC_KEY_LEN + 1] = "";
-	const char *k;
-	size_t kl;
+	struct rpc_page page;
+	struct rpc_page_entry e;
 
-	if (fsd_conn_call_sync(c, &r, "list", 0, "snu", "calls", (uint64_t)1) == 0 &&
-	    rpc_obj_str(rpc_array_get(rpc_map_get(r.result, "keys"), 0), &k, &kl) == 0 &&
-	    kl == RPC_KEY_LEN) {
-		memcpy(key, k, kl);
+	if (fsd_rpc_list(c, RPC_KIND_CALLS, NULL, 1, false, &r, &page) == 0 && page.n) {
+		rpc_page_entry(&page, 0, &e);
+		if (e.is_key)
+			memcpy(key, e.key, RPC_KEY_LEN);
 	}
 	fsd_result_release(&r);
 	if (key[0]) {
-		if (fsd_conn_call_sync(c, &r, "load", 0, "s", key) != 0 && r.err == EBADMSG)
+		if (fsd_rpc_load(c, key, &r) != 0 && r.err == EBADMSG)
 			fsd_log(FSD_LOG_WARN,
 			        "warning: call record %s fails its HMAC check (%s): with this key "
 			        "(FLECHE_SECRET_KEY or --key-file of the server) such records and "
@@ -107,9 +105,7 @@ void fsd_statfs_cache_release(struct fsd_statfs_cache *sc)
 
 static double monotonic_seconds(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)fsd_now_us() / 1e6;
 }
 
 void fsd_statfs_fill(struct fsd_statfs_cache *sc, struct fsd_conn *c, struct statvfs *sv)

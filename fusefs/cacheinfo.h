@@ -23,9 +23,6 @@ struct fsd_cache_info {
 	uint64_t size; /* bytes of disk, when size_known */
 };
 
-/* Fills out from an `info` result; fields the result lacks stay unknown (0). */
-void fsd_cache_info_decode(const msgpack_object *result, struct fsd_cache_info *out);
-
 /* Asks the server for `info` and decodes it. 0, or -errno with a message in err. */
 int fsd_cache_info_fetch(struct fsd_conn *c, struct fsd_cache_info *out, char *err,
                          size_t errlen);

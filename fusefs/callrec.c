@@ -11,8 +11,9 @@
 
 #include "buf.h"
 #include "callrec.h"
-#include "json.h"
+#include "json_writer.h"
 #include "msg.h"
+#include "proto.h"
 #include "rpc.h"
 
 #define CALLREC_JSON_MAX (64u * 1024 * 1024)
@@ -107,19 +108,19 @@ int fsd_record_build(const msgpack_object *res, struct fsd_record **out)
 	rec->refs = 1;
 	if (res->type != MSGPACK_OBJECT_MAP)
 		goto out;
-	if (rpc_obj_str(rpc_map_get(res, "key"), &s, &n) || !rpc_key_valid(s, n))
+	if (rpc_obj_str(rpc_map_field(res, RPC_F_KEY), &s, &n) || !rpc_key_valid(s, n))
 		goto out;
-	memcpy(rec->key, s, 64);
+	memcpy(rec->key, s, RPC_KEY_LEN);
 	double mt = 0;
-	rpc_obj_double(rpc_map_get(res, "mtime"), &mt);
+	rpc_obj_double(rpc_map_field(res, RPC_F_MTIME), &mt);
 	rec->mtime = mt;
 	uint64_t stamp = 0;
-	rpc_obj_uint(rpc_map_get(res, "stamp"), &stamp);
+	rpc_obj_uint(rpc_map_field(res, RPC_F_STAMP), &stamp);
 	rec->stamp = stamp;
-	const msgpack_object *args = rpc_map_get(res, "arguments");
-	const msgpack_object *result = rpc_map_get(res, "result");
-	const msgpack_object *meta = rpc_map_get(res, "metadata");
-	const msgpack_object *meta_err = rpc_map_get(res, "metadata_error");
+	const msgpack_object *args = rpc_map_field(res, RPC_F_ARGUMENTS);
+	const msgpack_object *result = rpc_map_field(res, RPC_F_RESULT);
+	const msgpack_object *meta = rpc_map_field(res, RPC_F_METADATA);
+	const msgpack_object *meta_err = rpc_map_field(res, RPC_F_METADATA_ERROR);
 	if (args && args->type != MSGPACK_OBJECT_ARRAY)
 		goto out;
 	if (meta && meta->type != MSGPACK_OBJECT_MAP && meta->type != MSGPACK_OBJECT_NIL)
@@ -139,15 +140,17 @@ int fsd_record_build(const msgpack_object *res, struct fsd_record **out)
 	/* call.json: a msgpack map in the documented key order, rendered as JSON. */
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	rc = -ENOMEM;
-	if (msgpack_pack_map(&pk, 8) || rpc_pack_str(&pk, "key") || rpc_pack_str(&pk, rec->key))
+	if (msgpack_pack_map(&pk, 8) || rpc_pack_field(&pk, RPC_F_KEY) ||
+	    rpc_pack_str(&pk, rec->key))
 		goto out;
-	static const char *const fields[] = {"name", "module", "version", "code_digest"};
+	static const enum rpc_field fields[] = {RPC_F_NAME, RPC_F_MODULE, RPC_F_VERSION,
+	                                        RPC_F_CODE_DIGEST};
 	for (size_t k = 0; k < 4; k++)
-		if (rpc_pack_str(&pk, fields[k]) ||
-		    pack_str_or_nil(&pk, rpc_map_get(res, fields[k])))
+		if (rpc_pack_field(&pk, fields[k]) ||
+		    pack_str_or_nil(&pk, rpc_map_field(res, fields[k])))
 			goto out;
 	uint32_t nargs = args ? args->via.array.size : 0;
-	if (rpc_pack_str(&pk, "arguments") || msgpack_pack_map(&pk, nargs))
+	if (rpc_pack_field(&pk, RPC_F_ARGUMENTS) || msgpack_pack_map(&pk, nargs))
 		goto out;
 	if (nargs) {
 		rec->args = calloc(nargs, sizeof(*rec->args));
@@ -170,21 +173,21 @@ int fsd_record_build(const msgpack_object *res, struct fsd_record **out)
 			rec->args[rec->nargs].name = strndup(an, anl);
 			if (!rec->args[rec->nargs].name)
 				goto out;
-			memcpy(rec->args[rec->nargs].value, av, 64);
+			memcpy(rec->args[rec->nargs].value, av, RPC_KEY_LEN);
 			rec->nargs++;
 		}
 	}
-	if (rpc_pack_str(&pk, "result"))
+	if (rpc_pack_field(&pk, RPC_F_RESULT))
 		goto out;
 	if (rpc_obj_str(result, &s, &n) == 0) {
 		if (rpc_pack_strn(&pk, s, n))
 			goto out;
 		if (rpc_key_valid(s, n))
-			memcpy(rec->result, s, 64);
+			memcpy(rec->result, s, RPC_KEY_LEN);
 	} else if (msgpack_pack_nil(&pk)) {
 		goto out;
 	}
-	if (rpc_pack_str(&pk, "metadata"))
+	if (rpc_pack_field(&pk, RPC_F_METADATA))
 		goto out;
 	if (meta && meta->type == MSGPACK_OBJECT_MAP) {
 		if (msgpack_pack_object(&pk, *meta))
@@ -206,7 +209,8 @@ int fsd_record_build(const msgpack_object *res, struct fsd_record **out)
 	if ((rc = add_file(&rec->files, &rec->nfiles, "call.json", text, len)))
 		goto out;
 	for (size_t k = 0; k < 4; k++)
-		if ((rc = add_text_file(rec, fields[k], rpc_map_get(res, fields[k]))))
+		if ((rc = add_text_file(rec, rpc_field_name(fields[k]),
+		                        rpc_map_field(res, fields[k]))))
 			goto out;
 	for (uint32_t k = 0; meta && meta->type == MSGPACK_OBJECT_MAP && k < meta->via.map.size;
 	     k++) {

@@ -56,7 +56,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,13 +64,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "buf.h"
 #include "conn.h"
 #include "frame.h"
 #include "log.h"
 #include "msg.h"
+#include "proto.h"
 #include "rpc.h"
-#include "views.h"
 
 #define CONN_BUCKETS          1024
 #define CONN_DEFAULT_TIMEOUT  30
@@ -83,7 +83,7 @@ enum conn_state { CONN_IDLE, CONN_UP, CONN_DOWN, CONN_DEAD };
 
 struct pending {
 	struct pending *next;
-	int data; /* fsd_conn_call_data: its bin may be handed over in a pipe */
+	int data; /* fsd_conn_send_data: its bin may be handed over in a pipe */
 	uint32_t msgid;
 	uint64_t seq;     /* the order it entered the table (invariant 8) */
 	uint64_t sent_ms; /* when it was made */
@@ -142,19 +142,12 @@ struct fsd_conn {
 
 static const msgpack_object conn_nil = {.type = MSGPACK_OBJECT_NIL};
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* The deadline of the operation this thread is in (fsd_conn_op_begin), or 0. */
 static _Thread_local uint64_t op_deadline_ms;
 
 void fsd_conn_op_begin(struct fsd_conn *c)
 {
-	op_deadline_ms = now_ms() + (uint64_t)c->opt.timeout * 1000;
+	op_deadline_ms = fsd_now_ms() + (uint64_t)c->opt.timeout * 1000;
 }
 
 void fsd_conn_op_end(void)
@@ -279,48 +272,15 @@ static ssize_t conn_read_fn(void *ctx, void *buf, size_t len)
 
 /* --- sending --- */
 
-static int pack_params(msgpack_packer *pk, const char *fmt, va_list ap)
-{
-	int rc = 0;
-	for (const char *f = fmt; *f && !rc; f++) {
-		switch (*f) {
-		case 's':
-			rc = rpc_pack_str(pk, va_arg(ap, const char *));
-			break;
-		case 'u':
-			rc = msgpack_pack_uint64(pk, va_arg(ap, uint64_t)) ? -ENOMEM : 0;
-			break;
-		case 'b':
-			rc = (va_arg(ap, int) ? msgpack_pack_true(pk) : msgpack_pack_false(pk))
-			         ? -ENOMEM
-			         : 0;
-			break;
-		case 'n':
-			rc = msgpack_pack_nil(pk) ? -ENOMEM : 0;
-			break;
-		case 'N':
-			rc = msgpack_pack_map(pk, 1) ? -ENOMEM : 0;
-			if (!rc)
-				rc = rpc_pack_str(pk, "name");
-			if (!rc)
-				rc = rpc_pack_str(pk, va_arg(ap, const char *));
-			break;
-		case 'R': {
-			/* one msgpack object, packed by the caller */
-			const char *raw = va_arg(ap, const char *);
-			size_t len = va_arg(ap, size_t);
-			rc = pk->callback(pk->data, raw, len) ? -ENOMEM : 0;
-			break;
-		}
-		default:
-			rc = -EINVAL;
-		}
-	}
-	return rc;
-}
+static void conn_send(struct fsd_conn *c, const struct fsd_request *req, int flags,
+                      fsd_done_fn done, void *ctx);
 
-static void conn_call(struct fsd_conn *c, const char *method, size_t weight, int flags,
-                      fsd_done_fn done, void *ctx, const char *fmt, ...);
+/* The probe of a stalled connection: contains(""), which any server answers at once. */
+static int pack_probe(msgpack_packer *pk, uint32_t msgid, const void *args)
+{
+	(void)args;
+	return rpc_pack_contains(pk, msgid, "");
+}
 
 /* The probe's completion (invariant 8): another probe may go out. */
 static void probe_done(void *ctx, const struct fsd_reply *r)
@@ -331,13 +291,14 @@ static void probe_done(void *ctx, const struct fsd_reply *r)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* conn_vcall's flags */
-#define CONN_DATA  1 /* fsd_conn_call_data */
+/* conn_send's flags */
+#define CONN_DATA  1 /* fsd_conn_send_data */
 #define CONN_PROBE 2 /* the probe of a stalled connection: sent all the same */
 
-static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, int flags,
-                       fsd_done_fn done, void *ctx, const char *fmt, va_list ap)
+static void conn_send(struct fsd_conn *c, const struct fsd_request *req, int flags,
+                      fsd_done_fn done, void *ctx)
 {
+	size_t weight = req->weight;
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	struct pending *p = NULL;
@@ -354,7 +315,7 @@ static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, in
 	p->ctx = ctx;
 	p->weight = weight;
 	p->data = (flags & CONN_DATA) != 0;
-	uint64_t now = now_ms();
+	uint64_t now = fsd_now_ms();
 	p->sent_ms = now;
 	p->deadline_ms = now + (uint64_t)c->opt.timeout * 1000;
 	if (op_deadline_ms && op_deadline_ms < p->deadline_ms && !(flags & CONN_PROBE)) {
@@ -400,8 +361,11 @@ static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, in
 		         "it answers again",
 		         c->opt.timeout);
 		complete_local(done, ctx, ETIMEDOUT, why);
-		if (probe)
-			conn_call(c, "contains", 0, CONN_PROBE, probe_done, c, "s", "");
+		if (probe) {
+			struct fsd_request probe_req = {rpc_method_name(RPC_M_CONTAINS), pack_probe,
+			                                NULL, 0};
+			conn_send(c, &probe_req, CONN_PROBE, probe_done, c);
+		}
 		goto out;
 	}
 	p->seq = ++c->next_seq;
@@ -412,9 +376,7 @@ static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, in
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	rc = rpc_frame_begin(&sb);
 	if (!rc)
-		rc = rpc_pack_request_head(&pk, msgid, method, (uint32_t)strlen(fmt));
-	if (!rc)
-		rc = pack_params(&pk, fmt, ap);
+		rc = req->pack(&pk, msgid, req->args);
 	if (!rc)
 		rc = rpc_frame_end(&sb,
 		                   c->info.max_frame ? c->info.max_frame : RPC_MAX_FRAME_DEFAULT);
@@ -446,7 +408,8 @@ static void conn_vcall(struct fsd_conn *c, const char *method, size_t weight, in
 		struct pending *mine = table_take(c, msgid);
 		pthread_mutex_unlock(&c->lock);
 		if (mine) {
-			snprintf(why, sizeof(why), "cannot send '%s': %s", method, strerror(-rc));
+			snprintf(why, sizeof(why), "cannot send '%s': %s", req->name,
+			         strerror(-rc));
 			complete_local(done, ctx, rc == -EMSGSIZE ? EMSGSIZE : EIO, why);
 			free(mine);
 		}
@@ -457,31 +420,16 @@ out:
 	msgpack_sbuffer_destroy(&sb);
 }
 
-static void conn_call(struct fsd_conn *c, const char *method, size_t weight, int flags,
-                      fsd_done_fn done, void *ctx, const char *fmt, ...)
+void fsd_conn_send(struct fsd_conn *c, const struct fsd_request *req, fsd_done_fn done,
+                   void *ctx)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	conn_vcall(c, method, weight, flags, done, ctx, fmt, ap);
-	va_end(ap);
+	conn_send(c, req, 0, done, ctx);
 }
 
-void fsd_conn_call(struct fsd_conn *c, const char *method, size_t weight, fsd_done_fn done,
-                   void *ctx, const char *fmt, ...)
+void fsd_conn_send_data(struct fsd_conn *c, const struct fsd_request *req, fsd_done_fn done,
+                        void *ctx)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	conn_vcall(c, method, weight, 0, done, ctx, fmt, ap);
-	va_end(ap);
-}
-
-void fsd_conn_call_data(struct fsd_conn *c, const char *method, size_t weight, fsd_done_fn done,
-                        void *ctx, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	conn_vcall(c, method, weight, CONN_DATA, done, ctx, fmt, ap);
-	va_end(ap);
+	conn_send(c, req, CONN_DATA, done, ctx);
 }
 
 /* --- synchronous calls --- */
@@ -522,11 +470,9 @@ static void sync_done(void *ctx, const struct fsd_reply *rep)
 	pthread_mutex_unlock(&w->m);
 }
 
-int fsd_conn_call_sync(struct fsd_conn *c, struct fsd_result *r, const char *method, size_t weight,
-                       const char *fmt, ...)
+int fsd_conn_send_sync(struct fsd_conn *c, const struct fsd_request *req, struct fsd_result *r)
 {
 	struct sync_wait w;
-	va_list ap;
 
 	memset(r, 0, sizeof(*r));
 	msgpack_zone_init(&r->zone, 4096);
@@ -535,9 +481,7 @@ int fsd_conn_call_sync(struct fsd_conn *c, struct fsd_result *r, const char *met
 	pthread_cond_init(&w.cv, NULL);
 	w.finished = 0;
 	w.r = r;
-	va_start(ap, fmt);
-	conn_vcall(c, method, weight, 0, sync_done, &w, fmt, ap);
-	va_end(ap);
+	conn_send(c, req, 0, sync_done, &w);
 	pthread_mutex_lock(&w.m);
 	while (!w.finished)
 		pthread_cond_wait(&w.cv, &w.m);
@@ -573,21 +517,9 @@ void fsd_result_release(struct fsd_result *r)
 
 /* --- hello --- */
 
-static void copy_str(char *dst, size_t dstlen, const msgpack_object *o)
+static void copy_str(char *dst, size_t dstlen, const char *s, size_t n)
 {
-	const char *s;
-	size_t n;
-	dst[0] = 0;
-	if (rpc_obj_str(o, &s, &n) == 0)
-		snprintf(dst, dstlen, "%.*s", (int)n, s);
-}
-
-static uint32_t get_u32(const msgpack_object *map, const char *key, uint32_t dflt)
-{
-	uint64_t v;
-	if (rpc_obj_uint(rpc_map_get(map, key), &v) == 0 && v > 0 && v <= UINT32_MAX)
-		return (uint32_t)v;
-	return dflt;
+	snprintf(dst, dstlen, "%.*s", (int)n, s);
 }
 
 static void append_exit(struct fsd_transport *t, char *err, size_t errlen)
@@ -645,11 +577,8 @@ static int conn_handshake(struct fsd_conn *c, struct fsd_transport *t, char *err
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	rc = rpc_frame_begin(&sb);
 	if (!rc)
-		rc = rpc_pack_request_head(&pk, 0, "hello", 2);
-	if (!rc)
-		rc = msgpack_pack_int(&pk, RPC_PROTOCOL_VERSION) ? -ENOMEM : 0;
-	if (!rc)
-		rc = rpc_pack_str(&pk, c->opt.client_name ? c->opt.client_name : "flechefs");
+		rc = rpc_pack_hello(&pk, 0, RPC_PROTOCOL_VERSION,
+		                    c->opt.client_name ? c->opt.client_name : "flechefs");
 	if (!rc)
 		rc = rpc_frame_end(&sb, RPC_MAX_FRAME_DEFAULT);
 	if (rc) {
@@ -736,58 +665,39 @@ static int conn_handshake(struct fsd_conn *c, struct fsd_transport *t, char *err
 		goto out;
 	}
 	memset(&info, 0, sizeof(info));
-	const msgpack_object *res = resp.result;
-	int64_t proto = 0;
-	bool ro = false;
-	if (res->type != MSGPACK_OBJECT_MAP || rpc_obj_int(rpc_map_get(res, "protocol"), &proto)) {
-		snprintf(err, errlen, "the server's answer to hello has no protocol version");
+	struct rpc_hello h;
+	if (rpc_decode_hello(resp.result, &h, err, errlen) < 0) {
 		rc = -EPROTO;
 		goto out;
 	}
-	if (proto < RPC_PROTOCOL_MIN || proto > RPC_PROTOCOL_VERSION) {
+	if (h.protocol < RPC_PROTOCOL_MIN || h.protocol > RPC_PROTOCOL_VERSION) {
 		snprintf(err, errlen,
 		         "the server speaks protocol %lld and this flechefs protocol %d: they "
 		         "cannot talk",
-		         (long long)proto, RPC_PROTOCOL_VERSION);
+		         (long long)h.protocol, RPC_PROTOCOL_VERSION);
 		rc = -EPROTO;
 		goto out;
 	}
-	info.protocol = (int)proto;
-	copy_str(info.program, sizeof(info.program), rpc_map_get(res, "program"));
-	copy_str(info.version, sizeof(info.version), rpc_map_get(res, "version"));
-	copy_str(info.hostname, sizeof(info.hostname), rpc_map_get(res, "hostname"));
-	rpc_obj_bool(rpc_map_get(res, "read_only"), &ro);
-	info.read_only = ro;
-	info.max_frame = get_u32(res, "max_frame", RPC_MAX_FRAME_DEFAULT);
+	info.protocol = (int)h.protocol;
+	copy_str(info.program, sizeof(info.program), h.program, h.program_len);
+	copy_str(info.version, sizeof(info.version), h.version, h.version_len);
+	copy_str(info.hostname, sizeof(info.hostname), h.hostname, h.hostname_len);
+	info.read_only = h.read_only;
+	info.max_frame = h.max_frame ? h.max_frame : RPC_MAX_FRAME_DEFAULT;
 	if (info.max_frame < RPC_MAX_FRAME_MIN)
 		info.max_frame = RPC_MAX_FRAME_MIN;
-	info.max_read = get_u32(res, "max_read", info.max_frame - RPC_RESPONSE_OVERHEAD);
+	info.max_read = h.max_read ? h.max_read : info.max_frame - RPC_RESPONSE_OVERHEAD;
 	if (info.max_read > info.max_frame - RPC_RESPONSE_OVERHEAD)
 		info.max_read = info.max_frame - RPC_RESPONSE_OVERHEAD;
-	info.page_default = get_u32(res, "page_default", RPC_PAGE_DEFAULT);
-	info.page_max = get_u32(res, "page_max", RPC_PAGE_MAX);
-	info.views = 1u; /* pickle, always */
-	const msgpack_object *vl = rpc_map_get(res, "views");
-	for (uint32_t k = 0; vl && vl->type == MSGPACK_OBJECT_ARRAY && k < vl->via.array.size;
-	     k++) {
-		const char *vs;
-		size_t vn;
-		int v;
-		if (rpc_obj_str(&vl->via.array.ptr[k], &vs, &vn) == 0 &&
-		    (v = fsd_view_by_name(vs, vn)) >= 0)
-			info.views |= 1u << v;
-	}
-	const msgpack_object *layout = rpc_map_get(res, "layout");
-	copy_str(info.root, sizeof(info.root), rpc_map_get(layout, "root"));
-	copy_str(info.calls_type, sizeof(info.calls_type),
-	         rpc_map_get(rpc_map_get(layout, "calls"), "type"));
-	info.presence_known =
-	    rpc_obj_bool(rpc_map_get(rpc_map_get(layout, "calls"), "present"),
-	                 &info.calls_present) == 0 &&
-	    rpc_obj_bool(rpc_map_get(rpc_map_get(layout, "values"), "present"),
-	                 &info.values_present) == 0;
-	if (rpc_obj_bool(rpc_map_get(layout, "fleche_toml"), &info.fleche_toml) != 0)
-		info.fleche_toml = false;
+	info.page_default = h.page_default ? h.page_default : RPC_PAGE_DEFAULT;
+	info.page_max = h.page_max ? h.page_max : RPC_PAGE_MAX;
+	info.views = h.views;
+	copy_str(info.root, sizeof(info.root), h.root, h.root_len);
+	copy_str(info.calls_type, sizeof(info.calls_type), h.calls_type, h.calls_type_len);
+	info.presence_known = h.presence_known;
+	info.calls_present = h.calls_present;
+	info.values_present = h.values_present;
+	info.fleche_toml = h.fleche_toml;
 	if (strcmp(info.program, "flechefs-server") != 0)
 		fsd_log(FSD_LOG_WARN, "the server calls itself '%s', not 'flechefs-server'",
 		        info.program);
@@ -911,7 +821,7 @@ static int conn_splice_in(struct fsd_conn *c, int in, size_t *len, uint64_t dead
 		/* Either nothing to read yet, or no room: wait for input, then look. */
 		int wait = -1;
 		if (deadline_ms) {
-			uint64_t now = now_ms();
+			uint64_t now = fsd_now_ms();
 			if (now >= deadline_ms)
 				return -ETIMEDOUT;
 			wait = deadline_ms - now > 60000 ? 60000 : (int)(deadline_ms - now);
@@ -943,24 +853,9 @@ static void conn_splice_drain(struct fsd_conn *c)
 
 /* The msgid of a data answer's head [1, msgid, nil, bin32 len]: the number of bytes
  * of the msgid's encoding at head[2] (0 when it is not a uint). */
-static size_t head_msgid_len(uint8_t b)
-{
-	if (b <= 0x7f)
-		return 1;
-	return b == 0xcc ? 2 : b == 0xcd ? 3 : b == 0xce ? 5 : 0;
-}
-
-static uint32_t be_uint(const uint8_t *p, size_t n)
-{
-	uint32_t v = 0;
-	for (size_t i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /*
  * Reads one frame while splicing is on, from the pipe `in`. A data answer to an
- * fsd_conn_call_data request, with a bin of a size that can be spliced, is handed to
+ * fsd_conn_send_data request, with a bin of a size that can be spliced, is handed to
  * its completion in c->spipe (returns 2); any other frame is read into `frame` as
  * rpc_frame_read does (returns 0, 1 at a clean end of file, or a negative code with a
  * message in err). A data answer whose bin cannot be spliced after all (the pipe is
@@ -969,45 +864,23 @@ static uint32_t be_uint(const uint8_t *p, size_t n)
 static int conn_read_frame_spliced(struct fsd_conn *c, int in, struct rpc_buf *frame,
                                    struct pending **taken, char *err, size_t errlen)
 {
-	uint8_t hdr[RPC_FRAME_HEADER], head[16];
+	uint8_t hdr[RPC_FRAME_HEADER], head[RPC_BIN_HEAD_MAX];
 	uint32_t n;
 	size_t got = 0;
 	int back = 0; /* part of the frame waits in c->spipe */
-	char shown[24];
 
 	*taken = NULL;
 	err[0] = 0;
 	int r = conn_read_full(c, hdr, sizeof(hdr));
-	if (r == 1)
-		return 1;
-	if (r < 0) {
-		if (r == -EPIPE)
-			snprintf(err, errlen,
-			         "truncated frame: end of file inside the 4-byte length");
-		else
-			snprintf(err, errlen, "cannot read a frame: %s", strerror(-r));
-		return r == -EPIPE ? -EPROTO : r;
-	}
-	r = rpc_frame_length(hdr, c->info.max_frame, &n);
-	if (r < 0) {
-		rpc_frame_describe(hdr, sizeof(hdr), shown, sizeof(shown));
-		if (r == -EMSGSIZE)
-			snprintf(
-			    err, errlen,
-			    "frame of %u bytes is larger than the limit of %u bytes (it starts "
-			    "with %s)",
-			    n, c->info.max_frame, shown);
-		else
-			snprintf(err, errlen, "frame of length 0");
+	r = rpc_frame_header_check(r, hdr, c->info.max_frame, &n, err, errlen);
+	if (r != 0)
 		return r;
-	}
 	/* The head: [1, msgid, nil, bin32 len], 9 to 13 bytes (conn_read_fn reads at most
 	 * CONN_HEAD_READ bytes ahead, which then wait in c->rbuf). */
 	got = n < 3 ? n : 3;
 	r = conn_read_full(c, head, got);
-	size_t idlen = got == 3 && head[0] == 0x94 && head[1] == 0x01 ? head_msgid_len(head[2]) : 0;
-	size_t hlen = 2 + idlen + 1 + 5;
-	if (!r && idlen && n >= hlen) {
+	size_t hlen = got == 3 ? rpc_bin_head_length(head) : 0;
+	if (!r && hlen && n >= hlen) {
 		r = conn_read_full(c, head + got, hlen - got);
 		if (!r)
 			got = hlen;
@@ -1017,9 +890,8 @@ static int conn_read_frame_spliced(struct fsd_conn *c, int in, struct rpc_buf *f
 		         r < 0 && r != -EPIPE ? strerror(-r) : "end of file inside a frame");
 		return r < 0 && r != -EPIPE ? r : -EPROTO;
 	}
-	if (got == hlen && head[2 + idlen] == 0xc0 && head[3 + idlen] == 0xc6) {
-		uint32_t msgid = idlen == 1 ? head[2] : be_uint(head + 3, idlen - 1);
-		uint32_t blen = be_uint(head + 4 + idlen, 4);
+	uint32_t msgid, blen;
+	if (hlen && got == hlen && rpc_bin_head_parse(head, hlen, &msgid, &blen) == 0) {
 		struct pending *p = NULL;
 		if ((uint64_t)hlen + blen == n && blen >= CONN_SPLICE_MIN &&
 		    blen <= c->splice_max && c->rlen - c->rpos <= CONN_HEAD_READ) {
@@ -1306,7 +1178,7 @@ static void *timer_main(void *arg)
 		pthread_cond_timedwait(&c->tick, &c->lock, &ts);
 		if (c->closing)
 			break;
-		if (c->writing && now_ms() > c->writing_deadline_ms) {
+		if (c->writing && (uint64_t)fsd_now_ms() > c->writing_deadline_ms) {
 			/* invariant 7: the transport lives while c->writing names it */
 			fsd_log(FSD_LOG_WARN,
 			        "the server has taken no request for %d s: "
@@ -1315,7 +1187,7 @@ static void *timer_main(void *arg)
 			c->writing->ops->shutdown(c->writing);
 			c->writing = NULL;
 		}
-		uint64_t now = now_ms();
+		uint64_t now = fsd_now_ms();
 		struct pending *list = c->npending ? table_take_all(c, now) : NULL;
 		int stall = 0;
 		for (struct pending *p = list; p && !c->stalled && !stall; p = p->next)

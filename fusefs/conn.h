@@ -1,6 +1,6 @@
 /*
  * conn.h: the client end of the flechefs protocol (rpc/PROTOCOL.md) over one
- * transport (transport.h). Requests are asynchronous: fsd_conn_call sends one and
+ * transport (transport.h). Requests are asynchronous: fsd_conn_send sends one and
  * returns; its completion runs later, exactly once, with the answer, the server's
  * error, a deadline's ETIMEDOUT or the connection's loss. Many requests are in
  * flight on the one channel, matched by msgid. A synchronous form serves startup and
@@ -43,7 +43,7 @@ struct fsd_server_info {
 	uint32_t page_default;
 	uint32_t page_max;
 	char calls_type[16]; /* "files", "sql" or "" */
-	unsigned views;      /* the views hello lists: bit 1u << enum fsd_view (views.h) */
+	unsigned views;      /* the views hello lists: bit 1u << enum rpc_view (proto.h) */
 	char root[1024];
 	/* what the cache's layout says exists (older servers do not say) */
 	bool presence_known;
@@ -72,7 +72,7 @@ struct fsd_reply {
 	const char *message;                /* why it failed ("" on success) */
 	const void *payload;                /* the whole response frame payload */
 	size_t payload_len;
-	/* Only for fsd_conn_call_data: when in_pipe is set, the result is a bin of
+	/* Only for fsd_conn_send_data: when in_pipe is set, the result is a bin of
 	 * data_len bytes that are waiting in the pipe data_fd instead of in memory
 	 * (result and payload are then nil / NULL). The completion should move them on
 	 * (e.g. fuse_reply_data with FUSE_BUF_IS_FD); what it leaves is discarded. */
@@ -102,32 +102,37 @@ int fsd_conn_start(struct fsd_conn *c, int interactive, char *err, size_t errlen
 const struct fsd_server_info *fsd_conn_server(struct fsd_conn *c);
 
 /*
- * Sends method with parameters described by fmt, one character per parameter:
- *   s  const char *        str (NULL: nil)
- *   u  uint64_t            unsigned int
- *   b  int                 bool
- *   n  (none)              nil
- *   N  const char *        the query template {"name": s}
- *   R  const char *, size_t  one msgpack object packed by the caller (a template)
- * weight is the number of answer bytes to reserve against max_inflight (0 for
- * everything but load_value): the call waits while the cap is reached (never on the
- * reader thread). done(ctx, reply) runs exactly once: possibly before this returns
+ * A request: pack writes the whole message [0, msgid, method, params] for the msgid
+ * the connection assigns (proto.h's rpc_pack_* through client.h's typed stubs);
+ * name is the method's name, for messages. weight is the number of answer bytes to
+ * reserve against max_inflight (0 for everything but load_value): the send waits
+ * while the cap is reached (never on the reader thread).
+ */
+struct fsd_request {
+	const char *name;
+	int (*pack)(msgpack_packer *pk, uint32_t msgid, const void *args);
+	const void *args; /* borrowed until the send returns */
+	size_t weight;
+};
+
+/*
+ * Sends req. done(ctx, reply) runs exactly once: possibly before this returns
  * (failure to send), from the reader thread (answer, loss of the connection) or from
  * the timer thread (deadline).
  */
-void fsd_conn_call(struct fsd_conn *c, const char *method, size_t weight, fsd_done_fn done,
-                   void *ctx, const char *fmt, ...);
+void fsd_conn_send(struct fsd_conn *c, const struct fsd_request *req, fsd_done_fn done,
+                   void *ctx);
 
 /*
- * As fsd_conn_call, for a request whose result is a bin (load_value): when the
+ * As fsd_conn_send, for a request whose result is a bin (load_value): when the
  * connection may splice (fsd_conn_set_splice) and the transport is a pipe, a large
  * result reaches the completion in a pipe (reply->in_pipe) rather than in memory.
  */
-void fsd_conn_call_data(struct fsd_conn *c, const char *method, size_t weight, fsd_done_fn done,
-                        void *ctx, const char *fmt, ...);
+void fsd_conn_send_data(struct fsd_conn *c, const struct fsd_request *req, fsd_done_fn done,
+                        void *ctx);
 
 /*
- * Lets bin results of fsd_conn_call_data of up to max bytes be handed over in a pipe
+ * Lets bin results of fsd_conn_send_data of up to max bytes be handed over in a pipe
  * (when the kernel side can take spliced replies). Returns the largest size that will
  * be spliced (at most max; less when pipes cannot be made that large without the
  * privilege to go over /proc/sys/fs/pipe-max-size, but at least max / 2), or -errno:
@@ -155,14 +160,14 @@ struct fsd_result {
 	size_t payload_len;
 	msgpack_zone zone;
 	const msgpack_object *result; /* valid until fsd_result_release; never NULL */
+	bool undecoded; /* an answer came, and did not decode as its method's (client.h) */
 };
 
 /*
- * As fsd_conn_call, waiting for the answer (must not run on the reader thread).
+ * As fsd_conn_send, waiting for the answer (must not run on the reader thread).
  * Returns 0 or -err; r is filled either way and must be released.
  */
-int fsd_conn_call_sync(struct fsd_conn *c, struct fsd_result *r, const char *method, size_t weight,
-                       const char *fmt, ...);
+int fsd_conn_send_sync(struct fsd_conn *c, const struct fsd_request *req, struct fsd_result *r);
 void fsd_result_release(struct fsd_result *r);
 
 /*

@@ -1,6 +1,6 @@
 /*
  * fs.h: the filesystem: FUSE low-level operations that show a fleche cache as
- * calls/, values/, digests/ and by-name/ (issue 3's tree), answered through one
+ * calls/, values/, digests/ and by-name/ (the tree README.md describes), answered through one
  * connection to flechefs-server (conn.h). Values are read in ranges with one
  * load_value per kernel read, replied to when the answer arrives; metadata
  * operations wait for their answers in libfuse's worker threads.
@@ -29,9 +29,14 @@ struct fsd_fs;
 
 /* Makes the filesystem on a started connection (borrowed). NULL when out of memory. */
 struct fsd_fs *fsd_fs_new(struct fsd_conn *conn, const struct fsd_fs_options *o);
-/* Waits (at most 5 s) for the threads that invalidate kernel entries after an
- * eviction: before the session they write to is destroyed. Returns nonzero when
- * none is left (else the session and fs must not be freed: the process exits). */
+/* How long fsd_fs_quiesce waits for the helper threads. */
+#define FSD_FS_QUIESCE_MS 5000
+/*
+ * Joins the helper threads (workers.h: kernel invalidations after an eviction,
+ * listing fillers), waiting at most FSD_FS_QUIESCE_MS; call it after the unmount and
+ * fsd_conn_close, before the session they write to is destroyed. Returns nonzero when
+ * none is left (else the session and fs must not be freed: the process exits).
+ */
 int fsd_fs_quiesce(struct fsd_fs *fs);
 void fsd_fs_free(struct fsd_fs *fs);
 

@@ -31,7 +31,7 @@ uint64_t fsd_path_hash(const char *path)
 struct fsd_record *fsd_record_ref(struct fsd_record *r)
 {
 	if (r)
-		__atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
+		atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
 	return r;
 }
 
@@ -46,7 +46,7 @@ static void files_free(struct fsd_record_file *f, size_t n)
 
 void fsd_record_unref(struct fsd_record *r)
 {
-	if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
+	if (!r || atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	files_free(r->files, r->nfiles);
 	files_free(r->meta, r->nmeta);

@@ -26,8 +26,14 @@
 #define FLECHEFS_FUSEFS_INODE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "rpc.h"
+
+/* The longest symlink target the tree holds: "../../../values/KEY.json". */
+#define FSD_LINK_TARGET_MAX (sizeof("../../../values/.json") + RPC_KEY_LEN)
 
 enum fsd_kind {
 	FSD_ROOT,
@@ -57,12 +63,12 @@ struct fsd_record_file {
 
 struct fsd_record_arg {
 	char *name;     /* parameter name */
-	char value[65]; /* value key */
+	char value[RPC_KEY_LEN + 1]; /* value key */
 };
 
 struct fsd_record {
-	int refs; /* atomic */
-	char key[65];
+	atomic_int refs;
+	char key[RPC_KEY_LEN + 1];
 	double mtime;
 	uint64_t stamp; /* load's stamp (PROTOCOL.md): 0 when the server sends none */
 	struct fsd_record_file *files; /* call.json, then name, module, version, code_digest
@@ -70,7 +76,7 @@ struct fsd_record {
 	size_t nfiles;
 	struct fsd_record_arg *args;
 	size_t nargs;
-	char result[65];              /* "" when the record has no result */
+	char result[RPC_KEY_LEN + 1];              /* "" when the record has no result */
 	struct fsd_record_file *meta; /* metadata/<block>.json */
 	size_t nmeta;
 	/* Why the server cannot send the metadata (load's metadata_error), or NULL. When
@@ -84,8 +90,8 @@ void fsd_record_unref(struct fsd_record *r);
 
 /* A candidate of an ambiguous digests/ prefix: its key and the link target. */
 struct fsd_candidate {
-	char key[65];
-	char target[80];
+	char key[RPC_KEY_LEN + 1];
+	char target[FSD_LINK_TARGET_MAX];
 };
 
 struct fsd_inode {
@@ -95,9 +101,10 @@ struct fsd_inode {
 	enum fsd_kind kind;
 	char *path;       /* inside the mount, no leading '/': "values/<key>"; "" for the root */
 	const char *name; /* the last component (points into path) */
-	char key[65];     /* the call or value key concerned, or the function name's owner */
+	/* the call or value key concerned, or the function name's owner */
+	char key[RPC_KEY_LEN + 1];
 	char *target;     /* FSD_LINK: the link's target */
-	int view;         /* FSD_VALUE: the view served (enum fsd_view, views.h; 0 pickle) */
+	int view;         /* FSD_VALUE: the view served (enum rpc_view, proto.h; 0 pickle) */
 	/* attributes, under the table lock */
 	int have_size; /* values: size known */
 	uint64_t size;

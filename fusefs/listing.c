@@ -3,16 +3,20 @@
  * answers appended by a filling thread while readers wait for the entries they need.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "listing.h"
 #include "log.h"
 #include "msg.h"
+#include "client.h"
 #include "rpc.h"
+#include "workers.h"
 
 static struct fsd_listing **slot_of(struct fsd_listings *ls, const char *kind);
 
@@ -23,14 +27,14 @@ static struct fsd_listing **slot_of(struct fsd_listings *ls, const char *kind);
  * need until done. Entries never change once appended; n only grows.
  */
 struct fsd_listing {
-	int refs;
+	atomic_int refs;
 	uint64_t fetched_ms; /* when the first page was asked for */
 	pthread_mutex_t m;
 	pthread_cond_t cv;
 	int done; /* every page is in, or fetching failed */
 	int err;  /* positive errno when fetching failed */
 	size_t n, cap;
-	char (*keys)[65]; /* calls, values, function entries; NULL for names */
+	char (*keys)[RPC_KEY_LEN + 1]; /* calls, values, function entries; NULL for names */
 	char **strs;      /* names (function names) */
 	double *mtime;
 	int64_t *size;   /* -1: unknown */
@@ -43,16 +47,9 @@ struct fsd_listing {
 	size_t tmpl_len;
 };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 void fsd_listing_unref(struct fsd_listing *l)
 {
-	if (!l || __atomic_sub_fetch(&l->refs, 1, __ATOMIC_ACQ_REL) != 0)
+	if (!l || atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	for (size_t i = 0; l->strs && i < l->n; i++)
 		free(l->strs[i]);
@@ -71,7 +68,7 @@ void fsd_listing_unref(struct fsd_listing *l)
 static struct fsd_listing *listing_ref(struct fsd_listing *l)
 {
 	if (l)
-		__atomic_add_fetch(&l->refs, 1, __ATOMIC_RELAXED);
+		atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
 	return l;
 }
 
@@ -88,7 +85,7 @@ static int listing_grow(struct fsd_listing *l, size_t more, int names)
 			return -ENOMEM;
 		l->strs = s;
 	} else {
-		char(*k)[65] = realloc(l->keys, cap * sizeof(*k));
+		char(*k)[RPC_KEY_LEN + 1] = realloc(l->keys, cap * sizeof(*k));
 		if (!k)
 			return -ENOMEM;
 		l->keys = k;
@@ -110,49 +107,49 @@ static int listing_grow(struct fsd_listing *l, size_t more, int names)
 }
 
 /* Appends one page of a list/query/names answer. Sets *complete and *last. */
-static int listing_add_page(struct fsd_listing *l, const msgpack_object *res, int names,
-                            int *complete, const char **last, size_t *lastlen)
+/* Keeps the usable names of a page of names (a file name: no '/', NUL, "." or ".."). */
+static int listing_add_names(struct fsd_listing *l, const struct rpc_names_page *pg,
+                             const char **last, size_t *lastlen)
 {
-	const msgpack_object *arr = rpc_map_get(res, names ? "names" : "keys");
-	const msgpack_object *mt = rpc_map_get(res, "mtime");
-	const msgpack_object *sz = rpc_map_get(res, "size");
-	const msgpack_object *stamps = rpc_map_get(res, "stamp");
-	bool done = false;
-
-	if (!arr || arr->type != MSGPACK_OBJECT_ARRAY)
-		return -EPROTO;
-	rpc_obj_bool(rpc_map_get(res, "complete"), &done);
-	*complete = done;
-	if (listing_grow(l, arr->via.array.size, names))
+	if (listing_grow(l, pg->n, 1))
 		return -ENOMEM;
 	*last = NULL;
-	for (uint32_t i = 0; i < arr->via.array.size; i++) {
+	for (uint32_t i = 0; i < pg->n; i++) {
 		const char *s;
 		size_t n;
-		if (rpc_obj_str(&arr->via.array.ptr[i], &s, &n))
-			return -EPROTO;
+		rpc_names_entry(pg, i, &s, &n);
 		*last = s;
 		*lastlen = n;
-		if (names) {
-			if (!n || memchr(s, '/', n) || memchr(s, 0, n) || n > 255 ||
-			    (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
-				continue;
-			l->strs[l->n] = strndup(s, n);
-			if (!l->strs[l->n])
-				return -ENOMEM;
-			l->n++;
+		if (!n || memchr(s, '/', n) || memchr(s, 0, n) || n > 255 ||
+		    (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
 			continue;
-		}
-		if (!rpc_key_valid(s, n))
+		l->strs[l->n] = strndup(s, n);
+		if (!l->strs[l->n])
+			return -ENOMEM;
+		l->n++;
+	}
+	return 0;
+}
+
+/* Keeps the keys of a page of list or query, with their detail. */
+static int listing_add_keys(struct fsd_listing *l, const struct rpc_page *pg, const char **last,
+                            size_t *lastlen)
+{
+	if (listing_grow(l, pg->n, 0))
+		return -ENOMEM;
+	*last = NULL;
+	for (uint32_t i = 0; i < pg->n; i++) {
+		struct rpc_page_entry e;
+		rpc_page_entry(pg, i, &e);
+		*last = e.key;
+		*lastlen = e.key_len;
+		if (!e.is_key)
 			continue;
-		memcpy(l->keys[l->n], s, 64);
-		l->keys[l->n][64] = 0;
-		double m = 0;
-		rpc_obj_double(rpc_array_get(mt, i), &m);
-		l->mtime[l->n] = m;
-		uint64_t z;
-		l->size[l->n] = rpc_obj_uint(rpc_array_get(sz, i), &z) == 0 ? (int64_t)z : -1;
-		l->stamp[l->n] = rpc_obj_uint(rpc_array_get(stamps, i), &z) == 0 ? z : 0;
+		memcpy(l->keys[l->n], e.key, RPC_KEY_LEN);
+		l->keys[l->n][RPC_KEY_LEN] = 0;
+		l->mtime[l->n] = e.mtime;
+		l->size[l->n] = e.size;
+		l->stamp[l->n] = e.stamp;
 		l->n++;
 	}
 	return 0;
@@ -172,7 +169,7 @@ static struct fsd_listing *listing_new(struct fsd_listings *ls, const char *kind
 	snprintf(l->kind, sizeof(l->kind), "%s", kind ? kind : "");
 	pthread_mutex_init(&l->m, NULL);
 	pthread_cond_init(&l->cv, NULL);
-	l->fetched_ms = now_ms();
+	l->fetched_ms = fsd_now_ms();
 	return l;
 }
 
@@ -189,18 +186,20 @@ static int listing_fill(struct fsd_listing *l)
 	while (!complete) {
 		struct fsd_result r;
 		const char *a = after[0] ? after : NULL;
+		struct rpc_page pg;
+		struct rpc_names_page npg;
 		if (names)
-			rc = fsd_conn_call_sync(ls->conn, &r, "names", 0, "su", a,
-			                        (uint64_t)ls->page);
+			rc = fsd_rpc_names(ls->conn, a, ls->page, &r, &npg);
 		else if (l->tmpl)
-			rc = fsd_conn_call_sync(ls->conn, &r, "query", 0, "Rsub", l->tmpl,
-			                        l->tmpl_len, a, (uint64_t)ls->page, 1);
+			rc = fsd_rpc_query_template(ls->conn, l->tmpl, l->tmpl_len, a, ls->page,
+			                            true, &r, &pg);
 		else if (l->func)
-			rc = fsd_conn_call_sync(ls->conn, &r, "query", 0, "Nsub", l->func, a,
-			                        (uint64_t)ls->page, 1);
+			rc = fsd_rpc_query_name(ls->conn, l->func, a, ls->page, true, &r, &pg);
 		else
-			rc = fsd_conn_call_sync(ls->conn, &r, "list", 0, "ssub", l->kind, a,
-			                        (uint64_t)ls->page, 1);
+			rc = fsd_rpc_list(ls->conn,
+			                  strcmp(l->kind, "calls") == 0 ? RPC_KIND_CALLS
+			                                                : RPC_KIND_VALUES,
+			                  a, ls->page, true, &r, &pg);
 		if (rc) {
 			fsd_log(FSD_LOG_WARN, "cannot list %s: %s", what, r.message);
 			rc = -(r.err == ETIMEDOUT ? EIO : r.err);
@@ -211,7 +210,9 @@ static int listing_fill(struct fsd_listing *l)
 		size_t lastlen = 0;
 		pthread_mutex_lock(&l->m);
 		size_t before = l->n;
-		rc = listing_add_page(l, r.result, names, &complete, &last, &lastlen);
+		complete = names ? npg.complete : pg.complete;
+		rc = names ? listing_add_names(l, &npg, &last, &lastlen)
+		           : listing_add_keys(l, &pg, &last, &lastlen);
 		if (!rc && !complete && (!last || lastlen >= sizeof(after)))
 			rc = -EPROTO; /* an incomplete empty page: would loop forever */
 		/* Pages ascend: a page ending at or before the previous one (a server that
@@ -242,14 +243,12 @@ static int listing_fill(struct fsd_listing *l)
 	return rc;
 }
 
-static void *listing_main(void *arg)
+/* A worker (workers.h) filling listing l; owns one reference. */
+static void listing_main(void *arg)
 {
 	struct fsd_listing *l = arg;
-	struct fsd_listings *ls = l->ls;
 	listing_fill(l);
 	fsd_listing_unref(l);
-	__atomic_sub_fetch(&ls->producers, 1, __ATOMIC_ACQ_REL);
-	return NULL;
 }
 
 /* Fills the new query listing l whole; *out, or the reference dropped. */
@@ -294,7 +293,7 @@ static int listing_fresh(struct fsd_listings *ls, struct fsd_listing *l)
 	pthread_mutex_lock(&l->m);
 	int failed = l->err != 0;
 	pthread_mutex_unlock(&l->m);
-	return !failed && now_ms() - l->fetched_ms < (uint64_t)(ls->cache_timeout * 1000);
+	return !failed && fsd_now_ms() - l->fetched_ms < (uint64_t)(ls->cache_timeout * 1000);
 }
 
 /*
@@ -318,13 +317,8 @@ int fsd_listings_get(struct fsd_listings *ls, const char *kind, struct fsd_listi
 		}
 		fsd_listing_unref(*slot);
 		*slot = listing_ref(l);
-		pthread_t th;
 		listing_ref(l); /* the producer's */
-		__atomic_add_fetch(&ls->producers, 1, __ATOMIC_ACQ_REL);
-		if (pthread_create(&th, NULL, listing_main, l) == 0) {
-			pthread_detach(th);
-		} else {
-			__atomic_sub_fetch(&ls->producers, 1, __ATOMIC_ACQ_REL);
+		if (fsd_workers_start(ls->workers, listing_main, l) != 0) {
 			pthread_mutex_unlock(&ls->lock);
 			listing_fill(l);
 			fsd_listing_unref(l);
@@ -421,11 +415,12 @@ long fsd_listings_find(struct fsd_listings *ls, const char *kind, const char *ke
 	return found;
 }
 
-void fsd_listings_init(struct fsd_listings *ls, struct fsd_conn *conn, uint32_t page,
-                       double cache_timeout)
+void fsd_listings_init(struct fsd_listings *ls, struct fsd_conn *conn,
+                       struct fsd_workers *workers, uint32_t page, double cache_timeout)
 {
 	memset(ls, 0, sizeof(*ls));
 	ls->conn = conn;
+	ls->workers = workers;
 	ls->page = page ? page : RPC_PAGE_MAX;
 	ls->cache_timeout = cache_timeout;
 	pthread_mutex_init(&ls->lock, NULL);
@@ -433,12 +428,6 @@ void fsd_listings_init(struct fsd_listings *ls, struct fsd_conn *conn, uint32_t 
 
 void fsd_listings_release(struct fsd_listings *ls)
 {
-	/* Filling threads end quickly once the connection is closed (every request
-	 * fails at once); wait for them, boundedly. */
-	for (int k = 0; k < 1000 && __atomic_load_n(&ls->producers, __ATOMIC_ACQUIRE); k++) {
-		struct timespec d = {0, 10 * 1000 * 1000};
-		nanosleep(&d, NULL);
-	}
 	fsd_listing_unref(ls->calls);
 	fsd_listing_unref(ls->values);
 	fsd_listing_unref(ls->names);

@@ -30,7 +30,7 @@ struct fsd_listings {
 	double cache_timeout; /* seconds a listing is reused */
 	pthread_mutex_t lock;
 	struct fsd_listing *calls, *values, *names;
-	int producers; /* filling threads still running (atomic) */
+	struct fsd_workers *workers; /* borrowed: runs the threads that fill listings */
 };
 
 /* One entry, copied out of a listing. */
@@ -43,9 +43,10 @@ struct fsd_list_item {
 	                        for (what it says was current then) */
 };
 
-void fsd_listings_init(struct fsd_listings *ls, struct fsd_conn *conn, uint32_t page,
-                       double cache_timeout);
-/* Waits (boundedly) for filling threads, then drops the cache. */
+/* workers (borrowed) runs the filling threads; the owner joins them (workers.h). */
+void fsd_listings_init(struct fsd_listings *ls, struct fsd_conn *conn,
+                       struct fsd_workers *workers, uint32_t page, double cache_timeout);
+/* Drops the cache; every filling thread must have been joined. */
 void fsd_listings_release(struct fsd_listings *ls);
 
 /*

@@ -739,7 +739,7 @@ out:
 		fsd_conn_close(conn);
 	if (!fsd_fs_quiesce(fs)) {
 		/* a thread still uses them: leave them to the exit rather than free them */
-		fsd_log(FSD_LOG_WARN, "an invalidation thread did not end; exiting without "
+		fsd_log(FSD_LOG_WARN, "a helper thread did not end; exiting without "
 		                      "freeing the session");
 		se = NULL;
 		fs = NULL;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client.h"
 #include "msg.h"
 #include "querydir.h"
 #include "rpc.h"
@@ -175,19 +176,17 @@ static int pack_scalar(msgpack_packer *pk, const char *v, int allow_any, char *w
 }
 
 /* The value key a prefix stands for, through the server's expand. */
-static int expand_value(struct fsd_conn *c, const struct cond *cd, char key[65], char *why,
-                        size_t whylen)
+static int expand_value(struct fsd_conn *c, const struct cond *cd, char key[RPC_KEY_LEN + 1],
+                        char *why, size_t whylen)
 {
 	struct fsd_result r;
-	const char *k;
-	size_t kl;
-	int rc = fsd_conn_call_sync(c, &r, "expand", 0, "s", cd->value);
-	if (rc == 0 && rpc_obj_str(r.result, &k, &kl) == 0 && kl == RPC_KEY_LEN) {
-		memcpy(key, k, kl);
-		key[kl] = 0;
-	} else if (rc == 0 || r.error) {
+	int rc = fsd_rpc_expand(c, cd->value, &r, key);
+	if (rc == 0 && strlen(key) == RPC_KEY_LEN) {
+		/* the full key */
+	} else if (rc == 0 || r.undecoded || r.error) {
 		snprintf(why, whylen, "arguments.%s=%s: %s", cd->sub, cd->value,
-		         rc == 0 ? "the server's expand answered no key" : r.message);
+		         rc == 0 || r.undecoded ? "the server's expand answered no key"
+		                                : r.message);
 		rc = -EINVAL;
 	}
 	fsd_result_release(&r);
@@ -210,7 +209,7 @@ static int pack_group(struct fsd_conn *c, msgpack_packer *pk, struct cond *cs, s
 		if (msgpack_pack_map(pk, count))
 			return -ENOMEM;
 		for (size_t i = 0; i < n && !rc; i++) {
-			char key[65];
+			char key[RPC_KEY_LEN + 1];
 			if (cs[i].field != COND_ARGUMENT)
 				continue;
 			rc = expand_value(c, &cs[i], key, why, whylen);

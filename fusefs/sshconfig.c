@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "sshconfig.h"
 
 #define SSHCONFIG_MAX_OUTPUT (256 * 1024)
@@ -227,13 +228,6 @@ int fsd_ssh_config_parse(struct fsd_ssh_config *sc, const char *text, size_t len
 	return rc;
 }
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 int fsd_ssh_config_resolve(struct fsd_ssh_config *sc, const char *config_file, const char *user,
                            const char *host, int port, char *err, size_t errlen)
 {
@@ -293,12 +287,12 @@ int fsd_ssh_config_resolve(struct fsd_ssh_config *sc, const char *config_file, c
 	close(efd[1]);
 	pfd[1] = efd[1] = -1;
 
-	long deadline = now_ms() + SSHCONFIG_TIMEOUT_MS;
+	int64_t deadline = fsd_now_ms() + SSHCONFIG_TIMEOUT_MS;
 	size_t cap = 0;
 	int open_fds = 2;
 	while (open_fds > 0) {
 		struct pollfd fds[2] = {{pfd[0], POLLIN, 0}, {efd[0], POLLIN, 0}};
-		long left = deadline - now_ms();
+		int64_t left = deadline - fsd_now_ms();
 		if (left <= 0) {
 			kill(pid, SIGKILL);
 			rc = -ETIMEDOUT;

@@ -1,5 +1,5 @@
 /*
- * views.c: view names and the cache of which views apply to a value (views.h).
+ * views.c: view file names and the cache of which views apply to a value (views.h).
  * The cache is a chained hash table keyed by the value key; a batch of stat_value
  * requests is answered into a struct batch on the asking thread's stack, which
  * waits until every completion has run (each runs exactly once, conn.h).
@@ -8,30 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client.h"
 #include "log.h"
 #include "msg.h"
 #include "rpc.h"
 #include "views.h"
-
-static const char *const view_names[FSD_NVIEWS] = {"pickle", "json", "npy", "txt", "bin"};
-
-const char *fsd_view_name(int view)
-{
-	return view >= 0 && view < FSD_NVIEWS ? view_names[view] : "?";
-}
-
-const char *fsd_view_param(int view)
-{
-	return view > 0 && view < FSD_NVIEWS ? view_names[view] : NULL;
-}
-
-int fsd_view_by_name(const char *s, size_t n)
-{
-	for (int v = 0; v < FSD_NVIEWS; v++)
-		if (strlen(view_names[v]) == n && memcmp(view_names[v], s, n) == 0)
-			return v;
-	return -1;
-}
 
 int fsd_view_split(const char *name, size_t *stem_len)
 {
@@ -39,10 +20,10 @@ int fsd_view_split(const char *name, size_t *stem_len)
 	const char *dot = strrchr(name, '.');
 	*stem_len = n;
 	if (!dot || dot == name)
-		return FSD_VIEW_PICKLE;
-	int v = fsd_view_by_name(dot + 1, n - (size_t)(dot + 1 - name));
-	if (v <= FSD_VIEW_PICKLE)
-		return FSD_VIEW_PICKLE;
+		return RPC_VIEW_PICKLE;
+	enum rpc_view v = rpc_view_lookup(dot + 1, n - (size_t)(dot + 1 - name));
+	if (v == RPC_VIEW__COUNT || v == RPC_VIEW_PICKLE)
+		return RPC_VIEW_PICKLE;
 	*stem_len = (size_t)(dot - name);
 	return v;
 }
@@ -55,7 +36,7 @@ int fsd_view_error_definitive(const struct rpc_error_info *e)
 /* --- the cache --- */
 
 struct fsd_viewcache_entry {
-	char key[65];
+	char key[RPC_KEY_LEN + 1];
 	struct fsd_viewinfo info;
 	struct fsd_viewcache_entry *next;
 };
@@ -125,8 +106,8 @@ static struct fsd_viewcache_entry *entry_locked(struct fsd_viewcache *vc, const 
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
-	memcpy(e->key, key, 64);
-	e->key[64] = 0;
+	memcpy(e->key, key, RPC_KEY_LEN);
+	e->key[RPC_KEY_LEN] = 0;
 	size_t b = key_hash(key) % vc->nbuckets;
 	e->next = vc->bucket[b];
 	vc->bucket[b] = e;
@@ -137,7 +118,7 @@ static struct fsd_viewcache_entry *entry_locked(struct fsd_viewcache *vc, const 
 void fsd_viewcache_put(struct fsd_viewcache *vc, const char *key, int view, int state,
                        uint64_t size)
 {
-	if (view <= FSD_VIEW_PICKLE || view >= FSD_NVIEWS || state == FSD_VS_UNKNOWN ||
+	if (view <= RPC_VIEW_PICKLE || view >= RPC_VIEW__COUNT || state == FSD_VS_UNKNOWN ||
 	    !rpc_key_valid(key, strlen(key)))
 		return;
 	pthread_mutex_lock(&vc->lock);
@@ -155,7 +136,7 @@ struct batch {
 	pthread_cond_t cv;
 	size_t remaining;
 	struct fsd_viewinfo *out;
-	char (*keys)[65];
+	char (*keys)[RPC_KEY_LEN + 1];
 };
 
 /* One (key, view) question of a batch. */
@@ -171,16 +152,19 @@ static void stat_done(void *ctx, const struct fsd_reply *r)
 	struct batch *b = q->b;
 	uint64_t size = 0;
 	int state = FSD_VS_UNKNOWN;
+	struct rpc_stat_value st;
 	if (r->err == 0) {
-		if (rpc_obj_uint(rpc_map_get(r->result, "size"), &size) == 0)
+		if (rpc_decode_stat_value(r->result, &st, NULL, 0) == 0) {
 			state = FSD_VS_YES;
+			size = st.size;
+		}
 	} else if (fsd_view_error_definitive(r->error)) {
 		state = FSD_VS_NO;
 		fsd_log(FSD_LOG_DEBUG, "value %.12s has no %s view: %s", b->keys[q->k],
-		        fsd_view_name(q->view), r->message);
+		        rpc_view_name(q->view), r->message);
 	} else {
 		fsd_log(r->err == ENOENT ? FSD_LOG_DEBUG : FSD_LOG_WARN,
-		        "cannot find out the %s view of value %s: %s", fsd_view_name(q->view),
+		        "cannot find out the %s view of value %s: %s", rpc_view_name(q->view),
 		        b->keys[q->k], r->message[0] ? r->message : strerror(r->err));
 	}
 	pthread_mutex_lock(&b->m);
@@ -192,7 +176,7 @@ static void stat_done(void *ctx, const struct fsd_reply *r)
 	free(q);
 }
 
-int fsd_viewcache_get(struct fsd_viewcache *vc, char (*keys)[65], size_t n,
+int fsd_viewcache_get(struct fsd_viewcache *vc, char (*keys)[RPC_KEY_LEN + 1], size_t n,
                       struct fsd_viewinfo *out)
 {
 	unsigned offered = fsd_conn_server(vc->conn)->views & FSD_VIEWS_DERIVED;
@@ -204,7 +188,7 @@ int fsd_viewcache_get(struct fsd_viewcache *vc, char (*keys)[65], size_t n,
 		struct fsd_viewcache_entry *e = find_locked(vc, keys[k]);
 		if (e)
 			out[k] = e->info;
-		for (int v = 1; v < FSD_NVIEWS; v++)
+		for (int v = 1; v < RPC_VIEW__COUNT; v++)
 			if ((offered & (1u << v)) && out[k].state[v] == FSD_VS_UNKNOWN)
 				missing++;
 	}
@@ -217,7 +201,7 @@ int fsd_viewcache_get(struct fsd_viewcache *vc, char (*keys)[65], size_t n,
 	pthread_cond_init(&b.cv, NULL);
 	int rc = 0;
 	for (size_t k = 0; k < n; k++)
-		for (int v = 1; v < FSD_NVIEWS; v++) {
+		for (int v = 1; v < RPC_VIEW__COUNT; v++) {
 			if (!(offered & (1u << v)) || out[k].state[v] != FSD_VS_UNKNOWN)
 				continue;
 			struct question *q = malloc(sizeof(*q));
@@ -231,8 +215,7 @@ int fsd_viewcache_get(struct fsd_viewcache *vc, char (*keys)[65], size_t n,
 			pthread_mutex_lock(&b.m);
 			b.remaining++;
 			pthread_mutex_unlock(&b.m);
-			fsd_conn_call(vc->conn, "stat_value", 0, stat_done, q, "ss", keys[k],
-			              fsd_view_name(v));
+			fsd_rpc_stat_value_async(vc->conn, keys[k], (enum rpc_view)v, stat_done, q);
 		}
 	pthread_mutex_lock(&b.m);
 	while (b.remaining)
@@ -245,14 +228,14 @@ int fsd_viewcache_get(struct fsd_viewcache *vc, char (*keys)[65], size_t n,
 	pthread_mutex_lock(&vc->lock);
 	for (size_t k = 0; k < n; k++) {
 		int known = 0;
-		for (int v = 1; v < FSD_NVIEWS; v++)
+		for (int v = 1; v < RPC_VIEW__COUNT; v++)
 			known |= out[k].state[v] != FSD_VS_UNKNOWN;
 		if (!known)
 			continue;
 		struct fsd_viewcache_entry *e = entry_locked(vc, keys[k]);
 		if (!e)
 			break;
-		for (int v = 1; v < FSD_NVIEWS; v++)
+		for (int v = 1; v < RPC_VIEW__COUNT; v++)
 			if (out[k].state[v] != FSD_VS_UNKNOWN) {
 				e->info.state[v] = out[k].state[v];
 				e->info.size[v] = out[k].size[v];

@@ -1,8 +1,9 @@
 /*
- * views.h: the value views of the mount (issue 5, rpc/PROTOCOL.md section 6):
+ * views.h: the value views of the mount (rpc/PROTOCOL.md section 6):
  * values/<key>.json, .npy, .txt and .bin next to values/<key> (the pickle), and
- * the names calls/<key>/result.<ext> and arguments/<param>.<ext>. This module knows
- * the view names and file extensions, and keeps a cache of which views apply to a
+ * the names calls/<key>/result.<ext> and arguments/<param>.<ext> (the views and
+ * their names are proto.h's enum rpc_view; a view's file extension is its name).
+ * This module splits names at their extension and keeps a cache of which views apply to a
  * value key (with their exact sizes), filled with stat_value requests sent all at
  * once, so that listing a call directory costs one round of answers, not one round
  * trip per view and value.
@@ -24,30 +25,15 @@
 #include <stdint.h>
 
 #include "conn.h"
-
-enum fsd_view {
-	FSD_VIEW_PICKLE, /* values/<key>: the stored pickle stream */
-	FSD_VIEW_JSON,
-	FSD_VIEW_NPY,
-	FSD_VIEW_TXT,
-	FSD_VIEW_BIN,
-	FSD_NVIEWS
-};
+#include "proto.h"
 
 /* The derived views (every one but pickle), as a bit mask of 1u << view. */
-#define FSD_VIEWS_DERIVED                                                                          \
-	((1u << FSD_VIEW_JSON) | (1u << FSD_VIEW_NPY) | (1u << FSD_VIEW_TXT) | (1u << FSD_VIEW_BIN))
+#define FSD_VIEWS_DERIVED (((1u << RPC_VIEW__COUNT) - 1) & ~(1u << RPC_VIEW_PICKLE))
 
-/* The view's name on the wire and its file extension ("pickle", "json", ...). */
-const char *fsd_view_name(int view);
-/* The view parameter of stat_value/load_value: NULL (nil) for pickle, else the name. */
-const char *fsd_view_param(int view);
-/* The view named s[0..n), or -1. */
-int fsd_view_by_name(const char *s, size_t n);
 /*
  * When name is "<stem>.<ext>" with ext a derived view's extension and a stem of at
  * least one character: returns the view and sets *stem_len. Otherwise returns 0
- * (FSD_VIEW_PICKLE) with *stem_len the whole length.
+ * (RPC_VIEW_PICKLE) with *stem_len the whole length.
  */
 int fsd_view_split(const char *name, size_t *stem_len);
 
@@ -59,8 +45,8 @@ enum fsd_view_state {
 };
 
 struct fsd_viewinfo {
-	uint8_t state[FSD_NVIEWS];
-	uint64_t size[FSD_NVIEWS];
+	uint8_t state[RPC_VIEW__COUNT];
+	uint64_t size[RPC_VIEW__COUNT];
 };
 
 #define FSD_VIEWCACHE_MAX 32768

@@ -135,18 +135,12 @@ static int rpc_frame_make_room(struct rpc_buf *out, uint32_t n)
 			snprintf(err, errlen, __VA_ARGS__);                                        \
 	} while (0)
 
-int rpc_frame_read(rpc_read_fn fn, void *ctx, uint32_t max, struct rpc_buf *out, char *err,
-                   size_t errlen)
+int rpc_frame_header_check(int read_rc, const uint8_t hdr[RPC_FRAME_HEADER], uint32_t max,
+                           uint32_t *n, char *err, size_t errlen)
 {
-	uint8_t hdr[RPC_FRAME_HEADER];
 	char shown[24];
-	uint32_t n;
-	int r;
+	int r = read_rc;
 
-	if (err && errlen)
-		err[0] = '\0';
-	rpc_buf_reset(out);
-	r = rpc_frame_read_full(fn, ctx, hdr, sizeof(hdr));
 	if (r == 1)
 		return 1;
 	if (r == -EPIPE) {
@@ -157,22 +151,39 @@ int rpc_frame_read(rpc_read_fn fn, void *ctx, uint32_t max, struct rpc_buf *out,
 		RPC_ERR("cannot read a frame: %s", strerror(-r));
 		return r;
 	}
-	r = rpc_frame_length(hdr, max, &n);
+	r = rpc_frame_length(hdr, max, n);
 	if (r == -EMSGSIZE) {
-		rpc_frame_describe(hdr, sizeof(hdr), shown, sizeof(shown));
-		if (rpc_frame_looks_textual(hdr, sizeof(hdr)))
+		rpc_frame_describe(hdr, RPC_FRAME_HEADER, shown, sizeof(shown));
+		if (rpc_frame_looks_textual(hdr, RPC_FRAME_HEADER))
 			RPC_ERR("the peer's output is not a flechefs frame: it starts with %s",
 			        shown);
 		else
 			RPC_ERR("frame of %u bytes is larger than the limit of %u bytes (it "
 			        "starts with %s)",
-			        n, max, shown);
+			        *n, max, shown);
 		return r;
 	}
 	if (r < 0) {
 		RPC_ERR("frame of length 0");
 		return r;
 	}
+	return 0;
+}
+
+int rpc_frame_read(rpc_read_fn fn, void *ctx, uint32_t max, struct rpc_buf *out, char *err,
+                   size_t errlen)
+{
+	uint8_t hdr[RPC_FRAME_HEADER];
+	uint32_t n;
+	int r;
+
+	if (err && errlen)
+		err[0] = '\0';
+	rpc_buf_reset(out);
+	r = rpc_frame_read_full(fn, ctx, hdr, sizeof(hdr));
+	r = rpc_frame_header_check(r, hdr, max, &n, err, errlen);
+	if (r != 0)
+		return r;
 	r = rpc_frame_make_room(out, n);
 	if (r < 0) {
 		RPC_ERR("cannot allocate a frame of %u bytes: %s", n, strerror(-r));

@@ -25,6 +25,15 @@ void rpc_frame_put_header(uint8_t hdr[RPC_FRAME_HEADER], uint32_t n);
 int rpc_frame_length(const uint8_t hdr[RPC_FRAME_HEADER], uint32_t max, uint32_t *n);
 
 /*
+ * Judges the 4 header bytes a reader got: read_rc is how reading them went (0 read,
+ * 1 clean end of file before them, -EPIPE end of file among them, or -errno).
+ * Returns 0 with the payload length in *n, 1 at a clean end, or rpc_frame_read's
+ * negative codes with its messages in err (when not NULL).
+ */
+int rpc_frame_header_check(int read_rc, const uint8_t hdr[RPC_FRAME_HEADER], uint32_t max,
+                           uint32_t *n, char *err, size_t errlen);
+
+/*
  * Reads up to len bytes into buf: returns the number read (> 0), 0 at end of file,
  * or -errno (-EINTR and -EAGAIN are treated as errors: retry inside the callback).
  */

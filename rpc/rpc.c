@@ -1,9 +1,11 @@
 /*
  * rpc.c: the error table of rpc.h (names, errnos, messages, generated from the
- * RPC_ERRORS X-macro) and the key syntax checks.
+ * RPC_ERRORS X-macro), the key syntax checks and the size parser of both programs.
  */
 #include "rpc.h"
 
+#include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const struct {
@@ -100,4 +102,32 @@ int rpc_hex_digit(int c)
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
 	return -1;
+}
+
+int rpc_parse_size(const char *s, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v, mul = 1;
+
+	if (!s || !isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	if (*end == 'K' || *end == 'k')
+		mul = 1024;
+	else if (*end == 'M' || *end == 'm')
+		mul = 1024 * 1024;
+	else if (*end == 'G' || *end == 'g')
+		mul = 1024 * 1024 * 1024;
+	if (mul != 1) {
+		end++;
+		if (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0)
+			end += strlen(end);
+	}
+	if (*end != '\0' || v > max / mul)
+		return -1;
+	*out = (uint64_t)(v * mul);
+	return 0;
 }

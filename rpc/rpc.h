@@ -1,7 +1,7 @@
 /*
  * rpc.h: the constants of the flechefs wire protocol, shared by flechefs-server
- * and the flechefs daemon: protocol version, limits, message types, method names
- * and the error table. rpc/PROTOCOL.md is the specification in prose; this header
+ * and the flechefs daemon: protocol version, limits, message types and the error
+ * table (the methods, views and field names are proto.h's tables). rpc/PROTOCOL.md is the specification in prose; this header
  * and that file must say the same thing.
  */
 #ifndef FLECHEFS_RPC_H
@@ -86,5 +86,13 @@ int rpc_hex_digit(int c);
 int rpc_key_prefix_valid(const char *s, size_t len);
 /* True when s[0..len) is a full key: exactly 64 lowercase hex characters. */
 int rpc_key_valid(const char *s, size_t len);
+
+/*
+ * Parses a size given on a command line: decimal BYTES with an optional K, M or G
+ * suffix (powers of 1024; "16M", "16MiB" and "16MB" alike). Returns 0 with *out, or
+ * -1 when s is not such a size or it is larger than max. Both programs read every
+ * size option with it.
+ */
+int rpc_parse_size(const char *s, uint64_t max, uint64_t *out);
 
 #endif

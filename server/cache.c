@@ -37,6 +37,7 @@
  *      it again is EFBIG at once, without inflating it again.
  */
 #include "cache.h"
+#include "textcache.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -123,6 +124,7 @@ struct srv_cache {
 	struct srv_fstore values;
 	struct srv_value *lru;
 	struct srv_stack stack; /* layers of a stack (stack.n > 0): everything else unused */
+	struct srv_textcache texts; /* rendered json views (views.c) */
 };
 
 /* A list of full keys (candidates of a prefix), ascending. */
@@ -130,21 +132,6 @@ struct keylist {
 	char (*k)[RPC_KEY_LEN + 1];
 	size_t n, total;
 };
-
-int srv_fail(struct srv_error *err, enum rpc_error code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err)
-		return -1;
-	err->code = code;
-	err->ncandidates = 0;
-	err->needed = 0;
-	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof(err->message), fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 static const char *kind_name(enum srv_kind kind)
 {
@@ -196,7 +183,7 @@ static char *absolute_entry(const char *path)
 		return absolute(path); /* a trailing slash: not a file */
 	dir = !slash ? strdup(".")
 	      : slash == path ? strdup("/")
-	                      : srv_strndup(path, (size_t)(slash - path));
+	                      : srv_memdupz(path, (size_t)(slash - path));
 	absdir = dir ? absolute(dir) : NULL;
 	out = absdir ? join(strcmp(absdir, "/") == 0 ? "" : absdir, base) : NULL;
 	free(dir);
@@ -250,7 +237,7 @@ static char *sqlite_path(const char *url, struct srv_error *err)
 		srv_fail(err, RPC_E_EINVAL, "'%s' names no database file", url);
 		return NULL;
 	}
-	rel = srv_strndup(p, n);
+	rel = srv_memdupz(p, n);
 	if (!rel) {
 		srv_fail(err, RPC_E_ENOMEM, "out of memory");
 		return NULL;
@@ -351,6 +338,7 @@ int srv_cache_open(const struct srv_config *cfg, struct srv_cache **out, struct 
 	pthread_cond_init(&c->scan_free, NULL);
 	pthread_mutex_init(&c->values_lock, NULL);
 	pthread_cond_init(&c->opened, NULL);
+	srv_textcache_init(&c->texts);
 	c->read_only = cfg->read_only;
 	c->gunzip_max = cfg->gunzip_max ? cfg->gunzip_max : SRV_GUNZIP_MAX_DEFAULT;
 	if (cfg->nkeys > SRV_MAX_HMAC_KEYS) {
@@ -415,6 +403,7 @@ int srv_cache_stack(struct srv_cache **layers, size_t n, struct srv_cache **out,
 	}
 	memcpy(c->stack.layers, layers, n * sizeof(*layers));
 	c->stack.n = n;
+	srv_textcache_init(&c->texts);
 	c->read_only = layers[0]->read_only;
 	*out = c;
 	return 0;
@@ -433,6 +422,7 @@ void srv_cache_free(struct srv_cache *c)
 		for (size_t i = 0; i < c->stack.n; i++)
 			srv_cache_free(c->stack.layers[i]);
 		free(c->stack.layers);
+		srv_textcache_release(&c->texts);
 		free(c);
 		return;
 	}
@@ -460,6 +450,7 @@ void srv_cache_free(struct srv_cache *c)
 	free(c->calls_path);
 	free(c->calls_url);
 	free(c->values_path);
+	srv_textcache_release(&c->texts);
 	pthread_cond_destroy(&c->opened);
 	pthread_mutex_destroy(&c->values_lock);
 	pthread_cond_destroy(&c->scan_free);
@@ -495,6 +486,16 @@ void srv_cache_quit(struct srv_cache *c)
 	if (c->sql)
 		srv_sql_close(&c->db);
 	/* both locks are kept: nothing may use the call storage again */
+}
+
+const struct srv_stack *srv_cache_stack_of(const struct srv_cache *c)
+{
+	return c->stack.n ? &c->stack : NULL;
+}
+
+struct srv_textcache *srv_cache_texts(struct srv_cache *c)
+{
+	return &c->texts;
 }
 
 void srv_cache_layout(const struct srv_cache *c, struct srv_layout *out)
@@ -560,10 +561,8 @@ static void scan_put(struct srv_cache *c, struct srv_sqlstore *db)
 	pthread_mutex_unlock(&c->scan_lock);
 }
 
-int srv_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv_error *err)
+int srv_layer_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_count(&c->stack, calls, values, err);
 	struct srv_sqlstore *db;
 	int rc = -1;
 
@@ -631,10 +630,8 @@ static void add_file_size(const char *path, uint64_t *bytes)
 		*bytes += (uint64_t)st.st_blocks * 512;
 }
 
-int srv_cache_size(struct srv_cache *c, uint64_t *bytes, struct srv_error *err)
+int srv_layer_size(struct srv_cache *c, uint64_t *bytes, struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_size(&c->stack, bytes, err);
 	/* the paths never change once the cache is open: no lock */
 	*bytes = 0;
 	if (c->sql) {
@@ -659,7 +656,10 @@ static void keylist_release(struct keylist *l)
 	memset(l, 0, sizeof(*l));
 }
 
-/* Keys of one kind starting with p[0..len) (4 <= len < 64), at most SRV_SQL_MAX_RANGE. */
+/*
+ * Keys of one kind starting with p[0..len) (RPC_PREFIX_MIN <= len < RPC_KEY_LEN), at
+ * most SRV_SQL_MAX_RANGE.
+ */
 static int candidates(struct srv_cache *c, enum srv_kind kind, const char *p, size_t len,
                       struct keylist *l, struct srv_error *err)
 {
@@ -775,11 +775,9 @@ static int resolve_call(struct srv_cache *c, const char *key, size_t len, char o
 	return unique(c, SRV_CALLS, key, len, out, err);
 }
 
-int srv_load(struct srv_cache *c, const char *key, size_t len, struct srv_record *rec,
-             struct srv_error *err)
+int srv_layer_load(struct srv_cache *c, const char *key, size_t len, struct srv_record *rec,
+                   struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_load(&c->stack, key, len, rec, err);
 	char full[RPC_KEY_LEN + 1];
 	int rc = -1;
 
@@ -798,11 +796,9 @@ out:
 	return rc;
 }
 
-int srv_contains(struct srv_cache *c, const char *key, size_t len, bool *found,
-                 struct srv_error *err)
+int srv_layer_contains(struct srv_cache *c, const char *key, size_t len, bool *found,
+                       struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_contains(&c->stack, key, len, found, err);
 	struct keylist l;
 	struct stat st;
 	int rc = 0;
@@ -834,11 +830,9 @@ out:
 	return rc;
 }
 
-int srv_expand(struct srv_cache *c, const char *prefix, size_t len, char *out,
-               struct srv_error *err)
+int srv_layer_expand(struct srv_cache *c, const char *prefix, size_t len, char *out,
+                     struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_expand(&c->stack, prefix, len, out, err);
 	struct keylist a = {0}, b = {0}, m = {0};
 	size_t i = 0, j = 0;
 	int rc = -1;
@@ -890,10 +884,9 @@ out:
 	return rc;
 }
 
-int srv_shrink(struct srv_cache *c, const char *key, size_t len, char *out, struct srv_error *err)
+int srv_layer_shrink(struct srv_cache *c, const char *key, size_t len, char *out,
+                     struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_shrink(&c->stack, key, len, out, err);
 	char full[RPC_KEY_LEN + 1];
 	uint8_t bk[SRV_KEY_BYTES];
 	unsigned n = 0;
@@ -937,10 +930,8 @@ out:
 	return rc;
 }
 
-int srv_evict(struct srv_cache *c, const char *key, size_t len, struct srv_error *err)
+int srv_layer_evict(struct srv_cache *c, const char *key, size_t len, struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_evict(&c->stack, key, len, err);
 	char full[RPC_KEY_LEN + 1];
 	int rc = -1;
 
@@ -964,26 +955,6 @@ out:
 
 /* ---- listing ---- */
 
-void srv_page_release(struct srv_page *page)
-{
-	if (!page)
-		return;
-	for (size_t i = 0; i < page->n; i++)
-		free(page->entries[i].name);
-	free(page->entries);
-	memset(page, 0, sizeof(*page));
-}
-
-void srv_names_release(struct srv_names *names)
-{
-	if (!names)
-		return;
-	for (size_t i = 0; i < names->n; i++)
-		free(names->names[i]);
-	free(names->names);
-	memset(names, 0, sizeof(*names));
-}
-
 static int check_page(const char *after, size_t *limit, struct srv_error *err)
 {
 	if (after && !rpc_key_valid(after, strnlen(after, RPC_KEY_LEN + 1)))
@@ -995,11 +966,9 @@ static int check_page(const char *after, size_t *limit, struct srv_error *err)
 	return 0;
 }
 
-int srv_list(struct srv_cache *c, enum srv_kind kind, const char *after, size_t limit, bool detail,
-             struct srv_page *page, struct srv_error *err)
+int srv_layer_list(struct srv_cache *c, enum srv_kind kind, const char *after, size_t limit,
+                   bool detail, struct srv_page *page, struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_list(&c->stack, kind, after, limit, detail, page, err);
 	pthread_mutex_t *lock;
 	int rc;
 
@@ -1017,11 +986,9 @@ int srv_list(struct srv_cache *c, enum srv_kind kind, const char *after, size_t 
 	return rc;
 }
 
-int srv_query(struct srv_cache *c, const msgpack_object *tmpl, const char *after, size_t limit,
-              bool detail, struct srv_page *page, struct srv_error *err)
+int srv_layer_query(struct srv_cache *c, const msgpack_object *tmpl, const char *after,
+                    size_t limit, bool detail, struct srv_page *page, struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_query(&c->stack, tmpl, after, limit, detail, page, err);
 	int rc;
 
 	memset(page, 0, sizeof(*page));
@@ -1041,11 +1008,9 @@ int srv_query(struct srv_cache *c, const msgpack_object *tmpl, const char *after
 	return rc;
 }
 
-int srv_names(struct srv_cache *c, const char *after, size_t limit, struct srv_names *out,
-              struct srv_error *err)
+int srv_layer_names(struct srv_cache *c, const char *after, size_t limit, struct srv_names *out,
+                    struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_names(&c->stack, after, limit, out, err);
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -1214,11 +1179,9 @@ static int decode_value(struct srv_cache *c, const char *full, const char *path,
 	return 0;
 }
 
-int srv_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_value **out,
-                   struct srv_error *err)
+int srv_layer_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_value **out,
+                         struct srv_error *err)
 {
-	if (c->stack.n)
-		return srv_stack_value_open(&c->stack, key, len, out, err);
 	char full[RPC_KEY_LEN + 1], path[PATH_MAX];
 	struct srv_value *v = NULL, *p;
 	struct opening *o;

@@ -23,7 +23,7 @@
  * SQLite connections of their own; a value is decoded (gunzip) with neither held,
  * once however many threads open it at once. Every srv_value must be closed before srv_cache_free.
  *
- * Details (implementation notes, engineer S): srv_list/srv_query/srv_names answer
+ * Details: srv_list/srv_query/srv_names answer
  * EINVAL for limit 0 and cut limits above RPC_PAGE_MAX; srv_contains answers
  * *found = false with 0 for malformed input; srv_shrink of a valid prefix shorter
  * than 64 is ENOENT; srv_record.mtime is always set (timestop, else the file's or
@@ -44,29 +44,12 @@
 
 #include <msgpack.h>
 
+#include "base.h"
+#include "filecodec.h"
 #include "rpc.h"
 
-#define SRV_MAX_CANDIDATES 64
-#define SRV_MAX_HMAC_KEYS  16
-#define SRV_STACK_MAX      16
-
-struct srv_error {
-	enum rpc_error code;
-	char message[512];
-	/* AMBIGUOUS only */
-	size_t ncandidates;
-	char candidates[SRV_MAX_CANDIDATES][RPC_KEY_LEN + 1];
-	unsigned needed;
-};
-
-/* Sets err->code and a printf-style message; returns -1 for `return srv_fail(...)`. */
-int srv_fail(struct srv_error *err, enum rpc_error code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-struct srv_hmac_key {
-	uint8_t *bytes;
-	size_t len;
-};
+#define SRV_MAX_HMAC_KEYS 16
+#define SRV_STACK_MAX     16
 
 struct srv_config {
 	const char *root;   /* template layout root, or NULL */
@@ -77,8 +60,6 @@ struct srv_config {
 	struct srv_hmac_key keys[SRV_MAX_HMAC_KEYS]; /* borrowed; first signs, any verifies */
 	size_t nkeys;
 };
-
-enum srv_kind { SRV_CALLS, SRV_VALUES };
 
 struct srv_cache; /* opaque */
 
@@ -127,6 +108,9 @@ struct srv_layout {
 };
 void srv_cache_layout(const struct srv_cache *cache, struct srv_layout *out);
 
+/* The cache's store of rendered json views (textcache.h), borrowed for its life. */
+struct srv_textcache *srv_cache_texts(struct srv_cache *cache);
+
 /* Counts call records and value files (may scan). */
 int srv_count(struct srv_cache *cache, uint64_t *calls, uint64_t *values, struct srv_error *err);
 
@@ -138,63 +122,12 @@ int srv_count(struct srv_cache *cache, uint64_t *calls, uint64_t *values, struct
  */
 int srv_cache_size(struct srv_cache *cache, uint64_t *bytes, struct srv_error *err);
 
-/* One entry of a page; detail fields are set only when detail was asked for. */
-struct srv_entry {
-	char key[RPC_KEY_LEN + 1];
-	double mtime;  /* detail */
-	uint64_t stamp; /* detail, calls: srv_record.stamp, 0 when not known cheaply */
-	int64_t size;  /* detail, values: -1 when unknown */
-	char *name;    /* detail, calls: owned by the page, may be NULL */
-};
-
-struct srv_page {
-	struct srv_entry *entries;
-	size_t n;
-	bool complete;
-};
-void srv_page_release(struct srv_page *page);
-
 /*
  * Keys of one kind strictly after `after` (NULL: from the start), ascending, at most
  * limit of them. Caller releases page.
  */
 int srv_list(struct srv_cache *cache, enum srv_kind kind, const char *after, size_t limit,
 	     bool detail, struct srv_page *page, struct srv_error *err);
-
-struct srv_argument {
-	char *name;
-	char value[RPC_KEY_LEN + 1];
-};
-
-enum srv_version_kind { SRV_VERSION_NONE, SRV_VERSION_STR, SRV_VERSION_INT };
-
-struct srv_record {
-	char key[RPC_KEY_LEN + 1];
-	char *name;
-	char *module; /* may be NULL */
-	enum srv_version_kind version_kind;
-	char *version_str;
-	int64_t version_int;
-	char *code_digest; /* may be NULL */
-	struct srv_argument *arguments;
-	size_t narguments;
-	bool has_result;
-	char result[RPC_KEY_LEN + 1];
-	/* The metadata as one msgpack map (block -> map), ready to be copied into a
-	 * response; PROTOCOL.md section 3 says how values are mapped. */
-	char *metadata;
-	size_t metadata_len;
-	/* Why the metadata cannot be served (nested too deep, too large, not JSON), or
-	 * NULL; when set, metadata is an empty map and the rest of the record is whole. */
-	char *metadata_error;
-	double mtime;
-	/* Never 0; equal for one key while its stored record is unchanged, and
-	 * (barring a 64-bit hash collision) different once it is written again: record
-	 * files, from the file's identity (device, inode, size, mtime, ctime); SQL, from
-	 * the record's contents. */
-	uint64_t stamp;
-};
-void srv_record_release(struct srv_record *rec);
 
 /* Loads a call record by full key or unique call prefix. Caller releases rec. */
 int srv_load(struct srv_cache *cache, const char *key, size_t len, struct srv_record *rec,
@@ -220,12 +153,6 @@ int srv_query(struct srv_cache *cache, const msgpack_object *template, const cha
 	      size_t limit, bool detail, struct srv_page *page, struct srv_error *err);
 
 /* Distinct function names strictly after `after` (NULL: start), at most limit. */
-struct srv_names {
-	char **names;
-	size_t n;
-	bool complete;
-};
-void srv_names_release(struct srv_names *names);
 int srv_names(struct srv_cache *cache, const char *after, size_t limit, struct srv_names *out,
 	      struct srv_error *err);
 

@@ -1,8 +1,9 @@
 /*
  * dispatch.c: flechefs-server's handler table and the answering of one request.
- * Every request is looked up by method name in handlers[] (sftp-server style); the
- * table says how many parameters a method takes and whether it writes to the cache,
- * so that parameter counts and read-only mode are enforced in one place (answer()).
+ * Every request is looked up by method name in rpc/proto.h's RPC_METHODS, which says
+ * how many parameters a method takes, whether it writes to the cache and whether it
+ * may come before hello, so that these are enforced in one place (answer());
+ * handlers[] gives each its function (sftp-server style).
  * Each handler checks its parameters' types (keys and prefixes with
  * rpc_key_prefix_valid before anything else), asks the cache (cache.h) and packs its
  * result straight into the output buffer behind a response head; on failure the
@@ -43,6 +44,7 @@
 
 #include "frame.h"
 #include "msg.h"
+#include "proto.h"
 #include "record.h"
 #include "rpc.h"
 #include "views.h"
@@ -51,20 +53,11 @@
 #define SRV_ZERO_COPY_MIN (128u * 1024)
 
 /*
- * The views this server renders, in the order hello lists them. A view is added with
- * one line here: its name and its renderer (see srv_view_render_fn in dispatch.h).
+ * The views this server renders are those of rpc/proto.h's RPC_VIEWS, in its order
+ * (hello lists them so): "pickle" is the stored stream, every other view is rendered
+ * by views.c's srv_view_render. A view is added with one line in RPC_VIEWS and its
+ * case in srv_view_render.
  */
-static const struct view {
-	const char *name;
-	srv_view_render_fn render; /* NULL: the stored pickle stream */
-} views[] = {
-    {.name = "pickle", .render = NULL},
-    {.name = "json", .render = srv_view_render},
-    {.name = "npy", .render = srv_view_render},
-    {.name = "txt", .render = srv_view_render},
-    {.name = "bin", .render = srv_view_render},
-};
-#define NVIEWS (sizeof(views) / sizeof(views[0]))
 
 /* An open value rendered in a view (view_open, view_close). */
 struct view_value {
@@ -72,7 +65,7 @@ struct view_value {
 	struct srv_rendered r;
 	double mtime;
 	const char *key;
-	const char *view;
+	enum rpc_view view;
 };
 
 /*
@@ -120,13 +113,9 @@ struct call {
 	size_t tail_len;
 };
 
-struct handler {
-	const char *method;
-	int (*fn)(struct srv_session *s, struct call *c);
-	uint32_t min_params, max_params;
-	bool needs_writable; /* refused with EROFS on a read-only cache */
-	bool before_hello;   /* allowed as the first request */
-};
+/* A method's handler: checks its parameters' types, packs its result (0) or fills
+ * c->err (-1). Names, parameter counts and flags are rpc/proto.h's RPC_METHODS. */
+typedef int (*handler_fn)(struct srv_session *s, struct call *c);
 
 /* Fills c->err for a failed pack (the sbuffer could not grow). */
 static int pack_failed(struct call *c)
@@ -248,45 +237,42 @@ static int param_opt_bool(struct call *c, uint32_t i, const char *name, bool *v)
 /* Values and their views. A view turns a value into the bytes stat_value and
  * load_value serve; "pickle" is the stored stream itself. */
 
-/* The view parameter: nil means "pickle"; a str must name a view of views[]. */
-static int param_view(struct call *c, uint32_t i, const struct view **view)
+/* The view parameter: nil means "pickle"; a str must name a view of RPC_VIEWS. */
+static int param_view(struct call *c, uint32_t i, enum rpc_view *view)
 {
 	const char *s;
 	size_t len;
 	char q[256];
-	*view = &views[0];
+	*view = RPC_VIEW_PICKLE;
 	if (param_absent(c, i))
 		return 0;
 	if (param_str(c, i, "view", &s, &len) < 0)
 		return -1;
-	for (size_t k = 0; k < NVIEWS; k++) {
-		if (strlen(views[k].name) == len && memcmp(views[k].name, s, len) == 0) {
-			*view = &views[k];
-			return 0;
-		}
-	}
+	*view = rpc_view_lookup(s, len);
+	if (*view != RPC_VIEW__COUNT)
+		return 0;
 	return srv_fail(&c->err, RPC_E_ENOTSUP, "this server does not render the view '%s'",
 	                quote(q, sizeof(q), s, len));
 }
 
 /* Opens a value and renders it in a view. Release with view_close. */
-static int view_open(struct srv_session *s, const char *key, size_t len, const struct view *view,
+static int view_open(struct srv_session *s, const char *key, size_t len, enum rpc_view view,
                      struct view_value *vv, struct srv_error *err)
 {
 	memset(vv, 0, sizeof(*vv));
-	vv->view = view->name;
+	vv->view = view;
 	if (srv_value_open(s->cache, key, len, &vv->value, err) < 0)
 		return -1;
 	vv->mtime = srv_value_mtime(vv->value);
 	vv->key = srv_value_key(vv->value);
-	if (!view->render) {
+	if (view == RPC_VIEW_PICKLE) {
 		vv->r.size = srv_value_size(vv->value);
 		vv->r.nseg = 1;
 		vv->r.seg[0].bytes = srv_value_bytes(vv->value);
 		vv->r.seg[0].len = vv->r.size;
 		return 0;
 	}
-	if (view->render(s->cache, vv->value, view->name, &vv->r, err) < 0) {
+	if (srv_view_render(s->cache, vv->value, view, &vv->r, err) < 0) {
 		if (vv->r.release)
 			vv->r.release(vv->r.priv);
 		srv_value_close(vv->value);
@@ -337,33 +323,33 @@ static int pack_bool(msgpack_packer *pk, bool b)
 static int pack_layout_fields(msgpack_packer *pk, const struct srv_layout *l)
 {
 	int r = 0;
-	r |= rpc_pack_str(pk, "root");
+	r |= rpc_pack_field(pk, RPC_F_ROOT);
 	r |= rpc_pack_str(pk, l->root);
-	r |= rpc_pack_str(pk, "calls");
+	r |= rpc_pack_field(pk, RPC_F_CALLS);
 	r |= msgpack_pack_map(pk, l->calls_url ? 4 : 3);
-	r |= rpc_pack_str(pk, "type");
+	r |= rpc_pack_field(pk, RPC_F_TYPE);
 	r |= rpc_pack_str(pk, l->calls_type);
-	r |= rpc_pack_str(pk, "path");
+	r |= rpc_pack_field(pk, RPC_F_PATH);
 	r |= rpc_pack_str(pk, l->calls_path);
 	if (l->calls_url) {
-		r |= rpc_pack_str(pk, "url");
+		r |= rpc_pack_field(pk, RPC_F_URL);
 		r |= rpc_pack_str(pk, l->calls_url);
 	}
-	r |= rpc_pack_str(pk, "present");
+	r |= rpc_pack_field(pk, RPC_F_PRESENT);
 	r |= pack_bool(pk, l->calls_present);
-	r |= rpc_pack_str(pk, "values");
+	r |= rpc_pack_field(pk, RPC_F_VALUES);
 	r |= msgpack_pack_map(pk, 3);
-	r |= rpc_pack_str(pk, "type");
+	r |= rpc_pack_field(pk, RPC_F_TYPE);
 	r |= rpc_pack_str(pk, l->values_type);
-	r |= rpc_pack_str(pk, "path");
+	r |= rpc_pack_field(pk, RPC_F_PATH);
 	r |= rpc_pack_str(pk, l->values_path);
-	r |= rpc_pack_str(pk, "present");
+	r |= rpc_pack_field(pk, RPC_F_PRESENT);
 	r |= pack_bool(pk, l->values_present);
-	r |= rpc_pack_str(pk, "signed");
+	r |= rpc_pack_field(pk, RPC_F_SIGNED);
 	r |= pack_bool(pk, l->key_count > 0);
-	r |= rpc_pack_str(pk, "key_count");
+	r |= rpc_pack_field(pk, RPC_F_KEY_COUNT);
 	r |= msgpack_pack_uint64(pk, l->key_count);
-	r |= rpc_pack_str(pk, "fleche_toml");
+	r |= rpc_pack_field(pk, RPC_F_FLECHE_TOML);
 	r |= pack_bool(pk, l->fleche_toml);
 	return r ? -1 : 0;
 }
@@ -376,7 +362,7 @@ static int pack_config_field(struct srv_session *s, struct call *c)
 
 	if (!s->config)
 		return 0;
-	r |= rpc_pack_str(c->pk, "config");
+	r |= rpc_pack_field(c->pk, RPC_F_CONFIG);
 	r |= msgpack_sbuffer_write(c->out, s->config, s->config_len);
 	return r;
 }
@@ -409,35 +395,35 @@ static int do_hello(struct srv_session *s, struct call *c)
 
 	r |= msgpack_pack_map(pk, 13 + (s->config ? 1 : 0));
 	r |= pack_config_field(s, c);
-	r |= rpc_pack_str(pk, "protocol");
+	r |= rpc_pack_field(pk, RPC_F_PROTOCOL);
 	r |= msgpack_pack_int(pk, RPC_PROTOCOL_VERSION);
-	r |= rpc_pack_str(pk, "program");
+	r |= rpc_pack_field(pk, RPC_F_PROGRAM);
 	r |= rpc_pack_str(pk, "flechefs-server");
-	r |= rpc_pack_str(pk, "version");
+	r |= rpc_pack_field(pk, RPC_F_VERSION);
 	r |= rpc_pack_str(pk, FLECHEFS_VERSION);
-	r |= rpc_pack_str(pk, "read_only");
+	r |= rpc_pack_field(pk, RPC_F_READ_ONLY);
 	r |= pack_bool(pk, s->read_only);
-	r |= rpc_pack_str(pk, "layout");
+	r |= rpc_pack_field(pk, RPC_F_LAYOUT);
 	r |= msgpack_pack_map(pk, LAYOUT_FIELDS);
 	r |= pack_layout_fields(pk, &l);
-	r |= rpc_pack_str(pk, "hostname");
+	r |= rpc_pack_field(pk, RPC_F_HOSTNAME);
 	r |= rpc_pack_str(pk, host);
-	r |= rpc_pack_str(pk, "pid");
+	r |= rpc_pack_field(pk, RPC_F_PID);
 	r |= msgpack_pack_int64(pk, (int64_t)getpid());
-	r |= rpc_pack_str(pk, "cwd");
+	r |= rpc_pack_field(pk, RPC_F_CWD);
 	r |= rpc_pack_str(pk, cwd ? cwd : "");
-	r |= rpc_pack_str(pk, "max_frame");
+	r |= rpc_pack_field(pk, RPC_F_MAX_FRAME);
 	r |= msgpack_pack_uint32(pk, s->max_frame);
-	r |= rpc_pack_str(pk, "max_read");
+	r |= rpc_pack_field(pk, RPC_F_MAX_READ);
 	r |= msgpack_pack_uint32(pk, s->max_read);
-	r |= rpc_pack_str(pk, "page_default");
+	r |= rpc_pack_field(pk, RPC_F_PAGE_DEFAULT);
 	r |= msgpack_pack_uint32(pk, RPC_PAGE_DEFAULT);
-	r |= rpc_pack_str(pk, "page_max");
+	r |= rpc_pack_field(pk, RPC_F_PAGE_MAX);
 	r |= msgpack_pack_uint32(pk, RPC_PAGE_MAX);
-	r |= rpc_pack_str(pk, "views");
-	r |= msgpack_pack_array(pk, (uint32_t)NVIEWS);
-	for (size_t i = 0; i < NVIEWS; i++)
-		r |= rpc_pack_str(pk, views[i].name);
+	r |= rpc_pack_field(pk, RPC_F_VIEWS);
+	r |= msgpack_pack_array(pk, (uint32_t)RPC_VIEW__COUNT);
+	for (int v = 0; v < RPC_VIEW__COUNT; v++)
+		r |= rpc_pack_str(pk, rpc_view_name((enum rpc_view)v));
 	free(cwd);
 	if (r)
 		return pack_failed(c);
@@ -459,13 +445,13 @@ static int do_info(struct srv_session *s, struct call *c)
 	r |= msgpack_pack_map(pk, LAYOUT_FIELDS + 4 + (s->config ? 1 : 0));
 	r |= pack_config_field(s, c);
 	r |= pack_layout_fields(pk, &l);
-	r |= rpc_pack_str(pk, "call_count");
+	r |= rpc_pack_field(pk, RPC_F_CALL_COUNT);
 	r |= msgpack_pack_uint64(pk, ncalls);
-	r |= rpc_pack_str(pk, "value_count");
+	r |= rpc_pack_field(pk, RPC_F_VALUE_COUNT);
 	r |= msgpack_pack_uint64(pk, nvalues);
-	r |= rpc_pack_str(pk, "size");
+	r |= rpc_pack_field(pk, RPC_F_SIZE);
 	r |= msgpack_pack_uint64(pk, size);
-	r |= rpc_pack_str(pk, "read_only");
+	r |= rpc_pack_field(pk, RPC_F_READ_ONLY);
 	r |= pack_bool(pk, s->read_only);
 	return r ? pack_failed(c) : 0;
 }
@@ -477,19 +463,19 @@ static int pack_page(struct call *c, const struct srv_page *page, enum srv_kind 
 	int r = 0;
 
 	r |= msgpack_pack_map(pk, !detail ? 2 : kind == SRV_VALUES ? 4 : 5);
-	r |= rpc_pack_str(pk, "keys");
+	r |= rpc_pack_field(pk, RPC_F_KEYS);
 	r |= msgpack_pack_array(pk, (uint32_t)page->n);
 	for (size_t i = 0; i < page->n; i++)
 		r |= rpc_pack_strn(pk, page->entries[i].key, RPC_KEY_LEN);
-	r |= rpc_pack_str(pk, "complete");
+	r |= rpc_pack_field(pk, RPC_F_COMPLETE);
 	r |= pack_bool(pk, page->complete);
 	if (detail) {
-		r |= rpc_pack_str(pk, "mtime");
+		r |= rpc_pack_field(pk, RPC_F_MTIME);
 		r |= msgpack_pack_array(pk, (uint32_t)page->n);
 		for (size_t i = 0; i < page->n; i++)
 			r |= msgpack_pack_double(pk, page->entries[i].mtime);
 		if (kind == SRV_VALUES) {
-			r |= rpc_pack_str(pk, "size");
+			r |= rpc_pack_field(pk, RPC_F_SIZE);
 			r |= msgpack_pack_array(pk, (uint32_t)page->n);
 			for (size_t i = 0; i < page->n; i++) {
 				if (page->entries[i].size < 0)
@@ -498,11 +484,11 @@ static int pack_page(struct call *c, const struct srv_page *page, enum srv_kind 
 					r |= msgpack_pack_int64(pk, page->entries[i].size);
 			}
 		} else {
-			r |= rpc_pack_str(pk, "name");
+			r |= rpc_pack_field(pk, RPC_F_NAME);
 			r |= msgpack_pack_array(pk, (uint32_t)page->n);
 			for (size_t i = 0; i < page->n; i++)
 				r |= rpc_pack_str(pk, page->entries[i].name);
-			r |= rpc_pack_str(pk, "stamp");
+			r |= rpc_pack_field(pk, RPC_F_STAMP);
 			r |= msgpack_pack_array(pk, (uint32_t)page->n);
 			for (size_t i = 0; i < page->n; i++) {
 				if (page->entries[i].stamp)
@@ -528,9 +514,11 @@ static int do_list(struct srv_session *s, struct call *c)
 
 	if (param_str(c, 0, "kind", &kind_s, &kind_len) < 0)
 		return -1;
-	if (kind_len == 5 && memcmp(kind_s, "calls", 5) == 0)
+	if (kind_len == strlen(rpc_field_name(RPC_F_CALLS)) &&
+	    memcmp(kind_s, rpc_field_name(RPC_F_CALLS), kind_len) == 0)
 		kind = SRV_CALLS;
-	else if (kind_len == 6 && memcmp(kind_s, "values", 6) == 0)
+	else if (kind_len == strlen(rpc_field_name(RPC_F_VALUES)) &&
+	         memcmp(kind_s, rpc_field_name(RPC_F_VALUES), kind_len) == 0)
 		kind = SRV_VALUES;
 	else
 		return bad_type(c, 0, "kind", "\"calls\" or \"values\"");
@@ -574,13 +562,13 @@ static int do_load(struct srv_session *s, struct call *c)
 		                quote(q, sizeof(q), key, len));
 	}
 	r |= msgpack_pack_map(pk, 11);
-	r |= rpc_pack_str(pk, "key");
+	r |= rpc_pack_field(pk, RPC_F_KEY);
 	r |= rpc_pack_str(pk, rec.key);
-	r |= rpc_pack_str(pk, "name");
+	r |= rpc_pack_field(pk, RPC_F_NAME);
 	r |= rpc_pack_str(pk, rec.name ? rec.name : "");
-	r |= rpc_pack_str(pk, "module");
+	r |= rpc_pack_field(pk, RPC_F_MODULE);
 	r |= rpc_pack_str(pk, rec.module);
-	r |= rpc_pack_str(pk, "version");
+	r |= rpc_pack_field(pk, RPC_F_VERSION);
 	switch (rec.version_kind) {
 	case SRV_VERSION_STR:
 		r |= rpc_pack_str(pk, rec.version_str);
@@ -592,31 +580,31 @@ static int do_load(struct srv_session *s, struct call *c)
 		r |= msgpack_pack_nil(pk);
 		break;
 	}
-	r |= rpc_pack_str(pk, "code_digest");
+	r |= rpc_pack_field(pk, RPC_F_CODE_DIGEST);
 	r |= rpc_pack_str(pk, rec.code_digest);
-	r |= rpc_pack_str(pk, "arguments");
+	r |= rpc_pack_field(pk, RPC_F_ARGUMENTS);
 	r |= msgpack_pack_array(pk, (uint32_t)rec.narguments);
 	for (size_t i = 0; i < rec.narguments; i++) {
 		r |= msgpack_pack_array(pk, 2);
 		r |= rpc_pack_str(pk, rec.arguments[i].name ? rec.arguments[i].name : "");
 		r |= rpc_pack_str(pk, rec.arguments[i].value);
 	}
-	r |= rpc_pack_str(pk, "result");
+	r |= rpc_pack_field(pk, RPC_F_RESULT);
 	r |= rpc_pack_str(pk, rec.has_result ? rec.result : NULL);
-	r |= rpc_pack_str(pk, "metadata");
+	r |= rpc_pack_field(pk, RPC_F_METADATA);
 	if (rec.metadata && rec.metadata_len)
 		/* already msgpack: one copy into the response */
 		r |= msgpack_sbuffer_write(c->out, rec.metadata, rec.metadata_len);
 	else
 		r |= msgpack_pack_map(pk, 0);
-	r |= rpc_pack_str(pk, "metadata_error");
+	r |= rpc_pack_field(pk, RPC_F_METADATA_ERROR);
 	if (rec.metadata_error)
 		r |= rpc_pack_error_map(pk, RPC_E_CORRUPT, rec.metadata_error, NULL, 0, 0);
 	else
 		r |= msgpack_pack_nil(pk);
-	r |= rpc_pack_str(pk, "mtime");
+	r |= rpc_pack_field(pk, RPC_F_MTIME);
 	r |= msgpack_pack_double(pk, rec.mtime);
-	r |= rpc_pack_str(pk, "stamp");
+	r |= rpc_pack_field(pk, RPC_F_STAMP);
 	r |= msgpack_pack_uint64(pk, rec.stamp);
 	srv_record_release(&rec);
 	return r ? pack_failed(c) : 0;
@@ -625,7 +613,7 @@ static int do_load(struct srv_session *s, struct call *c)
 static int do_stat_value(struct srv_session *s, struct call *c)
 {
 	const char *key;
-	const struct view *view;
+	enum rpc_view view;
 	size_t len;
 	struct view_value vv;
 	msgpack_packer *pk = c->pk;
@@ -636,14 +624,14 @@ static int do_stat_value(struct srv_session *s, struct call *c)
 	if (view_open(s, key, len, view, &vv, &c->err) < 0)
 		return -1;
 	r |= msgpack_pack_map(pk, 4);
-	r |= rpc_pack_str(pk, "key");
+	r |= rpc_pack_field(pk, RPC_F_KEY);
 	r |= rpc_pack_str(pk, vv.key);
-	r |= rpc_pack_str(pk, "size");
+	r |= rpc_pack_field(pk, RPC_F_SIZE);
 	r |= msgpack_pack_uint64(pk, vv.r.size);
-	r |= rpc_pack_str(pk, "mtime");
+	r |= rpc_pack_field(pk, RPC_F_MTIME);
 	r |= msgpack_pack_double(pk, vv.mtime);
-	r |= rpc_pack_str(pk, "view");
-	r |= rpc_pack_str(pk, vv.view);
+	r |= rpc_pack_field(pk, RPC_F_VIEW);
+	r |= rpc_pack_str(pk, rpc_view_name(vv.view));
 	view_close(&vv);
 	return r ? pack_failed(c) : 0;
 }
@@ -667,7 +655,7 @@ static int sbuffer_reserve(msgpack_sbuffer *sb, size_t n)
 static int do_load_value(struct srv_session *s, struct call *c)
 {
 	const char *key;
-	const struct view *view;
+	enum rpc_view view;
 	size_t len;
 	uint64_t offset, length, n = 0;
 	struct view_value vv;
@@ -698,7 +686,7 @@ static int do_load_value(struct srv_session *s, struct call *c)
 			if (vv.r.seg[i].len - o < n)
 				break;
 			/* writev from a value file cut short fails (EFAULT), ending the
-			 * session: refuse this request instead (storage engineer's edit) */
+			 * session: refuse this request instead */
 			if (srv_value_check_file(vv.value, &c->err) < 0) {
 				view_close(&vv);
 				return -1;
@@ -803,22 +791,22 @@ static int check_template(struct call *c, const msgpack_object *t)
 		if (rpc_obj_str(k, &ks, &kl) != 0)
 			return srv_fail(&c->err, RPC_E_EINVAL,
 			                "the query template's fields must be str");
-		if (rpc_obj_str_eq(k, "name")) {
+		if (rpc_obj_is_field(k, RPC_F_NAME)) {
 			if (v->type != MSGPACK_OBJECT_STR)
 				return srv_fail(&c->err, RPC_E_EINVAL,
 				                "template field 'name' must be a str");
-		} else if (rpc_obj_str_eq(k, "module")) {
+		} else if (rpc_obj_is_field(k, RPC_F_MODULE)) {
 			if (v->type != MSGPACK_OBJECT_STR && v->type != MSGPACK_OBJECT_NIL)
 				return srv_fail(&c->err, RPC_E_EINVAL,
 				                "template field 'module' must be a str or nil");
-		} else if (rpc_obj_str_eq(k, "version")) {
+		} else if (rpc_obj_is_field(k, RPC_F_VERSION)) {
 			if (v->type != MSGPACK_OBJECT_STR && v->type != MSGPACK_OBJECT_NIL &&
 			    v->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
 			    v->type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
 				return srv_fail(
 				    &c->err, RPC_E_EINVAL,
 				    "template field 'version' must be a str, int or nil");
-		} else if (rpc_obj_str_eq(k, "arguments")) {
+		} else if (rpc_obj_is_field(k, RPC_F_ARGUMENTS)) {
 			if (v->type != MSGPACK_OBJECT_MAP)
 				return srv_fail(&c->err, RPC_E_EINVAL,
 				                "template field 'arguments' must be a map");
@@ -835,7 +823,7 @@ static int check_template(struct call *c, const msgpack_object *t)
 					    "argument values in a template must be keys "
 					    "(64 lowercase hex characters)");
 			}
-		} else if (rpc_obj_str_eq(k, "metadata")) {
+		} else if (rpc_obj_is_field(k, RPC_F_METADATA)) {
 			if (v->type != MSGPACK_OBJECT_MAP)
 				return srv_fail(&c->err, RPC_E_EINVAL,
 				                "template field 'metadata' must be a map");
@@ -908,39 +896,31 @@ static int do_names(struct srv_session *s, struct call *c)
 		return -1;
 	size_t n = names.n < limit ? names.n : limit;
 	r |= msgpack_pack_map(pk, 2);
-	r |= rpc_pack_str(pk, "names");
+	r |= rpc_pack_field(pk, RPC_F_NAMES);
 	r |= msgpack_pack_array(pk, (uint32_t)n);
 	for (size_t i = 0; i < n; i++)
 		r |= rpc_pack_str(pk, names.names[i] ? names.names[i] : "");
-	r |= rpc_pack_str(pk, "complete");
+	r |= rpc_pack_field(pk, RPC_F_COMPLETE);
 	r |= pack_bool(pk, names.n <= limit && names.complete);
 	srv_names_release(&names);
 	return r ? pack_failed(c) : 0;
 }
 
-static const struct handler handlers[] = {
-    {.method = "hello", .fn = do_hello, .min_params = 2, .max_params = 2, .before_hello = true},
-    {.method = "info", .fn = do_info, .min_params = 0, .max_params = 0},
-    {.method = "list", .fn = do_list, .min_params = 1, .max_params = 4},
-    {.method = "load", .fn = do_load, .min_params = 1, .max_params = 1},
-    {.method = "stat_value", .fn = do_stat_value, .min_params = 1, .max_params = 2},
-    {.method = "load_value", .fn = do_load_value, .min_params = 3, .max_params = 4},
-    {.method = "contains", .fn = do_contains, .min_params = 1, .max_params = 1},
-    {.method = "expand", .fn = do_expand, .min_params = 1, .max_params = 1},
-    {.method = "shrink", .fn = do_shrink, .min_params = 1, .max_params = 1},
-    {.method = "evict", .fn = do_evict, .min_params = 1, .max_params = 1, .needs_writable = true},
-    {.method = "query", .fn = do_query, .min_params = 1, .max_params = 4},
-    {.method = "names", .fn = do_names, .min_params = 0, .max_params = 2},
+/* The handler of every method of RPC_METHODS; one without is ENOSYS. */
+static const handler_fn handlers[RPC_M__COUNT] = {
+    [RPC_M_HELLO] = do_hello,
+    [RPC_M_INFO] = do_info,
+    [RPC_M_LIST] = do_list,
+    [RPC_M_LOAD] = do_load,
+    [RPC_M_STAT_VALUE] = do_stat_value,
+    [RPC_M_LOAD_VALUE] = do_load_value,
+    [RPC_M_CONTAINS] = do_contains,
+    [RPC_M_EXPAND] = do_expand,
+    [RPC_M_SHRINK] = do_shrink,
+    [RPC_M_EVICT] = do_evict,
+    [RPC_M_QUERY] = do_query,
+    [RPC_M_NAMES] = do_names,
 };
-
-static const struct handler *find_handler(const char *method, size_t len)
-{
-	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
-		if (strlen(handlers[i].method) == len &&
-		    memcmp(handlers[i].method, method, len) == 0)
-			return &handlers[i];
-	return NULL;
-}
 
 /* -------------------------------------------------------------------------------- */
 /* Sessions */
@@ -1060,7 +1040,9 @@ static int answer(struct srv_session *s, struct srv_worker *w, const struct rpc_
 {
 	msgpack_packer pk;
 	size_t start, body;
-	const struct handler *h;
+	const struct rpc_method_info *h;
+	handler_fn fn;
+	enum rpc_method m;
 	struct call c;
 	char q[256];
 	int r = -1;
@@ -1076,28 +1058,30 @@ static int answer(struct srv_session *s, struct srv_worker *w, const struct rpc_
 	c.nparams = req->params->via.array.size;
 	c.pk = &pk;
 	c.out = out;
-	h = find_handler(req->method, req->method_len);
-	c.method = h ? h->method : "?";
-	if (!atomic_load(&s->hello_done) && !(h && h->before_hello)) {
+	m = rpc_method_lookup(req->method, req->method_len);
+	h = rpc_method_info(m);
+	fn = h ? handlers[m] : NULL;
+	c.method = h ? h->name : "?";
+	if (!atomic_load(&s->hello_done) && !(h && (h->flags & RPC_METHOD_BEFORE_HELLO))) {
 		srv_fail(&c.err, RPC_E_EPROTO, "the first request must be hello, not '%s'",
 		         quote(q, sizeof(q), req->method, req->method_len));
-	} else if (!h) {
+	} else if (!fn) {
 		srv_fail(&c.err, RPC_E_ENOSYS, "unknown method '%s'",
 		         quote(q, sizeof(q), req->method, req->method_len));
 	} else if (c.nparams < h->min_params || c.nparams > h->max_params) {
 		if (h->min_params == h->max_params)
-			srv_fail(&c.err, RPC_E_EINVAL, "%s takes %u parameter%s, not %u", h->method,
+			srv_fail(&c.err, RPC_E_EINVAL, "%s takes %u parameter%s, not %u", h->name,
 			         h->min_params, h->min_params == 1 ? "" : "s", c.nparams);
 		else
 			srv_fail(&c.err, RPC_E_EINVAL, "%s takes %u to %u parameters, not %u",
-			         h->method, h->min_params, h->max_params, c.nparams);
-	} else if (h->needs_writable && s->read_only) {
+			         h->name, h->min_params, h->max_params, c.nparams);
+	} else if ((h->flags & RPC_METHOD_WRITES) && s->read_only) {
 		srv_fail(&c.err, RPC_E_EROFS, "the cache is served read-only: %s is refused",
-		         h->method);
+		         h->name);
 	} else if (rpc_pack_response_ok_head(&pk, req->msgid) != 0) {
 		pack_failed(&c);
 	} else {
-		r = h->fn(s, &c);
+		r = fn(s, &c);
 	}
 	if (r == 0) {
 		/* the handler packed a result: close the frame */

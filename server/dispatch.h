@@ -82,38 +82,4 @@ void srv_worker_tail_done(struct srv_worker *w);
  */
 int srv_serve(struct srv_cache *cache, const struct srv_serve_options *opt, int in_fd, int out_fd);
 
-/*
- * Value views (PROTOCOL.md section 6). A view turns a value's pickle stream into the
- * bytes stat_value and load_value serve, as up to SRV_VIEW_MAX_SEGMENTS contiguous
- * segments (for example an NPY header built in memory followed by the array's data
- * inside the stored stream), so that large views are served in ranges without a
- * whole copy. The "pickle" view is the stored stream itself and needs no renderer.
- */
-#define SRV_VIEW_MAX_SEGMENTS 4
-
-struct srv_view_segment {
-	const uint8_t *bytes;
-	uint64_t len;
-};
-
-struct srv_rendered {
-	uint64_t size; /* the sum of the segments' lengths */
-	size_t nseg;
-	struct srv_view_segment seg[SRV_VIEW_MAX_SEGMENTS];
-	/* called once when the answer is packed (may be NULL); priv is the renderer's */
-	void (*release)(void *priv);
-	void *priv;
-};
-
-/*
- * Renders the open value (its pickle stream is srv_value_bytes(value), borrowed
- * until the answer is packed) in the view named view; segments may point into the
- * stream or into memory owned through priv. Returns 0, or -1 with err filled
- * (ENOTSUP when the view does not apply to this value, EFBIG, ELOOP, ENOENT for a
- * missing part, CORRUPT).
- */
-typedef int (*srv_view_render_fn)(struct srv_cache *cache, struct srv_value *value,
-                                  const char *view, struct srv_rendered *out,
-                                  struct srv_error *err);
-
 #endif

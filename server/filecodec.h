@@ -35,7 +35,13 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-#include "cache.h"
+#include "base.h"
+
+/* An HMAC key (of fleche's signed caches). */
+struct srv_hmac_key {
+	uint8_t *bytes;
+	size_t len;
+};
 
 #define SRV_RECORD_MAX      (64u * 1024 * 1024)
 #define SRV_GUNZIP_HEAP_MAX (4u * 1024 * 1024)

@@ -26,7 +26,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "cache.h"
+#include "base.h"
 
 #define SRV_KEY_BYTES 32
 /* Refuse to index directories with more keys than this (memory bound: 2 GiB). */

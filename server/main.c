@@ -31,7 +31,7 @@
 #include "dispatch.h"
 #include "filecodec.h"
 #include "flecheconfig.h"
-#include "json.h"
+#include "json_writer.h"
 #include "rpc.h"
 
 #define PROGRAM    "flechefs-server"
@@ -224,36 +224,6 @@ out:
 	return ret;
 }
 
-/* BYTES with an optional K, M or G suffix (powers of 1024, "KiB" style accepted). */
-static int parse_size(const char *s, uint64_t max, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	if (!isdigit((unsigned char)s[0]))
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -1;
-	unsigned long long mul = 1;
-	if (*end == 'K' || *end == 'k')
-		mul = 1024;
-	else if (*end == 'M' || *end == 'm')
-		mul = 1024 * 1024;
-	else if (*end == 'G' || *end == 'g')
-		mul = 1024 * 1024 * 1024;
-	if (mul != 1) {
-		end++;
-		if (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0)
-			end += strlen(end);
-	}
-	if (*end != '\0' || v > max / mul)
-		return -1;
-	*out = v * mul;
-	return 0;
-}
-
 static void check_dir(const char *what, const char *path)
 {
 	struct stat st;
@@ -322,14 +292,14 @@ static void parse_args(int argc, char **argv, struct options *o)
 			o->key_file = optarg;
 			break;
 		case OPT_MAXFRAME:
-			if (parse_size(optarg, UINT32_MAX, &size) < 0 || size < RPC_MAX_FRAME_MIN ||
-			    size > RPC_MAX_FRAME_LIMIT)
+			if (rpc_parse_size(optarg, RPC_MAX_FRAME_LIMIT, &size) < 0 ||
+			    size < RPC_MAX_FRAME_MIN)
 				die_usage("bad --max-frame '%s': give a size from %u to %u bytes",
 				          optarg, RPC_MAX_FRAME_MIN, RPC_MAX_FRAME_LIMIT);
 			o->max_frame = (uint32_t)size;
 			break;
 		case OPT_GUNZIPMAX:
-			if (parse_size(optarg, SRV_GUNZIP_MAX_LIMIT, &size) < 0 || size == 0)
+			if (rpc_parse_size(optarg, SRV_GUNZIP_MAX_LIMIT, &size) < 0 || size == 0)
 				die_usage("bad --gunzip-max '%s': give a size from 1 to %llu bytes",
 				          optarg, (unsigned long long)SRV_GUNZIP_MAX_LIMIT);
 			o->gunzip_max = size;

@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "buf.h"
-#include "cache.h"
+#include "base.h"
 #include "pickle.h"
 
 /* numpy 2's NPY_MAXDIMS; numpy 1 allows 32. */

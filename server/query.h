@@ -10,7 +10,7 @@
 
 #include <msgpack.h>
 
-#include "cache.h"
+#include "base.h"
 
 /* Checks the template's shape: a map of known fields with the right types (EINVAL). */
 int srv_query_check(const msgpack_object *tmpl, struct srv_error *err);

@@ -13,42 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *srv_strndup(const char *s, size_t n)
-{
-	char *p = malloc(n + 1);
-
-	if (!p)
-		return NULL;
-	memcpy(p, s, n);
-	p[n] = '\0';
-	return p;
-}
-
-uint64_t srv_hash64(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *b = p;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 1099511628211ull;
-	return h;
-}
-
-void srv_record_release(struct srv_record *rec)
-{
-	if (!rec)
-		return;
-	free(rec->name);
-	free(rec->module);
-	free(rec->version_str);
-	free(rec->code_digest);
-	for (size_t i = 0; i < rec->narguments; i++)
-		free(rec->arguments[i].name);
-	free(rec->arguments);
-	free(rec->metadata);
-	free(rec->metadata_error);
-	memset(rec, 0, sizeof(*rec));
-}
-
 static bool is_call(const struct pk_node *root)
 {
 	return root && root->kind == PK_OBJECT &&
@@ -299,10 +263,10 @@ int srv_record_from_pickle(const struct pk_node *root, const char *key, const ch
 	n = field(root, "name");
 	if (!n || n->kind != PK_STR)
 		return corrupt(rec, err, path, "has no name");
-	if (!(rec->name = srv_strndup(n->u.str.ptr, n->u.str.len)))
+	if (!(rec->name = srv_memdupz(n->u.str.ptr, n->u.str.len)))
 		goto oom;
 	n = field(root, "module");
-	if (n && n->kind == PK_STR && !(rec->module = srv_strndup(n->u.str.ptr, n->u.str.len)))
+	if (n && n->kind == PK_STR && !(rec->module = srv_memdupz(n->u.str.ptr, n->u.str.len)))
 		goto oom;
 	n = field(root, "version");
 	if (!n || n->kind == PK_NONE) {
@@ -314,13 +278,13 @@ int srv_record_from_pickle(const struct pk_node *root, const char *key, const ch
 		const struct pk_str *vs = n->kind == PK_STR ? &n->u.str : &n->u.big;
 
 		rec->version_kind = SRV_VERSION_STR;
-		if (!(rec->version_str = srv_strndup(vs->ptr, vs->len)))
+		if (!(rec->version_str = srv_memdupz(vs->ptr, vs->len)))
 			goto oom;
 	} else {
 		return corrupt(rec, err, path, "has a version that is not a str, int or None");
 	}
 	t = text_of(field(root, "code_digest"), &tl);
-	if (t && !(rec->code_digest = srv_strndup(t, tl)))
+	if (t && !(rec->code_digest = srv_memdupz(t, tl)))
 		goto oom;
 
 	args = field(root, "arguments");
@@ -339,7 +303,7 @@ int srv_record_from_pickle(const struct pk_node *root, const char *key, const ch
 			if (!t || !rpc_key_valid(t, tl))
 				return corrupt(rec, err, path,
 				               "has an argument that is not a digest");
-			if (!(a->name = srv_strndup(k->u.str.ptr, k->u.str.len)))
+			if (!(a->name = srv_memdupz(k->u.str.ptr, k->u.str.len)))
 				goto oom;
 			memcpy(a->value, t, RPC_KEY_LEN);
 			a->value[RPC_KEY_LEN] = '\0';

@@ -21,7 +21,7 @@
 
 #include <msgpack.h>
 
-#include "cache.h"
+#include "base.h"
 #include "pickle.h"
 
 /* The metadata map sits at depth 3 of a load response (the response, its result
@@ -74,13 +74,5 @@ int srv_record_meta_number(const char *meta, size_t len, const char *block, cons
  * unlike msgpack_unpack it accepts the nesting metadata may have (beyond 32).
  */
 int srv_meta_unpack(const char *buf, size_t len, msgpack_zone *zone, msgpack_object *out);
-
-/* A malloc'd NUL-terminated copy of s[0..n); NULL when out of memory. */
-char *srv_strndup(const char *s, size_t n);
-
-/* FNV-1a over p[0..n), continuing from h (SRV_HASH64_INIT to start). Not a
- * cryptographic hash: it tells changes apart, it does not resist forgery. */
-#define SRV_HASH64_INIT 1469598103934665603ull
-uint64_t srv_hash64(uint64_t h, const void *p, size_t n);
 
 #endif

@@ -99,13 +99,13 @@ out:
 static int list_one(struct srv_cache *c, const void *arg, const char *after, size_t limit,
 		    bool detail, struct srv_page *page, struct srv_error *err)
 {
-	return srv_list(c, *(const enum srv_kind *)arg, after, limit, detail, page, err);
+	return srv_layer_list(c, *(const enum srv_kind *)arg, after, limit, detail, page, err);
 }
 
 static int query_one(struct srv_cache *c, const void *arg, const char *after, size_t limit,
 		     bool detail, struct srv_page *page, struct srv_error *err)
 {
-	return srv_query(c, arg, after, limit, detail, page, err);
+	return srv_layer_query(c, arg, after, limit, detail, page, err);
 }
 
 int srv_stack_list(const struct srv_stack *s, enum srv_kind kind, const char *after,
@@ -159,7 +159,7 @@ int srv_stack_size(const struct srv_stack *s, uint64_t *bytes, struct srv_error 
 	*bytes = 0;
 	for (size_t i = 0; i < s->n; i++) {
 		uint64_t b;
-		if (srv_cache_size(s->layers[i], &b, err) < 0)
+		if (srv_layer_size(s->layers[i], &b, err) < 0)
 			return -1;
 		*bytes += b;
 	}
@@ -185,7 +185,7 @@ int srv_stack_names(const struct srv_stack *s, const char *after, size_t limit,
 	if (limit > RPC_PAGE_MAX)
 		limit = RPC_PAGE_MAX;
 	for (; got < s->n; got++) {
-		if (srv_names(s->layers[got], after, limit, &parts[got], err) < 0)
+		if (srv_layer_names(s->layers[got], after, limit, &parts[got], err) < 0)
 			goto out;
 		total += parts[got].n;
 		complete = complete && parts[got].complete;
@@ -229,7 +229,7 @@ int srv_stack_load(const struct srv_stack *s, const char *key, size_t len, struc
 		   struct srv_error *err)
 {
 	for (size_t i = 0; i < s->n; i++) {
-		if (srv_load(s->layers[i], key, len, rec, err) == 0)
+		if (srv_layer_load(s->layers[i], key, len, rec, err) == 0)
 			return 0;
 		if (err->code != RPC_E_ENOENT)
 			return -1;
@@ -243,7 +243,7 @@ int srv_stack_contains(const struct srv_stack *s, const char *key, size_t len, b
 {
 	*found = false;
 	for (size_t i = 0; i < s->n && !*found; i++)
-		if (srv_contains(s->layers[i], key, len, found, err) < 0)
+		if (srv_layer_contains(s->layers[i], key, len, found, err) < 0)
 			return -1;
 	return 0;
 }
@@ -260,7 +260,7 @@ int srv_stack_expand(const struct srv_stack *s, const char *prefix, size_t len, 
 	size_t n = 0;
 
 	for (size_t i = 0; i < s->n && i < SRV_STACK_MAX; i++) {
-		if (srv_expand(s->layers[i], prefix, len, keys[n], err) < 0) {
+		if (srv_layer_expand(s->layers[i], prefix, len, keys[n], err) < 0) {
 			if (err->code != RPC_E_ENOENT)
 				return -1;
 			continue;
@@ -303,7 +303,7 @@ int srv_stack_shrink(const struct srv_stack *s, const char *key, size_t len, cha
 	char best[RPC_KEY_LEN + 1] = "", mine[RPC_KEY_LEN + 1];
 
 	for (size_t i = 0; i < s->n; i++) {
-		if (srv_shrink(s->layers[i], key, len, mine, err) < 0) {
+		if (srv_layer_shrink(s->layers[i], key, len, mine, err) < 0) {
 			if (err->code != RPC_E_ENOENT)
 				return -1;
 			continue;
@@ -325,7 +325,7 @@ int srv_stack_evict(const struct srv_stack *s, const char *key, size_t len,
 
 	memset(&first, 0, sizeof(first));
 	for (size_t i = 0; i < s->n; i++) {
-		if (srv_evict(s->layers[i], key, len, err) == 0) {
+		if (srv_layer_evict(s->layers[i], key, len, err) == 0) {
 			evicted = true;
 			continue;
 		}
@@ -346,11 +346,119 @@ int srv_stack_value_open(const struct srv_stack *s, const char *key, size_t len,
 			 struct srv_value **out, struct srv_error *err)
 {
 	for (size_t i = 0; i < s->n; i++) {
-		if (srv_value_open(s->layers[i], key, len, out, err) == 0)
+		if (srv_layer_value_open(s->layers[i], key, len, out, err) == 0)
 			return 0;
 		if (err->code != RPC_E_ENOENT)
 			return -1;
 	}
 	return srv_fail(err, RPC_E_ENOENT, "no value '%.*s' in any of the %zu layers", (int)len,
 	                key, s->n);
+}
+
+/* ---- the cache API (cache.h): a stack, or one layer ---- */
+
+int srv_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv_error *err)
+{
+	const struct srv_stack *s = srv_cache_stack_of(c);
+
+	if (s)
+		return srv_stack_count(s, calls, values, err);
+	return srv_layer_count(c, calls, values, err);
+}
+
+int srv_cache_size(struct srv_cache *c, uint64_t *bytes, struct srv_error *err)
+{
+	const struct srv_stack *s = srv_cache_stack_of(c);
+
+	if (s)
+		return srv_stack_size(s, bytes, err);
+	return srv_layer_size(c, bytes, err);
+}
+
+int srv_load(struct srv_cache *c, const char *key, size_t len, struct srv_record *rec,
+             struct srv_error *err)
+{
+	const struct srv_stack *s = srv_cache_stack_of(c);
+
+	if (s)
+		return srv_stack_load(s, key, len, rec, err);
+	return srv_layer_load(c, key, len, rec, err);
+}
+
+int srv_contains(struct srv_cache *c, const char *key, size_t len, bool *found,
+                 struct srv_error *err)
+{
+	const struct srv_stack *s = srv_cache_stack_of(c);
+
+	if (s)
+		return srv_stack_contains(s, key, len, found, err);
+	return srv_layer_contains(c, key, len, found, err);
+}
+
+int srv_expand(struct srv_cache *c, const char *prefix, size_t len, char *out,
+               struct srv_error *err)
+{
+	const struct srv_stack *s = srv_cache_stack_of(c);
+
+	if (s)
+		return srv_stack_expand(s, prefix, len, out, err);
+	return srv_layer_expand(c, prefix, len, out, err);
+}
+
+int srv_shrink(struct srv_cache *c, const char *key, size_t len, char *out, struct srv_error *err)
+{
+	const struct srv_stack *s = srv_cache_stack_of(c);
+
+	if (s)
+		return srv_stack_shrink(s, key, len, out, err);
+	return srv_layer_shrink(c, key, len, out, err);
+}
+
+int srv_evict(struct srv_cache *c, const char *key, size_t len, struct srv_error *err)
+{
+	const struct srv_stack *s = srv_cache_stack_of(c);
+
+	if (s)
+		return srv_stack_evict(s, key, len, err);
+	return srv_layer_evict(c, key, len, err);
+}
+
+int srv_list(struct srv_cache *c, enum srv_kind kind, const char *after, size_t limit, bool detail,
+             struct srv_page *page, struct srv_error *err)
+{
+	const struct srv_stack *s = srv_cache_stack_of(c);
+
+	if (s)
+		return srv_stack_list(s, kind, after, limit, detail, page, err);
+	return srv_layer_list(c, kind, after, limit, detail, page, err);
+}
+
+int srv_query(struct srv_cache *c, const msgpack_object *tmpl, const char *after, size_t limit,
+              bool detail, struct srv_page *page, struct srv_error *err)
+{
+	const struct srv_stack *s = srv_cache_stack_of(c);
+
+	if (s)
+		return srv_stack_query(s, tmpl, after, limit, detail, page, err);
+	return srv_layer_query(c, tmpl, after, limit, detail, page, err);
+}
+
+int srv_names(struct srv_cache *c, const char *after, size_t limit, struct srv_names *out,
+              struct srv_error *err)
+{
+	const struct srv_stack *s = srv_cache_stack_of(c);
+
+	if (s)
+		return srv_stack_names(s, after, limit, out, err);
+	return srv_layer_names(c, after, limit, out, err);
+}
+
+int srv_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_value **out,
+                   struct srv_error *err)
+{
+	const struct srv_stack *s = srv_cache_stack_of(c);
+
+	if (s)
+		return srv_stack_value_open(s, key, len, out, err);
+	return srv_layer_value_open(c, key, len, out, err);
 }

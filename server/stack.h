@@ -45,4 +45,31 @@ int srv_stack_evict(const struct srv_stack *s, const char *key, size_t len,
 int srv_stack_value_open(const struct srv_stack *s, const char *key, size_t len,
 			 struct srv_value **out, struct srv_error *err);
 
+/*
+ * One layer's operations (cache.c), which stack.c runs on each layer of a stack and
+ * on a cache of one layer: cache.h's srv_* functions without the stack. The public
+ * srv_* functions are stack.c's, so that cache.c never calls back into stack.c.
+ */
+int srv_layer_count(struct srv_cache *c, uint64_t *calls, uint64_t *values, struct srv_error *err);
+int srv_layer_size(struct srv_cache *c, uint64_t *bytes, struct srv_error *err);
+int srv_layer_load(struct srv_cache *c, const char *key, size_t len, struct srv_record *rec,
+                   struct srv_error *err);
+int srv_layer_contains(struct srv_cache *c, const char *key, size_t len, bool *found,
+                       struct srv_error *err);
+int srv_layer_expand(struct srv_cache *c, const char *prefix, size_t len, char *out,
+                     struct srv_error *err);
+int srv_layer_shrink(struct srv_cache *c, const char *key, size_t len, char *out,
+                     struct srv_error *err);
+int srv_layer_evict(struct srv_cache *c, const char *key, size_t len, struct srv_error *err);
+int srv_layer_list(struct srv_cache *c, enum srv_kind kind, const char *after, size_t limit,
+                   bool detail, struct srv_page *page, struct srv_error *err);
+int srv_layer_query(struct srv_cache *c, const msgpack_object *tmpl, const char *after,
+                    size_t limit, bool detail, struct srv_page *page, struct srv_error *err);
+int srv_layer_names(struct srv_cache *c, const char *after, size_t limit, struct srv_names *out,
+                    struct srv_error *err);
+int srv_layer_value_open(struct srv_cache *c, const char *key, size_t len, struct srv_value **out,
+                         struct srv_error *err);
+/* The stack c is (NULL when c is a single cache). */
+const struct srv_stack *srv_cache_stack_of(const struct srv_cache *c);
+
 #endif

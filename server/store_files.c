@@ -291,7 +291,7 @@ static int sum_parse(struct srv_fstore *fs, const char *path, uint64_t max, stru
 	if (parse_file(fs, path, max, &blob, &doc, &o->st, err) != 0)
 		return -1;
 	if (srv_record_summary(pk_doc_root(doc), &nm, &nl, &ts, &has_ts) == 0) {
-		o->name = srv_strndup(nm, nl);
+		o->name = srv_memdupz(nm, nl);
 		if (has_ts)
 			o->mtime = ts;
 	}

@@ -24,7 +24,7 @@
 
 #include <msgpack.h>
 
-#include "cache.h"
+#include "base.h"
 #include "filecodec.h"
 #include "keyindex.h"
 

@@ -18,7 +18,7 @@
 #include "keyindex.h"
 #include "query.h"
 #include "record.h"
-#include "sjson.h"
+#include "json_reader.h"
 
 /* A row's "key" is 64 lowercase hex characters (GLOB is case-sensitive). */
 #define SQL_KEY_OK "length(\"key\") = 64 AND \"key\" NOT GLOB '*[^0-9a-f]*'"
@@ -516,7 +516,7 @@ static int64_t intern(struct srv_sql_summary *sum, const char *p, size_t n)
 		sum->names = nn;
 		sum->names_cap = nc;
 	}
-	if (!(sum->names[sum->nnames] = srv_strndup(p, n)))
+	if (!(sum->names[sum->nnames] = srv_memdupz(p, n)))
 		return -1;
 	sum->slots[i] = (uint32_t)sum->nnames + 1;
 	return (int64_t)sum->nnames++;
@@ -894,14 +894,14 @@ static int read_version(sqlite3_stmt *st, int col, struct srv_record *rec)
 		}
 		if (u.data.type == MSGPACK_OBJECT_STR) {
 			rec->version_kind = SRV_VERSION_STR;
-			rec->version_str = srv_strndup(u.data.via.str.ptr, u.data.via.str.size);
+			rec->version_str = srv_memdupz(u.data.via.str.ptr, u.data.via.str.size);
 			rc = rec->version_str ? 0 : -1;
 			goto out;
 		}
 	}
 	/* not JSON (an older writer stored the text itself) */
 	rec->version_kind = SRV_VERSION_STR;
-	rec->version_str = srv_strndup(t, (size_t)n);
+	rec->version_str = srv_memdupz(t, (size_t)n);
 	rc = rec->version_str ? 0 : -1;
 out:
 	msgpack_unpacked_destroy(&u);
@@ -913,7 +913,7 @@ static char *col_dup(sqlite3_stmt *st, int col)
 {
 	const char *t = (const char *)sqlite3_column_text(st, col);
 
-	return t ? srv_strndup(t, (size_t)sqlite3_column_bytes(st, col)) : NULL;
+	return t ? srv_memdupz(t, (size_t)sqlite3_column_bytes(st, col)) : NULL;
 }
 
 /* One field of a stamp: its length first, so that fields cannot run together. */

@@ -39,7 +39,7 @@
 #include <msgpack.h>
 #include <sqlite3.h>
 
-#include "cache.h"
+#include "base.h"
 
 #define SRV_SQL_BUSY_MS       2000
 #define SRV_SQL_MAX_RANGE     4096

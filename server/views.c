@@ -3,7 +3,7 @@
  * section 6) for dispatch.c. The value's pickle is parsed (pickle.h) with limits
  * sized for views; npy, txt and bin are served as segments that point into the stored
  * stream (an NPY header built here, then the array's bytes where the pickle holds
- * them), so a large array or blob is never copied; json is rendered by vjson.c into
+ * them), so a large array or blob is never copied; json is rendered by view_json.c into
  * memory, resolving destructured references through the cache, and kept in a small
  * cache so that a view read in ranges is rendered once.
  *
@@ -12,11 +12,9 @@
  *      entry) through out->priv until dispatch calls out->release; the segments point
  *      into the value's stream, the document's arena or the entry, all alive until
  *      then.
- *   2. The json cache holds at most SRV_VIEW_CACHE_BYTES in entries no larger than
- *      that, plus at most one larger entry (the most recent); an entry is keyed by the
- *      values directory, the key and the stored file's size and mtime, so a value
- *      replaced on disk is rendered again. Entries in use are never freed: eviction
- *      only unlinks them and the last release frees them. One mutex guards the cache.
+ *   2. Rendered json is kept in the cache object's text cache (textcache.h), keyed by
+ *      the values directory and the key, with the stored file's size and mtime, so a
+ *      value replaced on disk is rendered again.
  *   3. Resolving references opens values through cache.h, one srv_value_open per
  *      reference; the bytes of the referenced pickles are counted against
  *      SRV_VIEW_REF_BYTES for one rendering.
@@ -30,11 +28,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "json_writer.h"
 #include "npy.h"
 #include "pyclass.h"
 #include "pystd.h"
+#include "proto.h"
 #include "rpc.h"
+#include "textcache.h"
 
 /* Parse limits for views: larger than pickle.h's defaults, still bounded. */
 #define VIEW_MAX_NODES (4u * 1000 * 1000)
@@ -120,125 +120,10 @@ int srv_view_raw(const struct pk_node *root, bool text, const struct pk_str **ou
 	}
 	srv_view_type_name(root, type, sizeof(type));
 	return srv_fail(err, RPC_E_ENOTSUP, "the %s view is for %s values, not %s",
-	                text ? "txt" : "bin",
+	                rpc_view_name(text ? RPC_VIEW_TXT : RPC_VIEW_BIN),
 	                text ? "str (and datetime, Decimal, UUID, path and other standard)"
 	                     : "bytes and bytearray",
 	                type);
-}
-
-/* ------------------------------------------------------------------------------ */
-/* The json cache */
-
-struct jentry {
-	struct jentry *prev, *next; /* LRU list, most recent first; unlinked when evicted */
-	char *id;                   /* values path + '/' + key */
-	uint64_t size;
-	double mtime;
-	char *data;
-	size_t len;
-	unsigned refs; /* renderings using it, plus one while it is in the cache */
-	bool linked;
-};
-
-static struct {
-	pthread_mutex_t lock;
-	struct jentry *head, *tail;
-	size_t bytes;       /* of linked small entries */
-	struct jentry *big; /* the most recent entry larger than the budget */
-} jcache = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, NULL};
-
-static void jentry_unref(struct jentry *e)
-{
-	if (e && --e->refs == 0) {
-		free(e->id);
-		free(e->data);
-		free(e);
-	}
-}
-
-static void jcache_unlink(struct jentry *e)
-{
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		jcache.head = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		jcache.tail = e->prev;
-	e->prev = e->next = NULL;
-	e->linked = false;
-	jcache.bytes -= e->len;
-	jentry_unref(e);
-}
-
-/* Finds an entry (taking a reference) or returns NULL. Lock held. */
-static struct jentry *jcache_find(const char *id, uint64_t size, double mtime)
-{
-	struct jentry *e;
-
-	if (jcache.big && strcmp(jcache.big->id, id) == 0) {
-		if (jcache.big->size == size && jcache.big->mtime == mtime) {
-			jcache.big->refs++;
-			return jcache.big;
-		}
-		jentry_unref(jcache.big);
-		jcache.big = NULL;
-	}
-	for (e = jcache.head; e; e = e->next) {
-		if (strcmp(e->id, id) != 0)
-			continue;
-		if (e->size != size || e->mtime != mtime) {
-			jcache_unlink(e);
-			return NULL;
-		}
-		if (e != jcache.head) {
-			/* move to the front */
-			e->prev->next = e->next;
-			if (e->next)
-				e->next->prev = e->prev;
-			else
-				jcache.tail = e->prev;
-			e->prev = NULL;
-			e->next = jcache.head;
-			jcache.head->prev = e;
-			jcache.head = e;
-		}
-		e->refs++;
-		return e;
-	}
-	return NULL;
-}
-
-/* Puts e (one reference held by the caller) into the cache. Lock held. */
-static void jcache_put(struct jentry *e)
-{
-	e->refs++; /* the cache's */
-	if (e->len > SRV_VIEW_CACHE_BYTES) {
-		jentry_unref(jcache.big);
-		jcache.big = e;
-		return;
-	}
-	while (jcache.tail && jcache.bytes + e->len > SRV_VIEW_CACHE_BYTES)
-		jcache_unlink(jcache.tail);
-	e->next = jcache.head;
-	if (jcache.head)
-		jcache.head->prev = e;
-	jcache.head = e;
-	if (!jcache.tail)
-		jcache.tail = e;
-	e->linked = true;
-	jcache.bytes += e->len;
-}
-
-void srv_view_cache_clear(void)
-{
-	pthread_mutex_lock(&jcache.lock);
-	while (jcache.head)
-		jcache_unlink(jcache.head);
-	jentry_unref(jcache.big);
-	jcache.big = NULL;
-	pthread_mutex_unlock(&jcache.lock);
 }
 
 /* ------------------------------------------------------------------------------ */
@@ -285,8 +170,8 @@ static int resolve_open(void *ctx, const char *key, const struct pk_node **root,
 		                "limit of %u MiB",
 		                rc->root_key, SRV_VIEW_REF_BYTES >> 20);
 	}
-	if (view_parse(srv_value_bytes(r->value), (size_t)srv_value_size(r->value), key, "json",
-	               &r->doc, err) < 0 ||
+	if (view_parse(srv_value_bytes(r->value), (size_t)srv_value_size(r->value), key,
+	               rpc_view_name(RPC_VIEW_JSON), &r->doc, err) < 0 ||
 	    srv_value_check(r->value, err) < 0) { /* file truncated while parsed */
 		pk_doc_free(r->doc);
 		srv_value_close(r->value);
@@ -312,12 +197,11 @@ static void resolve_close(void *ctx, void *token)
 /* ------------------------------------------------------------------------------ */
 /* Renderings */
 
-enum view_kind { VIEW_JSON, VIEW_NPY, VIEW_TXT, VIEW_BIN };
-
 /* What a rendering keeps alive until dispatch releases it. */
 struct rendering {
 	struct pk_doc *doc;
-	struct jentry *entry;
+	struct srv_textcache *texts; /* the cache object's, holding entry */
+	struct srv_text *entry;
 	struct rpc_buf header;
 };
 
@@ -327,11 +211,7 @@ static void rendering_release(void *priv)
 	if (!r)
 		return;
 	pk_doc_free(r->doc);
-	if (r->entry) {
-		pthread_mutex_lock(&jcache.lock);
-		jentry_unref(r->entry);
-		pthread_mutex_unlock(&jcache.lock);
-	}
+	srv_textcache_unref(r->texts, r->entry);
 	rpc_buf_release(&r->header);
 	free(r);
 }
@@ -344,8 +224,9 @@ static int render_json(struct srv_cache *cache, struct srv_value *value, struct 
 	struct rpc_buf text = RPC_BUF_INIT(SRV_VIEW_JSON_MAX);
 	struct resolver_ctx rctx = {cache, key, 0};
 	struct srv_view_resolver res = {resolve_open, resolve_close, &rctx};
-	struct jentry *e = NULL;
-	char *id = NULL;
+	struct srv_text *e = NULL;
+	char *id = NULL, *data;
+	size_t len;
 	int rc = -1;
 
 	srv_cache_layout(cache, &l);
@@ -354,37 +235,24 @@ static int render_json(struct srv_cache *cache, struct srv_value *value, struct 
 		srv_fail(err, RPC_E_ENOMEM, "out of memory");
 		goto out;
 	}
-	pthread_mutex_lock(&jcache.lock);
-	e = jcache_find(id, srv_value_size(value), srv_value_mtime(value));
-	pthread_mutex_unlock(&jcache.lock);
+	r->texts = srv_cache_texts(cache);
+	e = srv_textcache_get(r->texts, id, srv_value_size(value), srv_value_mtime(value));
 	if (!e) {
-		if (view_parse(srv_value_bytes(value), (size_t)srv_value_size(value), key, "json",
-		               &r->doc, err) < 0)
+		if (view_parse(srv_value_bytes(value), (size_t)srv_value_size(value), key,
+		               rpc_view_name(RPC_VIEW_JSON), &r->doc, err) < 0)
 			goto out;
 		if (srv_view_json(pk_doc_root(r->doc), key, &res, &text, err) < 0)
 			goto out;
 		pk_doc_free(r->doc);
 		r->doc = NULL;
-		e = calloc(1, sizeof(*e));
+		data = rpc_buf_detach(&text, &len);
+		if (data)
+			e = srv_textcache_put(r->texts, id, srv_value_size(value),
+			                      srv_value_mtime(value), data, len);
 		if (!e) {
 			srv_fail(err, RPC_E_ENOMEM, "out of memory");
 			goto out;
 		}
-		e->refs = 1;
-		e->size = srv_value_size(value);
-		e->mtime = srv_value_mtime(value);
-		e->data = rpc_buf_detach(&text, &e->len);
-		e->id = id;
-		id = NULL;
-		if (!e->data) {
-			jentry_unref(e);
-			e = NULL;
-			srv_fail(err, RPC_E_ENOMEM, "out of memory");
-			goto out;
-		}
-		pthread_mutex_lock(&jcache.lock);
-		jcache_put(e);
-		pthread_mutex_unlock(&jcache.lock);
 	}
 	r->entry = e;
 	out->nseg = 1;
@@ -427,44 +295,23 @@ static int view_str(const struct pk_node *root, struct rpc_buf *out)
 	return 1;
 }
 
-int srv_view_render(struct srv_cache *cache, struct srv_value *value, const char *view,
-                    struct srv_rendered *out, struct srv_error *err)
+/*
+ * The txt or bin view: the str's or bytes' own bytes, inside the stored stream; for
+ * txt, str() of a standard type (view_str) in memory.
+ */
+static int render_raw(struct srv_value *value, enum rpc_view view, struct rendering *r,
+                      struct srv_rendered *out, struct srv_error *err)
 {
-	const char *key = srv_value_key(value);
-	struct rendering *r;
-	enum view_kind kind;
+	const char *key = srv_value_key(value), *name = rpc_view_name(view);
 	const struct pk_node *root;
 	const struct pk_str *s;
-	struct srv_ndarray a;
-	char type[160];
 	int rc;
 
-	memset(out, 0, sizeof(*out));
-	if (strcmp(view, "json") == 0)
-		kind = VIEW_JSON;
-	else if (strcmp(view, "npy") == 0)
-		kind = VIEW_NPY;
-	else if (strcmp(view, "txt") == 0)
-		kind = VIEW_TXT;
-	else if (strcmp(view, "bin") == 0)
-		kind = VIEW_BIN;
-	else
-		return srv_fail(err, RPC_E_ENOTSUP, "this server does not render the view '%s'",
-		                view);
-	r = calloc(1, sizeof(*r));
-	if (!r)
-		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
-	rpc_buf_init(&r->header, 1u << 20);
-	out->release = rendering_release;
-	out->priv = r;
-	if (kind == VIEW_JSON)
-		return render_json(cache, value, r, out, err);
-
-	if (view_parse(srv_value_bytes(value), (size_t)srv_value_size(value), key, view, &r->doc,
+	if (view_parse(srv_value_bytes(value), (size_t)srv_value_size(value), key, name, &r->doc,
 	               err) < 0)
 		return -1;
 	root = pk_doc_root(r->doc);
-	if (kind == VIEW_TXT && root->kind != PK_STR) {
+	if (view == RPC_VIEW_TXT && root->kind != PK_STR) {
 		rc = view_str(root, &r->header);
 		if (rc < 0)
 			return srv_fail(err, RPC_E_ENOMEM, "out of memory");
@@ -476,19 +323,33 @@ int srv_view_render(struct srv_cache *cache, struct srv_value *value, const char
 			return 0;
 		}
 	}
-	if (kind == VIEW_TXT || kind == VIEW_BIN) {
-		if (srv_view_raw(root, kind == VIEW_TXT, &s, err) < 0) {
-			char why[sizeof(err->message)];
-			snprintf(why, sizeof(why), "%s", err->message);
-			return srv_fail(err, err->code, "the value '%s' has no %s view: %s", key,
-			                view, why);
-		}
-		out->nseg = 1;
-		out->seg[0].bytes = (const uint8_t *)s->ptr;
-		out->seg[0].len = s->len;
-		out->size = s->len;
-		return 0;
+	if (srv_view_raw(root, view == RPC_VIEW_TXT, &s, err) < 0) {
+		char why[sizeof(err->message)];
+		snprintf(why, sizeof(why), "%s", err->message);
+		return srv_fail(err, err->code, "the value '%s' has no %s view: %s", key, name,
+		                why);
 	}
+	out->nseg = 1;
+	out->seg[0].bytes = (const uint8_t *)s->ptr;
+	out->seg[0].len = s->len;
+	out->size = s->len;
+	return 0;
+}
+
+/* The npy view: an NPY header built here, then the array's bytes in the stream. */
+static int render_npy(struct srv_value *value, struct rendering *r, struct srv_rendered *out,
+                      struct srv_error *err)
+{
+	const char *key = srv_value_key(value);
+	const struct pk_node *root;
+	struct srv_ndarray a;
+	char type[160];
+	int rc;
+
+	if (view_parse(srv_value_bytes(value), (size_t)srv_value_size(value), key,
+	               rpc_view_name(RPC_VIEW_NPY), &r->doc, err) < 0)
+		return -1;
+	root = pk_doc_root(r->doc);
 	rc = srv_npy_recognise(root, true, &a, err);
 	if (rc < 0) {
 		char why[sizeof(err->message)];
@@ -510,4 +371,35 @@ int srv_view_render(struct srv_cache *cache, struct srv_value *value, const char
 	out->seg[1].len = a.count * a.itemsize;
 	out->size = out->seg[0].len + out->seg[1].len;
 	return 0;
+}
+
+int srv_view_render(struct srv_cache *cache, struct srv_value *value, enum rpc_view view,
+                    struct srv_rendered *out, struct srv_error *err)
+{
+	struct rendering *r;
+
+	memset(out, 0, sizeof(*out));
+	if (view == RPC_VIEW_PICKLE || (unsigned)view >= RPC_VIEW__COUNT)
+		return srv_fail(err, RPC_E_ENOTSUP, "this server does not render the view '%s'",
+		                rpc_view_name(view));
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory");
+	rpc_buf_init(&r->header, 1u << 20);
+	out->release = rendering_release;
+	out->priv = r;
+	switch (view) {
+	case RPC_VIEW_JSON:
+		return render_json(cache, value, r, out, err);
+	case RPC_VIEW_NPY:
+		return render_npy(value, r, out, err);
+	case RPC_VIEW_TXT:
+	case RPC_VIEW_BIN:
+		return render_raw(value, view, r, out, err);
+	case RPC_VIEW_PICKLE: /* the stored stream: dispatch serves it unrendered */
+	case RPC_VIEW__COUNT:
+		break;
+	}
+	return srv_fail(err, RPC_E_ENOTSUP, "this server does not render the view '%s'",
+	                rpc_view_name(view));
 }

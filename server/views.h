@@ -1,5 +1,5 @@
 /*
- * views.h: the value views of PROTOCOL.md section 6 (issue 5): json, npy, txt and
+ * views.h: the value views of PROTOCOL.md section 6: json, npy, txt and
  * bin, rendered from the pickle tree of a value (pickle.h). srv_view_render is the
  * renderer dispatch.c calls for every view but "pickle"; the functions below it are
  * the pure parts (no cache, no I/O) that the fuzz harness and tests drive directly.
@@ -11,9 +11,9 @@
  *   - destructured references are followed at most SRV_VIEW_REF_DEPTH deep and read
  *     at most SRV_VIEW_REF_BYTES of referenced pickles in one rendering (EFBIG); a
  *     reference to a value on its own path is ELOOP, a missing part ENOENT;
- *   - rendered json is kept in a cache of at most SRV_VIEW_CACHE_BYTES (LRU), plus
- *     the most recent rendering larger than that, so that reading a view in ranges
- *     renders it once.
+ *   - rendered json is kept in the cache object's text cache (textcache.h: at most
+ *     SRV_TEXTCACHE_BYTES, LRU, plus the most recent rendering larger than that), so
+ *     that reading a view in ranges renders it once.
  */
 #ifndef FLECHEFS_SERVER_VIEWS_H
 #define FLECHEFS_SERVER_VIEWS_H
@@ -24,8 +24,8 @@
 
 #include "buf.h"
 #include "cache.h"
-#include "dispatch.h"
 #include "pickle.h"
+#include "proto.h"
 
 #define SRV_VIEW_JSON_MAX         (256u * 1024 * 1024)
 #define SRV_VIEW_JSON_DEPTH       500
@@ -33,20 +33,51 @@
 #define SRV_VIEW_REF_DEPTH        64
 #define SRV_VIEW_REF_BYTES        (256u * 1024 * 1024)
 #define SRV_VIEW_REF_COUNT        1000000u
-#define SRV_VIEW_CACHE_BYTES      (32u * 1024 * 1024)
 
 /*
- * dispatch.h's srv_view_render_fn for the views "json", "npy", "txt" and "bin":
+ * Value views (PROTOCOL.md section 6). A view turns a value's pickle stream into the
+ * bytes stat_value and load_value serve, as up to SRV_VIEW_MAX_SEGMENTS contiguous
+ * segments (for example an NPY header built in memory followed by the array's data
+ * inside the stored stream), so that large views are served in ranges without a
+ * whole copy. The "pickle" view is the stored stream itself and needs no renderer.
+ */
+#define SRV_VIEW_MAX_SEGMENTS 4
+
+struct srv_view_segment {
+	const uint8_t *bytes;
+	uint64_t len;
+};
+
+struct srv_rendered {
+	uint64_t size; /* the sum of the segments' lengths */
+	size_t nseg;
+	struct srv_view_segment seg[SRV_VIEW_MAX_SEGMENTS];
+	/* called once when the answer is packed (may be NULL); priv is the renderer's */
+	void (*release)(void *priv);
+	void *priv;
+};
+
+/*
+ * Renders the open value (its pickle stream is srv_value_bytes(value), borrowed
+ * until the answer is packed) in the view named view; segments may point into the
+ * stream or into memory owned through priv. Returns 0, or -1 with err filled
+ * (ENOTSUP when the view does not apply to this value, EFBIG, ELOOP, ENOENT for a
+ * missing part, CORRUPT).
+ */
+typedef int (*srv_view_render_fn)(struct srv_cache *cache, struct srv_value *value,
+                                  enum rpc_view view, struct srv_rendered *out,
+                                  struct srv_error *err);
+
+/*
+ * The srv_view_render_fn for the views "json", "npy", "txt" and "bin":
  * parses the value's pickle, resolves destructured references through cache (json
  * only: the other views never apply to a container) and fills out. Returns 0, or -1
  * with err filled: ENOTSUP (the view does not apply), EFBIG, ELOOP, ENOENT (a missing
  * part), CORRUPT (a pickle that cannot be decoded), ENOMEM.
  */
-int srv_view_render(struct srv_cache *cache, struct srv_value *value, const char *view,
+int srv_view_render(struct srv_cache *cache, struct srv_value *value, enum rpc_view view,
                     struct srv_rendered *out, struct srv_error *err);
 
-/* Empties the json cache (tests; the server never needs to). */
-void srv_view_cache_clear(void);
 
 /*
  * How the json emitter follows a fleche.digest.Digest reference of a destructured

@@ -1,4 +1,2 @@
 # docs: the man pages lint clean and the README and --help agree (tests/e2e/test_docs.py).
-if(TARGET flechefs)
-	flechefs_py_test(docs e2e/test_docs.py LABELS docs)
-endif()
+flechefs_py_test(docs e2e/test_docs.py LABELS docs)

@@ -2,9 +2,4 @@
 # Debian package made by cpack, installed with apt-get, used through mount -t and
 # fstab lines (one over the private sshd of tests/e2e/sshd_fixture.py), and removed
 # (tests/e2e/test_install.py; the package part needs root on Debian, skips without).
-if(TARGET flechefs AND TARGET flechefs-server)
-	flechefs_py_test(install e2e/test_install.py LABELS install)
-	if(TEST install)
-		set_tests_properties(install PROPERTIES TIMEOUT 900 RUN_SERIAL TRUE)
-	endif()
-endif()
+flechefs_py_test(install e2e/test_install.py LABELS install TIMEOUT 900 SERIAL)

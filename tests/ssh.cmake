@@ -1,4 +1,4 @@
-# ssh: flechefs over SSH (issue 4). Unit tests of the option parsing, the remote
+# ssh: flechefs over SSH. Unit tests of the option parsing, the remote
 # command line and the ssh -G reader; end-to-end tests against a private sshd on
 # 127.0.0.1 (tests/e2e/sshd_fixture.py; they need root, and skip without it): keys
 # and host keys, password and keyboard-interactive (sshd in a private mount
@@ -7,33 +7,25 @@
 # packet (ssh_upload, in a private network namespace), both through the sshread helper;
 # symbolic links planted in a shared cache by a second user (ssh_shared);
 # bench/delay-proxy, the 25 ms link of bench/bench-ssh, built here and run by hand.
-if(TARGET flechefs_fsd)
-	flechefs_unit_test(test_ssh_opts SOURCES unit/test_ssh_opts.c LIBS flechefs_fsd)
-	if(NOT FLECHEFS_FUZZ)
-		add_executable(sshread ${CMAKE_CURRENT_SOURCE_DIR}/sshread.c)
-		target_link_libraries(sshread PRIVATE flechefs_fsd)
-	endif()
+flechefs_unit_test(test_ssh_opts SOURCES unit/test_ssh_opts.c LIBS flechefs_sshopts)
+flechefs_unit_test(test_ssh_connector SOURCES unit/test_ssh_connector.c LIBS flechefs_fsd)
+if(NOT FLECHEFS_FUZZ)
+	add_executable(sshread ${CMAKE_CURRENT_SOURCE_DIR}/sshread.c)
+	target_link_libraries(sshread PRIVATE flechefs_fsd)
 endif()
-if(TARGET flechefs AND TARGET flechefs-server)
-	flechefs_py_test(ssh_mount e2e/test_ssh_mount.py LABELS ssh)
-	flechefs_py_test(ssh_auth e2e/test_ssh_auth.py LABELS ssh)
-	flechefs_py_test(ssh_reconnect e2e/test_ssh_reconnect.py LABELS ssh)
-	flechefs_py_test(ssh_man e2e/test_ssh_man.py LABELS ssh)
-	flechefs_py_test(ssh_interactive e2e/test_ssh_interactive.py LABELS ssh)
-	flechefs_py_test(ssh_ipv6 e2e/test_ssh_ipv6.py LABELS ssh)
-	flechefs_py_test(ssh_stream e2e/test_ssh_stream.py LABELS ssh)
-	flechefs_py_test(ssh_upload e2e/test_ssh_upload.py LABELS ssh)
-	flechefs_py_test(ssh_shared e2e/test_mount_shared.py LABELS ssh ARGS ssh)
-	flechefs_py_test(ssh_source e2e/test_ssh_source.py LABELS ssh)
-	if(NOT FLECHEFS_FUZZ AND NOT FLECHEFS_SANITIZE)
-		set_tests_properties(ssh_mount ssh_auth ssh_reconnect PROPERTIES TIMEOUT 300)
-		set_tests_properties(ssh_interactive ssh_ipv6 PROPERTIES TIMEOUT 300)
-		# ssh_shared may add a system user (rewriting /etc/passwd and /etc/shadow),
-		# which ssh_interactive checks is left untouched by its password setup
-		set_tests_properties(ssh_interactive ssh_shared PROPERTIES
-			RESOURCE_LOCK system_accounts)
-	endif()
-endif()
+flechefs_py_test(ssh_mount e2e/test_ssh_mount.py LABELS ssh TIMEOUT 300)
+flechefs_py_test(ssh_auth e2e/test_ssh_auth.py LABELS ssh TIMEOUT 300)
+flechefs_py_test(ssh_reconnect e2e/test_ssh_reconnect.py LABELS ssh TIMEOUT 300)
+flechefs_py_test(ssh_man e2e/test_ssh_man.py LABELS ssh)
+# ssh_shared may add a system user (rewriting /etc/passwd and /etc/shadow), which
+# ssh_interactive checks is left untouched by its password setup
+flechefs_py_test(ssh_interactive e2e/test_ssh_interactive.py LABELS ssh TIMEOUT 300
+	LOCK system_accounts)
+flechefs_py_test(ssh_ipv6 e2e/test_ssh_ipv6.py LABELS ssh TIMEOUT 300)
+flechefs_py_test(ssh_stream e2e/test_ssh_stream.py LABELS ssh)
+flechefs_py_test(ssh_upload e2e/test_ssh_upload.py LABELS ssh)
+flechefs_py_test(ssh_shared e2e/test_mount_shared.py LABELS ssh ARGS ssh LOCK system_accounts)
+flechefs_py_test(ssh_source e2e/test_ssh_source.py LABELS ssh)
 if(NOT FLECHEFS_FUZZ)
 	add_executable(delay-proxy ${PROJECT_SOURCE_DIR}/bench/delay-proxy.c)
 	target_link_libraries(delay-proxy PRIVATE Threads::Threads)

@@ -1,6 +1,6 @@
 /*
  * sshread: reads a remote command's output through flechefs's libssh2 transport
- * (fusefs/ssh.c) the way the daemon's reader does, but with pauses, and reports how
+ * (fusefs/sshio.c) the way the daemon's reader does, but with pauses, and reports how
  * long each read waited. A test helper (tests/e2e/test_ssh_stream.py), not installed.
  *
  *	sshread [-o key=value]... [-p PORT] [-c CYCLES] [-b BYTES] [-s MS] HOST:PATH
@@ -29,14 +29,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "ssh.h"
 #include "transport.h"
 
+/* Milliseconds, with the fraction, on the daemon's clock. */
 static double now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+	return (double)fsd_now_us() / 1e3;
 }
 
 static void sleep_ms(long ms)

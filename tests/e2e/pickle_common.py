@@ -13,25 +13,10 @@ import sys
 
 sys.set_int_max_str_digits(0)
 
-SOURCE = os.environ.get("FLECHEFS_SOURCE",
-                        os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-BUILD = os.environ.get("FLECHEFS_BUILD", os.path.join(SOURCE, "build"))
-PKDUMP = os.path.join(BUILD, "tests", "pkdump")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import SOURCE, build_dir  # noqa: E402,F401 (SOURCE: for the tests)
 
-
-def fixtures_dir():
-    """The real-cache fixture directory, or None (the caller skips, or fails in CI)."""
-    d = os.environ.get("FLECHEFS_FIXTURES") or os.path.join(SOURCE, "tests", "fixtures",
-                                                               "real-cache")
-    return d if os.path.isdir(d) else None
-
-
-def skip_or_fail_no_fixtures():
-    if os.environ.get("CI") == "true":
-        print("fixtures missing and CI=true")
-        sys.exit(1)
-    print("skip: fixtures not found")
-    sys.exit(77)
+PKDUMP = os.path.join(build_dir(), "tests", "pkdump")
 
 
 def pkdump(data, *args):

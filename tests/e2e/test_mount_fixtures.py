@@ -54,7 +54,7 @@ VIEW_EXTS = ("json", "npy", "txt", "bin")
 
 
 def is_view_of(f, stems):
-    """True when f is "<stem>.<ext>", a value view's link (issue 5), for a stem given."""
+    """True when f is "<stem>.<ext>", a value view's link, for a stem given."""
     stem, dot, ext = f.rpartition(".")
     return bool(dot) and ext in VIEW_EXTS and stem in stems
 
@@ -83,7 +83,7 @@ def check_call(name, mp, key, c):
     T.equal(doc["result"], c["result_digest"], what + " call.json result")
     T.check(ml.same(doc["metadata"], c["metadata"]), what + " call.json metadata (types kept)")
     # one-line files, only those present; the views result.<ext> and <param>.<ext>
-    # (issue 5) are checked by test_mount_views.py
+    # are checked by test_mount_views.py
     files = {f for f in os.listdir(d) if not is_view_of(f, {"result"})}
     for k in ("name", "module", "version", "code_digest"):
         if c[k] is None:

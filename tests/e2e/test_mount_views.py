@@ -1,4 +1,4 @@
-"""test_mount_views.py: the value views in the mount (issue 5) for every value of the
+"""test_mount_views.py: the value views in the mount for every value of the
 four fixture caches (temporary copies), checked against the server's own rendering
 and against EXPECTED.json:
 
@@ -31,7 +31,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import mountlib as ml  # noqa: E402
-import test_views_lib as V  # noqa: E402
+import views_common as V  # noqa: E402
 from client import RpcError, Server  # noqa: E402
 
 T = common.Checks("mount_views")

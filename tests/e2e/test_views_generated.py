@@ -26,7 +26,7 @@ import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-import test_views_lib as V  # noqa: E402
+import views_common as V  # noqa: E402
 from client import Server  # noqa: E402
 
 T = common.Checks("views_generated")

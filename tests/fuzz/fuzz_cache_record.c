@@ -21,7 +21,7 @@
 #include "msg.h"
 #include "pickle.h"
 #include "record.h"
-#include "sjson.h"
+#include "json_reader.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

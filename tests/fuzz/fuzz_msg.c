@@ -1,8 +1,9 @@
 /*
  * fuzz_msg.c: libFuzzer harness for everything in rpc/ that reads bytes from the
  * peer: the frame reader (through a chunking callback), the msgpack validator and
- * builder, the request and response decoders, the error-map decoder and the JSON
- * renderer. Whatever the validator accepts must also be accepted by msgpack-c's
+ * builder, the request and response decoders, the error-map decoder, every result
+ * decoder of proto.h, the bin response head a splicing reader parses (checked
+ * against the full response decoder), and the JSON renderer. Whatever the validator accepts must also be accepted by msgpack-c's
  * own unpacker (when within its 32-level nesting limit) and give the same tree.
  */
 #include <stdio.h>
@@ -11,8 +12,9 @@
 
 #include "buf.h"
 #include "frame.h"
-#include "json.h"
+#include "json_writer.h"
 #include "msg.h"
+#include "proto.h"
 #include "../unit/obj_same.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -34,6 +36,67 @@ static ssize_t fuzz_read(void *ctx, void *buf, size_t len)
 	memcpy(buf, r->p + r->off, n);
 	r->off += n;
 	return (ssize_t)n;
+}
+
+/* Every result decoder on one object; what they accept must be what they promise. */
+static void fuzz_results(const msgpack_object *o)
+{
+	struct rpc_hello h;
+	struct rpc_stat_value st;
+	struct rpc_page page;
+	struct rpc_page_entry e;
+	struct rpc_names_page names;
+	char key[RPC_KEY_LEN + 1], err[128];
+	bool found;
+
+	if (rpc_decode_hello(o, &h, err, sizeof(err)) == 0 && !(h.views & 1u))
+		abort();
+	if (rpc_decode_stat_value(o, &st, err, sizeof(err)) == 0 &&
+	    (st.size > INT64_MAX || (st.key[0] && !rpc_key_valid(st.key, strlen(st.key)))))
+		abort();
+	if (rpc_decode_page(o, &page, err, sizeof(err)) == 0)
+		for (uint32_t i = 0; i < page.n; i++) {
+			rpc_page_entry(&page, i, &e);
+			if (!e.key || (e.is_key && e.key_len != RPC_KEY_LEN) || e.size < -1)
+				abort();
+		}
+	if (rpc_decode_names(o, &names, err, sizeof(err)) == 0)
+		for (uint32_t i = 0; i < names.n; i++) {
+			const char *s;
+			size_t len;
+			rpc_names_entry(&names, i, &s, &len);
+		}
+	if (rpc_decode_key(o, key, err, sizeof(err)) == 0 &&
+	    !rpc_key_prefix_valid(key, strlen(key)))
+		abort();
+	(void)rpc_decode_contains(o, &found, err, sizeof(err));
+}
+
+/*
+ * The bin head a splicing reader parses from the start of a response: when it
+ * parses, the whole payload (when the bin's bytes are all there) must decode as that
+ * response, with a bin of that length as its result.
+ */
+static void fuzz_bin_head(const uint8_t *p, size_t n)
+{
+	uint32_t msgid, blen;
+	size_t hl = n >= 3 ? rpc_bin_head_length(p) : 0;
+	if (hl && (hl < 9 || hl > RPC_BIN_HEAD_MAX))
+		abort();
+	if (!hl || n < hl || rpc_bin_head_parse(p, hl, &msgid, &blen) != 0)
+		return;
+	if (n != hl + (size_t)blen)
+		return;
+	msgpack_zone z;
+	struct rpc_response resp;
+	char err[128];
+	const void *bin;
+	size_t len;
+	msgpack_zone_init(&z, 1024);
+	if (rpc_response_decode(p, n, &z, &resp, err, sizeof(err)) != 0 || resp.msgid != msgid ||
+	    resp.error || rpc_obj_bin(resp.result, &bin, &len) != 0 || len != blen)
+		abort();
+	msgpack_zone_destroy(&z);
 }
 
 static void fuzz_payload(const uint8_t *p, size_t n)
@@ -82,7 +145,9 @@ static void fuzz_payload(const uint8_t *p, size_t n)
 		rpc_error_decode(resp.error, &info);
 		if (info.err_no <= 0)
 			abort();
+		fuzz_results(resp.result);
 	}
+	fuzz_bin_head(p, n);
 	msgpack_zone_destroy(&z);
 }
 

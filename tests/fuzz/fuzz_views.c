@@ -1,12 +1,14 @@
 /*
  * fuzz_views: libFuzzer harness of the value-view emitters (server/views.c,
- * server/vjson.c, server/npy.c). Each input is parsed as a pickle under small limits
+ * server/view_json.c, server/npy.c). Each input is parsed as a pickle under small limits
  * and every emitter runs on the tree: the json emitter with a fake resolver (a
  * reference whose key starts with '0'..'7' resolves to the input's own root, so
  * references cycle and nest; any other is missing), numpy recognition and the NPY
- * header, and the txt/bin views (str() of the standard types too). The json output is capped at 1 MiB, so shared
- * subtrees cannot make a run slow or large. Every byte of every output segment is
- * touched so that ASan sees a pointer that leaves the input or the arena.
+ * header, and the txt/bin views (str() of the standard types too). The json output is
+ * capped at 1 MiB, so shared subtrees cannot make a run slow or large. Every complete
+ * json output must read back with the strict JSON reader (server/json_reader.c), or the
+ * harness aborts. Every byte of every output segment is touched so that ASan sees a
+ * pointer that leaves the input or the arena.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 #include "npy.h"
 #include "pickle.h"
 #include "pystd.h"
+#include "json_reader.h"
 #include "views.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -34,6 +37,21 @@ static void fake_close(void *ctx, void *token)
 {
 	(void)ctx;
 	(void)token;
+}
+
+/*
+ * Aborts unless out is one JSON value the strict reader accepts; a tag opens one
+ * container more than the view's depth limit counts, hence the margin.
+ */
+static void check_json(const struct rpc_buf *out)
+{
+	char why[256];
+	if (srv_sjson_check((const char *)out->data, out->len, SRV_VIEW_JSON_DEPTH + 4, why,
+	                    sizeof(why)) != 0) {
+		fprintf(stderr, "the json view emitted invalid JSON: %s\n%.*s\n", why,
+		        (int)(out->len < 4096 ? out->len : 4096), (const char *)out->data);
+		abort();
+	}
 }
 
 static unsigned touch(const void *p, size_t n)
@@ -70,13 +88,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(&err, 0, sizeof(err));
 	if (srv_view_json(root, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-	                  &res, &out, &err) == 0)
+	                  &res, &out, &err) == 0) {
+		check_json(&out);
 		sink += touch(out.data, out.len);
-	else
+	} else
 		sink += touch(err.message, strnlen(err.message, sizeof(err.message)));
 	rpc_buf_reset(&out);
-	if (srv_view_json(root, NULL, NULL, &out, &err) == 0)
+	if (srv_view_json(root, NULL, NULL, &out, &err) == 0) {
+		check_json(&out);
 		sink += touch(out.data, out.len);
+	}
 
 	if (srv_npy_recognise(root, true, &a, &err) == 1) {
 		rpc_buf_reset(&out);

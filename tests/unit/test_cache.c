@@ -23,7 +23,7 @@
 
 #include "cache.h"
 #include "record.h"
-#include "check_count.h"
+#include "check.h"
 
 static const char PY[] =
     "import json, sys, os, gzip, re\n"
@@ -1578,6 +1578,5 @@ out:
 			for (size_t k = 0; k < MAXF; k++)
 				free(caches[i].expands[j][k]);
 	}
-	printf("%s: %d checks, %d failure(s)\n", failures ? "FAIL" : "ok", checks, failures);
-	return failures ? 1 : 0;
+	return check_report("test_cache");
 }

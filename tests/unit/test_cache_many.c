@@ -26,7 +26,7 @@
 #include <zlib.h>
 
 #include "cache.h"
-#include "check_count.h"
+#include "check.h"
 
 #define NCALLS 1500 /* and 12 big ones */
 
@@ -570,6 +570,5 @@ int main(void)
 		printf("cannot remove %s\n", tmp);
 	for (size_t i = 0; i < ncalls; i++)
 		free(calls[i].name);
-	printf("%s: %d checks, %d failure(s)\n", failures ? "FAIL" : "ok", checks, failures);
-	return failures ? 1 : 0;
+	return check_report("test_cache_many");
 }

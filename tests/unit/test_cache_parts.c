@@ -26,10 +26,10 @@
 #include "msg.h"
 #include "pickle.h"
 #include "query.h"
+#include "json_reader.h"
 #include "record.h"
-#include "sjson.h"
 #include "views.h"
-#include "check_count.h"
+#include "check.h"
 
 /* Parses json into u (sb keeps the bytes); returns the sjson result. */
 static int parse(const char *json, msgpack_sbuffer *sb, msgpack_unpacked *u, char *why)
@@ -514,6 +514,5 @@ int main(void)
 	test_value_sigbus();
 	test_regress_shared_dag();
 	test_regress_deep_metadata();
-	printf("%s: %d checks, %d failure(s)\n", failures ? "FAIL" : "ok", checks, failures);
-	return failures ? 1 : 0;
+	return check_report("test_cache_parts");
 }

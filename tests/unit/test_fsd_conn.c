@@ -22,18 +22,7 @@
 #include "inode.h"
 #include "msg.h"
 #include "views.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			failures++;                                                                \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                       \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fprintf(stderr, "\n");                                                     \
-		}                                                                                  \
-	} while (0)
+#include "check.h"
 
 /* --- a transport on one end of a socketpair --- */
 
@@ -319,6 +308,41 @@ static void count_down(void *ctx, const char *why)
 	atomic_fetch_add(&downs, 1);
 }
 
+/* --- requests to the scripted server: a method and at most one unsigned parameter --- */
+
+struct test_call {
+	const char *method;
+	int nparams;
+	uint64_t arg;
+};
+
+static int pack_test_call(msgpack_packer *pk, uint32_t msgid, const void *args)
+{
+	const struct test_call *t = args;
+	if (rpc_pack_request_head(pk, msgid, t->method, (uint32_t)t->nparams))
+		return -ENOMEM;
+	return t->nparams && msgpack_pack_uint64(pk, t->arg) ? -ENOMEM : 0;
+}
+
+/* Sends method (with arg when nparams is 1); data: fsd_conn_send_data. */
+static void call(struct fsd_conn *c, const char *method, size_t weight, fsd_done_fn done,
+                 void *ctx, int nparams, uint64_t arg, int data)
+{
+	struct test_call t = {method, nparams, arg};
+	struct fsd_request req = {method, pack_test_call, &t, weight};
+	if (data)
+		fsd_conn_send_data(c, &req, done, ctx);
+	else
+		fsd_conn_send(c, &req, done, ctx);
+}
+
+static int call_sync(struct fsd_conn *c, const char *method, struct fsd_result *r)
+{
+	struct test_call t = {method, 0, 0};
+	struct fsd_request req = {method, pack_test_call, &t, 0};
+	return fsd_conn_send_sync(c, &req, r);
+}
+
 static void test_out_of_order(void)
 {
 	struct server s;
@@ -331,9 +355,9 @@ static void test_out_of_order(void)
 	struct outcome o[5];
 	memset(o, 0, sizeof(o));
 	for (int k = 0; k < 5; k++)
-		fsd_conn_call(c, "echo", 0, record, &o[k], "u", (uint64_t)(100 + k));
+		call(c, "echo", 0, record, &o[k], 1, (uint64_t)(100 + k), 0);
 	struct fsd_result r;
-	rc = fsd_conn_call_sync(c, &r, "flush", 0, "");
+	rc = call_sync(c, "flush", &r);
 	CHECK(rc == -ENOENT && r.error && strcmp(r.error->name, "AMBIGUOUS") == 0,
 	      "flush answered AMBIGUOUS (%d)", rc);
 	fsd_result_release(&r);
@@ -360,7 +384,7 @@ static void test_deadline_and_death(void)
 	memset(&late, 0, sizeof(late));
 	memset(&pending, 0, sizeof(pending));
 	time_t t0 = time(NULL);
-	fsd_conn_call(c, "never", 0, record, &late, "");
+	call(c, "never", 0, record, &late, 0, 0, 0);
 	CHECK(wait_done(&late, 5000), "deadline completes the request");
 	CHECK(late.err == ETIMEDOUT, "deadline gives ETIMEDOUT (%d)", late.err);
 	CHECK(time(NULL) - t0 <= 3, "within the deadline");
@@ -369,21 +393,21 @@ static void test_deadline_and_death(void)
 	 * requests are sent again. */
 	struct outcome behind;
 	memset(&behind, 0, sizeof(behind));
-	fsd_conn_call(c, "echo", 0, record, &behind, "u", (uint64_t)3);
+	call(c, "echo", 0, record, &behind, 1, (uint64_t)3, 0);
 	CHECK(wait_done(&behind, 100) && behind.err == ETIMEDOUT,
 	      "a request behind an unanswered one fails at once (%d)", behind.err);
 	struct fsd_result fr;
 	rc = -ETIMEDOUT;
 	for (int k = 0; k < 100 && rc == -ETIMEDOUT; k++) {
 		usleep(10000);
-		rc = fsd_conn_call_sync(c, &fr, "flush", 0, "");
+		rc = call_sync(c, "flush", &fr);
 		fsd_result_release(&fr);
 	}
 	CHECK(rc == -ENOENT, "the probe's answer ends the stall (%d)", rc);
-	fsd_conn_call(c, "echo", 0, record, &pending, "u", (uint64_t)7);
+	call(c, "echo", 0, record, &pending, 1, (uint64_t)7, 0);
 	struct outcome dead;
 	memset(&dead, 0, sizeof(dead));
-	fsd_conn_call(c, "die", 0, record, &dead, "");
+	call(c, "die", 0, record, &dead, 0, 0, 0);
 	CHECK(wait_done(&pending, 3000), "pending request fails when the server dies");
 	CHECK(pending.err == EIO, "EIO on death (%d)", pending.err);
 	for (int k = 0; k < 100 && atomic_load(&downs) == 0; k++)
@@ -391,7 +415,7 @@ static void test_deadline_and_death(void)
 	CHECK(atomic_load(&downs) == 1, "on_down called once");
 	struct outcome after;
 	memset(&after, 0, sizeof(after));
-	fsd_conn_call(c, "echo", 0, record, &after, "u", (uint64_t)1);
+	call(c, "echo", 0, record, &after, 1, (uint64_t)1, 0);
 	CHECK(wait_done(&after, 100) && after.err == EIO, "a request after death fails at once");
 	fsd_conn_free(c);
 	pthread_join(s.th, NULL);
@@ -446,15 +470,13 @@ static void test_inodes(void)
 static void test_views(void)
 {
 	size_t stem;
-	CHECK(fsd_view_split("abcd.json", &stem) == FSD_VIEW_JSON && stem == 4, "split .json");
-	CHECK(fsd_view_split("result.npy", &stem) == FSD_VIEW_NPY && stem == 6, "split .npy");
-	CHECK(fsd_view_split("abcd", &stem) == FSD_VIEW_PICKLE && stem == 4, "no extension");
+	CHECK(fsd_view_split("abcd.json", &stem) == RPC_VIEW_JSON && stem == 4, "split .json");
+	CHECK(fsd_view_split("result.npy", &stem) == RPC_VIEW_NPY && stem == 6, "split .npy");
+	CHECK(fsd_view_split("abcd", &stem) == RPC_VIEW_PICKLE && stem == 4, "no extension");
 	CHECK(fsd_view_split("abcd.pickle", &stem) == 0 && stem == 11, ".pickle is no view");
 	CHECK(fsd_view_split("abcd.xml", &stem) == 0 && stem == 8, "unknown extension");
 	CHECK(fsd_view_split(".json", &stem) == 0 && stem == 5, "empty stem");
-	CHECK(fsd_view_split("a.json.txt", &stem) == FSD_VIEW_TXT && stem == 6, "last dot");
-	CHECK(fsd_view_param(FSD_VIEW_PICKLE) == NULL, "pickle is sent as nil");
-	CHECK(strcmp(fsd_view_param(FSD_VIEW_BIN), "bin") == 0, "bin");
+	CHECK(fsd_view_split("a.json.txt", &stem) == RPC_VIEW_TXT && stem == 6, "last dot");
 
 	struct server s;
 	struct sp_connector cn;
@@ -462,7 +484,7 @@ static void test_views(void)
 	int rc;
 	struct fsd_conn *c = start(&s, S_NORMAL, 5, &cn, &rc, err, sizeof(err), NULL, NULL);
 	CHECK(rc == 0, "hello failed: %s", err);
-	unsigned want = 1u | 1u << FSD_VIEW_JSON | 1u << FSD_VIEW_NPY | 1u << FSD_VIEW_TXT;
+	unsigned want = 1u | 1u << RPC_VIEW_JSON | 1u << RPC_VIEW_NPY | 1u << RPC_VIEW_TXT;
 	CHECK(fsd_conn_server(c)->views == want, "views from hello: %#x",
 	      fsd_conn_server(c)->views);
 	struct fsd_viewcache vc;
@@ -477,18 +499,18 @@ static void test_views(void)
 	CHECK(fsd_viewcache_get(&vc, keys, 3, vi) == 0, "viewcache get");
 	CHECK(atomic_load(&stat_requests) == 9, "3 offered views of 3 keys asked at once (%d)",
 	      atomic_load(&stat_requests));
-	CHECK(vi[0].state[FSD_VIEW_JSON] == FSD_VS_YES && vi[0].size[FSD_VIEW_JSON] == 14 &&
-	          vi[0].state[FSD_VIEW_NPY] == FSD_VS_YES && vi[0].size[FSD_VIEW_NPY] == 13 &&
-	          vi[0].state[FSD_VIEW_BIN] == FSD_VS_UNKNOWN,
+	CHECK(vi[0].state[RPC_VIEW_JSON] == FSD_VS_YES && vi[0].size[RPC_VIEW_JSON] == 14 &&
+	          vi[0].state[RPC_VIEW_NPY] == FSD_VS_YES && vi[0].size[RPC_VIEW_NPY] == 13 &&
+	          vi[0].state[RPC_VIEW_BIN] == FSD_VS_UNKNOWN,
 	      "key a: json, npy, txt; bin is not offered");
-	CHECK(vi[1].state[FSD_VIEW_JSON] == FSD_VS_YES && vi[1].state[FSD_VIEW_NPY] == FSD_VS_NO &&
-	          vi[1].state[FSD_VIEW_TXT] == FSD_VS_NO,
+	CHECK(vi[1].state[RPC_VIEW_JSON] == FSD_VS_YES && vi[1].state[RPC_VIEW_NPY] == FSD_VS_NO &&
+	          vi[1].state[RPC_VIEW_TXT] == FSD_VS_NO,
 	      "key b: json only (EFBIG and ENOTSUP are definitive)");
-	CHECK(vi[2].state[FSD_VIEW_JSON] == FSD_VS_UNKNOWN, "key e: EIO leaves it unknown");
+	CHECK(vi[2].state[RPC_VIEW_JSON] == FSD_VS_UNKNOWN, "key e: EIO leaves it unknown");
 	CHECK(fsd_viewcache_get(&vc, keys, 3, vi) == 0, "viewcache get again");
 	CHECK(atomic_load(&stat_requests) == 12, "only the unknown key is asked again (%d)",
 	      atomic_load(&stat_requests));
-	CHECK(vi[1].state[FSD_VIEW_JSON] == FSD_VS_YES && vi[1].size[FSD_VIEW_JSON] == 14,
+	CHECK(vi[1].state[RPC_VIEW_JSON] == FSD_VS_YES && vi[1].size[RPC_VIEW_JSON] == 14,
 	      "cached answers kept");
 	fsd_viewcache_release(&vc);
 	fsd_conn_free(c);
@@ -563,7 +585,7 @@ static void test_splice(void)
 	/* The reader, already waiting in a buffered read, turns exact after one answer:
 	 * until then bytes read ahead into its buffer are not spliced. */
 	struct blob_outcome first = {.want = 100};
-	fsd_conn_call_data(c, "blob", 100, blob_done, &first, "u", (uint64_t)100);
+	call(c, "blob", 100, blob_done, &first, 1, (uint64_t)100, 1);
 	CHECK(blob_wait(&first) && first.ok, "a first blob");
 	/* All in flight at once; every second one leaves half its bytes in the pipe. */
 	for (size_t k = 0; k < NS; k++) {
@@ -571,13 +593,12 @@ static void test_splice(void)
 			struct blob_outcome *x = &o[2 * k + part];
 			x->want = sizes[k];
 			x->partial = part;
-			fsd_conn_call_data(c, "blob", sizes[k], blob_done, x, "u",
-			                   (uint64_t)sizes[k]);
+			call(c, "blob", sizes[k], blob_done, x, 1, (uint64_t)sizes[k], 1);
 		}
 	}
 	/* A plain call is never spliced. */
 	o[2 * NS].want = 200000;
-	fsd_conn_call(c, "blob", 200000, blob_done, &o[2 * NS], "u", (uint64_t)200000);
+	call(c, "blob", 200000, blob_done, &o[2 * NS], 1, (uint64_t)200000, 0);
 	for (size_t k = 0; k < 2 * NS + 1; k++) {
 		CHECK(blob_wait(&o[k]), "blob %zu answered", o[k].want);
 		CHECK(o[k].err == 0 && o[k].ok, "blob of %zu bytes (partial %d) read back (err %d)",
@@ -591,14 +612,14 @@ static void test_splice(void)
 	for (int k = 0; k < 300; k++) {
 		memset(&small, 0, sizeof(small));
 		small.want = 3;
-		fsd_conn_call_data(c, "blob", 3, blob_done, &small, "u", (uint64_t)3);
+		call(c, "blob", 3, blob_done, &small, 1, (uint64_t)3, 1);
 		blob_wait(&small);
 	}
 	CHECK(small.ok, "small blobs");
 	memset(&o[2 * NS + 1], 0, sizeof(o[0]));
 	o[2 * NS + 1].want = 300000 < m ? 300000 : m;
-	fsd_conn_call_data(c, "blob", o[2 * NS + 1].want, blob_done, &o[2 * NS + 1], "u",
-	                   (uint64_t)o[2 * NS + 1].want);
+	call(c, "blob", o[2 * NS + 1].want, blob_done, &o[2 * NS + 1], 1,
+	     (uint64_t)o[2 * NS + 1].want, 1);
 	CHECK(blob_wait(&o[2 * NS + 1]) && o[2 * NS + 1].ok && o[2 * NS + 1].in_pipe,
 	      "a spliced blob after msgid 300");
 	fsd_conn_free(c);
@@ -613,10 +634,5 @@ int main(void)
 	test_inodes();
 	test_views();
 	test_splice();
-	if (failures) {
-		fprintf(stderr, "%d failures\n", failures);
-		return 1;
-	}
-	printf("test_fsd_conn: all passed\n");
-	return 0;
+	return check_report("test_fsd_conn");
 }

@@ -7,6 +7,7 @@
  * of the pickle fuzz corpus walked once per node (pk_walk.h).
  */
 #include "pickle.h"
+#include "check.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,18 +20,6 @@
 #include <zlib.h>
 
 #include "pk_walk.h"
-
-static int failures;
-static int checks;
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		checks++;                                                                          \
-		if (!(cond)) {                                                                     \
-			failures++;                                                                \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-		}                                                                                  \
-	} while (0)
 
 /* A string literal as (bytes, length), NULs included. */
 #define LIT(s) (const uint8_t *)(s), sizeof(s) - 1
@@ -988,6 +977,5 @@ int main(void)
 		printf("fixtures not found: fixture checks skipped\n");
 	}
 	test_speed();
-	printf("%d checks, %d failures\n", checks, failures);
-	return failures ? 1 : 0;
+	return check_report("test_pickle");
 }

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "check_count.h"
+#include "check.h"
 #include "msg.h"
 #include "querydir.h"
 
@@ -136,6 +136,5 @@ int main(void)
 {
 	test_known();
 	test_templates();
-	printf("test_querydir: %d of %d checks failed\n", failures, checks);
-	return failures ? 1 : 0;
+	return check_report("test_querydir");
 }

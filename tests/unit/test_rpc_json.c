@@ -1,5 +1,5 @@
 /*
- * test_rpc_json.c: unit tests of rpc/json.c: shortest round-trip floats (checked
+ * test_rpc_json.c: unit tests of rpc/json_writer.c: shortest round-trip floats (checked
  * against Python's repr for a table of values and by round trip for random bit
  * patterns), integers, string escaping and UTF-8 sanitising, base64, and the
  * rendering of msgpack trees (tags, $dict, indentation, depth and size limits).
@@ -10,9 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "json_writer.h"
 #include "msg.h"
-#include "check_fatal.h"
+#define CHECK_STOP_AT_FIRST
+#include "check.h"
 
 /* repr() of these doubles, printed by CPython 3.11. */
 static const struct {
@@ -421,6 +422,5 @@ int main(void)
 	test_strings();
 	test_base64();
 	test_msgpack();
-	printf("test_rpc_json: %d checks passed\n", checks);
-	return 0;
+	return check_report("test_rpc_json");
 }

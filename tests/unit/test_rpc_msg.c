@@ -13,7 +13,8 @@
 #include "frame.h"
 #include "msg.h"
 #include "rpc.h"
-#include "check_fatal.h"
+#define CHECK_STOP_AT_FIRST
+#include "check.h"
 #include "obj_same.h"
 
 /* A reader over memory, handing out at most chunk bytes per call. */
@@ -802,6 +803,5 @@ int main(void)
 	test_request_round_trip();
 	test_response_round_trip();
 	test_error_decode_odd();
-	printf("test_rpc_msg: %d checks passed\n", checks);
-	return 0;
+	return check_report("test_rpc_msg");
 }

@@ -3,7 +3,7 @@
  * msgpack objects (invalid UTF-8, control characters, NaN, -0.0, huge integers,
  * non-str keys, tag look-alikes, nesting) with indent 0, -1 and 2, and has
  * /usr/bin/python3 (with its msgpack module) decode the same bytes, apply the tag
- * rules of rpc/json.h and compare with json.dumps(..., ensure_ascii=False) byte for
+ * rules of rpc/json_writer.h and compare with json.dumps(..., ensure_ascii=False) byte for
  * byte. Skips (77) when that Python or its msgpack module is missing.
  */
 #include <errno.h>
@@ -13,16 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "json.h"
+#include "json_writer.h"
 #include "msg.h"
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
+#define CHECK_STOP_AT_FIRST
+#include "check.h"
 
 #define PYTHON "/usr/bin/python3"
 

@@ -24,7 +24,7 @@
 
 #include "buf.h"
 #include "cache.h"
-#include "check_count.h"
+#include "check.h"
 #include "dispatch.h"
 #include "frame.h"
 #include "msg.h"
@@ -466,6 +466,5 @@ int main(void)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
 	if (system(cmd) != 0)
 		printf("cannot remove '%s'\n", root);
-	printf("test_serve: %d of %d checks failed\n", failures, checks);
-	return failures ? 1 : 0;
+	return check_report("test_serve");
 }

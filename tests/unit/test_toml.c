@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check_count.h"
+#include "check.h"
 
 /* Parses text; returns the root, or NULL with err filled. */
 static struct toml_value *parse(const char *text, struct toml_error *err)
@@ -123,6 +123,5 @@ int main(void)
 	test_truncated();
 	test_limits();
 	test_lookup();
-	printf("%d checks, %d failures\n", checks, failures);
-	return failures ? 1 : 0;
+	return check_report("test_toml");
 }

@@ -1,5 +1,5 @@
 /*
- * test_views.c: unit tests of the value views (server/views.c, vjson.c, npy.c), run
+ * test_views.c: unit tests of the value views (server/views.c, view_json.c, npy.c), run
  * in the sanitizer build too (the end-to-end tests in tests/e2e/test_views_*.py are
  * not): the json emitter on pickles made by Python (every tag of PROTOCOL.md section
  * 6.1, text compared with the specified form), a value that contains itself, the
@@ -21,7 +21,7 @@
 #include "pickle.h"
 #include "pystd.h"
 #include "views.h"
-#include "check_count.h"
+#include "check.h"
 
 /* Pickles written by Python 3.11 (tests/e2e/test_views_generated.py checks the same
  * mapping against Python on many more values):
@@ -302,17 +302,17 @@ static void test_render(const char *fixtures)
 	/* a destructured dict, resolved through the cache (EXPECTED.json's json field) */
 	CHECK(srv_value_open(cache, dict, 64, &v, &err) == 0, "open: %s", err.message);
 	if (v) {
-		CHECK(srv_view_render(cache, v, "json", &r, &err) == 0, "json: %s", err.message);
+		CHECK(srv_view_render(cache, v, RPC_VIEW_JSON, &r, &err) == 0, "json: %s", err.message);
 		CHECK(r.nseg == 1 && r.size == strlen(want) &&
 		          memcmp(r.seg[0].bytes, want, strlen(want)) == 0,
 		      "the destructured dict whole: %.*s", (int)r.seg[0].len,
 		      (const char *)r.seg[0].bytes);
-		CHECK(srv_view_render(cache, v, "json", &r2, &err) == 0, "json again");
+		CHECK(srv_view_render(cache, v, RPC_VIEW_JSON, &r2, &err) == 0, "json again");
 		CHECK(r2.seg[0].bytes == r.seg[0].bytes,
 		      "the second rendering comes from the cache");
 		r2.release(r2.priv);
 		r.release(r.priv);
-		CHECK(srv_view_render(cache, v, "npy", &r, &err) < 0 && err.code == RPC_E_ENOTSUP,
+		CHECK(srv_view_render(cache, v, RPC_VIEW_NPY, &r, &err) < 0 && err.code == RPC_E_ENOTSUP,
 		      "no npy view of a dict (%d: %s)", err.code, err.message);
 		if (r.release)
 			r.release(r.priv);
@@ -323,13 +323,13 @@ static void test_render(const char *fixtures)
 	CHECK(srv_value_open(cache, arr, 64, &v, &err) == 0, "open: %s", err.message);
 	if (v) {
 		const uint8_t *base = srv_value_bytes(v);
-		CHECK(srv_view_render(cache, v, "npy", &r, &err) == 0, "npy: %s", err.message);
+		CHECK(srv_view_render(cache, v, RPC_VIEW_NPY, &r, &err) == 0, "npy: %s", err.message);
 		CHECK(r.nseg == 2 && r.seg[0].len == 128 && r.seg[1].len == 24 && r.size == 152,
 		      "npy segments");
 		CHECK(r.seg[1].bytes >= base && r.seg[1].bytes + 24 <= base + srv_value_size(v),
 		      "the data is served from the stored stream");
 		r.release(r.priv);
-		CHECK(srv_view_render(cache, v, "txt", &r, &err) < 0 && err.code == RPC_E_ENOTSUP,
+		CHECK(srv_view_render(cache, v, RPC_VIEW_TXT, &r, &err) < 0 && err.code == RPC_E_ENOTSUP,
 		      "no txt view of an array");
 		if (r.release)
 			r.release(r.priv);
@@ -337,7 +337,6 @@ static void test_render(const char *fixtures)
 	}
 out:
 	srv_cache_free(cache);
-	srv_view_cache_clear();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
 	if (system(cmd) != 0)
 		printf("cannot remove '%s'\n", tmp);
@@ -414,6 +413,5 @@ int main(void)
 	} else {
 		printf("fixtures not found (FLECHEFS_FIXTURES): the render tests are skipped\n");
 	}
-	printf("test_views: %d of %d checks failed\n", failures, checks);
-	return failures ? 1 : 0;
+	return check_report("test_views");
 }

@@ -1,5 +1,5 @@
 /*
- * json.h: a JSON writer into an rpc_buf, used by the daemon for call.json and by
+ * json_writer.h: a JSON writer into an rpc_buf, used by the daemon for call.json and by
  * the server for the json value view. Output is UTF-8 per RFC 8259 and, for the
  * same data, is byte for byte what Python prints with json.dumps(obj,
  * ensure_ascii=False) (indent 0), with separators=(",", ":") (indent -1) or with
@@ -24,8 +24,8 @@
  * Every function returns 0, or -ENOMEM / -EMSGSIZE from the buffer (the buffer may
  * then hold a partial document), or -EINVAL where stated.
  */
-#ifndef FLECHEFS_RPC_JSON_H
-#define FLECHEFS_RPC_JSON_H
+#ifndef FLECHEFS_RPC_JSON_WRITER_H
+#define FLECHEFS_RPC_JSON_WRITER_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,10 +1,10 @@
 /*
- * json.c: the JSON writer of json.h. Floats are printed in their shortest
+ * json_writer.c: the JSON writer of json_writer.h. Floats are printed in their shortest
  * round-trip form (as Python's repr), strings are sanitised to valid UTF-8, and
  * msgpack trees are rendered recursively with the depth checked before every
  * descent, so the C stack holds at most max_depth + 4 frames of rpc_json_value.
  */
-#include "json.h"
+#include "json_writer.h"
 
 #include <errno.h>
 #include <math.h>

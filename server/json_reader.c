@@ -1,10 +1,10 @@
 /*
- * sjson.c: JSON (plus NaN/Infinity/-Infinity) to msgpack, recursive descent with a
+ * json_reader.c: JSON (plus NaN/Infinity/-Infinity) to msgpack, recursive descent with a
  * depth limit. A container's element count is found by a validating dry run over it
  * before its msgpack header is written, so the cost is O(depth * size), bounded by
  * SRV_SJSON_MAX_DEPTH.
  */
-#include "sjson.h"
+#include "json_reader.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -19,7 +19,7 @@ struct ctx {
 	msgpack_packer *pk;
 	char *why;
 	size_t whylen;
-	unsigned depth;
+	unsigned depth, max_depth;
 	/* srv_sjson_number: the last number parsed */
 	double num;
 	bool num_ok;
@@ -294,10 +294,10 @@ static int parse_container(struct ctx *c, bool emit, size_t *count)
 	char close = obj ? '}' : ']';
 	size_t n = 0;
 
-	if (++c->depth > SRV_SJSON_MAX_DEPTH) {
+	if (++c->depth > c->max_depth) {
 		if (c->why && c->whylen)
-			snprintf(c->why, c->whylen, "nesting deeper than %d levels at offset %zu",
-			         SRV_SJSON_MAX_DEPTH, c->pos);
+			snprintf(c->why, c->whylen, "nesting deeper than %u levels at offset %zu",
+			         c->max_depth, c->pos);
 		return -1;
 	}
 	c->pos++;
@@ -424,11 +424,29 @@ static int parse_value(struct ctx *c, bool emit)
 
 int srv_sjson_pack(const char *text, size_t len, msgpack_packer *pk, char *why, size_t whylen)
 {
-	struct ctx c = {.s = text, .len = len, .pk = pk, .why = why, .whylen = whylen};
+	struct ctx c = {.s = text,
+	                .len = len,
+	                .pk = pk,
+	                .why = why,
+	                .whylen = whylen,
+	                .max_depth = SRV_SJSON_MAX_DEPTH};
 
 	if (len > SRV_SJSON_MAX_INPUT)
 		return fail(&c, "JSON text too large");
 	if (parse_value(&c, true) != 0)
+		return -1;
+	skip_ws(&c);
+	if (c.pos != c.len)
+		return fail(&c, "trailing characters after JSON");
+	return 0;
+}
+
+int srv_sjson_check(const char *text, size_t len, unsigned max_depth, char *why, size_t whylen)
+{
+	struct ctx c = {
+	    .s = text, .len = len, .why = why, .whylen = whylen, .max_depth = max_depth};
+
+	if (parse_value(&c, false) != 0)
 		return -1;
 	skip_ws(&c);
 	if (c.pos != c.len)
@@ -526,7 +544,7 @@ static bool number_fast(const char *s, size_t len, const char *key, size_t klen,
 
 int srv_sjson_number(const char *text, size_t len, const char *key, double *out)
 {
-	struct ctx c = {.s = text, .len = len};
+	struct ctx c = {.s = text, .len = len, .max_depth = SRV_SJSON_MAX_DEPTH};
 	size_t klen = strlen(key);
 
 	if (len > SRV_SJSON_MAX_INPUT)

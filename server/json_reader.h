@@ -1,5 +1,5 @@
 /*
- * sjson.h: a small strict JSON reader that turns the JSON text Python's json.dumps
+ * json_reader.h: a small strict JSON reader that turns the JSON text Python's json.dumps
  * wrote (SQL metadata, the version column) into msgpack. It is strict JSON plus the
  * bare tokens NaN, Infinity and -Infinity that Python writes for non-finite floats.
  * Integers that do not fit in int64 become {"$int": "<digits>"}; numbers written
@@ -9,8 +9,8 @@
  * SRV_SJSON_MAX_INPUT is refused; nothing is allocated beyond what the msgpack
  * buffer needs for the output (which is never larger than a few times the input).
  */
-#ifndef FLECHEFS_SERVER_SJSON_H
-#define FLECHEFS_SERVER_SJSON_H
+#ifndef FLECHEFS_SERVER_JSON_READER_H
+#define FLECHEFS_SERVER_JSON_READER_H
 
 #include <stddef.h>
 
@@ -28,6 +28,13 @@
  * Returns 0, or -1 with a lower-case reason in why.
  */
 int srv_sjson_pack(const char *text, size_t len, msgpack_packer *pk, char *why, size_t whylen);
+
+/*
+ * Checks that text[0..len) is one JSON value as srv_sjson_pack reads it, nesting at
+ * most max_depth containers, in one pass that builds nothing. Returns 0, or -1 with
+ * a lower-case reason in why.
+ */
+int srv_sjson_check(const char *text, size_t len, unsigned max_depth, char *why, size_t whylen);
 
 /*
  * Looks the number stored under `key` in the top-level JSON object text[0..len) up

@@ -1,5 +1,5 @@
 /*
- * vjson.c: the json view's emitter (views.h, srv_view_json). It walks a pickle tree
+ * view_json.c: the json view's emitter (views.h, srv_view_json). It walks a pickle tree
  * (pickle.h) and writes the JSON mapping of PROTOCOL.md section 6: plain JSON where
  * JSON can say it, one-key "$" tags where it cannot, fleche's destructured wrappers
  * (fleche.storage.destructuring.Digested*) replaced by the values they stand for,
@@ -15,7 +15,7 @@
  * Why not jansson (or json-c, cJSON): the text is streamed from the pickle tree
  * into a capped buffer, integers may have any number of digits (jansson stops at
  * int64), floats must be the shortest form that reads back (jansson prints %.17g)
- * and non-finite floats are tags; rpc/json.c's writers already do all of this.
+ * and non-finite floats are tags; rpc/json_writer.c's writers already do all of this.
  *
  * Invariants:
  *   1. The walk is bounded: at most SRV_VIEW_JSON_DEPTH containers are open at once
@@ -36,7 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "json_writer.h"
 #include "npy.h"
 #include "pyclass.h"
 #include "pystd.h"

@@ -1,6 +1,6 @@
-"""test_views_lib.py: helpers of the value-view tests (test_views_*.py), not a test
-itself: reading a view through flechefs-server in ranges, decoding the json view's
-tags (rpc/PROTOCOL.md section 6) and comparing a rendered json view with a Python
+"""views_common.py: helpers of the value-view tests (test_views_*.py): reading a
+view through flechefs-server in ranges, decoding the json view's tags
+(rpc/PROTOCOL.md section 6) and comparing a rendered json view with a Python
 value strictly (an int is not a float, a bool is not an int), and a safe stand-in
 unpickler for fleche's classes with the "mend" that puts destructured values back
 together, as fleche does, to get the value a view must show.
