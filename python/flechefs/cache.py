@@ -16,14 +16,14 @@ read-only cache raise fleche's Rejected.
 import logging
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from fleche import digest as _digest
 from fleche.caches import BaseCache, Rejected
 from fleche.call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from fleche.digest import Digest
-from fleche.storage.base import AmbiguousDigestError
-from fleche.storage.destructuring import Digested
+from fleche.storage.base import AmbiguousDigestError, SaveError, StorageBackend, ValueMixin
+from fleche.storage.destructuring import Digested, DestructuringMixin
 
 from . import __version__
 from ._connection import PROTOCOL, Connection, ServerError
@@ -35,15 +35,63 @@ SERIALIZERS = ("pickle", "cloudpickle", "dill")
 _WINDOW = 16
 
 
-def _loads_for(name):
+def _serializer(name):
+    """(dumps, loads) of a serializer fleche names."""
     if name == "cloudpickle":
         import cloudpickle
-        return cloudpickle.loads
+        return cloudpickle.dumps, cloudpickle.loads
     if name == "dill":
         import dill
-        return dill.loads
+        return dill.dumps, dill.loads
     import pickle
-    return pickle.loads
+    return pickle.dumps, pickle.loads
+
+
+def _loads_for(name):
+    return _serializer(name)[1]
+
+
+def _to_wire(v):
+    """A metadata value as the server answers it for the pickled record
+    (rpc/PROTOCOL.md section 3): ints beyond 64 bits as {"$int": digits}, other
+    objects as {"$object": "module.qualname"}."""
+    if isinstance(v, dict):
+        return {k: _to_wire(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_to_wire(x) for x in v]
+    if isinstance(v, int) and not isinstance(v, bool) and not -(1 << 63) <= v < (1 << 64):
+        return {"$int": str(v)}
+    if v is None or isinstance(v, (bool, int, float, str, bytes)):
+        return v
+    return {"$object": "%s.%s" % (type(v).__module__, type(v).__qualname__)}
+
+
+@dataclass(frozen=True)
+class _StoredForms(DestructuringMixin, ValueMixin, StorageBackend):
+    """A value storage that keeps the stored form of every value fleche's value
+    storage would write (destructured as fleche destructures, before gzip and
+    signing), by key, for uploading."""
+
+    dumps: Callable = None
+    forms: dict = field(default_factory=dict)
+    __hash__ = object.__hash__
+
+    def put(self, value, key):
+        if str(key) not in self.forms:
+            self.forms[str(key)] = self.dumps(value)
+        return key
+
+    def get(self, key):
+        raise KeyError(key)
+
+    def list(self):
+        return [Digest(k) for k in self.forms]
+
+    def _evict(self, key):
+        self.forms.pop(str(key), None)
+
+    def _contains(self, key):
+        return str(key) in self.forms
 
 
 def _from_wire(v):
@@ -114,6 +162,8 @@ class FlechefsCache(BaseCache):
     _conn: Connection = field(init=False, repr=False, compare=False, hash=False)
     _info_cache: "dict | None" = field(init=False, default=None, repr=False,
                                        compare=False, hash=False)
+    _uploaded: list = field(init=False, default_factory=lambda: [0], repr=False,
+                            compare=False, hash=False)
 
     def __post_init__(self):
         for name in ("ssh_options", "setup_commands", "server_args"):
@@ -363,10 +413,113 @@ class FlechefsCache(BaseCache):
                 raise Rejected("Cannot evict from a read-only remote cache", self, key) from None
             raise _key_error(e, key) from None
 
-    def save(self, call: "PreparedCall | Call") -> str:
+    @property
+    def bytes_uploaded(self) -> int:
+        """The bytes of values this object has sent to the server (put_value data)."""
+        return self._uploaded[0]
+
+    def _stored_forms(self) -> _StoredForms:
+        hello = self._hello()
+        depth = 1
+        cache = (hello.get("config") or {}).get("cache")
+        if isinstance(cache, list) and cache:
+            cache = cache[0]
+        if isinstance(cache, dict):
+            d = (cache.get("values") or {}).get("remaining_depth")
+            if isinstance(d, int) and not isinstance(d, bool):
+                depth = d
+        return _StoredForms(remaining_depth=depth,
+                            dumps=_serializer(self.serializer_name())[0])
+
+    def _upload(self, forms: "dict[str, bytes]") -> None:
+        """Uploads the values the server lacks. An empty first chunk of every value
+        asks, all at once, which ones the server holds ("exists"); the chunks of the
+        others go in flight together, and each value's final chunk once the others
+        of all values are answered (the server checks the value whole then)."""
+        hello = self._hello()
+        step = max(1 << 16, min(int(hello.get("max_frame") or (16 << 20)) - (1 << 16), 8 << 20))
+        try:
+            probes = [(k, self._conn.send("put_value", k, 0, b"", False)) for k in forms]
+            missing = [k for k, p in probes if not p.wait().get("exists")]
+            pending, finals = [], []
+            for k in missing:
+                data = forms[k]
+                offs = list(range(0, len(data), step)) or [0]
+                for off in offs[:-1]:
+                    pending.append(self._conn.send("put_value", k, off,
+                                                   data[off:off + step], False))
+                    self._uploaded[0] += min(step, len(data) - off)
+                finals.append((k, offs[-1]))
+            for p in pending:
+                p.wait()
+            for i, (k, off) in enumerate(finals):
+                last = forms[k][off:]
+                self._uploaded[0] += len(last)
+                finals[i] = self._conn.send("put_value", k, off, last, True)
+            for p in finals:
+                p.wait()
+        except ServerError as e:
+            if e.name == "EROFS":
+                raise Rejected(str(e), self) from None
+            raise
+
+    def _record_map(self, digested: DigestedCall, key: str) -> dict:
+        return {
+            "key": str(key), "name": digested.name, "module": digested.module,
+            "version": digested.version,
+            "code_digest": None if digested.code_digest is None else str(digested.code_digest),
+            "arguments": [[a, str(d)] for a, d in digested.arguments.items()],
+            "result": None if digested.result is None else str(digested.result),
+            "metadata": _to_wire(dict(digested.metadata or {})),
+        }
+
+    def _saves_records(self) -> bool:
+        """Whether the server can store call records here: file call storage (it does
+        not write SQL call storage)."""
+        calls = (self._hello().get("layout") or {}).get("calls") or {}
+        return calls.get("type") != "sql"
+
+    def prepare(self, call: Call) -> PreparedCall:
+        """Stores the argument values now (as fleche's Cache does, before the body
+        runs); a server that cannot save gets fleche's digest-only admission."""
+        if self.read_only or not self._saves_records():
+            return super().prepare(call)
+        forms = self._stored_forms()
+        digested = call.stash(forms)
+        self._upload(forms.forms)
+        return PreparedCall(digested=digested, cache=self)
+
+    def save(self, call: "PreparedCall | Call | DigestedCall") -> str:
+        """Stores the call's values the server lacks, then its record; answers the
+        call's key. Rejected when the server is read-only or refuses a value."""
         if self.read_only:
             raise Rejected(self, call)
-        raise Rejected("this flechefs-server cannot save calls", self, call)
+        if not self._saves_records():
+            raise Rejected("flechefs-server does not save into SQL call storage", self, call)
+        forms = self._stored_forms()
+        try:
+            if isinstance(call, PreparedCall):
+                digested = call.resolve(forms)
+            elif isinstance(call, Call):
+                digested = call.stash(forms)
+            else:
+                digested = call
+        except SaveError as e:
+            raise Rejected(e) from None
+        self._upload(forms.forms)
+        key = digested.to_lookup_key()
+        # the record as fleche's file call storage pickles it
+        record = forms.dumps(DigestedCall(
+            name=digested.name, arguments=dict(digested.arguments), result=digested.result,
+            metadata=digested.metadata, module=digested.module, version=digested.version,
+            code_digest=digested.code_digest))
+        try:
+            self._call("save", self._record_map(digested, key), record)
+        except ServerError as e:
+            if e.name == "EROFS":
+                raise Rejected(str(e), self, call) from None
+            raise
+        return key
 
 
 def _warn_on_skew(hello):

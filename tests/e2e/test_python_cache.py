@@ -28,12 +28,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
-if os.environ.get("FLECHEFS_TEST_IN_PYENV") != "1":
-    py = common.fleche_python()
-    env = dict(os.environ, FLECHEFS_TEST_IN_PYENV="1")
-    os.execve(py, [py, os.path.abspath(__file__)] + sys.argv[1:], env)
-
-sys.path.insert(0, os.path.join(common.SOURCE, "python"))
+common.run_in_fleche_python(__file__)
 import numpy as np  # noqa: E402
 from fleche.caches import Rejected  # noqa: E402
 from fleche.call import Call, QueryCall  # noqa: E402
