@@ -394,25 +394,16 @@ static bool obj_equal(const msgpack_object *a, const msgpack_object *b)
 }
 
 /*
- * NULL when rec is the call the client described, else the name of the first field
- * that differs. An unknown field in call makes it differ.
+ * NULL when rec is the call the client described (a map call_shape accepted), else
+ * the name of the first field that differs.
  */
 static const char *record_differs(const struct srv_record *rec, const msgpack_object *call,
                                   msgpack_zone *zone)
 {
-	static const char *const fields[] = {"key",       "name",   "module", "version",
-	                                     "code_digest", "arguments", "result", "metadata"};
 	const msgpack_object *o;
 	msgpack_object meta;
 	int64_t vi;
 
-	for (uint32_t i = 0; i < call->via.map.size; i++) {
-		bool known = false;
-		for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++)
-			known |= rpc_obj_str_eq(&call->via.map.ptr[i].key, fields[f]);
-		if (!known)
-			return "an unknown field";
-	}
 	if (!str_field(rpc_map_get(call, "key"), rec->key))
 		return "key";
 	if (!str_field(rpc_map_get(call, "name"), rec->name))
@@ -449,23 +440,91 @@ static const char *record_differs(const struct srv_record *rec, const msgpack_ob
 	return NULL;
 }
 
-/* ENOENT naming the first value the call names that is not stored. */
-static int check_values(const struct srv_layout *l, const struct srv_record *rec,
-                        struct srv_error *err)
+/* True when o is nil or a str (a str when nil is false). */
+static bool opt_str(const msgpack_object *o, bool nil)
 {
+	const char *s;
+	size_t n;
+	return (nil && rpc_obj_is_nil(o)) || rpc_obj_str(o, &s, &n) == 0;
+}
+
+static bool is_key(const msgpack_object *o)
+{
+	const char *s;
+	size_t n;
+	return rpc_obj_str(o, &s, &n) == 0 && rpc_key_valid(s, n);
+}
+
+/*
+ * NULL when call has the shape of a record as load answers it (for SQL call storage,
+ * where no pickled record says what the call is), else the field that does not.
+ */
+static const char *call_shape(const msgpack_object *call)
+{
+	static const char *const fields[] = {"key",       "name",   "module", "version",
+	                                     "code_digest", "arguments", "result", "metadata"};
+	const msgpack_object *o;
+	int64_t vi;
+
+	for (uint32_t i = 0; i < call->via.map.size; i++) {
+		bool known = false;
+		for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++)
+			known |= rpc_obj_str_eq(&call->via.map.ptr[i].key, fields[f]);
+		if (!known)
+			return "an unknown field";
+	}
+	if (!opt_str(rpc_map_get(call, "name"), false))
+		return "name";
+	if (!opt_str(rpc_map_get(call, "module"), true))
+		return "module";
+	o = rpc_map_get(call, "version");
+	if (!opt_str(o, true) && rpc_obj_int(o, &vi) != 0)
+		return "version";
+	if (!opt_str(rpc_map_get(call, "code_digest"), true))
+		return "code_digest";
+	o = rpc_map_get(call, "result");
+	if (!rpc_obj_is_nil(o) && !is_key(o))
+		return "result";
+	o = rpc_map_get(call, "arguments");
+	if (!o || o->type != MSGPACK_OBJECT_ARRAY)
+		return "arguments";
+	for (uint32_t i = 0; i < o->via.array.size; i++) {
+		const msgpack_object *pair = &o->via.array.ptr[i];
+		if (pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size != 2 ||
+		    !opt_str(&pair->via.array.ptr[0], false) || !is_key(&pair->via.array.ptr[1]))
+			return "arguments";
+	}
+	o = rpc_map_get(call, "metadata");
+	if (!o || o->type != MSGPACK_OBJECT_MAP)
+		return "metadata";
+	for (uint32_t i = 0; i < o->via.map.size; i++)
+		if (o->via.map.ptr[i].key.type != MSGPACK_OBJECT_STR ||
+		    o->via.map.ptr[i].val.type != MSGPACK_OBJECT_MAP)
+			return "metadata";
+	return NULL;
+}
+
+/* ENOENT naming the first value the call (checked by call_shape) names that is not
+ * stored. */
+static int check_values(const struct srv_layout *l, const msgpack_object *call,
+                        const char *callkey, struct srv_error *err)
+{
+	const msgpack_object *args = rpc_map_get(call, "arguments");
 	char path[PATH_MAX];
 
-	for (size_t i = 0; i <= rec->narguments; i++) {
-		const char *k = i < rec->narguments ? rec->arguments[i].value
-		              : rec->has_result ? rec->result : NULL;
-		if (!k)
+	for (uint32_t i = 0; i <= args->via.array.size; i++) {
+		const msgpack_object *o = i < args->via.array.size ? &args->via.array.ptr[i].via.array.ptr[1]
+		                        : rpc_map_get(call, "result");
+		const char *k;
+		size_t n;
+		if (rpc_obj_str(o, &k, &n) != 0)
 			continue;
-		if (join_path(path, sizeof(path), err, "%s/%s", l->values_path, k) != 0)
+		if (join_path(path, sizeof(path), err, "%s/%.*s", l->values_path, (int)n, k) != 0)
 			return -1;
 		if (!stored(path))
 			return srv_fail(err, RPC_E_ENOENT,
-			                "value %s of call %s is not in the cache: upload it first", k,
-			                rec->key);
+			                "value %.*s of call %s is not in the cache: upload it first",
+			                (int)n, k, callkey);
 	}
 	return 0;
 }
@@ -518,11 +577,22 @@ int srv_save_call(struct srv_cache *cache, const msgpack_object *call, const voi
 		srv_fail(err, RPC_E_EROFS, "cannot save call %s: the cache is read-only", keyhex);
 		goto out;
 	}
-	if (strcmp(l.calls_type, "files") != 0) {
-		srv_fail(err, RPC_E_ENOTSUP,
-		         "cannot save call %s: this server saves into file call storage only, "
-		         "not into '%s'", keyhex, l.calls_path);
+	differs = call_shape(call);
+	if (differs) {
+		srv_fail(err, RPC_E_EINVAL, "call %s: %s is not as load answers it", keyhex, differs);
 		goto out;
+	}
+	if (strcmp(l.calls_type, "files") != 0) {
+		bool inserted = false;
+		if (record) {
+			srv_fail(err, RPC_E_EINVAL, "call %s: SQL call storage takes no record", keyhex);
+			goto out;
+		}
+		if (check_values(&l, call, keyhex, err) != 0 ||
+		    srv_save_sql(l.calls_path, call, keyhex, &inserted, err) != 0)
+			goto out;
+		linked = inserted;
+		goto stored_already;
 	}
 	if (!record) {
 		srv_fail(err, RPC_E_EINVAL, "call %s: file call storage needs the record", keyhex);
@@ -546,7 +616,7 @@ int srv_save_call(struct srv_cache *cache, const msgpack_object *call, const voi
 		         "%s differs", keyhex, differs);
 		goto out;
 	}
-	if (check_values(&l, &rec, err) != 0)
+	if (check_values(&l, call, keyhex, err) != 0)
 		goto out;
 	if (join_path(path, sizeof(path), err, "%s/%s", l.calls_path, keyhex) != 0 ||
 	    join_path(tmp, sizeof(tmp), err, "%s/" TMP_PREFIX "save-%ld-%u-%s", l.calls_path,
@@ -558,6 +628,7 @@ int srv_save_call(struct srv_cache *cache, const msgpack_object *call, const voi
 		               l.compress_calls, &linked, err) != 0)
 			goto out;
 	}
+stored_already:
 	if (!linked) {
 		if (compare_stored(layer, keyhex, call, &same, err) != 0)
 			goto out;

@@ -56,6 +56,14 @@ int srv_put_value(struct srv_cache *cache, const char *key, size_t keylen, uint6
 int srv_save_call(struct srv_cache *cache, const msgpack_object *call, const void *record,
                   size_t reclen, bool *existed, struct srv_error *err);
 
+/*
+ * save_sql.c: inserts the record `call` (checked by srv_save_call) under key into the
+ * SQL call storage at path, in one transaction. *inserted false (and 0) when the key
+ * is stored already, which the caller then compares.
+ */
+int srv_save_sql(const char *path, const msgpack_object *call, const char *key, bool *inserted,
+                 struct srv_error *err);
+
 /* Removes this cache's temporary files of saves older than a day (invariant 4). */
 void srv_save_sweep(struct srv_cache *cache);
 

@@ -473,16 +473,10 @@ class FlechefsCache(BaseCache):
             "metadata": _to_wire(dict(digested.metadata or {})),
         }
 
-    def _saves_records(self) -> bool:
-        """Whether the server can store call records here: file call storage (it does
-        not write SQL call storage)."""
-        calls = (self._hello().get("layout") or {}).get("calls") or {}
-        return calls.get("type") != "sql"
-
     def prepare(self, call: Call) -> PreparedCall:
         """Stores the argument values now (as fleche's Cache does, before the body
-        runs); a server that cannot save gets fleche's digest-only admission."""
-        if self.read_only or not self._saves_records():
+        runs); a read-only server gets fleche's digest-only admission."""
+        if self.read_only:
             return super().prepare(call)
         forms = self._stored_forms()
         digested = call.stash(forms)
@@ -494,8 +488,6 @@ class FlechefsCache(BaseCache):
         call's key. Rejected when the server is read-only or refuses a value."""
         if self.read_only:
             raise Rejected(self, call)
-        if not self._saves_records():
-            raise Rejected("flechefs-server does not save into SQL call storage", self, call)
         forms = self._stored_forms()
         try:
             if isinstance(call, PreparedCall):
@@ -508,11 +500,13 @@ class FlechefsCache(BaseCache):
             raise Rejected(e) from None
         self._upload(forms.forms)
         key = digested.to_lookup_key()
-        # the record as fleche's file call storage pickles it
-        record = forms.dumps(DigestedCall(
-            name=digested.name, arguments=dict(digested.arguments), result=digested.result,
-            metadata=digested.metadata, module=digested.module, version=digested.version,
-            code_digest=digested.code_digest))
+        record = None
+        if ((self._hello().get("layout") or {}).get("calls") or {}).get("type") != "sql":
+            # the record as fleche's file call storage pickles it
+            record = forms.dumps(DigestedCall(
+                name=digested.name, arguments=dict(digested.arguments),
+                result=digested.result, metadata=digested.metadata, module=digested.module,
+                version=digested.version, code_digest=digested.code_digest))
         try:
             self._call("save", self._record_map(digested, key), record)
         except ServerError as e:

@@ -2,7 +2,7 @@
 (put_value and save, rpc/PROTOCOL.md), and the real fleche reads the directory as if
 it had written it itself.
 
-For each layout fleche writes files in (pickle, cloudpickle and dill files, gzip,
+For each layout fleche writes (pickle, cloudpickle and dill files, SQLite calls, gzip,
 signed), a fleche.toml names the cache and the server finds it with --cache (so the
 serializer, compression and key come from the configuration, as for fleche's own
 remote):
@@ -20,7 +20,7 @@ remote):
 - kill -9 of the server in the middle of uploads, at several points: every key-named
   file fleche sees is complete, only dot-named temporary files remain, and the next
   server removes them once they are a day old.
-- SQLite call storage: save is ENOTSUP (not supported yet) and writes nothing.
+- SQLite call storage too: the rows are written in one transaction, as fleche's own.
 """
 
 import dataclasses
@@ -35,6 +35,7 @@ import common  # noqa: E402
 
 common.run_in_fleche_python(__file__)
 import fleche  # noqa: E402
+import fleche.metadata  # noqa: E402
 import numpy as np  # noqa: E402
 from fleche.caches import CacheStack, Rejected  # noqa: E402
 from fleche.call import Call, DigestedCall  # noqa: E402
@@ -184,16 +185,9 @@ def check_layout(name, d, server):
         T.equal(hello["layout"]["signed"], name == "signed", "%s: hello says signed" % name)
         T.equal(hello["layout"]["values"].get("compress"), name == "gzip",
                 "%s: hello says compressed" % name)
-        if name == "sql":
-            before = listing(os.path.join(d, "c"))
-            got = common_outcome(lambda: a.save(Call(name="f", arguments={"x": 1}, result=2)))
-            T.equal(got[:2], ("raise", Rejected), "%s: saving into SQL calls" % name)
-            got = common_outcome(lambda: a._conn.call("save", {"key": "ab" * 32}, None))
-            T.equal(got[2], "ENOTSUP", "%s: the server's save into SQL calls" % name)
-            T.equal(listing(os.path.join(d, "c")), before, "%s: nothing written" % name)
-            return
         RUNS["n"] = 0
-        with fleche.cache(a):
+        with fleche.cache(a), fleche.meta(fleche.metadata.Runtime()), \
+                fleche.tags(run="machine-a", ratio=0.5, missing=float("nan"), big=2 ** 70):
             results = run_all()
         T.equal(RUNS["n"], len(results), "%s: machine A ran every call" % name)
         local_b = cache_from_config({"template": "cloudpickle",
@@ -217,6 +211,11 @@ def check_layout(name, d, server):
             loaded[("make", arg["name"]) if c.name == "make" else
                    ("norm", 1 if arg.get("scale", 1.0) == 1.0 else 2)] = c.result
             T.equal(c.version, 2 if c.name == "norm" else None, "%s: version" % name)
+            tags = c.metadata.get("tags", {})
+            T.check(tags.get("run") == "machine-a" and tags.get("ratio") == 0.5
+                    and tags.get("missing") != tags.get("missing") and tags.get("big") == 2 ** 70
+                    and isinstance(c.metadata.get("runtime", {}).get("timestop"), float),
+                    "%s: fleche reads the metadata saved: %r" % (name, c.metadata))
         for k in results:
             T.check(k in loaded and same(loaded[k], results[k]),
                     "%s: fleche loads %s equal" % (name, k))
@@ -263,13 +262,14 @@ def refusals(name, fc, ref, keys, d):
     got = common_outcome(lambda: fc._conn.call("put_value", key, 0, b"not a pickle", True))
     T.equal(got[2], "CORRUPT", "%s: put_value of bytes that are not a pickle" % name)
     stored = ref.calls.load(keys[0])
-    dumps = fc._stored_forms().dumps
+    pickled = fc._stored_forms().dumps
+    dumps = (lambda c: None) if name == "sql" else pickled  # SQL: the record's fields only
     call_map = fc._record_map(stored, keys[0])
     other = DigestedCall(name=stored.name, arguments=dict(stored.arguments),
                          result=stored.result, metadata={"x": {"y": 1}},
                          module=stored.module, version=stored.version,
                          code_digest=stored.code_digest)
-    got = common_outcome(lambda: fc._conn.call("save", call_map, dumps(other)))
+    got = common_outcome(lambda: fc._conn.call("save", call_map, pickled(other)))
     T.equal(got[2], "EINVAL", "%s: a record that is not the call described" % name)
     other_map = fc._record_map(other, keys[0])
     got = common_outcome(lambda: fc._conn.call("save", other_map, dumps(other)))
