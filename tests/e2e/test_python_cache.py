@@ -17,6 +17,7 @@ with workdir and setup_commands):
   of metadata filters);
 - evict removes the call (fleche no longer finds it); with --read-only, save and evict
   raise fleche's Rejected, as fleche's read-only cache does, and nothing changes;
+- 8 threads sharing one FlechefsCache (through ssh) get the same answers;
 - a server that cannot start is ConnectionLost with its exit code and stderr.
 """
 
@@ -172,6 +173,34 @@ def check_layout(label, ref, fc, vdir):
         label, len(call_keys), values, len(probes), len(templates)), flush=True)
 
 
+def check_threads(label, ref, fc, vdir):
+    """8 threads share one FlechefsCache: every answer is the one fleche gives."""
+    import threading
+    call_keys = sorted(str(k) for k in ref.calls.list())
+    value_keys = sorted(k for k in os.listdir(vdir) if not k.startswith("."))
+    want_calls = {k: record(ref.load(k)) for k in call_keys}
+    want_values = {k: outcome(ref.load_value, k) for k in value_keys}
+    bad = []
+
+    def work(i):
+        for n in range(3):
+            for k in call_keys[i % 3::3]:
+                if record(fc.load(k)) != want_calls[k]:
+                    bad.append(("load", k))
+            for k in value_keys[(i + n) % 4::4]:
+                got = outcome(fc.load_value, k)
+                want = want_values[k]
+                if (got[0], want[0]) != ("ok", "ok") and got != want or \
+                        got[0] == "ok" and not same(got[1], want[1]):
+                    bad.append(("load_value", k))
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    T.equal(bad[:5], [], "%s: 8 threads sharing one cache get fleche's answers" % label)
+
+
 def check_writes(label, ref, fc, fc_ro, call_keys):
     """evict through the server; read-only refusals."""
     victim = call_keys[-1]
@@ -239,6 +268,7 @@ def main():
                     keys = sorted(str(k) for k in ref.calls.list())
                     T.run(check_layout, name + " local", ref, local, vdir)
                     T.run(check_layout, name + " ssh", ref, remote, vdir)
+                    T.run(check_threads, name + " ssh", ref, remote, vdir)
                     T.run(check_writes, name, ref, remote, ro, keys)
                     T.check(ro.read_only and not local.read_only, "%s: read_only" % name)
                     info = remote.info()
