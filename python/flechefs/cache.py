@@ -431,15 +431,22 @@ class FlechefsCache(BaseCache):
         return _StoredForms(remaining_depth=depth,
                             dumps=_serializer(self.serializer_name())[0])
 
-    def _upload(self, forms: "dict[str, bytes]") -> None:
-        """Uploads the values the server lacks. An empty first chunk of every value
-        asks, all at once, which ones the server holds ("exists"); the chunks of the
-        others go in flight together, and each value's final chunk once the others
-        of all values are answered (the server checks the value whole then)."""
+    def _probe(self, forms: "dict[str, bytes]") -> list:
+        """Asks, all at once, which values the server holds: an empty first chunk of
+        each answers "exists" (see _upload)."""
+        self._hello()
+        return [(k, self._conn.send("put_value", k, 0, b"", False)) for k in forms]
+
+    def _upload(self, forms: "dict[str, bytes]", probes=None) -> None:
+        """Uploads the values the server lacks (probes: _probe's, made now when
+        None). The chunks of the values missing go in flight together, and each
+        value's final chunk once the others of all values are answered (the server
+        checks the value whole then)."""
         hello = self._hello()
         step = max(1 << 16, min(int(hello.get("max_frame") or (16 << 20)) - (1 << 16), 8 << 20))
         try:
-            probes = [(k, self._conn.send("put_value", k, 0, b"", False)) for k in forms]
+            if probes is None:
+                probes = self._probe(forms)
             missing = [k for k, p in probes if not p.wait().get("exists")]
             pending, finals = [], []
             for k in missing:
@@ -498,7 +505,7 @@ class FlechefsCache(BaseCache):
                 digested = call
         except SaveError as e:
             raise Rejected(e) from None
-        self._upload(forms.forms)
+        probes = self._probe(forms.forms)
         key = digested.to_lookup_key()
         record = None
         if ((self._hello().get("layout") or {}).get("calls") or {}).get("type") != "sql":
@@ -507,8 +514,18 @@ class FlechefsCache(BaseCache):
                 name=digested.name, arguments=dict(digested.arguments),
                 result=digested.result, metadata=digested.metadata, module=digested.module,
                 version=digested.version, code_digest=digested.code_digest))
+        # Sent with the probes: when every value is there already (a call saved
+        # again), the record is stored in the same round trip; else it is ENOENT and
+        # sent again once the values are.
+        saving = self._conn.send("save", self._record_map(digested, key), record)
+        self._upload(forms.forms, probes)
         try:
-            self._call("save", self._record_map(digested, key), record)
+            try:
+                saving.wait()
+            except ServerError as e:
+                if e.name != "ENOENT":
+                    raise
+                self._call("save", self._record_map(digested, key), record)
         except ServerError as e:
             if e.name == "EROFS":
                 raise Rejected(str(e), self, call) from None
