@@ -32,6 +32,7 @@
 #include "filecodec.h"
 #include "msg.h"
 #include "pickle.h"
+#include "proto.h"
 #include "record.h"
 #include "rpc.h"
 
@@ -404,39 +405,39 @@ static const char *record_differs(const struct srv_record *rec, const msgpack_ob
 	msgpack_object meta;
 	int64_t vi;
 
-	if (!str_field(rpc_map_get(call, "key"), rec->key))
-		return "key";
-	if (!str_field(rpc_map_get(call, "name"), rec->name))
-		return "name";
-	if (!str_field(rpc_map_get(call, "module"), rec->module))
-		return "module";
-	o = rpc_map_get(call, "version");
+	if (!str_field(rpc_map_field(call, RPC_F_KEY), rec->key))
+		return rpc_field_name(RPC_F_KEY);
+	if (!str_field(rpc_map_field(call, RPC_F_NAME), rec->name))
+		return rpc_field_name(RPC_F_NAME);
+	if (!str_field(rpc_map_field(call, RPC_F_MODULE), rec->module))
+		return rpc_field_name(RPC_F_MODULE);
+	o = rpc_map_field(call, RPC_F_VERSION);
 	if (rec->version_kind == SRV_VERSION_NONE ? !rpc_obj_is_nil(o)
 	    : rec->version_kind == SRV_VERSION_STR
 	        ? !str_field(o, rec->version_str)
 	        : (!o || (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
 	                  o->type != MSGPACK_OBJECT_NEGATIVE_INTEGER) ||
 	           rpc_obj_int(o, &vi) != 0 || vi != rec->version_int))
-		return "version";
-	if (!str_field(rpc_map_get(call, "code_digest"), rec->code_digest))
-		return "code_digest";
-	o = rpc_map_get(call, "arguments");
+		return rpc_field_name(RPC_F_VERSION);
+	if (!str_field(rpc_map_field(call, RPC_F_CODE_DIGEST), rec->code_digest))
+		return rpc_field_name(RPC_F_CODE_DIGEST);
+	o = rpc_map_field(call, RPC_F_ARGUMENTS);
 	if (!o || o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != rec->narguments)
-		return "arguments";
+		return rpc_field_name(RPC_F_ARGUMENTS);
 	for (size_t i = 0; i < rec->narguments; i++) {
 		const msgpack_object *pair = &o->via.array.ptr[i];
 		if (pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size != 2 ||
 		    !str_field(&pair->via.array.ptr[0], rec->arguments[i].name) ||
 		    !str_field(&pair->via.array.ptr[1], rec->arguments[i].value))
-			return "arguments";
+			return rpc_field_name(RPC_F_ARGUMENTS);
 	}
-	if (!str_field(rpc_map_get(call, "result"), rec->has_result ? rec->result : NULL))
-		return "result";
-	o = rpc_map_get(call, "metadata");
+	if (!str_field(rpc_map_field(call, RPC_F_RESULT), rec->has_result ? rec->result : NULL))
+		return rpc_field_name(RPC_F_RESULT);
+	o = rpc_map_field(call, RPC_F_METADATA);
 	if (!o || rec->metadata_error ||
 	    srv_meta_unpack(rec->metadata, rec->metadata_len, zone, &meta) != 0 ||
 	    !obj_equal(o, &meta))
-		return "metadata";
+		return rpc_field_name(RPC_F_METADATA);
 	return NULL;
 }
 
@@ -461,46 +462,47 @@ static bool is_key(const msgpack_object *o)
  */
 static const char *call_shape(const msgpack_object *call)
 {
-	static const char *const fields[] = {"key",       "name",   "module", "version",
-	                                     "code_digest", "arguments", "result", "metadata"};
+	static const enum rpc_field fields[] = {RPC_F_KEY,       RPC_F_NAME,        RPC_F_MODULE,
+	                                        RPC_F_VERSION,   RPC_F_CODE_DIGEST, RPC_F_ARGUMENTS,
+	                                        RPC_F_RESULT,    RPC_F_METADATA};
 	const msgpack_object *o;
 	int64_t vi;
 
 	for (uint32_t i = 0; i < call->via.map.size; i++) {
 		bool known = false;
 		for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++)
-			known |= rpc_obj_str_eq(&call->via.map.ptr[i].key, fields[f]);
+			known |= rpc_obj_is_field(&call->via.map.ptr[i].key, fields[f]);
 		if (!known)
 			return "an unknown field";
 	}
-	if (!opt_str(rpc_map_get(call, "name"), false))
-		return "name";
-	if (!opt_str(rpc_map_get(call, "module"), true))
-		return "module";
-	o = rpc_map_get(call, "version");
+	if (!opt_str(rpc_map_field(call, RPC_F_NAME), false))
+		return rpc_field_name(RPC_F_NAME);
+	if (!opt_str(rpc_map_field(call, RPC_F_MODULE), true))
+		return rpc_field_name(RPC_F_MODULE);
+	o = rpc_map_field(call, RPC_F_VERSION);
 	if (!opt_str(o, true) && rpc_obj_int(o, &vi) != 0)
-		return "version";
-	if (!opt_str(rpc_map_get(call, "code_digest"), true))
-		return "code_digest";
-	o = rpc_map_get(call, "result");
+		return rpc_field_name(RPC_F_VERSION);
+	if (!opt_str(rpc_map_field(call, RPC_F_CODE_DIGEST), true))
+		return rpc_field_name(RPC_F_CODE_DIGEST);
+	o = rpc_map_field(call, RPC_F_RESULT);
 	if (!rpc_obj_is_nil(o) && !is_key(o))
-		return "result";
-	o = rpc_map_get(call, "arguments");
+		return rpc_field_name(RPC_F_RESULT);
+	o = rpc_map_field(call, RPC_F_ARGUMENTS);
 	if (!o || o->type != MSGPACK_OBJECT_ARRAY)
-		return "arguments";
+		return rpc_field_name(RPC_F_ARGUMENTS);
 	for (uint32_t i = 0; i < o->via.array.size; i++) {
 		const msgpack_object *pair = &o->via.array.ptr[i];
 		if (pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size != 2 ||
 		    !opt_str(&pair->via.array.ptr[0], false) || !is_key(&pair->via.array.ptr[1]))
-			return "arguments";
+			return rpc_field_name(RPC_F_ARGUMENTS);
 	}
-	o = rpc_map_get(call, "metadata");
+	o = rpc_map_field(call, RPC_F_METADATA);
 	if (!o || o->type != MSGPACK_OBJECT_MAP)
-		return "metadata";
+		return rpc_field_name(RPC_F_METADATA);
 	for (uint32_t i = 0; i < o->via.map.size; i++)
 		if (o->via.map.ptr[i].key.type != MSGPACK_OBJECT_STR ||
 		    o->via.map.ptr[i].val.type != MSGPACK_OBJECT_MAP)
-			return "metadata";
+			return rpc_field_name(RPC_F_METADATA);
 	return NULL;
 }
 
@@ -509,12 +511,12 @@ static const char *call_shape(const msgpack_object *call)
 static int check_values(const struct srv_layout *l, const msgpack_object *call,
                         const char *callkey, struct srv_error *err)
 {
-	const msgpack_object *args = rpc_map_get(call, "arguments");
+	const msgpack_object *args = rpc_map_field(call, RPC_F_ARGUMENTS);
 	char path[PATH_MAX];
 
 	for (uint32_t i = 0; i <= args->via.array.size; i++) {
 		const msgpack_object *o = i < args->via.array.size ? &args->via.array.ptr[i].via.array.ptr[1]
-		                        : rpc_map_get(call, "result");
+		                        : rpc_map_field(call, RPC_F_RESULT);
 		const char *k;
 		size_t n;
 		if (rpc_obj_str(o, &k, &n) != 0)
@@ -566,7 +568,7 @@ int srv_save_call(struct srv_cache *cache, const msgpack_object *call, const voi
 	memset(&rec, 0, sizeof(rec));
 	msgpack_zone_init(&zone, 4096);
 	if (call->type != MSGPACK_OBJECT_MAP ||
-	    rpc_obj_str(rpc_map_get(call, "key"), &key, &keylen) != 0 || !rpc_key_valid(key, keylen)) {
+	    rpc_obj_str(rpc_map_field(call, RPC_F_KEY), &key, &keylen) != 0 || !rpc_key_valid(key, keylen)) {
 		srv_fail(err, RPC_E_EINVAL, "the call's key is missing or not a key");
 		goto out;
 	}

@@ -14,6 +14,7 @@
 
 #include "json_writer.h"
 #include "msg.h"
+#include "proto.h"
 #include "rpc.h"
 #include "save.h"
 #include "store_sql.h"
@@ -111,8 +112,8 @@ static int step_done(sqlite3 *db, sqlite3_stmt *st)
 static int insert_rows(sqlite3 *db, const msgpack_object *call, const char *key,
                        const char *version, size_t vlen, bool *said, struct srv_error *err)
 {
-	const msgpack_object *args = rpc_map_get(call, "arguments");
-	const msgpack_object *meta = rpc_map_get(call, "metadata");
+	const msgpack_object *args = rpc_map_field(call, RPC_F_ARGUMENTS);
+	const msgpack_object *meta = rpc_map_field(call, RPC_F_METADATA);
 	sqlite3_stmt *st = NULL;
 	struct rpc_buf js;
 	int rc;
@@ -125,14 +126,14 @@ static int insert_rows(sqlite3 *db, const msgpack_object *call, const char *key,
 	if (rc != SQLITE_OK)
 		goto out;
 	sqlite3_bind_text(st, 1, key, RPC_KEY_LEN, SQLITE_STATIC);
-	bind_opt_str(st, 2, rpc_map_get(call, "name"));
-	bind_opt_str(st, 3, rpc_map_get(call, "module"));
+	bind_opt_str(st, 2, rpc_map_field(call, RPC_F_NAME));
+	bind_opt_str(st, 3, rpc_map_field(call, RPC_F_MODULE));
 	if (version)
 		sqlite3_bind_text(st, 4, version, (int)vlen, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(st, 4);
-	bind_opt_str(st, 5, rpc_map_get(call, "code_digest"));
-	bind_opt_str(st, 6, rpc_map_get(call, "result"));
+	bind_opt_str(st, 5, rpc_map_field(call, RPC_F_CODE_DIGEST));
+	bind_opt_str(st, 6, rpc_map_field(call, RPC_F_RESULT));
 	if ((rc = step_done(db, st)) != SQLITE_OK)
 		goto out;
 	sqlite3_finalize(st);
@@ -181,7 +182,7 @@ out:
 int srv_save_sql(const char *path, const msgpack_object *call, const char *key, bool *inserted,
                  struct srv_error *err)
 {
-	const msgpack_object *v = rpc_map_get(call, "version");
+	const msgpack_object *v = rpc_map_field(call, RPC_F_VERSION);
 	struct rpc_buf version;
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
