@@ -225,6 +225,29 @@ int rpc_pack_names(msgpack_packer *pk, uint32_t msgid, const char *after, uint32
 	return 0;
 }
 
+int rpc_pack_put_value(msgpack_packer *pk, uint32_t msgid, const char *key, uint64_t offset,
+                       const void *data, size_t len, bool final)
+{
+	TRY(head(pk, msgid, RPC_M_PUT_VALUE, 4));
+	TRY(rpc_pack_str(pk, key));
+	TRY(msgpack_pack_uint64(pk, offset));
+	TRY(rpc_pack_bin(pk, data, len));
+	TRY(pack_bool(pk, final));
+	return 0;
+}
+
+int rpc_pack_save(msgpack_packer *pk, uint32_t msgid, const void *call, size_t call_len,
+                  const void *record, size_t record_len)
+{
+	TRY(head(pk, msgid, RPC_M_SAVE, 2));
+	TRY(pk->callback(pk->data, call, call_len));
+	if (record)
+		TRY(rpc_pack_bin(pk, record, record_len));
+	else
+		TRY(msgpack_pack_nil(pk));
+	return 0;
+}
+
 /* ---------------------------------------------------------------- results */
 
 __attribute__((format(printf, 3, 4))) static int bad(char *err, size_t errlen, const char *fmt,

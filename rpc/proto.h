@@ -45,7 +45,9 @@
 	X(SHRINK, "shrink", 1, 1, 0)                                                               \
 	X(EVICT, "evict", 1, 1, RPC_METHOD_WRITES)                                                 \
 	X(QUERY, "query", 1, 4, 0)                                                                 \
-	X(NAMES, "names", 0, 2, 0)
+	X(NAMES, "names", 0, 2, 0)                                                                 \
+	X(PUT_VALUE, "put_value", 4, 4, RPC_METHOD_WRITES)                                         \
+	X(SAVE, "save", 2, 2, RPC_METHOD_WRITES)
 
 enum rpc_method {
 #define RPC_METHOD_ENUM(id, name, min, max, flags) RPC_M_##id,
@@ -94,8 +96,11 @@ enum rpc_view rpc_view_lookup(const char *s, size_t len);
 	X(CALLS, "calls")                                                                          \
 	X(CODE_DIGEST, "code_digest")                                                              \
 	X(COMPLETE, "complete")                                                                    \
+	X(COMPRESS, "compress")                                                                    \
 	X(CONFIG, "config")                                                                        \
 	X(CWD, "cwd")                                                                              \
+	X(EXISTED, "existed")                                                                      \
+	X(EXISTS, "exists")                                                                        \
 	X(FLECHE_TOML, "fleche_toml")                                                              \
 	X(HOSTNAME, "hostname")                                                                    \
 	X(KEY, "key")                                                                              \
@@ -120,6 +125,7 @@ enum rpc_view rpc_view_lookup(const char *s, size_t len);
 	X(READ_ONLY, "read_only")                                                                  \
 	X(RESULT, "result")                                                                        \
 	X(ROOT, "root")                                                                            \
+	X(SERIALIZER, "serializer")                                                                \
 	X(SIGNED, "signed")                                                                        \
 	X(SIZE, "size")                                                                            \
 	X(STAMP, "stamp")                                                                          \
@@ -175,6 +181,12 @@ int rpc_pack_query_name(msgpack_packer *pk, uint32_t msgid, const char *name, co
 int rpc_pack_query(msgpack_packer *pk, uint32_t msgid, const void *tmpl, size_t len,
                    const char *after, uint32_t limit, bool detail);
 int rpc_pack_names(msgpack_packer *pk, uint32_t msgid, const char *after, uint32_t limit);
+int rpc_pack_put_value(msgpack_packer *pk, uint32_t msgid, const char *key, uint64_t offset,
+                       const void *data, size_t len, bool final);
+/* save with the call map the caller packed (call[0..call_len), one msgpack map) and the
+ * record's stored form (NULL: nil, for SQL call storage). */
+int rpc_pack_save(msgpack_packer *pk, uint32_t msgid, const void *call, size_t call_len,
+                  const void *record, size_t record_len);
 
 /* ---------------------------------------------------------------- results */
 

@@ -58,7 +58,9 @@
 	X(ENOTSUP, ENOTSUP, "this view does not apply to the value")                       \
 	X(EFBIG, EFBIG, "the value is larger than the limit for this view")                \
 	X(ELOOP, ELOOP, "the value refers to itself")                                      \
-	X(ETIMEDOUT, ETIMEDOUT, "no answer before the deadline")
+	X(ETIMEDOUT, ETIMEDOUT, "no answer before the deadline")                           \
+	X(EEXIST, EEXIST, "a different call is stored under the key")                      \
+	X(ENOSPC, ENOSPC, "no space left on the cache's device")
 
 enum rpc_error {
 	RPC_OK = 0,

@@ -115,6 +115,8 @@ struct srv_cache {
 	size_t refused_next;
 	char *root, *calls_path, *calls_url, *values_path;
 	bool sql, read_only;
+	char serializer[16]; /* "" when not known */
+	bool compress_values, compress_calls;
 	uint64_t gunzip_max; /* the most a gzip value may inflate to */
 	struct srv_hmac_key keys[SRV_MAX_HMAC_KEYS];
 	size_t nkeys;
@@ -340,6 +342,10 @@ int srv_cache_open(const struct srv_config *cfg, struct srv_cache **out, struct 
 	pthread_cond_init(&c->opened, NULL);
 	srv_textcache_init(&c->texts);
 	c->read_only = cfg->read_only;
+	if (cfg->serializer)
+		snprintf(c->serializer, sizeof(c->serializer), "%s", cfg->serializer);
+	c->compress_values = cfg->compress_values;
+	c->compress_calls = cfg->compress_calls;
 	c->gunzip_max = cfg->gunzip_max ? cfg->gunzip_max : SRV_GUNZIP_MAX_DEFAULT;
 	if (cfg->nkeys > SRV_MAX_HMAC_KEYS) {
 		srv_fail(err, RPC_E_EINVAL, "at most %d HMAC keys", SRV_MAX_HMAC_KEYS);
@@ -512,6 +518,9 @@ void srv_cache_layout(const struct srv_cache *c, struct srv_layout *out)
 	out->values_path = c->values_path;
 	out->read_only = c->read_only;
 	out->key_count = c->nkeys;
+	out->serializer = c->serializer[0] ? c->serializer : NULL;
+	out->compress_values = c->compress_values;
+	out->compress_calls = c->compress_calls;
 	out->calls_present = c->sql ? is_file(c->calls_path) : is_dir(c->calls_path);
 	out->values_present = is_dir(c->values_path);
 	out->fleche_toml = false;
@@ -520,6 +529,18 @@ void srv_cache_layout(const struct srv_cache *c, struct srv_layout *out)
 		out->fleche_toml = toml && is_file(toml);
 		free(toml);
 	}
+}
+
+struct srv_cache *srv_cache_save_layer(struct srv_cache *c)
+{
+	return c->stack.n ? c->stack.layers[0] : c;
+}
+
+const struct srv_hmac_key *srv_cache_signing_key(const struct srv_cache *c)
+{
+	if (c->stack.n)
+		return srv_cache_signing_key(c->stack.layers[0]);
+	return c->nkeys ? &c->keys[0] : NULL;
 }
 
 /* A SQLite connection for one scan (invariant 1), or NULL with err. */

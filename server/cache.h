@@ -7,8 +7,8 @@
  * Invariants:
  *   1. No path or SQL statement is built from a string that rpc_key_prefix_valid
  *      has not accepted.
- *   2. Nothing is ever written to the cache except by srv_evict, and srv_evict
- *      refuses on a read-only cache.
+ *   2. Nothing is ever written to the cache except by srv_evict and by save.h's
+ *      put_value and save, and all refuse on a read-only cache.
  *   3. Files whose names start with '.' or end in ".lock", and names that are not
  *      64 lowercase hex characters, are invisible: never listed, never matched.
  *   4. A signed file is served only after its HMAC was checked (when keys are
@@ -56,6 +56,11 @@ struct srv_config {
 	const char *calls;  /* a directory, or "sqlite:///PATH"; NULL: found under root */
 	const char *values; /* a directory; NULL: root/values */
 	bool read_only;
+	/* How fleche writes this cache (what save.c writes as): the value serializer
+	 * ("pickle", "cloudpickle", "dill"; NULL when not known) and whether values and
+	 * call records are gzip-compressed. */
+	const char *serializer;
+	bool compress_values, compress_calls;
 	uint64_t gunzip_max; /* the most a gzip value may inflate to; 0: the default */
 	struct srv_hmac_key keys[SRV_MAX_HMAC_KEYS]; /* borrowed; first signs, any verifies */
 	size_t nkeys;
@@ -99,6 +104,8 @@ struct srv_layout {
 	const char *values_path; /* absolute */
 	bool read_only;
 	size_t key_count;
+	const char *serializer; /* srv_config's, or NULL when not known */
+	bool compress_values, compress_calls;
 	/* What exists right now: fleche makes its storage on first use, so a root
 	 * holding neither is not (yet) a cache; a fleche.toml in the root marks a
 	 * fleche project's directory, whose caches live where the file says. */
@@ -110,6 +117,11 @@ void srv_cache_layout(const struct srv_cache *cache, struct srv_layout *out);
 
 /* The cache's store of rendered json views (textcache.h), borrowed for its life. */
 struct srv_textcache *srv_cache_texts(struct srv_cache *cache);
+
+/* The cache saves go to: a stack's first layer, else the cache itself. */
+struct srv_cache *srv_cache_save_layer(struct srv_cache *cache);
+/* The key that signs what is saved (the first configured), or NULL; borrowed. */
+const struct srv_hmac_key *srv_cache_signing_key(const struct srv_cache *cache);
 
 /* Counts call records and value files (may scan). */
 int srv_count(struct srv_cache *cache, uint64_t *calls, uint64_t *values, struct srv_error *err);

@@ -47,6 +47,7 @@
 #include "proto.h"
 #include "record.h"
 #include "rpc.h"
+#include "save.h"
 #include "views.h"
 
 /* load_value ranges at least this large are written from the value, not copied. */
@@ -326,7 +327,7 @@ static int pack_layout_fields(msgpack_packer *pk, const struct srv_layout *l)
 	r |= rpc_pack_field(pk, RPC_F_ROOT);
 	r |= rpc_pack_str(pk, l->root);
 	r |= rpc_pack_field(pk, RPC_F_CALLS);
-	r |= msgpack_pack_map(pk, l->calls_url ? 4 : 3);
+	r |= msgpack_pack_map(pk, l->calls_url ? 5 : 4);
 	r |= rpc_pack_field(pk, RPC_F_TYPE);
 	r |= rpc_pack_str(pk, l->calls_type);
 	r |= rpc_pack_field(pk, RPC_F_PATH);
@@ -337,14 +338,20 @@ static int pack_layout_fields(msgpack_packer *pk, const struct srv_layout *l)
 	}
 	r |= rpc_pack_field(pk, RPC_F_PRESENT);
 	r |= pack_bool(pk, l->calls_present);
+	r |= rpc_pack_field(pk, RPC_F_COMPRESS);
+	r |= pack_bool(pk, l->compress_calls);
 	r |= rpc_pack_field(pk, RPC_F_VALUES);
-	r |= msgpack_pack_map(pk, 3);
+	r |= msgpack_pack_map(pk, 5);
 	r |= rpc_pack_field(pk, RPC_F_TYPE);
 	r |= rpc_pack_str(pk, l->values_type);
 	r |= rpc_pack_field(pk, RPC_F_PATH);
 	r |= rpc_pack_str(pk, l->values_path);
 	r |= rpc_pack_field(pk, RPC_F_PRESENT);
 	r |= pack_bool(pk, l->values_present);
+	r |= rpc_pack_field(pk, RPC_F_COMPRESS);
+	r |= pack_bool(pk, l->compress_values);
+	r |= rpc_pack_field(pk, RPC_F_SERIALIZER);
+	r |= rpc_pack_str(pk, l->serializer);
 	r |= rpc_pack_field(pk, RPC_F_SIGNED);
 	r |= pack_bool(pk, l->key_count > 0);
 	r |= rpc_pack_field(pk, RPC_F_KEY_COUNT);
@@ -777,6 +784,51 @@ static int do_evict(struct srv_session *s, struct call *c)
 	return 0;
 }
 
+/* put_value(key, offset, data, final): save.h's srv_put_value. */
+static int do_put_value(struct srv_session *s, struct call *c)
+{
+	const char *key;
+	const void *data;
+	size_t len, dlen;
+	uint64_t off;
+	bool final, exists = false;
+
+	if (param_key(c, 0, "key", true, &key, &len) < 0)
+		return -1;
+	if (rpc_obj_uint(param(c, 1), &off) != 0)
+		return bad_type(c, 1, "offset", "an int >= 0");
+	if (rpc_obj_bin(param(c, 2), &data, &dlen) != 0)
+		return bad_type(c, 2, "data", "a bin");
+	if (rpc_obj_bool(param(c, 3), &final) != 0)
+		return bad_type(c, 3, "final", "a bool");
+	if (srv_put_value(s->cache, key, len, off, data, dlen, final, &exists, &c->err) < 0)
+		return -1;
+	PACK(c, msgpack_pack_map(c->pk, 1));
+	PACK(c, rpc_pack_field(c->pk, RPC_F_EXISTS));
+	PACK(c, pack_bool(c->pk, exists));
+	return 0;
+}
+
+/* save(call, record): save.h's srv_save_call. */
+static int do_save(struct srv_session *s, struct call *c)
+{
+	const msgpack_object *call = param(c, 0), *rec = param(c, 1);
+	const void *data = NULL;
+	size_t dlen = 0;
+	bool existed = false;
+
+	if (!call || call->type != MSGPACK_OBJECT_MAP)
+		return bad_type(c, 0, "call", "a map");
+	if (!rpc_obj_is_nil(rec) && rpc_obj_bin(rec, &data, &dlen) != 0)
+		return bad_type(c, 1, "record", "a bin or nil");
+	if (srv_save_call(s->cache, call, data, dlen, &existed, &c->err) < 0)
+		return -1;
+	PACK(c, msgpack_pack_map(c->pk, 1));
+	PACK(c, rpc_pack_field(c->pk, RPC_F_EXISTED));
+	PACK(c, pack_bool(c->pk, existed));
+	return 0;
+}
+
 /* Checks a query template's shape; the cache matches it. */
 static int check_template(struct call *c, const msgpack_object *t)
 {
@@ -920,6 +972,8 @@ static const handler_fn handlers[RPC_M__COUNT] = {
     [RPC_M_EVICT] = do_evict,
     [RPC_M_QUERY] = do_query,
     [RPC_M_NAMES] = do_names,
+    [RPC_M_PUT_VALUE] = do_put_value,
+    [RPC_M_SAVE] = do_save,
 };
 
 /* -------------------------------------------------------------------------------- */

@@ -939,6 +939,9 @@ int fcfg_layer_config(const struct fcfg_cache *c, size_t i, struct srv_config *c
 	cfg->values = l->values.root;
 	cfg->calls = l->calls.url ? l->calls.url : l->calls.root;
 	cfg->read_only = l->read_only || c->shape == FCFG_POOL;
+	cfg->serializer = l->values.type;
+	cfg->compress_values = l->values.compress;
+	cfg->compress_calls = l->calls.compress;
 	for (size_t k = 0; k < l->values.nkeys; k++)
 		cfg->keys[k] = l->values.keys[k];
 	cfg->nkeys = l->values.nkeys;

@@ -33,6 +33,7 @@
 #include "flecheconfig.h"
 #include "json_writer.h"
 #include "rpc.h"
+#include "save.h"
 
 #define PROGRAM    "flechefs-server"
 #define EXIT_USAGE 2
@@ -43,6 +44,8 @@ struct options {
 	bool serve;
 	bool read_only;
 	bool show_config;
+	bool compress;          /* --compress */
+	const char *serializer; /* --serializer */
 	const char *root, *calls, *values, *key_file;
 	const char *cache_name, *config_dir; /* --cache, --config-from */
 	uint32_t max_frame;
@@ -74,7 +77,11 @@ static void usage(FILE *f)
 	        "  --calls DIR|sqlite:///FILE\n"
 	        "                          call storage (overrides the one under --root)\n"
 	        "  --values DIR            value storage (overrides DIR/values)\n"
-	        "  --read-only             refuse evict (EROFS)\n"
+	        "  --read-only             refuse evict, put_value and save (EROFS)\n"
+	        "  --serializer NAME       how values are pickled (pickle, cloudpickle, dill),\n"
+	        "                          reported to clients that save (with a path option)\n"
+	        "  --compress              save values and records gzip-compressed (with a\n"
+	        "                          path option)\n"
 	        "  --key-file FILE         HMAC keys in hex, one per line or colon-separated\n"
 	        "                          (the first signs, any verifies); default: the\n"
 	        "                          environment variable FLECHE_SECRET_KEY\n"
@@ -246,7 +253,9 @@ static void parse_args(int argc, char **argv, struct options *o)
 		OPT_GUNZIPMAX,
 		OPT_CACHE,
 		OPT_CONFIG_FROM,
-		OPT_SHOW_CONFIG
+		OPT_SHOW_CONFIG,
+		OPT_SERIALIZER,
+		OPT_COMPRESS
 	};
 	static const struct option longopts[] = {
 	    {"serve", no_argument, NULL, OPT_SERVE},
@@ -260,6 +269,8 @@ static void parse_args(int argc, char **argv, struct options *o)
 	    {"cache", required_argument, NULL, OPT_CACHE},
 	    {"config-from", required_argument, NULL, OPT_CONFIG_FROM},
 	    {"show-config", no_argument, NULL, OPT_SHOW_CONFIG},
+	    {"serializer", required_argument, NULL, OPT_SERIALIZER},
+	    {"compress", no_argument, NULL, OPT_COMPRESS},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
@@ -312,6 +323,15 @@ static void parse_args(int argc, char **argv, struct options *o)
 			break;
 		case OPT_SHOW_CONFIG:
 			o->show_config = true;
+			break;
+		case OPT_SERIALIZER:
+			if (strcmp(optarg, "pickle") != 0 && strcmp(optarg, "cloudpickle") != 0 &&
+			    strcmp(optarg, "dill") != 0)
+				die_usage("bad --serializer '%s': pickle, cloudpickle or dill", optarg);
+			o->serializer = optarg;
+			break;
+		case OPT_COMPRESS:
+			o->compress = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -547,6 +567,8 @@ int main(int argc, char **argv)
 		cfg.calls = o.calls;
 		cfg.values = o.values;
 		cfg.read_only = o.read_only;
+		cfg.serializer = o.serializer;
+		cfg.compress_values = cfg.compress_calls = o.compress;
 		cfg.gunzip_max = o.gunzip_max;
 		for (size_t i = 0; i < o.nkeys; i++)
 			cfg.keys[i] = o.keys[i];
@@ -581,6 +603,7 @@ int main(int argc, char **argv)
 		sopt.config = desc.data;
 		sopt.config_len = desc.size;
 	}
+	srv_save_sweep(cache);
 	status = srv_serve(cache, &sopt, STDIN_FILENO, proto_out) == 0 ? 0 : 1;
 	close(proto_out);
 out:

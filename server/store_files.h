@@ -7,7 +7,8 @@
  *   1. Paths are only ever dir + "/" + a key rpc_key_valid accepted.
  *   2. A file that vanishes between listing and reading is ENOENT for a read and
  *      is left out of a listing page; nothing here crashes on it.
- *   3. The only write is srv_fstore_unlink (evict of a call record).
+ *   3. The only write here is srv_fstore_unlink (evict of a call record); save.c
+ *      adds files to the directory by link(2), never touching a stored one.
  *   4. Only regular files are stored files. The directory may be a symbolic link, a
  *      key's file never is: it is opened without following one (O_NOFOLLOW), so that
  *      whoever can write the directory cannot have the server read any other file

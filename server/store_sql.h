@@ -8,9 +8,11 @@
  *      fleche writer is never blocked by us (busy_timeout SRV_SQL_BUSY_MS).
  *   2. Only bound parameters carry keys and names into SQL; keys read from the
  *      database that are not 64 lowercase hex characters are skipped.
- *   3. The only writes are srv_sql_delete's, through a read-write connection opened
- *      for that transaction and closed after it, and the checkpoint SQLite may make
- *      in srv_sql_close's tidying (invariant 6) of what others committed.
+ *   3. The only writes here are srv_sql_delete's, through a read-write connection
+ *      opened for that transaction and closed after it, and the checkpoint SQLite may
+ *      make in srv_sql_close's tidying (invariant 6) of what others committed. (A saved
+ *      record is inserted by save_sql.c the same way, on a connection of its own: to
+ *      this storage it is one more writer.)
  *   4. Detail listings are served from a summary (key, name, runtime.timestop of
  *      every call, sorted by key) read in one read transaction by two sequential
  *      scans (random b-tree lookups per row cost ten times more). A listing's first

@@ -93,6 +93,16 @@ def fleche_python():
     return py
 
 
+def run_in_fleche_python(script):
+    """Runs the test script again under fleche_python() unless it already runs there,
+    and puts the source tree's Python package flechefs (python/) on sys.path."""
+    if os.environ.get("FLECHEFS_TEST_IN_PYENV") != "1":
+        py = fleche_python()
+        env = dict(os.environ, FLECHEFS_TEST_IN_PYENV="1")
+        os.execve(py, [py, os.path.abspath(script)] + sys.argv[1:], env)
+    sys.path.insert(0, os.path.join(SOURCE, "python"))
+
+
 def binary(name):
     """The path of a built program (flechefs-server, flechefs, ...); fails when absent."""
     b = build_dir()

@@ -91,7 +91,7 @@ def test_layouts(root):
                              os.path.join(froot, "values")]) as s:
             h = s.hello()
             T.equal(h["layout"]["calls"], {"type": "files", "path": os.path.join(froot, "calls"),
-                                           "present": True},
+                                           "present": True, "compress": False},
                     "explicit directory calls")
             T.equal(h["layout"]["fleche_toml"], False, "explicit layout: no fleche.toml")
             info = s.call("info")

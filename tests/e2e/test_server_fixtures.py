@@ -62,7 +62,7 @@ def check_hello(s, root, cache_name):
         T.equal(lay["calls"]["path"], os.path.join(os.path.abspath(root), "calls"),
                 "%s: calls path" % cache_name)
     T.equal(lay["values"], {"type": "files", "path": os.path.join(os.path.abspath(root), "values"),
-                            "present": True},
+                            "present": True, "compress": False, "serializer": None},
             "%s: values layout" % cache_name)
     T.equal((lay["calls"]["present"], lay["fleche_toml"]), (True, False),
             "%s: call storage present, no fleche.toml" % cache_name)

@@ -1,0 +1,543 @@
+"""FlechefsCache: a fleche cache whose calls and values are served by flechefs-server.
+
+The server runs on this machine (host None) or on `host` through the OpenSSH client,
+started as fleche's own SshCache starts its remote (`ssh [ssh_options] host`, then
+`cd workdir && setup... && exec server ...`, or the server's argv alone when there is
+nothing to run before it), so ~/.ssh/config, ControlMaster and 2FA behave as for
+SshCache. Nothing is unpickled on the remote and no pickle is sent to it: the server
+answers call records as msgpack and values as the stored pickle bytes, read in
+ranges and unpickled here with the serializer the cache was written with.
+
+Answers are those of fleche's own caches: a key not stored is KeyError, a prefix
+matching several keys is fleche's AmbiguousDigestError, save and evict on a
+read-only cache raise fleche's Rejected.
+"""
+
+import logging
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from fleche import digest as _digest
+from fleche.caches import BaseCache, Rejected
+from fleche.call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
+from fleche.digest import Digest
+from fleche.storage.base import AmbiguousDigestError, SaveError, StorageBackend, ValueMixin
+from fleche.storage.destructuring import Digested, DestructuringMixin
+
+from . import __version__
+from ._connection import PROTOCOL, Connection, ServerError
+
+logger = logging.getLogger("flechefs")
+
+SERIALIZERS = ("pickle", "cloudpickle", "dill")
+# requests of one ranged value read, or of one page of query loads, in flight at once
+_WINDOW = 16
+
+
+def _serializer(name):
+    """(dumps, loads) of a serializer fleche names."""
+    if name == "cloudpickle":
+        import cloudpickle
+        return cloudpickle.dumps, cloudpickle.loads
+    if name == "dill":
+        import dill
+        return dill.dumps, dill.loads
+    import pickle
+    return pickle.dumps, pickle.loads
+
+
+def _loads_for(name):
+    return _serializer(name)[1]
+
+
+def _to_wire(v):
+    """A metadata value as the server answers it for the pickled record
+    (rpc/PROTOCOL.md section 3): ints beyond 64 bits as {"$int": digits}, other
+    objects as {"$object": "module.qualname"}."""
+    if isinstance(v, dict):
+        return {k: _to_wire(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_to_wire(x) for x in v]
+    if isinstance(v, int) and not isinstance(v, bool) and not -(1 << 63) <= v < (1 << 64):
+        return {"$int": str(v)}
+    if v is None or isinstance(v, (bool, int, float, str, bytes)):
+        return v
+    return {"$object": "%s.%s" % (type(v).__module__, type(v).__qualname__)}
+
+
+@dataclass(frozen=True)
+class _StoredForms(DestructuringMixin, ValueMixin, StorageBackend):
+    """A value storage that keeps the stored form of every value fleche's value
+    storage would write (destructured as fleche destructures, before gzip and
+    signing), by key, for uploading."""
+
+    dumps: Callable = None
+    forms: dict = field(default_factory=dict)
+    __hash__ = object.__hash__
+
+    def put(self, value, key):
+        if str(key) not in self.forms:
+            self.forms[str(key)] = self.dumps(value)
+        return key
+
+    def get(self, key):
+        raise KeyError(key)
+
+    def list(self):
+        return [Digest(k) for k in self.forms]
+
+    def _evict(self, key):
+        self.forms.pop(str(key), None)
+
+    def _contains(self, key):
+        return str(key) in self.forms
+
+
+def _from_wire(v):
+    """A metadata value as the server sends it (rpc/PROTOCOL.md section 3) back to
+    the Python value: {"$int": digits} is the int; other values are kept."""
+    if isinstance(v, dict):
+        if len(v) == 1 and isinstance(v.get("$int"), str):
+            try:
+                return int(v["$int"])
+            except ValueError:
+                return v
+        return {k: _from_wire(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_from_wire(x) for x in v]
+    return v
+
+
+def _key_error(e, key):
+    """The exception fleche raises where the server answered `e` for `key`."""
+    if e.name == "AMBIGUOUS":
+        return AmbiguousDigestError(e.error.get("message", str(e)))
+    if e.name in ("ENOENT", "EINVAL", "EBADMSG"):
+        # fleche: KeyError for a missing key, a malformed or too short prefix and a
+        # value whose signature fails
+        return KeyError(key, e.error.get("message", str(e)))
+    return e
+
+
+class _ValueLoader:
+    """What a destructured value's mend() reads its parts through."""
+
+    def __init__(self, cache):
+        self._cache = cache
+
+    def load(self, key):
+        return self._cache.load_value(key)
+
+
+@dataclass(frozen=True)
+class FlechefsCache(BaseCache):
+    """A fleche cache served by flechefs-server.
+
+    Args:
+        host: None to run the server on this machine, else an ssh destination
+            (`user@host` or a ~/.ssh/config alias).
+        root: the cache directory (`--root`), or None for the cache named in the
+            server's fleche.toml.
+        cache_name: the cache's name in the server's fleche.toml (`--cache`).
+        server: the server program (on the remote's PATH, or a path).
+        ssh_options: arguments between `ssh` and host.
+        setup_commands: shell snippets run before the server, joined with `&&`.
+        workdir: the directory to `cd` into before the server starts (fleche.toml is
+            searched from there, a relative root is relative to it).
+        server_args: more arguments for the server (`--read-only`, `--key-file F`).
+        serializer: the serializer values were written with ("pickle",
+            "cloudpickle" or "dill") when the server does not report it.
+    """
+
+    host: "str | None" = None
+    root: "str | None" = None
+    cache_name: "str | None" = None
+    server: str = "flechefs-server"
+    ssh_options: "tuple[str, ...]" = ()
+    setup_commands: "tuple[str, ...]" = ()
+    workdir: "str | None" = None
+    server_args: "tuple[str, ...]" = ()
+    serializer: "str | None" = None
+    _conn: Connection = field(init=False, repr=False, compare=False, hash=False)
+    _info_cache: "dict | None" = field(init=False, default=None, repr=False,
+                                       compare=False, hash=False)
+    _uploaded: list = field(init=False, default_factory=lambda: [0], repr=False,
+                            compare=False, hash=False)
+
+    def __post_init__(self):
+        for name in ("ssh_options", "setup_commands", "server_args"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.serializer is not None and self.serializer not in SERIALIZERS:
+            raise ValueError("unknown serializer %r: one of %s"
+                             % (self.serializer, ", ".join(SERIALIZERS)))
+        label = "flechefs-server" if self.host is None else "flechefs-server on " + self.host
+        object.__setattr__(self, "_conn", Connection(self.command(), label,
+                                                     "flechefs-python " + __version__))
+
+    # -- the command
+
+    def command(self) -> "list[str]":
+        """The argv that starts the server (ssh's, for a remote host)."""
+        server_argv = [self.server, "--serve"]
+        if self.root is not None:
+            server_argv += ["--root", self.root]
+        if self.cache_name is not None:
+            server_argv += ["--cache", self.cache_name]
+        server_argv += list(self.server_args)
+        prefix = []
+        if self.workdir is not None:
+            prefix.append("cd %s" % shlex.quote(self.workdir))
+        prefix.extend(self.setup_commands)
+        if prefix:
+            line = " && ".join(prefix + ["exec " + " ".join(shlex.quote(a) for a in server_argv)])
+            remote = [line] if self.host is not None else ["/bin/sh", "-c", line]
+        else:
+            remote = server_argv
+        if self.host is None:
+            return remote
+        return ["ssh", *self.ssh_options, self.host, *remote]
+
+    # -- lifecycle
+
+    def _hello(self) -> dict:
+        fresh = self._conn.hello is None
+        hello = self._conn.ensure_open()
+        if fresh:
+            _warn_on_skew(hello)
+        return hello
+
+    def _call(self, method, *params):
+        self._hello()
+        return self._conn.call(method, *params)
+
+    def reconnect(self) -> None:
+        """Ends the server (or ssh); the next operation starts a new one. Never done
+        automatically: that could prompt for a password or 2FA again."""
+        object.__setattr__(self, "_info_cache", None)
+        self._conn.reconnect()
+
+    def close(self) -> None:
+        """Ends the server (or ssh) if it runs."""
+        self._conn.close()
+
+    def info(self, *, refresh: bool = True) -> "dict[str, Any]":
+        """The server's `hello` answer (program, version, hostname, pid, cwd,
+        layout, config) updated with a fresh `info` (counts, size, read_only)."""
+        info = self._info_cache
+        if refresh or info is None:
+            info = dict(self._hello())
+            info.update(self._call("info"))
+            object.__setattr__(self, "_info_cache", info)
+        return info
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the server refuses save and evict."""
+        return bool(self._hello().get("read_only", False))
+
+    def serializer_name(self) -> str:
+        """The serializer values are read with: the server's report, else the
+        `serializer` argument, else pickle."""
+        hello = self._hello()
+        layout = hello.get("layout") or {}
+        values = layout.get("values") or {}
+        name = values.get("serializer")
+        if name is None:
+            cache = (hello.get("config") or {}).get("cache")
+            if isinstance(cache, list) and cache:
+                cache = cache[0]
+            if isinstance(cache, dict):
+                name = (cache.get("values") or {}).get("type")
+        if name not in SERIALIZERS:
+            name = self.serializer or "pickle"
+        return name
+
+    # -- reads
+
+    def _record(self, r) -> DigestedCall:
+        if r.get("metadata_error"):
+            logger.warning("call %s: the server cannot send its metadata: %s",
+                           r.get("key"), r["metadata_error"].get("message"))
+        return DigestedCall(
+            name=r["name"],
+            arguments={a: Digest(k) for a, k in r.get("arguments") or []},
+            result=None if r.get("result") is None else Digest(r["result"]),
+            metadata=_from_wire(r.get("metadata") or {}),
+            module=r.get("module"),
+            version=r.get("version"),
+            code_digest=r.get("code_digest"),
+        )
+
+    def load(self, key: str) -> LazyCall:
+        try:
+            r = self._call("load", str(key))
+        except ServerError as e:
+            raise _key_error(e, key) from None
+        return self._record(r).fetch(self)
+
+    def contains(self, key: str) -> bool:
+        try:
+            return bool(self._call("contains", str(key)))
+        except ServerError as e:
+            raise _key_error(e, key) from None
+
+    def expand(self, key: "Digest | str") -> Digest:
+        if len(key) >= _digest.DIGEST_LENGTH:  # as fleche: a full key, unlooked at
+            return Digest(str(key))
+        try:
+            return Digest(self._call("expand", str(key)))
+        except ServerError as e:
+            raise _key_error(e, key) from None
+
+    def _shrink(self, *keys: "Digest | str") -> "tuple[Digest, ...]":
+        self._hello()
+        pending = [(k, self._conn.send("shrink", str(k))) for k in keys]
+        out = []
+        for k, p in pending:
+            try:
+                out.append(Digest(p.wait()))
+            except ServerError as e:
+                raise _key_error(e, k) from None
+        return tuple(out)
+
+    def load_value(self, key: str) -> Any:
+        data = self.load_value_bytes(key)
+        value = _loads_for(self.serializer_name())(data)
+        if isinstance(value, Digested):
+            return value.mend(_ValueLoader(self))
+        return value
+
+    def load_value_bytes(self, key: str) -> bytes:
+        """The stored pickle of a value (after gunzip and the signature check), read
+        in ranges of the server's max_read, several in flight."""
+        try:
+            st = self._call("stat_value", str(key), None)
+        except ServerError as e:
+            raise _key_error(e, key) from None
+        full, size = st["key"], st["size"]
+        step = int(self._hello().get("max_read") or (1 << 20))
+        offsets = list(range(0, size, step))
+        parts = []
+        pending = []
+        try:
+            for off in offsets:
+                pending.append(self._conn.send("load_value", full, off, step, None))
+                if len(pending) >= _WINDOW:
+                    parts.append(pending.pop(0).wait())
+            while pending:
+                parts.append(pending.pop(0).wait())
+        except ServerError as e:
+            raise _key_error(e, key) from None
+        data = b"".join(parts)
+        if len(data) != size:
+            raise ServerError({"errno": 5, "name": "EIO",
+                               "message": "value %s: read %d bytes of %d"
+                                          % (full, len(data), size)})
+        return data
+
+    def _query(self, call: QueryCall) -> Iterable[LazyCall]:
+        template, exact = self._server_template(call)
+        after = None
+        while True:
+            try:
+                page = self._call("query", template, after, None, False)
+            except ServerError as e:
+                raise _key_error(e, None) from None
+            keys = page.get("keys") or []
+            for i in range(0, len(keys), _WINDOW):
+                batch = [(k, self._conn.send("load", k)) for k in keys[i:i + _WINDOW]]
+                for k, p in batch:
+                    try:
+                        dc = self._record(p.wait())
+                    except ServerError as e:
+                        if e.name != "ENOENT":  # evicted since the query: not a match
+                            logger.error("Failed to load matching call %s with %s! "
+                                         "Indicates corrupt cache.", k, e)
+                        continue
+                    # as fleche's call storages: values compared by digest, unloaded
+                    if exact or call.matches(dc):
+                        yield dc.fetch(self)
+            if page.get("complete") or not keys:
+                return
+            after = keys[-1]
+
+    def _server_template(self, call: QueryCall):
+        """The part of `call` the server's query template matches, and whether it is
+        all of it (else the calls it answers are filtered with call.matches)."""
+        t = {}
+        exact = call.code_digest is None and call.result is None
+        if call.name is not None:
+            if isinstance(call.name, str):
+                t["name"] = str(call.name)
+            else:
+                exact = False
+        if call.module is not None:
+            t["module"] = call.module
+        if call.version is not None:
+            t["version"] = call.version
+        if call.arguments:
+            args = {}
+            for k, v in call.arguments.items():
+                if v is None:
+                    continue
+                if isinstance(v, Digest):
+                    args[k] = str(self.expand(v))
+                else:
+                    args[k] = str(_digest.digest(v))
+            if args:
+                t["arguments"] = args
+        if call.metadata:
+            meta = {}
+            for block, filters in call.metadata.items():
+                sent = {}
+                for kk, vv in (filters or {}).items():
+                    if isinstance(vv, (str, float)) or (isinstance(vv, int)
+                                                         and not isinstance(vv, bool)):
+                        sent[kk] = vv
+                    else:
+                        exact = False
+                meta[block] = sent
+            t["metadata"] = meta
+        return t, exact
+
+    # -- writes
+
+    def evict(self, key: "str | Digest") -> None:
+        if self.read_only:
+            raise Rejected("Cannot evict from a read-only remote cache", self, key)
+        try:
+            self._call("evict", str(key))
+        except ServerError as e:
+            if e.name == "EROFS":
+                raise Rejected("Cannot evict from a read-only remote cache", self, key) from None
+            raise _key_error(e, key) from None
+
+    @property
+    def bytes_uploaded(self) -> int:
+        """The bytes of values this object has sent to the server (put_value data)."""
+        return self._uploaded[0]
+
+    def _stored_forms(self) -> _StoredForms:
+        hello = self._hello()
+        depth = 1
+        cache = (hello.get("config") or {}).get("cache")
+        if isinstance(cache, list) and cache:
+            cache = cache[0]
+        if isinstance(cache, dict):
+            d = (cache.get("values") or {}).get("remaining_depth")
+            if isinstance(d, int) and not isinstance(d, bool):
+                depth = d
+        return _StoredForms(remaining_depth=depth,
+                            dumps=_serializer(self.serializer_name())[0])
+
+    def _probe(self, forms: "dict[str, bytes]") -> list:
+        """Asks, all at once, which values the server holds: an empty first chunk of
+        each answers "exists" (see _upload)."""
+        self._hello()
+        return [(k, self._conn.send("put_value", k, 0, b"", False)) for k in forms]
+
+    def _upload(self, forms: "dict[str, bytes]", probes=None) -> None:
+        """Uploads the values the server lacks (probes: _probe's, made now when
+        None). The chunks of the values missing go in flight together, and each
+        value's final chunk once the others of all values are answered (the server
+        checks the value whole then)."""
+        hello = self._hello()
+        step = max(1 << 16, min(int(hello.get("max_frame") or (16 << 20)) - (1 << 16), 8 << 20))
+        try:
+            if probes is None:
+                probes = self._probe(forms)
+            missing = [k for k, p in probes if not p.wait().get("exists")]
+            pending, finals = [], []
+            for k in missing:
+                data = forms[k]
+                offs = list(range(0, len(data), step)) or [0]
+                for off in offs[:-1]:
+                    pending.append(self._conn.send("put_value", k, off,
+                                                   data[off:off + step], False))
+                    self._uploaded[0] += min(step, len(data) - off)
+                finals.append((k, offs[-1]))
+            for p in pending:
+                p.wait()
+            for i, (k, off) in enumerate(finals):
+                last = forms[k][off:]
+                self._uploaded[0] += len(last)
+                finals[i] = self._conn.send("put_value", k, off, last, True)
+            for p in finals:
+                p.wait()
+        except ServerError as e:
+            if e.name == "EROFS":
+                raise Rejected(str(e), self) from None
+            raise
+
+    def _record_map(self, digested: DigestedCall, key: str) -> dict:
+        return {
+            "key": str(key), "name": digested.name, "module": digested.module,
+            "version": digested.version,
+            "code_digest": None if digested.code_digest is None else str(digested.code_digest),
+            "arguments": [[a, str(d)] for a, d in digested.arguments.items()],
+            "result": None if digested.result is None else str(digested.result),
+            "metadata": _to_wire(dict(digested.metadata or {})),
+        }
+
+    def prepare(self, call: Call) -> PreparedCall:
+        """Stores the argument values now (as fleche's Cache does, before the body
+        runs); a read-only server gets fleche's digest-only admission."""
+        if self.read_only:
+            return super().prepare(call)
+        forms = self._stored_forms()
+        digested = call.stash(forms)
+        self._upload(forms.forms)
+        return PreparedCall(digested=digested, cache=self)
+
+    def save(self, call: "PreparedCall | Call | DigestedCall") -> str:
+        """Stores the call's values the server lacks, then its record; answers the
+        call's key. Rejected when the server is read-only or refuses a value."""
+        if self.read_only:
+            raise Rejected(self, call)
+        forms = self._stored_forms()
+        try:
+            if isinstance(call, PreparedCall):
+                digested = call.resolve(forms)
+            elif isinstance(call, Call):
+                digested = call.stash(forms)
+            else:
+                digested = call
+        except SaveError as e:
+            raise Rejected(e) from None
+        probes = self._probe(forms.forms)
+        key = digested.to_lookup_key()
+        record = None
+        if ((self._hello().get("layout") or {}).get("calls") or {}).get("type") != "sql":
+            # the record as fleche's file call storage pickles it
+            record = forms.dumps(DigestedCall(
+                name=digested.name, arguments=dict(digested.arguments),
+                result=digested.result, metadata=digested.metadata, module=digested.module,
+                version=digested.version, code_digest=digested.code_digest))
+        # Sent with the probes: when every value is there already (a call saved
+        # again), the record is stored in the same round trip; else it is ENOENT and
+        # sent again once the values are.
+        saving = self._conn.send("save", self._record_map(digested, key), record)
+        self._upload(forms.forms, probes)
+        try:
+            try:
+                saving.wait()
+            except ServerError as e:
+                if e.name != "ENOENT":
+                    raise
+                self._call("save", self._record_map(digested, key), record)
+        except ServerError as e:
+            if e.name == "EROFS":
+                raise Rejected(str(e), self, call) from None
+            raise
+        return key
+
+
+def _warn_on_skew(hello):
+    """Warns when the server speaks a newer protocol or is another version."""
+    proto = hello.get("protocol")
+    if proto != PROTOCOL:
+        logger.warning("flechefs protocol skew: client speaks %d, server %r", PROTOCOL, proto)
+    version = hello.get("version")
+    if version and version != __version__:
+        logger.warning("flechefs version skew: local=%s remote=%s", __version__, version)
