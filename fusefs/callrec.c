@@ -40,7 +40,13 @@ static int render_json(const msgpack_object *o, char **out, size_t *len)
 		return rc;
 	}
 	*out = rpc_buf_detach(&b, len);
-	return *out ? 0 : -ENOMEM;
+	if (!*out)
+		return -ENOMEM;
+	/* a record keeps its text: without the room the buffer grew with */
+	char *fit = realloc(*out, *len + 1);
+	if (fit)
+		*out = fit;
+	return 0;
 }
 
 static int add_file(struct fsd_record_file **files, size_t *n, const char *name, char *data,

@@ -150,19 +150,11 @@ void fsd_fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	case FSD_CALL:
 	case FSD_CALL_ARGS:
 	case FSD_CALL_META: {
-		int e = fsd_fs_ensure_record(fs, i);
+		int e = fsd_fs_current_record(fs, i, &d->rec, &d->fresh_until_ms);
 		if (!e && i->kind == FSD_CALL_META)
 			e = fsd_fs_metadata_refused(i, fs);
 		if (e) {
 			rc = -e;
-			break;
-		}
-		fsd_itable_lock(&fs->it);
-		d->rec = fsd_record_ref(i->rec);
-		d->fresh_until_ms = i->fresh_until_ms;
-		fsd_itable_unlock(&fs->it);
-		if (!d->rec) {
-			rc = -EIO; /* taken away meanwhile: the call changed just now */
 			break;
 		}
 		if (i->kind == FSD_CALL)
@@ -376,7 +368,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				failed = -rc;
 			break;
 		}
-		if (!plus) {
+		if (!plus || fsd_fs_inside_call(d->kind)) {
 			/* Same number as a lookup would give, in the common case of no
 			 * collision. */
 			char path[600];
@@ -386,8 +378,18 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			st.st_mode = fsd_fs_is_dir_kind(kind)  ? S_IFDIR
 			             : kind == FSD_LINK ? S_IFLNK
 			                                : S_IFREG;
-			need = fuse_add_direntry(req, buf + used, size - used, name, &st,
-			                         (off_t)pos + 1);
+			if (plus) {
+				/* node id 0: the kernel takes the name and type and keeps no
+				 * entry for it (fs.c invariant 3) */
+				struct fuse_entry_param e;
+				memset(&e, 0, sizeof(e));
+				e.attr = st;
+				need = fuse_add_direntry_plus(req, buf + used, size - used, name,
+				                              &e, (off_t)pos + 1);
+			} else {
+				need = fuse_add_direntry(req, buf + used, size - used, name, &st,
+				                         (off_t)pos + 1);
+			}
 			if (need > size - used)
 				break;
 			used += need;

@@ -26,14 +26,19 @@
  *  3. Listings of calls/, values/ and by-name/ come from listing.h: cached for
  *     cache_timeout, streamed page by page to readdir, dropped after an eviction
  *     through this mount. Readdirplus hands the kernel every entry's attributes,
- *     so ls -l costs no request per entry.
+ *     so ls -l costs no request per entry; except inside a call directory, whose
+ *     entries are given with node id 0 (name and type only): a walk of the whole
+ *     tree then leaves the kernel, and so the inode table, one inode per call, not
+ *     one per file of every call, and ls -l of a call costs a lookup per entry,
+ *     answered from the record already loaded.
  *  4. A call record is loaded per inode and rendered (callrec.h) at that moment, so
  *     sizes are exact before the first read. It is current for cache_timeout (inode.h
  *     invariant 5: the kernel keeps entries and attributes of a call's files no
  *     longer); then a fresh listing of calls/ whose stamp for the key is the
  *     record's confirms it, else it is loaded again (ensure_record). A listing whose
  *     stamp differs marks the record stale at once: a call recorded again under its
- *     key is shown within cache_timeout.
+ *     key is shown within cache_timeout. Directories keep the records of the last
+ *     FS_RECORDS_KEPT given one (node.c, keep_record); an older one is loaded again.
  *  5. A view of a value (views.h) is an FSD_VALUE inode with its view set: found by
  *     lookup only (ls values/ lists the keys alone), its size exact from stat_value
  *     with the view, cached by the kernel as values are. Call directories list the

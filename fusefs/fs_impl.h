@@ -38,6 +38,15 @@
 #define FS_EVICT_BURST  16
 #define FS_EVICT_WINDOW 10.0
 
+/*
+ * The records the daemon keeps on directory inodes (fs.c invariant 4): those of the
+ * last FS_RECORDS_KEPT directories given one. An older one is dropped and loaded
+ * again when next asked for, so that a walk of every call holds this many records,
+ * not one per call the kernel still knows. Files of a call the kernel holds keep
+ * their own reference.
+ */
+#define FS_RECORDS_KEPT 4096
+
 struct evict_guard {
 	pthread_mutex_t lock;
 	double at[FS_EVICT_BURST]; /* clock.h seconds of the last attempts (a ring) */
@@ -65,6 +74,10 @@ struct fsd_fs {
 	struct fsd_viewcache views;
 	struct evict_guard guard;
 	struct fsd_statfs_cache statfs;
+	/* The inodes that were last given a record, a ring (FS_RECORDS_KEPT): under
+	 * the table's lock; 0 where none. */
+	uint64_t kept[FS_RECORDS_KEPT];
+	size_t kept_next;
 };
 
 /* The parameters of a new child, beyond its name and kind. */
@@ -100,6 +113,8 @@ struct fsd_inode *fsd_fs_inode(struct fsd_fs *fs, fuse_ino_t ino);
 
 /* Nonzero for the kinds that are directories. */
 int fsd_fs_is_dir_kind(enum fsd_kind k);
+/* Nonzero for the directories inside a call's (its own, arguments/, metadata/). */
+int fsd_fs_inside_call(enum fsd_kind k);
 /* Nonzero when s[0..n) is lowercase hex. */
 int fsd_fs_is_hex(const char *s, size_t n);
 
@@ -137,6 +152,14 @@ void fsd_fs_fill_entry(struct fsd_fs *fs, struct fsd_inode *i, struct fuse_entry
 void fsd_fs_log_failure(const char *what, const struct fsd_result *r);
 /* Loads and renders the record of call inode i once. Returns 0 or a positive errno. */
 int fsd_fs_ensure_record(struct fsd_fs *fs, struct fsd_inode *i);
+/*
+ * fsd_fs_ensure_record, then a reference on i's record (the caller's to drop) and
+ * until when it is current; asked for again, a few times, when it is taken away in
+ * between (FS_RECORDS_KEPT, or the call changed just now), then EIO. Returns 0 or a
+ * positive errno.
+ */
+int fsd_fs_current_record(struct fsd_fs *fs, struct fsd_inode *i, struct fsd_record **rec,
+                          uint64_t *fresh_until_ms);
 
 /* Replies err as an errno the kernel takes (EIO for ETIMEDOUT, ENOSYS, out of range). */
 int fsd_fs_reply_err(fuse_req_t req, int err);

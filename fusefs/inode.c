@@ -135,6 +135,11 @@ struct fsd_inode *fsd_itable_get(struct fsd_itable *t, uint64_t ino)
 	return i;
 }
 
+struct fsd_inode *fsd_itable_get_locked(struct fsd_itable *t, uint64_t ino)
+{
+	return find_locked(t, ino);
+}
+
 static void grow(struct fsd_itable *t)
 {
 	size_t n = t->nbuckets * 2;

@@ -136,6 +136,8 @@ void fsd_itable_unlock(struct fsd_itable *t);
  * kernel holds a lookup on it (always the case for the inode of a request).
  */
 struct fsd_inode *fsd_itable_get(struct fsd_itable *t, uint64_t ino);
+/* The same with the table's lock held by the caller. */
+struct fsd_inode *fsd_itable_get_locked(struct fsd_itable *t, uint64_t ino);
 
 /*
  * Finds or creates the inode for child `name` of `parent` with the given kind, and

@@ -493,19 +493,13 @@ static void lookup_in_call(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *
 {
 	struct child_spec sp = {.size = -1};
 	char target[FSD_LINK_TARGET_MAX];
-	int e = fsd_fs_ensure_record(fs, parent);
+	struct fsd_record *rec = NULL;
+	int e = fsd_fs_current_record(fs, parent, &rec, &sp.fresh_until_ms);
 	if (!e && parent->kind == FSD_CALL_META)
 		e = fsd_fs_metadata_refused(parent, fs);
 	if (e) {
+		fsd_record_unref(rec);
 		fsd_fs_reply_err(req, e);
-		return;
-	}
-	fsd_itable_lock(&fs->it);
-	struct fsd_record *rec = fsd_record_ref(parent->rec);
-	sp.fresh_until_ms = parent->fresh_until_ms;
-	fsd_itable_unlock(&fs->it);
-	if (!rec) {
-		fsd_fs_reply_err(req, EIO); /* taken away meanwhile: the call changed just now */
 		return;
 	}
 	sp.rec = rec;

@@ -58,6 +58,11 @@ int fsd_fs_is_dir_kind(enum fsd_kind k)
 	}
 }
 
+int fsd_fs_inside_call(enum fsd_kind k)
+{
+	return k == FSD_CALL || k == FSD_CALL_ARGS || k == FSD_CALL_META;
+}
+
 static void set_time(struct timespec *ts, double t)
 {
 	if (!(t > 0) || !isfinite(t) || t > 9e15)
@@ -250,6 +255,21 @@ static void drop_record(struct fsd_inode *i)
 	i->rec = NULL;
 }
 
+/* Notes that i was given a record, dropping the oldest kept one's. Lock held. */
+static void keep_record(struct fsd_fs *fs, struct fsd_inode *i)
+{
+	uint64_t old = fs->kept[fs->kept_next];
+	fs->kept[fs->kept_next] = i->ino;
+	fs->kept_next = (fs->kept_next + 1) % FS_RECORDS_KEPT;
+	if (!old || old == i->ino)
+		return;
+	struct fsd_inode *o = fsd_itable_get_locked(&fs->it, old);
+	if (o && o->rec && fsd_fs_inside_call(o->kind)) {
+		drop_record(o);
+		o->fresh_until_ms = 1; /* past: loaded again when asked for */
+	}
+}
+
 /*
  * Makes sure a call directory inode (or its arguments/ or metadata/) has a current
  * record (invariant 4): the one it has while fresh, or confirmed by a fresh listing,
@@ -307,12 +327,30 @@ int fsd_fs_ensure_record(struct fsd_fs *fs, struct fsd_inode *i)
 		i->rec = rec;
 		i->mtime = rec->mtime;
 		rec = NULL;
+	keep_record(fs, i);
 	}
 	i->err = 0;
 	i->fresh_until_ms = fsd_fs_fresh_after(fs, now);
 	fsd_itable_unlock(&fs->it);
 	fsd_record_unref(rec);
 	return 0;
+}
+
+int fsd_fs_current_record(struct fsd_fs *fs, struct fsd_inode *i, struct fsd_record **rec,
+                          uint64_t *fresh_until_ms)
+{
+	for (int tries = 0; tries < 3; tries++) {
+		int e = fsd_fs_ensure_record(fs, i);
+		if (e)
+			return e;
+		fsd_itable_lock(&fs->it);
+		*rec = fsd_record_ref(i->rec);
+		*fresh_until_ms = i->fresh_until_ms;
+		fsd_itable_unlock(&fs->it);
+		if (*rec)
+			return 0;
+	}
+	return EIO;
 }
 
 /* --- replies --- */
@@ -355,6 +393,8 @@ struct fsd_inode *fsd_fs_make_child(struct fsd_fs *fs, struct fsd_inode *parent,
 		fsd_record_unref(i->rec);
 		i->rec = fsd_record_ref(sp->rec);
 		i->err = 0;
+		if (fsd_fs_inside_call(kind))
+			keep_record(fs, i);
 	}
 	if (sp->listed) {
 		/* calls/<key> from a listing: it confirms the record when the stamps agree,

@@ -16,9 +16,23 @@ static void text_unref(struct srv_text *e)
 	}
 }
 
+static uint64_t id_hash(const char *id)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * 1099511628211ull;
+	return h;
+}
+
 /* Lock held. */
 static void unlink_text(struct srv_textcache *tc, struct srv_text *e)
 {
+	struct srv_text **pp = &tc->bucket[e->hash % SRV_TEXTCACHE_BUCKETS];
+
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	*pp = e->hnext;
+	e->hnext = NULL;
 	if (e->prev)
 		e->prev->next = e->next;
 	else
@@ -29,7 +43,8 @@ static void unlink_text(struct srv_textcache *tc, struct srv_text *e)
 		tc->tail = e->prev;
 	e->prev = e->next = NULL;
 	e->linked = false;
-	tc->bytes -= e->len;
+	tc->bytes -= e->cost;
+	tc->count--;
 	text_unref(e);
 }
 
@@ -59,6 +74,7 @@ struct srv_text *srv_textcache_get(struct srv_textcache *tc, const char *id, uin
                                    double mtime)
 {
 	struct srv_text *e, *found = NULL;
+	uint64_t h = id_hash(id);
 
 	pthread_mutex_lock(&tc->lock);
 	if (tc->big && strcmp(tc->big->id, id) == 0) {
@@ -70,8 +86,8 @@ struct srv_text *srv_textcache_get(struct srv_textcache *tc, const char *id, uin
 		text_unref(tc->big);
 		tc->big = NULL;
 	}
-	for (e = tc->head; e; e = e->next) {
-		if (strcmp(e->id, id) != 0)
+	for (e = tc->bucket[h % SRV_TEXTCACHE_BUCKETS]; e; e = e->hnext) {
+		if (e->hash != h || strcmp(e->id, id) != 0)
 			continue;
 		if (e->size != size || e->mtime != mtime) {
 			unlink_text(tc, e);
@@ -111,17 +127,28 @@ struct srv_text *srv_textcache_put(struct srv_textcache *tc, const char *id, uin
 		return NULL;
 	}
 	e->id = idc;
+	e->hash = id_hash(idc);
+	e->cost = len + strlen(idc) + 1 + sizeof(*e);
 	e->size = size;
 	e->mtime = mtime;
 	e->data = data;
 	e->len = len;
 	e->refs = 2; /* the caller's and the cache's */
 	pthread_mutex_lock(&tc->lock);
-	if (len > SRV_TEXTCACHE_BYTES) {
+	/* one entry per id: a rendering that raced with this one gives way */
+	for (struct srv_text *o = tc->bucket[e->hash % SRV_TEXTCACHE_BUCKETS]; o; o = o->hnext)
+		if (o->hash == e->hash && strcmp(o->id, idc) == 0) {
+			unlink_text(tc, o);
+			break;
+		}
+	if (e->cost > SRV_TEXTCACHE_BYTES) {
 		text_unref(tc->big);
 		tc->big = e;
 	} else {
-		while (tc->tail && tc->bytes + len > SRV_TEXTCACHE_BYTES)
+		struct srv_text **b = &tc->bucket[e->hash % SRV_TEXTCACHE_BUCKETS];
+
+		while (tc->tail && (tc->bytes + e->cost > SRV_TEXTCACHE_BYTES ||
+		                    tc->count >= SRV_TEXTCACHE_ENTRIES))
 			unlink_text(tc, tc->tail);
 		e->next = tc->head;
 		if (tc->head)
@@ -129,8 +156,11 @@ struct srv_text *srv_textcache_put(struct srv_textcache *tc, const char *id, uin
 		tc->head = e;
 		if (!tc->tail)
 			tc->tail = e;
+		e->hnext = *b;
+		*b = e;
 		e->linked = true;
-		tc->bytes += len;
+		tc->bytes += e->cost;
+		tc->count++;
 	}
 	pthread_mutex_unlock(&tc->lock);
 	return e;

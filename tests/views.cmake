@@ -1,8 +1,11 @@
 # views: the value views json, npy, txt and bin of flechefs-server
-# (server/views.c, server/view_json.c, server/npy.c). The unit test runs in the sanitizer
-# build too; the end-to-end tests drive the server through its protocol; the fuzz
-# harness feeds arbitrary pickles to every emitter.
+# (server/views.c, server/view_json.c, server/npy.c, the text cache
+# server/textcache.c). The unit tests run in the sanitizer build too; the end-to-end
+# tests drive the server through its protocol; the fuzz harness feeds arbitrary
+# pickles to every emitter.
 flechefs_unit_test(test_views SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_views.c
+	LIBS flechefs_srv)
+flechefs_unit_test(test_textcache SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_textcache.c
 	LIBS flechefs_srv)
 flechefs_py_test(test_views_fixtures e2e/test_views_fixtures.py LABELS views)
 flechefs_py_test(test_views_generated e2e/test_views_generated.py LABELS views)
