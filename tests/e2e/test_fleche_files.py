@@ -1,0 +1,125 @@
+"""test_fleche_files.py: files and folders that cached functions return, in caches
+written at test time by the real fleche (gen_fleche_files.py: a PNG, a CSV, a large
+binary file, a folder of three levels with 1,000 files, a path passed as an
+argument; cloudpickle files, pickle with SQLite calls, gzip, signed), read back
+through flechefs-server's protocol and compared with what fleche materialises:
+
+- the json view of every stored file record is {"$file": {"name", "content",
+  "size"}} and of every folder record {"$directory": {...}} holding exactly the
+  materialised tree, children by their real names, sizes those of the materialised
+  files (rpc/PROTOCOL.md section 6.1);
+- the bin view of every file's content value is the materialised file, byte for byte;
+- the calls' results and path arguments are those records;
+- hostile records: names the filesystem cannot take are still shown as data in the
+  json view; a folder that contains itself is ELOOP, one nested deeper than the
+  documented limit EFBIG, a file record whose content is not bytes EIO (CORRUPT).
+"""
+
+import hashlib
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+import views_common as V  # noqa: E402
+from client import Server  # noqa: E402
+
+T = common.Checks("fleche_files")
+
+
+def want_json(record):
+    """The json view a record's materialised tree calls for."""
+    if record["kind"] == "file":
+        ((name, f),) = record["files"].items()
+        return {"$file": {"name": name, "content": f["content"], "size": f["size"]}}
+    root = {}
+    for d in record["dirs"]:
+        node = root
+        for part in d.split("/"):
+            node = node.setdefault(part, {"$directory": {}})["$directory"]
+    for rel, f in record["files"].items():
+        *parents, name = rel.split("/")
+        node = root
+        for part in parents:
+            node = node[part]["$directory"]
+        node[name] = {"$file": {"name": name, "content": f["content"], "size": f["size"]}}
+    return {"$directory": root}
+
+
+def check_record(s, out, name, r):
+    what = "%s: %s record %s" % (name, r["kind"], r["key"][:12])
+    st, text = V.read_view(s, r["key"], "json")
+    T.equal(st["size"], len(text), what + " json size")
+    T.equal(json.loads(text), want_json(r), what + " json")
+    for rel, f in r["files"].items():
+        st, data = V.read_view(s, f["content"], "bin", chunk=4 << 20)
+        with open(os.path.join(out, "materialised", name, r["key"], rel), "rb") as fh:
+            T.check(data == fh.read(), "%s: bin view of '%s' equals the materialised file"
+                    % (what, rel))
+
+
+def server_env(c):
+    return {"FLECHE_SECRET_KEY": c["secret_key_hex"]} if c["secret_key_hex"] else None
+
+
+def check_cache(out, name, c):
+    records = {r["key"]: r for r in c["records"]}
+    with Server(common.binary("flechefs-server"), ["--serve", "--root", os.path.join(out, name)],
+                extra_env=server_env(c)) as s:
+        s.hello()
+        for r in c["records"]:
+            T.run(check_record, s, out, name, r)
+        for call in c["calls"]:
+            if call["name"] != "count_lines":
+                T.check(call["result"] in records, "%s: the result of %s is a record"
+                        % (name, call["name"]))
+            else:
+                T.check(call["arguments"]["path"] in records,
+                        "%s: the path argument of count_lines is a record" % name)
+        if name == "hostile":
+            check_hostile(s, c["hostile"])
+        T.equal(s.wait(), 0, "%s: the server ends cleanly" % name)
+    kinds = [r["kind"] for r in c["records"]]
+    largest = max((r for r in c["records"] if r["kind"] == "directory"),
+                  key=lambda r: len(r["files"]), default=None)
+    print("%s: %d calls, %d file records, %d folder records (the largest: %d files in %d "
+          "folders)" % (name, len(c["calls"]), kinds.count("file"), kinds.count("directory"),
+                        len(largest["files"]) if largest else 0,
+                        len(largest["dirs"]) if largest else 0))
+
+
+def check_hostile(s, keys):
+    def doc(key):
+        return json.loads(V.read_view(s, key, "json")[1])
+
+    names = {"empty": "", "dot": ".", "dotdot": "..", "slash": "a/b", "nul": "a\0b",
+             "long": "n" * 256}
+    for why, bad in names.items():
+        T.equal(doc(keys["file_" + why])["$file"]["name"], bad,
+                "the json view shows the file name of '%s' as stored" % why)
+        T.equal(sorted(doc(keys["dir_" + why])["$directory"]), sorted(["fine.txt", bad]),
+                "the json view shows the child names of '%s' as stored" % why)
+    T.equal(V.view_error(s, keys["dir_self"], "json"), "ELOOP",
+            "a folder that contains itself is ELOOP")
+    T.equal(V.view_error(s, keys["dir_deep"], "json"), "EFBIG",
+            "folders nested 41 deep are EFBIG")
+    T.check(V.view_error(s, keys["dir_deep_ok"], "json") is None,
+            "folders nested 22 deep are shown")
+    T.equal(V.view_error(s, keys["file_not_bytes"], "json"), "CORRUPT",
+            "a file whose content is not bytes is CORRUPT")
+
+
+def main():
+    common.fleche_python()
+    with common.temp_dir() as out:
+        exp = common.generate_caches("gen_fleche_files.py", out)
+        print("caches written by fleche %s (Python %s), large file of %d bytes" % (
+            exp["fleche_version"], exp["python"], exp["large_size"]))
+        for name, c in exp["caches"].items():
+            T.run(check_cache, out, name, c)
+    sys.exit(T.report())
+
+
+if __name__ == "__main__":
+    main()
