@@ -47,7 +47,8 @@
 	X(QUERY, "query", 1, 4, 0)                                                                 \
 	X(NAMES, "names", 0, 2, 0)                                                                 \
 	X(PUT_VALUE, "put_value", 4, 4, RPC_METHOD_WRITES)                                         \
-	X(SAVE, "save", 2, 2, RPC_METHOD_WRITES)
+	X(SAVE, "save", 2, 2, RPC_METHOD_WRITES)                                                   \
+	X(LIST_RECORD, "list_record", 1, 1, 0)
 
 enum rpc_method {
 #define RPC_METHOD_ENUM(id, name, min, max, flags) RPC_M_##id,
@@ -99,6 +100,8 @@ enum rpc_view rpc_view_lookup(const char *s, size_t len);
 	X(COMPRESS, "compress")                                                                    \
 	X(CONFIG, "config")                                                                        \
 	X(CWD, "cwd")                                                                              \
+	X(DIRECTORY, "directory")                                                                  \
+	X(FILE, "file")                                                                            \
 	X(EXISTED, "existed")                                                                      \
 	X(EXISTS, "exists")                                                                        \
 	X(FLECHE_TOML, "fleche_toml")                                                              \
@@ -106,6 +109,8 @@ enum rpc_view rpc_view_lookup(const char *s, size_t len);
 	X(KEY, "key")                                                                              \
 	X(KEY_COUNT, "key_count")                                                                  \
 	X(KEYS, "keys")                                                                            \
+	X(KIND, "kind")                                                                            \
+	X(KINDS, "kinds")                                                                          \
 	X(LAYOUT, "layout")                                                                        \
 	X(MAX_FRAME, "max_frame")                                                                  \
 	X(MAX_READ, "max_read")                                                                    \

@@ -9,10 +9,15 @@ through flechefs-server's protocol and compared with what fleche materialises:
   materialised tree, children by their real names, sizes those of the materialised
   files (rpc/PROTOCOL.md section 6.1);
 - the bin view of every file's content value is the materialised file, byte for byte;
+- list_record, followed folder by folder from every record, lists exactly the
+  materialised tree: names, kinds, sizes, and content keys whose bin view, read in
+  ranges, is the materialised file;
 - the calls' results and path arguments are those records;
 - hostile records: names the filesystem cannot take are still shown as data in the
   json view; a folder that contains itself is ELOOP, one nested deeper than the
-  documented limit EFBIG, a file record whose content is not bytes EIO (CORRUPT).
+  documented limit EFBIG, a file record whose content is not bytes EIO (CORRUPT);
+  list_record refuses every name that no file can have with EINVAL saying why, a
+  folder that lists itself with ELOOP, a value that is no record with ENOTSUP.
 """
 
 import hashlib
@@ -23,7 +28,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import views_common as V  # noqa: E402
-from client import Server  # noqa: E402
+from client import RpcError, Server  # noqa: E402
 
 T = common.Checks("fleche_files")
 
@@ -59,6 +64,32 @@ def check_record(s, out, name, r):
                     % (what, rel))
 
 
+def walk(s, key, prefix="", depth=0):
+    """The files (relative path -> (size, content key)) and folders below the record
+    key, as list_record lists them folder by folder."""
+    files, dirs = {}, []
+    r = s.call("list_record", key)
+    T.check(depth < 32, "folders nest less than 32 deep")
+    for name, kind, k, size in zip(r["names"], r["kinds"], r["keys"], r["size"]):
+        if kind == "directory":
+            dirs.append(prefix + name)
+            f, d = walk(s, k, prefix + name + "/", depth + 1)
+            files.update(f)
+            dirs += d
+        else:
+            files[prefix + name] = (size, k)
+    return files, dirs
+
+
+def check_listing(s, name, r):
+    what = "%s: %s record %s" % (name, r["kind"], r["key"][:12])
+    T.equal(s.call("list_record", r["key"])["kind"], r["kind"], what + " kind")
+    files, dirs = walk(s, r["key"])
+    T.equal(sorted(dirs), r["dirs"], what + " list_record's folders")
+    T.equal(files, {rel: (f["size"], f["content"]) for rel, f in r["files"].items()},
+            what + " list_record's files, sizes and contents")
+
+
 def server_env(c):
     return {"FLECHE_SECRET_KEY": c["secret_key_hex"]} if c["secret_key_hex"] else None
 
@@ -70,6 +101,10 @@ def check_cache(out, name, c):
         s.hello()
         for r in c["records"]:
             T.run(check_record, s, out, name, r)
+            T.run(check_listing, s, name, r)
+        for call in c["calls"]:
+            T.equal((list_error(s, call["key"]) or ("none",))[0], "ENOENT",
+                    "%s: a call key is no value" % name)
         for call in c["calls"]:
             if call["name"] != "count_lines":
                 T.check(call["result"] in records, "%s: the result of %s is a record"
@@ -108,6 +143,36 @@ def check_hostile(s, keys):
             "folders nested 22 deep are shown")
     T.equal(V.view_error(s, keys["file_not_bytes"], "json"), "CORRUPT",
             "a file whose content is not bytes is CORRUPT")
+
+    reasons = {"empty": "is empty", "dot": "is '.' or '..'", "dotdot": "is '.' or '..'",
+               "slash": "contains '/'", "nul": "contains a NUL byte",
+               "long": "is longer than 255 bytes"}
+    for why, reason in reasons.items():
+        for kind in ("file_", "dir_"):
+            err = list_error(s, keys[kind + why])
+            T.check(err and err[0] == "EINVAL" and reason in err[1],
+                    "list_record of %s%s is EINVAL saying it %s: %r" % (kind, why, reason, err))
+    T.equal(s.call("list_record", keys["file_name_max"])["names"], ["n" * 255],
+            "a name of 255 bytes is listed")
+    err = list_error(s, keys["dir_self"])
+    T.check(err and err[0] == "ELOOP" and "itself" in err[1],
+            "list_record of a folder that lists itself is ELOOP: %r" % (err,))
+    err = list_error(s, keys["file_not_bytes"])
+    T.check(err and err[0] == "CORRUPT" and "not the bytes of a file" in err[1],
+            "list_record of a file whose content is a list is CORRUPT: %r" % (err,))
+    content = s.call("list_record", keys["file_name_max"])["keys"][0]
+    err = list_error(s, content)
+    T.check(err and err[0] == "ENOTSUP" and "not a stored file or folder" in err[1],
+            "list_record of bytes is ENOTSUP: %r" % (err,))
+
+
+def list_error(s, key):
+    """(error name, message) of list_record for key, or None when it succeeds."""
+    try:
+        s.call("list_record", key)
+    except RpcError as e:
+        return e.name, e.message
+    return None
 
 
 def main():
