@@ -105,7 +105,7 @@ static int entry_examine(struct srv_cache *cache, const char *record, bool folde
 static int entry_name(const struct srv_pathrec_entry *r, const char *record,
                       struct srv_pathlist_entry *e, struct srv_error *err)
 {
-	const char *why = srv_pathrec_name_refused(r->name, r->name_len);
+	const char *why = rpc_file_name_refused(r->name, r->name_len);
 	char q[300];
 
 	if (why)

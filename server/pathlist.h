@@ -5,7 +5,7 @@
  * its value. A file record lists one file, named by its basename, whose bytes are
  * the content value's; a folder record lists its children.
  *
- * Every name is checked (srv_pathrec_name_refused): one that no filesystem can show
+ * Every name is checked (rpc_file_name_refused): one that no filesystem can show
  * refuses the whole listing (EINVAL, the message naming it and why), as does a
  * folder that lists itself (ELOOP). Of children repeated under one name the last
  * counts, as in the Python dict fleche loads.

@@ -1,6 +1,6 @@
 /*
  * pathrec.c: recognises fleche's stored file and folder records in a pickle tree
- * (pathrec.h) and checks the names they hold. Pure: no cache, no I/O.
+ * (pathrec.h). Pure: no cache, no I/O.
  */
 #include "pathrec.h"
 
@@ -85,19 +85,4 @@ int srv_pathrec_child(const struct pk_node *contents, size_t i, const char *valu
 	out->name = name->u.str.ptr;
 	out->name_len = name->u.str.len;
 	return 0;
-}
-
-const char *srv_pathrec_name_refused(const char *name, size_t len)
-{
-	if (len == 0)
-		return "is empty";
-	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
-		return "is '.' or '..'";
-	if (memchr(name, '\0', len))
-		return "contains a NUL byte";
-	if (memchr(name, '/', len))
-		return "contains '/'";
-	if (len > SRV_PATHREC_NAME_MAX)
-		return "is longer than 255 bytes";
-	return NULL;
 }

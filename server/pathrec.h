@@ -6,10 +6,10 @@
  * fleche.storage.paths.DirectoryBlob, whose state is {"contents": {child name:
  * Digest}}, each child's value being the bytes of a file or another DirectoryBlob.
  *
- * Names in these records are data from the cache: srv_pathrec_name_check says
- * whether one can be a file name in a folder. Folder records refer to each other by
- * key; whoever follows them stops at SRV_PATHREC_DEPTH levels and at a key already on
- * its path (PROTOCOL.md section 6.1).
+ * Names in these records are data from the cache: rpc_file_name_refused (rpc.h) says
+ * whether one can be a file name. Folder records refer to each other by key; whoever
+ * follows them stops at SRV_PATHREC_DEPTH levels and at a key already on its path
+ * (PROTOCOL.md section 6.1).
  */
 #ifndef FLECHEFS_SERVER_PATHREC_H
 #define FLECHEFS_SERVER_PATHREC_H
@@ -22,9 +22,6 @@
 
 /* How deep folder records may nest below the one a view starts from. */
 #define SRV_PATHREC_DEPTH 32
-
-/* The longest name accepted for a file or folder (Linux's NAME_MAX, in bytes). */
-#define SRV_PATHREC_NAME_MAX 255
 
 enum srv_pathrec_kind {
 	SRV_PATHREC_NONE = 0, /* neither record */
@@ -45,7 +42,7 @@ enum srv_pathrec_kind srv_pathrec_kind_of(const struct pk_node *node);
 /*
  * The name and content key of a FileBlob node. Returns 0, or -1 with err filled
  * (CORRUPT naming what is malformed; value_key names the value in the message).
- * The name is not checked: see srv_pathrec_name_check.
+ * The name is not checked: see rpc_file_name_refused (rpc.h).
  */
 int srv_pathrec_file(const struct pk_node *node, const char *value_key,
                      struct srv_pathrec_entry *out, struct srv_error *err);
@@ -60,12 +57,5 @@ long srv_pathrec_dir(const struct pk_node *node, const char *value_key,
                      const struct pk_node **contents, struct srv_error *err);
 int srv_pathrec_child(const struct pk_node *contents, size_t i, const char *value_key,
                       struct srv_pathrec_entry *out, struct srv_error *err);
-
-/*
- * Whether name (len bytes) can name a file in a folder: returns NULL when it can,
- * else a static phrase saying why not ("is empty", "is '.' or '..'", "contains '/'",
- * "contains a NUL byte", "is longer than 255 bytes").
- */
-const char *srv_pathrec_name_refused(const char *name, size_t len);
 
 #endif

@@ -2,7 +2,7 @@
  * test_pathrec.c: unit tests of fleche's stored file and folder records
  * (server/pathrec.c) and of their json view (server/vjson.c), run in the sanitizer
  * build too: the records recognised in pickles made by Python, a malformed record
- * refused as CORRUPT, every rule of srv_pathrec_name_refused, and the json view of a
+ * refused as CORRUPT, every rule of rpc_file_name_refused, and the json view of a
  * file and of a folder whose parts come through a resolver: the content's size, a
  * nested folder, a folder that contains itself (ELOOP), folders nested deeper than
  * SRV_PATHREC_DEPTH (EFBIG) and a content that is not bytes (CORRUPT).
@@ -162,28 +162,28 @@ static void test_recognise(void)
 
 static void test_names(void)
 {
-	char name[SRV_PATHREC_NAME_MAX + 2];
+	char name[RPC_NAME_MAX + 2];
 	const char *why;
 
 	memset(name, 'n', sizeof(name));
-	CHECK(!srv_pathrec_name_refused("plot.png", 8), "a plain name");
-	CHECK(!srv_pathrec_name_refused("caf\xc3\xa9 .x", 8), "spaces and UTF-8");
-	CHECK(!srv_pathrec_name_refused("...", 3), "three dots");
-	CHECK(!srv_pathrec_name_refused(".hidden", 7), "a hidden name");
-	CHECK(!srv_pathrec_name_refused(name, SRV_PATHREC_NAME_MAX), "NAME_MAX bytes");
-	why = srv_pathrec_name_refused(name, SRV_PATHREC_NAME_MAX + 1);
+	CHECK(!rpc_file_name_refused("plot.png", 8), "a plain name");
+	CHECK(!rpc_file_name_refused("caf\xc3\xa9 .x", 8), "spaces and UTF-8");
+	CHECK(!rpc_file_name_refused("...", 3), "three dots");
+	CHECK(!rpc_file_name_refused(".hidden", 7), "a hidden name");
+	CHECK(!rpc_file_name_refused(name, RPC_NAME_MAX), "NAME_MAX bytes");
+	why = rpc_file_name_refused(name, RPC_NAME_MAX + 1);
 	CHECK(why && strstr(why, "255"), "NAME_MAX + 1 bytes: %s", why ? why : "accepted");
-	why = srv_pathrec_name_refused("", 0);
+	why = rpc_file_name_refused("", 0);
 	CHECK(why && strcmp(why, "is empty") == 0, "empty: %s", why ? why : "accepted");
-	why = srv_pathrec_name_refused(".", 1);
+	why = rpc_file_name_refused(".", 1);
 	CHECK(why && strstr(why, "'.'"), "dot: %s", why ? why : "accepted");
-	why = srv_pathrec_name_refused("..", 2);
+	why = rpc_file_name_refused("..", 2);
 	CHECK(why && strstr(why, "'..'"), "dot dot: %s", why ? why : "accepted");
-	why = srv_pathrec_name_refused("a/b", 3);
+	why = rpc_file_name_refused("a/b", 3);
 	CHECK(why && strstr(why, "'/'"), "slash: %s", why ? why : "accepted");
-	why = srv_pathrec_name_refused("/", 1);
+	why = rpc_file_name_refused("/", 1);
 	CHECK(why && strstr(why, "'/'"), "a lone slash: %s", why ? why : "accepted");
-	why = srv_pathrec_name_refused("a\0b", 3);
+	why = rpc_file_name_refused("a\0b", 3);
 	CHECK(why && strstr(why, "NUL"), "NUL: %s", why ? why : "accepted");
 }
 
