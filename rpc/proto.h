@@ -192,6 +192,7 @@ int rpc_pack_put_value(msgpack_packer *pk, uint32_t msgid, const char *key, uint
  * record's stored form (NULL: nil, for SQL call storage). */
 int rpc_pack_save(msgpack_packer *pk, uint32_t msgid, const void *call, size_t call_len,
                   const void *record, size_t record_len);
+int rpc_pack_list_record(msgpack_packer *pk, uint32_t msgid, const char *key);
 
 /* ---------------------------------------------------------------- results */
 

@@ -13,20 +13,29 @@ through flechefs-server's protocol and compared with what fleche materialises:
   materialised tree: names, kinds, sizes, and content keys whose bin view, read in
   ranges, is the materialised file;
 - the calls' results and path arguments are those records;
+- through the mount: `find values/<key>.d` lists exactly the materialised tree of
+  every record, every file there equals the materialised one (cmp for the PNG, the
+  CSV and the large file), with its size; calls/<key>/result.d and
+  arguments/path.d are listed and lead there;
 - hostile records: names the filesystem cannot take are still shown as data in the
   json view; a folder that contains itself is ELOOP, one nested deeper than the
   documented limit EFBIG, a file record whose content is not bytes EIO (CORRUPT);
   list_record refuses every name that no file can have with EINVAL saying why, a
-  folder that lists itself with ELOOP, a value that is no record with ENOTSUP.
+  folder that lists itself with ELOOP, a value that is no record with ENOTSUP; in
+  the mount their values/<key>.d is absent and the log says why, folders nested
+  deeper than 32 levels are ELOOP, and the rest of the cache stays browsable.
 """
 
-import hashlib
+import errno
 import json
 import os
+import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+import mountlib as ml  # noqa: E402
 import views_common as V  # noqa: E402
 from client import RpcError, Server  # noqa: E402
 
@@ -175,6 +184,83 @@ def list_error(s, key):
     return None
 
 
+def find(top):
+    """The relative paths find lists below top (top itself left out)."""
+    r = subprocess.run(["find", top], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=300)
+    T.equal(r.stderr.decode(errors="replace"), "", "find %s says nothing on stderr" % top)
+    paths = r.stdout.decode("utf-8", "surrogateescape").splitlines()
+    return sorted(os.path.relpath(p, top) for p in paths if p != top)
+
+
+def check_record_mount(mp, out, name, r):
+    what = "%s: mount %s record %s" % (name, r["kind"], r["key"][:12])
+    top = os.path.join(mp, "values", r["key"] + ".d")
+    T.equal(find(top), sorted(list(r["files"]) + r["dirs"]), what + ": find lists the tree")
+    for rel, f in r["files"].items():
+        got, want = os.path.join(top, rel), os.path.join(out, "materialised", name, r["key"], rel)
+        T.equal(os.stat(got).st_size, f["size"], "%s: size of '%s'" % (what, rel))
+        if rel.endswith((".png", ".csv", ".bin")):
+            T.equal(subprocess.run(["cmp", got, want]).returncode, 0,
+                    "%s: cmp '%s' with the materialised file" % (what, rel))
+        else:
+            with open(got, "rb") as g, open(want, "rb") as w:
+                T.check(g.read() == w.read(), "%s: '%s' equals the materialised file"
+                        % (what, rel))
+
+
+def check_mount(out, name, c):
+    records = {r["key"]: r for r in c["records"]}
+    with ml.mounted(os.path.join(out, name), env=server_env(c)) as mp:
+        for r in c["records"]:
+            T.run(check_record_mount, mp, out, name, r)
+        for call in c["calls"]:
+            d = os.path.join(mp, "calls", call["key"])
+            if call["name"] == "count_lines":
+                link, rel = os.path.join(d, "arguments", "path.d"), "arguments"
+                key = call["arguments"]["path"]
+                T.check("result.d" not in os.listdir(d), "%s: an int result has no result.d"
+                        % name)
+            else:
+                link, rel, key = os.path.join(d, "result.d"), "", call["result"]
+            T.check(os.path.basename(link) in os.listdir(os.path.dirname(link)),
+                    "%s: %s lists %s" % (name, call["name"], os.path.basename(link)))
+            T.equal(os.readlink(link), "../../%svalues/%s.d" % ("../" if rel else "", key),
+                    "%s: %s's link" % (name, call["name"]))
+            T.equal(sorted(os.listdir(link)), sorted(
+                p for p in list(records[key]["files"]) + records[key]["dirs"] if "/" not in p),
+                "%s: ls of %s's %s" % (name, call["name"], os.path.basename(link)))
+
+
+def check_hostile_mount(out, c):
+    keys = c["hostile"]
+    with tempfile.TemporaryFile() as log:
+        with ml.foreground(os.path.join(out, "hostile"), log=log) as (_p, mp):
+            for k in ("file_empty", "dir_dot", "file_dotdot", "dir_slash", "file_nul",
+                      "dir_long", "dir_self", "file_not_bytes"):
+                T.check(not os.path.exists(os.path.join(mp, "values", keys[k] + ".d")),
+                        "hostile: values/<%s>.d is absent" % k)
+                T.check(os.path.exists(os.path.join(mp, "values", keys[k] + ".json")) or
+                        k in ("dir_self", "file_not_bytes"),
+                        "hostile: values/<%s>.json is still there" % k)
+            T.equal(find(os.path.join(mp, "values", keys["dir_deep_ok"] + ".d"))[-1],
+                    "/".join("d%d" % i for i in range(20, -1, -1)) + "/leaf.txt",
+                    "hostile: folders nested 22 deep are shown")
+            deep = os.path.join(mp, "values", keys["dir_deep"] + ".d",
+                                *("d%d" % i for i in range(39, 5, -1)))
+            try:
+                os.stat(deep)
+                T.check(False, "hostile: folders nested 34 deep are ELOOP")
+            except OSError as e:
+                T.equal(e.errno, errno.ELOOP, "hostile: folders nested 34 deep are ELOOP")
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    for phrase in ("which is '.' or '..'", "which contains '/'", "which contains a NUL byte",
+                   "which is longer than 255 bytes", "which is empty", "lists itself",
+                   "deeper than 32 levels"):
+        T.check(phrase in text, "hostile: the log says %r" % phrase)
+
+
 def main():
     common.fleche_python()
     with common.temp_dir() as out:
@@ -183,6 +269,11 @@ def main():
             exp["fleche_version"], exp["python"], exp["large_size"]))
         for name, c in exp["caches"].items():
             T.run(check_cache, out, name, c)
+        ml.require_fuse()
+        for name, c in exp["caches"].items():
+            if name != "hostile":
+                T.run(check_mount, out, name, c)
+        T.run(check_hostile_mount, out, exp["caches"]["hostile"])
     sys.exit(T.report())
 
 
