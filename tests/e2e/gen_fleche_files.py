@@ -1,4 +1,4 @@
-"""gen_fleche_files.py OUTDIR [--large-size BYTES]: writes caches with the real fleche
+"""gen_fleche_files.py OUTDIR [--large-size BYTES] [--only LAYOUT]: writes caches with the real fleche
 (scripts/pyenv.sh's environment) whose cached functions return files and folders as
 pathlib.Path, and OUTDIR/EXPECTED.json with what fleche reads back from them.
 
@@ -16,7 +16,7 @@ are then written and loaded by fleche 0.22.2's own storages and serializers.
 Functions return a PNG image, a CSV table, a large binary file (--large-size bytes,
 8 MiB unless given), a folder of three levels with 1,000 files, and take a path as
 an argument. One cache per layout of gen_fleche_caches.py but dill (cloudpickle,
-pickle with SQLite calls, gzip, signed), and "hostile": records that a filesystem
+pickle with SQLite calls, gzip, signed; --only writes just the one named), and "hostile": records that a filesystem
 cannot show as they are (a file named '', '.', '..', with '/' or NUL, or longer than
 255 bytes; a folder with such a child; a folder that contains itself; folders nested
 deeper than flechefs follows).
@@ -306,8 +306,10 @@ def main():
     os.makedirs(out, exist_ok=True)
     result = {"fleche_version": fleche.__version__, "python": sys.version.split()[0],
               "large_size": large_size, "caches": {}}
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
     for name in FILE_LAYOUTS:
-        result["caches"][name] = write_cache(out, name, large_size)
+        if only in (None, name):
+            result["caches"][name] = write_cache(out, name, large_size)
     with open(os.path.join(out, "EXPECTED.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1)
 
