@@ -36,8 +36,25 @@ static void opened_close(struct opened *o)
 	memset(o, 0, sizeof(*o));
 }
 
-static int opened_open(struct srv_cache *cache, const char *key, size_t len, struct opened *o,
-                       struct srv_error *err)
+/*
+ * How far into a record's pickle the module of its class is named: the class comes
+ * first (after PROTO and FRAME, or copyreg's _reconstructor), so a value that does not
+ * name it this early is no record, told without parsing it (a large value is listed
+ * in every call folder that shows it).
+ */
+#define RECORD_HEAD 512
+
+static bool may_be_record(struct srv_value *v)
+{
+	static const char module[] = "fleche.storage.paths";
+	uint64_t size = srv_value_size(v);
+	size_t head = size < RECORD_HEAD ? (size_t)size : RECORD_HEAD;
+
+	return memmem(srv_value_bytes(v), head, module, sizeof(module) - 1) != NULL;
+}
+
+static int opened_open(struct srv_cache *cache, const char *key, size_t len, bool records_only,
+                       struct opened *o, struct srv_error *err)
 {
 	struct pk_limits lim;
 	char why[256] = "";
@@ -47,6 +64,14 @@ static int opened_open(struct srv_cache *cache, const char *key, size_t len, str
 	memset(o, 0, sizeof(*o));
 	if (srv_value_open(cache, key, len, &o->value, err) < 0)
 		return -1;
+	if (records_only && !may_be_record(o->value)) {
+		rc = srv_value_check(o->value, err);
+		if (rc == 0)
+			srv_fail(err, RPC_E_ENOTSUP, "the value '%s' is not a stored file or folder",
+			         srv_value_key(o->value));
+		opened_close(o);
+		return -1;
+	}
 	list_limits(&lim);
 	rc = pk_parse(srv_value_bytes(o->value), (size_t)srv_value_size(o->value), &lim, &o->doc,
 	              &end, why, sizeof(why));
@@ -79,7 +104,7 @@ static int entry_examine(struct srv_cache *cache, const char *record, bool folde
 	char type[160];
 	int rc = 0;
 
-	if (opened_open(cache, e->key, RPC_KEY_LEN, &o, err) < 0) {
+	if (opened_open(cache, e->key, RPC_KEY_LEN, false, &o, err) < 0) {
 		if (err->code == RPC_E_ENOENT)
 			srv_fail(err, RPC_E_ENOENT, "'%s' of the stored record '%s' is missing from the cache",
 			         e->key, record);
@@ -167,7 +192,7 @@ int srv_pathlist_load(struct srv_cache *cache, const char *key, size_t len,
 	int rc = -1;
 
 	memset(out, 0, sizeof(*out));
-	if (opened_open(cache, key, len, &o, err) < 0)
+	if (opened_open(cache, key, len, true, &o, err) < 0)
 		return -1;
 	memcpy(out->key, srv_value_key(o.value), RPC_KEY_LEN);
 	out->kind = srv_pathrec_kind_of(o.root);
