@@ -26,6 +26,8 @@ static int pack_key(msgpack_packer *pk, uint32_t msgid, const void *args)
 		return rpc_pack_expand(pk, msgid, a->key);
 	case RPC_M_EVICT:
 		return rpc_pack_evict(pk, msgid, a->key);
+	case RPC_M_LIST_RECORD:
+		return rpc_pack_list_record(pk, msgid, a->key);
 	default:
 		return -EINVAL;
 	}
@@ -108,6 +110,11 @@ int fsd_rpc_info(struct fsd_conn *c, struct fsd_result *r, struct rpc_info *info
 int fsd_rpc_load(struct fsd_conn *c, const char *key, struct fsd_result *r)
 {
 	return send_key(c, RPC_M_LOAD, key, r);
+}
+
+int fsd_rpc_list_record(struct fsd_conn *c, const char *key, struct fsd_result *r)
+{
+	return send_key(c, RPC_M_LIST_RECORD, key, r);
 }
 
 int fsd_rpc_stat_value(struct fsd_conn *c, const char *key, enum rpc_view view,

@@ -38,9 +38,13 @@ struct dirh {
 	struct fsd_candidate *cands;
 	size_t ncands;
 	size_t n; /* entries when not from a listing, "." and ".." excluded */
-	/* FSD_CALL: the views of the result listed after "result" */
+	/* FSD_CALL: the views of the result listed after "result", then result.d when
+	 * the result is a stored file or folder record */
 	uint8_t rviews[RPC_VIEW__COUNT];
 	size_t nrviews;
+	int rdir;
+	/* FSD_RECDIR: the record's entries */
+	struct fsd_recdir rd;
 	/* FSD_CALL_ARGS: the entries, in order */
 	struct arg_entry *ents;
 };
@@ -51,6 +55,7 @@ static void dirh_free(struct dirh *d)
 		return;
 	fsd_listing_unref(d->list);
 	fsd_record_unref(d->rec);
+	fsd_recdir_release(&d->rd);
 	free(d->cands);
 	free(d->ents);
 	free(d);
@@ -72,12 +77,14 @@ static int plan_views(struct fsd_fs *fs, struct dirh *d)
 			if (vi.state[v] == FSD_VS_YES)
 				d->rviews[d->nrviews++] = (uint8_t)v;
 		d->n += d->nrviews;
+		d->rdir = fsd_fs_recdir_link(fs, r->result, "", NULL, 0);
+		d->n += (size_t)d->rdir;
 		return 0;
 	}
 	size_t na = r->nargs;
 	char(*keys)[RPC_KEY_LEN + 1] = calloc(na ? na : 1, sizeof(*keys));
 	struct fsd_viewinfo *vi = calloc(na ? na : 1, sizeof(*vi));
-	d->ents = calloc(na * RPC_VIEW__COUNT + 1, sizeof(*d->ents));
+	d->ents = calloc(na * (RPC_VIEW__COUNT + 1) + 1, sizeof(*d->ents));
 	int rc = -ENOMEM;
 	if (!keys || !vi || !d->ents)
 		goto out;
@@ -96,6 +103,11 @@ static int plan_views(struct fsd_fs *fs, struct dirh *d)
 				d->ents[d->n].arg = (uint32_t)a;
 				d->ents[d->n++].view = (uint8_t)v;
 			}
+		/* view RPC_VIEW__COUNT stands for <param>.d */
+		if (len + 2 <= 255 && fsd_fs_recdir_link(fs, r->args[a].value, "", NULL, 0)) {
+			d->ents[d->n].arg = (uint32_t)a;
+			d->ents[d->n++].view = RPC_VIEW__COUNT;
+		}
 	}
 	rc = 0;
 out:
@@ -167,6 +179,16 @@ void fsd_fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			rc = plan_views(fs, d);
 		break;
 	}
+	case FSD_RECDIR:
+		if (fsd_fs_recdir_depth(i->path) > FSD_RECDIR_DEPTH) {
+			rc = -ELOOP;
+			break;
+		}
+		rc = fsd_fs_recdir_load(fs, i->key, i->path, &d->rd);
+		if (rc == -ENOTSUP || rc == -EINVAL)
+			rc = -EIO; /* it was a record folder when looked up */
+		d->n = d->rd.n;
+		break;
 	case FSD_AMBIG:
 		fsd_itable_lock(&fs->it);
 		d->cands = calloc(i->ncands ? i->ncands : 1, sizeof(*d->cands));
@@ -264,6 +286,10 @@ static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *
 			snprintf(buf, buflen, "../../values/%s", r->result);
 			return "result";
 		}
+		if (k - 3 == d->nrviews) {
+			snprintf(buf, buflen, "../../values/%s.d", r->result);
+			return "result.d";
+		}
 		const char *ext = rpc_view_name(d->rviews[k - 3]);
 		snprintf(buf, buflen, "../../values/%s.%s", r->result, ext);
 		snprintf(nbuf, nbuflen, "result.%s", ext);
@@ -281,8 +307,9 @@ static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *
 			snprintf(buf, buflen, "../../../values/%s", a->value);
 			return a->name;
 		}
-		snprintf(buf, buflen, "../../../values/%s.%s", a->value, rpc_view_name(v));
-		snprintf(nbuf, nbuflen, "%s.%s", a->name, rpc_view_name(v));
+		const char *ext = v == RPC_VIEW__COUNT ? "d" : rpc_view_name(v);
+		snprintf(buf, buflen, "../../../values/%s.%s", a->value, ext);
+		snprintf(nbuf, nbuflen, "%s.%s", a->name, ext);
 		return nbuf;
 	}
 	case FSD_CALL_META:
@@ -296,6 +323,9 @@ static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *
 		*kind = FSD_LINK;
 		sp->target = d->cands[k].target;
 		return d->cands[k].key;
+	case FSD_RECDIR:
+		*kind = fsd_fs_recdir_child(&d->rd.entries[k], sp);
+		return d->rd.entries[k].name;
 	default:
 		return NULL;
 	}

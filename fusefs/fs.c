@@ -13,6 +13,9 @@
  *	values/<key>                       the pickle stream
  *	values/<key>.<ext>                 a view (json, npy, txt, bin), lookup only
  *	values/<prefix>.<ext> -> <key>.<ext>
+ *	values/<key>.d/...                 a stored file or folder record (recdir.h), lookup only
+ *	calls/<key>/result.d -> ../../values/<key>.d   (listed where it applies)
+ *	calls/<key>/arguments/<param>.d -> ../../../values/<value key>.d
  *	digests/<prefix> -> ../calls/<key> or ../values/<key>, or a directory of candidates
  *	by-name/<function>/<key> -> ../../calls/<key>
  *
@@ -48,6 +51,11 @@
  *     succeeds and changes nothing; rmdir of calls/<key> evicts, within the
  *     eviction guard (below). Who may do what is the kernel's check of the modes
  *     shown (default_permissions, set by main.c): only the mounter evicts.
+ *  7. A stored file or folder record (recdir.h) is an FSD_RECDIR inode keyed by the
+ *     record: listed with list_record at each lookup in it and each opendir (values
+ *     never change, so the kernel keeps what it learns for value_timeout); its files
+ *     are FSD_VALUE inodes of their content key in the bin view, read as any value,
+ *     and its folders FSD_RECDIR inodes again, at most FSD_RECDIR_DEPTH deep.
  */
 #include <errno.h>
 #include <math.h>

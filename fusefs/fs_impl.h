@@ -21,6 +21,7 @@
 #include "fs.h"
 #include "inode.h"
 #include "listing.h"
+#include "recdir.h"
 #include "views.h"
 #include "workers.h"
 
@@ -175,6 +176,21 @@ void fsd_fs_reply_child(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *par
 
 /* lookup.c: the lookup operation (called inside the operation's deadline). */
 void fsd_fs_lookup(fuse_req_t req, fuse_ino_t pino, const char *name);
+
+/* Stored file and folder records (recdir.h). */
+/* Lists the record key into d; on failure logs why (at debug level when the value is
+ * simply no record) and returns -errno. Release d either way. */
+int fsd_fs_recdir_load(struct fsd_fs *fs, const char *key, const char *path, struct fsd_recdir *d);
+/* The link to values/<vkey>.d from inside a call directory (up "../../" or
+ * "../../../"): returns 1 and fills target (when not NULL) when vkey is a record
+ * shown as a folder, else 0. */
+int fsd_fs_recdir_link(struct fsd_fs *fs, const char *vkey, const char *up, char *target,
+                       size_t len);
+/* How many folders below values/<key>.d the record folder at path is (0 for it). */
+int fsd_fs_recdir_depth(const char *path);
+/* The kind and child spec of entry e of a record folder: a file (the bin view of its
+ * content) or a folder (its record). */
+enum fsd_kind fsd_fs_recdir_child(const struct fsd_recdir_entry *e, struct child_spec *sp);
 /* lookup.c: the target of the link to call key inside query directory dir. */
 void fsd_fs_query_link(const struct fsd_inode *dir, const char *key, char *buf, size_t len);
 /* lookup.c: the listing of a query directory; an unusable query lists nothing (EINVAL). */

@@ -52,6 +52,7 @@ enum fsd_kind {
 	FSD_FUNC,           /* by-name/<function>/ */
 	FSD_QUERY,          /* query/ */
 	FSD_QUERY_DIR,      /* query/<field=value>/... (querydir.h) */
+	FSD_RECDIR,         /* values/<key>.d/ and its folders (recdir.h); key: the record */
 };
 
 /* A call record rendered into the files of its directory. */

@@ -111,6 +111,59 @@ static void lookup_value_view(struct fsd_fs *fs, fuse_req_t req, struct fsd_inod
 }
 
 /* calls/<name> and values/<name>. */
+/* --- stored file and folder records (recdir.h) --- */
+
+/* values/<key>.d: the folder of a stored file or folder record. */
+static void lookup_recdir_root(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *parent,
+                               const char *name)
+{
+	struct child_spec sp = {.size = -1};
+	char key[RPC_KEY_LEN + 1];
+
+	memcpy(key, name, RPC_KEY_LEN);
+	key[RPC_KEY_LEN] = '\0';
+	if (!fsd_fs_recdir_link(fs, key, "", NULL, 0)) {
+		reply_negative_for(req, fs->o.negative_timeout);
+		return;
+	}
+	sp.key = key;
+	fsd_fs_reply_child(fs, req, parent, name, FSD_RECDIR, &sp);
+}
+
+/* A file or folder inside a record folder. */
+static void lookup_in_recdir(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *parent,
+                             const char *name)
+{
+	struct fsd_recdir d;
+	struct child_spec sp;
+	enum fsd_kind kind;
+	long k;
+	int rc = fsd_fs_recdir_load(fs, parent->key, parent->path, &d);
+
+	if (rc) {
+		fsd_recdir_release(&d);
+		fsd_fs_reply_err(req, rc == -ENOTSUP || rc == -EINVAL ? EIO : -rc);
+		return;
+	}
+	k = fsd_recdir_find(&d, name);
+	if (k < 0) {
+		fsd_recdir_release(&d);
+		reply_negative_for(req, fs->o.value_timeout);
+		return;
+	}
+	kind = fsd_fs_recdir_child(&d.entries[k], &sp);
+	if (kind == FSD_RECDIR && fsd_fs_recdir_depth(parent->path) + 1 > FSD_RECDIR_DEPTH) {
+		fsd_log(FSD_LOG_INFO,
+		        "%s/%s is not shown: stored folders nest deeper than %d levels there",
+		        parent->path, name, FSD_RECDIR_DEPTH);
+		fsd_recdir_release(&d);
+		fsd_fs_reply_err(req, ELOOP);
+		return;
+	}
+	fsd_fs_reply_child(fs, req, parent, name, kind, &sp);
+	fsd_recdir_release(&d);
+}
+
 static void lookup_keyed(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *parent,
                          const char *name, int calls)
 {
@@ -120,6 +173,11 @@ static void lookup_keyed(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *pa
 	const char *s;
 	size_t sl;
 
+	if (!calls && n == RPC_KEY_LEN + 2 && name[RPC_KEY_LEN] == '.' &&
+	    name[RPC_KEY_LEN + 1] == 'd' && fsd_fs_is_hex(name, RPC_KEY_LEN)) {
+		lookup_recdir_root(fs, req, parent, name);
+		return;
+	}
 	if (!calls) {
 		size_t stem;
 		int view = fsd_view_split(name, &stem);
@@ -526,6 +584,11 @@ static void lookup_in_call(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *
 				sp.target = target;
 				kind = FSD_LINK;
 			}
+			if (strcmp(name, "result.d") == 0 &&
+			    fsd_fs_recdir_link(fs, rec->result, "../../", target, sizeof(target))) {
+				sp.target = target;
+				kind = FSD_LINK;
+			}
 		}
 	} else if (parent->kind == FSD_CALL_ARGS) {
 		for (size_t k = 0; k < rec->nargs; k++)
@@ -547,6 +610,15 @@ static void lookup_in_call(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *
 					kind = FSD_LINK;
 				}
 				break;
+			}
+		size_t nl = strlen(name);
+		for (size_t k = 0; kind == FSD_ROOT && nl > 2 && k < rec->nargs; k++)
+			if (strcmp(name + nl - 2, ".d") == 0 && strlen(rec->args[k].name) == nl - 2 &&
+			    memcmp(rec->args[k].name, name, nl - 2) == 0 &&
+			    fsd_fs_recdir_link(fs, rec->args[k].value, "../../../", target,
+			                       sizeof(target))) {
+				sp.target = target;
+				kind = FSD_LINK;
 			}
 	} else {
 		for (size_t k = 0; k < rec->nmeta; k++)
@@ -708,6 +780,9 @@ void fsd_fs_lookup(fuse_req_t req, fuse_ino_t pino, const char *name)
 	case FSD_CALL_ARGS:
 	case FSD_CALL_META:
 		lookup_in_call(fs, req, parent, name);
+		return;
+	case FSD_RECDIR:
+		lookup_in_recdir(fs, req, parent, name);
 		return;
 	case FSD_AMBIG: {
 		fsd_itable_lock(&fs->it);

@@ -52,6 +52,7 @@ int fsd_fs_is_dir_kind(enum fsd_kind k)
 	case FSD_FUNC:
 	case FSD_QUERY:
 	case FSD_QUERY_DIR:
+	case FSD_RECDIR:
 		return 1;
 	default:
 		return 0;
@@ -180,6 +181,7 @@ double fsd_fs_kind_timeout(struct fsd_fs *fs, enum fsd_kind k)
 	case FSD_QUERY:
 		return FS_TOP_TIMEOUT;
 	case FSD_VALUE:
+	case FSD_RECDIR:
 		return fs->o.value_timeout;
 	default:
 		return fs->o.cache_timeout;
@@ -466,4 +468,55 @@ int fsd_fs_is_hex(const char *s, size_t n)
 		if (!((s[k] >= '0' && s[k] <= '9') || (s[k] >= 'a' && s[k] <= 'f')))
 			return 0;
 	return 1;
+}
+
+int fsd_fs_recdir_load(struct fsd_fs *fs, const char *key, const char *path, struct fsd_recdir *d)
+{
+	char why[600];
+	int definitive;
+	int rc = fsd_recdir_load(fs->conn, key, d, &definitive, why, sizeof(why));
+
+	if (rc == -ENOTSUP)
+		fsd_log(FSD_LOG_DEBUG, "%s is absent: %s", path, why);
+	else if (rc)
+		fsd_log(FSD_LOG_INFO, "%s is absent: %s", path, why);
+	return rc;
+}
+
+int fsd_fs_recdir_link(struct fsd_fs *fs, const char *vkey, const char *up, char *target,
+                       size_t len)
+{
+	struct fsd_recdir d;
+	char path[RPC_KEY_LEN + 16];
+	int rc;
+
+	snprintf(path, sizeof(path), "values/%s.d", vkey);
+	rc = fsd_fs_recdir_load(fs, vkey, path, &d);
+	fsd_recdir_release(&d);
+	if (rc)
+		return 0;
+	if (target)
+		snprintf(target, len, "%svalues/%s.d", up, vkey);
+	return 1;
+}
+
+int fsd_fs_recdir_depth(const char *path)
+{
+	int slashes = 0;
+	for (; *path; path++)
+		slashes += *path == '/';
+	return slashes - 1;
+}
+
+enum fsd_kind fsd_fs_recdir_child(const struct fsd_recdir_entry *e, struct child_spec *sp)
+{
+	memset(sp, 0, sizeof(*sp));
+	sp->key = e->key;
+	sp->mtime = e->mtime;
+	sp->size = -1;
+	if (e->is_dir)
+		return FSD_RECDIR;
+	sp->view = RPC_VIEW_BIN;
+	sp->size = (int64_t)e->size;
+	return FSD_VALUE;
 }

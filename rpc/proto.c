@@ -248,6 +248,11 @@ int rpc_pack_save(msgpack_packer *pk, uint32_t msgid, const void *call, size_t c
 	return 0;
 }
 
+int rpc_pack_list_record(msgpack_packer *pk, uint32_t msgid, const char *key)
+{
+	return pack_key_request(pk, msgid, RPC_M_LIST_RECORD, key);
+}
+
 /* ---------------------------------------------------------------- results */
 
 __attribute__((format(printf, 3, 4))) static int bad(char *err, size_t errlen, const char *fmt,

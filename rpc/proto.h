@@ -47,7 +47,8 @@
 	X(QUERY, "query", 1, 4, 0)                                                                 \
 	X(NAMES, "names", 0, 2, 0)                                                                 \
 	X(PUT_VALUE, "put_value", 4, 4, RPC_METHOD_WRITES)                                         \
-	X(SAVE, "save", 2, 2, RPC_METHOD_WRITES)
+	X(SAVE, "save", 2, 2, RPC_METHOD_WRITES)                                                   \
+	X(LIST_RECORD, "list_record", 1, 1, 0)
 
 enum rpc_method {
 #define RPC_METHOD_ENUM(id, name, min, max, flags) RPC_M_##id,
@@ -99,6 +100,8 @@ enum rpc_view rpc_view_lookup(const char *s, size_t len);
 	X(COMPRESS, "compress")                                                                    \
 	X(CONFIG, "config")                                                                        \
 	X(CWD, "cwd")                                                                              \
+	X(DIRECTORY, "directory")                                                                  \
+	X(FILE, "file")                                                                            \
 	X(EXISTED, "existed")                                                                      \
 	X(EXISTS, "exists")                                                                        \
 	X(FLECHE_TOML, "fleche_toml")                                                              \
@@ -106,6 +109,8 @@ enum rpc_view rpc_view_lookup(const char *s, size_t len);
 	X(KEY, "key")                                                                              \
 	X(KEY_COUNT, "key_count")                                                                  \
 	X(KEYS, "keys")                                                                            \
+	X(KIND, "kind")                                                                            \
+	X(KINDS, "kinds")                                                                          \
 	X(LAYOUT, "layout")                                                                        \
 	X(MAX_FRAME, "max_frame")                                                                  \
 	X(MAX_READ, "max_read")                                                                    \
@@ -187,6 +192,7 @@ int rpc_pack_put_value(msgpack_packer *pk, uint32_t msgid, const char *key, uint
  * record's stored form (NULL: nil, for SQL call storage). */
 int rpc_pack_save(msgpack_packer *pk, uint32_t msgid, const void *call, size_t call_len,
                   const void *record, size_t record_len);
+int rpc_pack_list_record(msgpack_packer *pk, uint32_t msgid, const char *key);
 
 /* ---------------------------------------------------------------- results */
 

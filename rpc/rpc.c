@@ -131,3 +131,18 @@ int rpc_parse_size(const char *s, uint64_t max, uint64_t *out)
 	*out = (uint64_t)(v * mul);
 	return 0;
 }
+
+const char *rpc_file_name_refused(const char *name, size_t len)
+{
+	if (len == 0)
+		return "is empty";
+	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+		return "is '.' or '..'";
+	if (memchr(name, '\0', len))
+		return "contains a NUL byte";
+	if (memchr(name, '/', len))
+		return "contains '/'";
+	if (len > RPC_NAME_MAX)
+		return "is longer than 255 bytes";
+	return NULL;
+}

@@ -97,4 +97,15 @@ int rpc_key_valid(const char *s, size_t len);
  */
 int rpc_parse_size(const char *s, uint64_t max, uint64_t *out);
 
+
+/* The longest file name either program accepts from the cache (Linux's NAME_MAX). */
+#define RPC_NAME_MAX 255
+
+/*
+ * Whether name (len bytes, from the cache) can name a file in a folder: NULL when it
+ * can, else a static phrase saying why not ("is empty", "is '.' or '..'", "contains
+ * '/'", "contains a NUL byte", "is longer than 255 bytes").
+ */
+const char *rpc_file_name_refused(const char *name, size_t len);
+
 #endif

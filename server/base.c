@@ -79,3 +79,25 @@ uint64_t srv_hash64(uint64_t h, const void *p, size_t n)
 		h = (h ^ b[i]) * 1099511628211ull;
 	return h;
 }
+
+const char *srv_quote(char *out, size_t outlen, const char *s, size_t len)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (o + 8 >= outlen || i >= 70) {
+			if (o + 4 < outlen) {
+				memcpy(out + o, "...", 3);
+				o += 3;
+			}
+			break;
+		}
+		if (ch >= 0x20 && ch < 0x7f && ch != '\\' && ch != '\'') {
+			out[o++] = (char)ch;
+		} else {
+			o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", ch);
+		}
+	}
+	out[o] = '\0';
+	return out;
+}

@@ -103,4 +103,10 @@ char *srv_memdupz(const char *s, size_t n);
 #define SRV_HASH64_INIT 1469598103934665603ull
 uint64_t srv_hash64(uint64_t h, const void *p, size_t n);
 
+/*
+ * Quotes untrusted bytes (len of s) for a message into out (outlen bytes): printable
+ * ASCII as is, the rest (and \ and ') as \xNN, cut at 70 characters. Returns out.
+ */
+const char *srv_quote(char *out, size_t outlen, const char *s, size_t len);
+
 #endif

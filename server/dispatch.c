@@ -44,6 +44,7 @@
 
 #include "frame.h"
 #include "msg.h"
+#include "pathlist.h"
 #include "proto.h"
 #include "record.h"
 #include "rpc.h"
@@ -130,32 +131,6 @@ static int pack_failed(struct call *c)
 			return pack_failed(c);                                                     \
 	} while (0)
 
-/*
- * Quotes untrusted bytes for a message: printable ASCII as is, the rest as \xNN,
- * cut at 70 characters. Returns out.
- */
-static const char *quote(char *out, size_t outlen, const char *s, size_t len)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (o + 8 >= outlen || i >= 70) {
-			if (o + 4 < outlen) {
-				memcpy(out + o, "...", 3);
-				o += 3;
-			}
-			break;
-		}
-		if (ch >= 0x20 && ch < 0x7f && ch != '\\' && ch != '\'') {
-			out[o++] = (char)ch;
-		} else {
-			o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", ch);
-		}
-	}
-	out[o] = '\0';
-	return out;
-}
-
 static const msgpack_object *param(const struct call *c, uint32_t i)
 {
 	return i < c->nparams ? &c->params->via.array.ptr[i] : NULL;
@@ -189,7 +164,7 @@ static int param_key(struct call *c, uint32_t i, const char *name, bool full, co
 		return -1;
 	if (full ? !rpc_key_valid(*s, *len) : !rpc_key_prefix_valid(*s, *len))
 		return srv_fail(&c->err, RPC_E_EINVAL, "malformed %s '%s' in %s: %s", name,
-		                quote(q, sizeof(q), *s, *len), c->method,
+		                srv_quote(q, sizeof(q), *s, *len), c->method,
 		                full ? "a key is 64 lowercase hex characters"
 		                     : "a key or prefix is 4 to 64 lowercase hex characters");
 	return 0;
@@ -253,7 +228,7 @@ static int param_view(struct call *c, uint32_t i, enum rpc_view *view)
 	if (*view != RPC_VIEW__COUNT)
 		return 0;
 	return srv_fail(&c->err, RPC_E_ENOTSUP, "this server does not render the view '%s'",
-	                quote(q, sizeof(q), s, len));
+	                srv_quote(q, sizeof(q), s, len));
 }
 
 /* Opens a value and renders it in a view. Release with view_close. */
@@ -562,11 +537,11 @@ static int do_load(struct srv_session *s, struct call *c)
 	    srv_record_meta_fail(&rec,
 	                         "the metadata of call '%s' nests deeper than the %d levels a "
 	                         "load answer can carry",
-	                         quote(q, sizeof(q), rec.key, strlen(rec.key)),
+	                         srv_quote(q, sizeof(q), rec.key, strlen(rec.key)),
 	                         SRV_META_VALUE_DEPTH) != 0) {
 		srv_record_release(&rec);
 		return srv_fail(&c->err, RPC_E_ENOMEM, "out of memory loading '%s'",
-		                quote(q, sizeof(q), key, len));
+		                srv_quote(q, sizeof(q), key, len));
 	}
 	r |= msgpack_pack_map(pk, 11);
 	r |= rpc_pack_field(pk, RPC_F_KEY);
@@ -764,7 +739,7 @@ static int do_shrink(struct srv_session *s, struct call *c)
 	if (len != RPC_KEY_LEN)
 		return srv_fail(&c->err, RPC_E_ENOENT,
 		                "'%s' is not a full key: shrink needs one of 64 characters",
-		                quote(q, sizeof(q), key, len));
+		                srv_quote(q, sizeof(q), key, len));
 	if (srv_shrink(s->cache, key, len, out, &c->err) < 0)
 		return -1;
 	PACK(c, rpc_pack_strn(c->pk, out, strnlen(out, RPC_KEY_LEN)));
@@ -894,7 +869,7 @@ static int check_template(struct call *c, const msgpack_object *t)
 			}
 		} else {
 			return srv_fail(&c->err, RPC_E_EINVAL, "unknown query template field '%s'",
-			                quote(q, sizeof(q), ks, kl));
+			                srv_quote(q, sizeof(q), ks, kl));
 		}
 	}
 	return 0;
@@ -958,6 +933,57 @@ static int do_names(struct srv_session *s, struct call *c)
 	return r ? pack_failed(c) : 0;
 }
 
+/* The kind of a record or entry as list_record answers it. */
+static const char *pathrec_kind_name(enum srv_pathrec_kind kind)
+{
+	return rpc_field_name(kind == SRV_PATHREC_DIR ? RPC_F_DIRECTORY : RPC_F_FILE);
+}
+
+static int do_list_record(struct srv_session *s, struct call *c)
+{
+	const char *key;
+	size_t len;
+	struct srv_pathlist l;
+	msgpack_packer *pk = c->pk;
+	uint32_t n;
+	int r = 0;
+
+	if (param_key(c, 0, "key", false, &key, &len) < 0)
+		return -1;
+	if (srv_pathlist_load(s->cache, key, len, &l, &c->err) < 0) {
+		srv_pathlist_release(&l);
+		return -1;
+	}
+	n = (uint32_t)l.n;
+	r |= msgpack_pack_map(pk, 7);
+	r |= rpc_pack_field(pk, RPC_F_KEY);
+	r |= rpc_pack_str(pk, l.key);
+	r |= rpc_pack_field(pk, RPC_F_KIND);
+	r |= rpc_pack_str(pk, pathrec_kind_name(l.kind));
+	r |= rpc_pack_field(pk, RPC_F_NAMES);
+	r |= msgpack_pack_array(pk, n);
+	for (size_t i = 0; i < l.n; i++)
+		r |= rpc_pack_str(pk, l.entries[i].name);
+	r |= rpc_pack_field(pk, RPC_F_KINDS);
+	r |= msgpack_pack_array(pk, n);
+	for (size_t i = 0; i < l.n; i++)
+		r |= rpc_pack_str(pk, pathrec_kind_name(l.entries[i].kind));
+	r |= rpc_pack_field(pk, RPC_F_KEYS);
+	r |= msgpack_pack_array(pk, n);
+	for (size_t i = 0; i < l.n; i++)
+		r |= rpc_pack_str(pk, l.entries[i].key);
+	r |= rpc_pack_field(pk, RPC_F_SIZE);
+	r |= msgpack_pack_array(pk, n);
+	for (size_t i = 0; i < l.n; i++)
+		r |= msgpack_pack_uint64(pk, l.entries[i].size);
+	r |= rpc_pack_field(pk, RPC_F_MTIME);
+	r |= msgpack_pack_array(pk, n);
+	for (size_t i = 0; i < l.n; i++)
+		r |= msgpack_pack_double(pk, l.entries[i].mtime);
+	srv_pathlist_release(&l);
+	return r ? pack_failed(c) : 0;
+}
+
 /* The handler of every method of RPC_METHODS; one without is ENOSYS. */
 static const handler_fn handlers[RPC_M__COUNT] = {
     [RPC_M_HELLO] = do_hello,
@@ -974,6 +1000,7 @@ static const handler_fn handlers[RPC_M__COUNT] = {
     [RPC_M_NAMES] = do_names,
     [RPC_M_PUT_VALUE] = do_put_value,
     [RPC_M_SAVE] = do_save,
+    [RPC_M_LIST_RECORD] = do_list_record,
 };
 
 /* -------------------------------------------------------------------------------- */
@@ -1118,10 +1145,10 @@ static int answer(struct srv_session *s, struct srv_worker *w, const struct rpc_
 	c.method = h ? h->name : "?";
 	if (!atomic_load(&s->hello_done) && !(h && (h->flags & RPC_METHOD_BEFORE_HELLO))) {
 		srv_fail(&c.err, RPC_E_EPROTO, "the first request must be hello, not '%s'",
-		         quote(q, sizeof(q), req->method, req->method_len));
+		         srv_quote(q, sizeof(q), req->method, req->method_len));
 	} else if (!fn) {
 		srv_fail(&c.err, RPC_E_ENOSYS, "unknown method '%s'",
-		         quote(q, sizeof(q), req->method, req->method_len));
+		         srv_quote(q, sizeof(q), req->method, req->method_len));
 	} else if (c.nparams < h->min_params || c.nparams > h->max_params) {
 		if (h->min_params == h->max_params)
 			srv_fail(&c.err, RPC_E_EINVAL, "%s takes %u parameter%s, not %u", h->name,

@@ -38,6 +38,7 @@
 
 #include "json_writer.h"
 #include "npy.h"
+#include "pathrec.h"
 #include "pyclass.h"
 #include "pystd.h"
 #include "rpc.h"
@@ -489,8 +490,15 @@ static int vj_ndarray(struct vj *j, const struct srv_ndarray *a)
 /* ------------------------------------------------------------------------------ */
 /* Destructured values */
 
-/* Follows a reference to the value key (len bytes) and renders that value here. */
-static int vj_ref(struct vj *j, const char *key, size_t len)
+/*
+ * Follows a reference to the value key (len bytes): opens it through the resolver,
+ * with key on the path of references, and calls render on its root.
+ */
+typedef int vj_render_fn(struct vj *j, const struct pk_node *root, const char *key,
+                         const void *arg);
+
+static int vj_follow(struct vj *j, const char *key, size_t len, vj_render_fn *render,
+                     const void *arg)
 {
 	char k[RPC_KEY_LEN + 1];
 	const struct pk_node *root = NULL;
@@ -507,8 +515,7 @@ static int vj_ref(struct vj *j, const char *key, size_t len)
 		if (strcmp(j->keys[i], k) == 0)
 			return srv_fail(
 			    j->err, RPC_E_ELOOP,
-			    "the destructured value '%s' refers to itself: '%s' is a part "
-			    "of itself",
+			    "the value '%s' refers to itself: '%s' is a part of itself",
 			    j->root_key, k);
 	if (j->nkeys >= SRV_VIEW_REF_DEPTH)
 		return srv_fail(
@@ -526,11 +533,25 @@ static int vj_ref(struct vj *j, const char *key, size_t len)
 	if (j->res->open(j->res->ctx, k, &root, &token, j->err) < 0)
 		return -1;
 	memcpy(j->keys[j->nkeys++], k, sizeof(k));
-	rc = vj_node(j, root);
+	rc = render(j, root, k, arg);
 	j->nkeys--;
 	if (j->res->close)
 		j->res->close(j->res->ctx, token);
 	return rc;
+}
+
+static int vj_render_node(struct vj *j, const struct pk_node *root, const char *key,
+                          const void *arg)
+{
+	(void)key;
+	(void)arg;
+	return vj_node(j, root);
+}
+
+/* Follows a reference to the value key (len bytes) and renders that value here. */
+static int vj_ref(struct vj *j, const char *key, size_t len)
+{
+	return vj_follow(j, key, len, vj_render_node, NULL);
 }
 
 /* A slot of a wrapper: a Digest reference or an inline value. */
@@ -539,6 +560,85 @@ static int vj_slot(struct vj *j, const struct pk_node *n)
 	size_t len;
 	const char *d = pk_digest(n, &len);
 	return d ? vj_ref(j, d, len) : vj_node(j, n);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* Stored files and folders (pathrec.h) */
+
+/* {"$file": {"name": ..., "content": key, "size": n}}, root being the content value's
+ * root and arg the entry that names it. */
+static int vj_file(struct vj *j, const struct pk_node *root, const char *key, const void *arg)
+{
+	const struct srv_pathrec_entry *e = arg;
+
+	if (root->kind != PK_BYTES && root->kind != PK_BYTEARRAY)
+		return srv_fail(j->err, RPC_E_CORRUPT,
+		                "the content '%s' of the stored file '%.*s' in '%s' is a %s, not "
+		                "bytes",
+		                key, (int)(e->name_len > 255 ? 255 : e->name_len), e->name,
+		                j->root_key, pk_kind_name(root->kind));
+	if (vj_tag(j, "$file") < 0 || vj_begin(j, NULL, '{') < 0 || vj_item(j, 0) < 0 ||
+	    vj_key(j, "name", 4) < 0)
+		return -1;
+	PUT(j, json_str(j->b, e->name, e->name_len));
+	if (vj_item(j, 1) < 0 || vj_key(j, "content", 7) < 0)
+		return -1;
+	PUT(j, rpc_json_string(j->b, key, RPC_KEY_LEN));
+	if (vj_item(j, 2) < 0 || vj_key(j, "size", 4) < 0)
+		return -1;
+	PUT(j, rpc_json_int(j->b, (int64_t)root->u.str.len));
+	if (vj_end(j, 3, '}') < 0)
+		return -1;
+	return vj_end(j, 1, '}');
+}
+
+static int vj_directory(struct vj *j, const struct pk_node *n, const char *key);
+
+/* A folder's child: the bytes of a file or another folder record. */
+static int vj_dir_child(struct vj *j, const struct pk_node *root, const char *key,
+                        const void *arg)
+{
+	if (srv_pathrec_kind_of(root) == SRV_PATHREC_DIR)
+		return vj_directory(j, root, key);
+	return vj_file(j, root, key, arg);
+}
+
+/* {"$directory": {child name: $file or $directory, ...}}, the children followed by
+ * their keys: a folder that contains itself is ELOOP, one nested deeper than
+ * SRV_PATHREC_DEPTH records EFBIG. */
+static int vj_directory(struct vj *j, const struct pk_node *n, const char *key)
+{
+	const struct pk_node *contents;
+	struct srv_pathrec_entry e;
+	long count;
+
+	if (j->nkeys > SRV_PATHREC_DEPTH)
+		return srv_fail(j->err, RPC_E_EFBIG,
+		                "the stored folder '%s' nests folders deeper than %d levels",
+		                j->root_key, SRV_PATHREC_DEPTH);
+	count = srv_pathrec_dir(n, key, &contents, j->err);
+	if (count < 0 || vj_tag(j, "$directory") < 0 || vj_begin(j, n, '{') < 0)
+		return -1;
+	for (size_t i = 0; i < (size_t)count; i++)
+		if (srv_pathrec_child(contents, i, key, &e, j->err) < 0 || vj_item(j, i) < 0 ||
+		    vj_key(j, e.name, e.name_len) < 0 ||
+		    vj_follow(j, e.key, RPC_KEY_LEN, vj_dir_child, &e) < 0)
+			return -1;
+	if (vj_end(j, (size_t)count, '}') < 0)
+		return -1;
+	return vj_end(j, 1, '}');
+}
+
+/* A FileBlob or DirectoryBlob node found in the tree. */
+static int vj_pathrec(struct vj *j, const struct pk_node *n)
+{
+	struct srv_pathrec_entry e;
+
+	if (srv_pathrec_kind_of(n) == SRV_PATHREC_DIR)
+		return vj_directory(j, n, j->nkeys ? j->keys[j->nkeys - 1] : j->root_key);
+	if (srv_pathrec_file(n, j->root_key, &e, j->err) < 0)
+		return -1;
+	return vj_follow(j, e.key, RPC_KEY_LEN, vj_file, &e);
 }
 
 /* ------------------------------------------------------------------------------ */
@@ -857,6 +957,8 @@ static int vj_any_object(struct vj *j, const struct pk_node *n)
 		PUT(j, rpc_json_string(j->b, dig, len));
 		return 0;
 	}
+	if (srv_pathrec_kind_of(n) != SRV_PATHREC_NONE)
+		return vj_pathrec(j, n);
 	if (is_wrapper(n, "DigestedIterable")) {
 		items = pk_dict_get(n->u.obj.state, "items");
 		if (!items || (items->kind != PK_LIST && items->kind != PK_TUPLE))

@@ -15,3 +15,8 @@ flechefs_fuzz_test(fuzz_views ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_views.c
 # caches written at test time by the real fleche from PyPI (scripts/pyenv.sh), read
 # back through the protocol and the mount
 flechefs_py_test(test_fleche_generated e2e/test_fleche_generated.py LABELS views)
+# files and folders returned by cached functions (fleche.storage.paths records)
+flechefs_py_test(test_fleche_files e2e/test_fleche_files.py LABELS views)
+# fleche's stored file and folder records (server/pathrec.c) and their json view
+flechefs_unit_test(test_pathrec SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_pathrec.c
+	LIBS flechefs_srv)

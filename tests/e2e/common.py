@@ -103,6 +103,18 @@ def run_in_fleche_python(script):
     sys.path.insert(0, os.path.join(SOURCE, "python"))
 
 
+def generate_caches(script, out, *args):
+    """Runs the generator script (in this folder) with fleche_python() to write caches
+    in out; returns the EXPECTED.json it writes there. Fails with its stderr."""
+    r = subprocess.run([fleche_python(), os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                      script), out] + list(args),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
+    if r.returncode != 0:
+        fail("%s failed:\n%s" % (script, r.stderr.decode(errors="replace")))
+    with open(os.path.join(out, "EXPECTED.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
 def binary(name):
     """The path of a built program (flechefs-server, flechefs, ...); fails when absent."""
     b = build_dir()

@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -31,7 +30,6 @@ import views_common as V  # noqa: E402
 from client import RpcError, Server  # noqa: E402
 
 T = common.Checks("fleche_generated")
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def normal(doc):
@@ -188,22 +186,12 @@ def check_value_mount(mp, name, v):
                 what + " .bin")
 
 
-def generate(out):
-    py = common.fleche_python()
-    r = subprocess.run([py, os.path.join(HERE, "gen_fleche_caches.py"), out],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
-    if r.returncode != 0:
-        common.fail("gen_fleche_caches.py failed:\n" + r.stderr.decode(errors="replace"))
-    with open(os.path.join(out, "EXPECTED.json"), encoding="utf-8") as f:
-        return json.load(f)
-
-
 def main():
     if V.np is None:
         common.skip_or_fail("numpy is not installed for %s" % sys.executable)
     common.fleche_python()
     with common.temp_dir() as out:
-        exp = generate(out)
+        exp = common.generate_caches("gen_fleche_caches.py", out)
         print("caches written by fleche %s (numpy %s, Python %s)" % (
             exp["fleche_version"], exp["numpy_version"], exp["python"]))
         for name, c in exp["caches"].items():

@@ -22,6 +22,7 @@
 #include "pystd.h"
 #include "views.h"
 #include "check.h"
+#include "pk_parse_test.h"
 
 /* Pickles written by Python 3.11 (tests/e2e/test_views_generated.py checks the same
  * mapping against Python on many more values):
@@ -152,30 +153,10 @@ static const char PK_BYREF_PRIVATE[] =
     "\x63\x6d\x6f\x64\x0a\x43\x6f\x6c\x6f\x72\x0a\x58\x08\x00\x00\x00\x5f\x70\x72\x69"
     "\x76\x61\x74\x65\x86\x52\x2e";
 
-static struct pk_doc *parse(const char *p, size_t len)
-{
-	struct pk_doc *doc = NULL;
-	char why[256];
-	size_t end;
-	if (pk_parse((const uint8_t *)p, len, NULL, &doc, &end, why, sizeof(why)) != 0) {
-		printf("cannot parse a test pickle: %s\n", why);
-		return NULL;
-	}
-	return doc;
-}
-
 /* Renders a pickle's json view; returns the error code (0 on success), text in out. */
 static int json_of(const char *p, size_t len, struct rpc_buf *out, struct srv_error *err)
 {
-	struct pk_doc *doc = parse(p, len);
-	int rc;
-	if (!doc)
-		return -1;
-	rpc_buf_reset(out);
-	memset(err, 0, sizeof(*err));
-	rc = srv_view_json(pk_doc_root(doc), NULL, NULL, out, err);
-	pk_doc_free(doc);
-	return rc < 0 ? (int)err->code : 0;
+	return json_with(p, len, NULL, NULL, out, err);
 }
 
 static void test_json(void)

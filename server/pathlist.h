@@ -1,0 +1,52 @@
+/*
+ * pathlist.h: the listing of a stored file or folder record (pathrec.h) that the
+ * method list_record answers (PROTOCOL.md section 5): the files and folders a
+ * filesystem shows for it, one level, each child's kind and size found by opening
+ * its value. A file record lists one file, named by its basename, whose bytes are
+ * the content value's; a folder record lists its children.
+ *
+ * Every name is checked (rpc_file_name_refused): one that no filesystem can show
+ * refuses the whole listing (EINVAL, the message naming it and why), as does a
+ * folder that lists itself (ELOOP). Of children repeated under one name the last
+ * counts, as in the Python dict fleche loads.
+ */
+#ifndef FLECHEFS_SERVER_PATHLIST_H
+#define FLECHEFS_SERVER_PATHLIST_H
+
+#include <stdint.h>
+
+#include "cache.h"
+#include "pathrec.h"
+
+/* The most entries one listing holds (EFBIG beyond). */
+#define SRV_PATHLIST_MAX 100000u
+
+struct srv_pathlist_entry {
+	char *name; /* NUL-terminated (a checked name holds no NUL), owned */
+	enum srv_pathrec_kind kind; /* SRV_PATHREC_FILE or SRV_PATHREC_DIR */
+	char key[RPC_KEY_LEN + 1];  /* a file's content value, or the child folder record */
+	uint64_t size;              /* a file's bytes; 0 for a folder */
+	double mtime;               /* the mtime of that value's file */
+};
+
+struct srv_pathlist {
+	char key[RPC_KEY_LEN + 1];  /* the record's full key */
+	enum srv_pathrec_kind kind; /* what the record is */
+	struct srv_pathlist_entry *entries;
+	size_t n;
+};
+
+/*
+ * Lists the record stored under key (a value key or unique prefix, len bytes) into
+ * out, in the record's order. Returns 0, or -1 with err filled: ENOENT, AMBIGUOUS,
+ * EBADMSG, CORRUPT, EIO as for opening a value; ENOTSUP when the value is no record;
+ * EINVAL for a name refused; ELOOP for a folder listing itself; CORRUPT for a child
+ * or content that is neither bytes nor a folder record; EFBIG over SRV_PATHLIST_MAX
+ * entries or the parse limits; ENOMEM. Release out with srv_pathlist_release (also
+ * after a failure).
+ */
+int srv_pathlist_load(struct srv_cache *cache, const char *key, size_t len,
+                      struct srv_pathlist *out, struct srv_error *err);
+void srv_pathlist_release(struct srv_pathlist *l);
+
+#endif
