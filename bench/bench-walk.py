@@ -1,4 +1,4 @@
-"""bench-walk.py: walks of the whole tree (issue: find, grep -r, du over every call
+"""bench-walk.py: walks of the whole tree (find, grep -r, du over every call
 folder) through a local flechefs mount, next to the same walk of an ordinary folder
 tree of the same shape, in one run. Run by hand, as root (it drops the page cache),
 from the source tree after building:
@@ -17,7 +17,7 @@ operation runs cold (page cache dropped, fresh mount):
   du -s MNT/calls
 
 and prints seconds, calls/s, and the peak resident memory (VmHWM) of the daemon and
-of the server. Targets (issue): at least 20,000 calls/s for the find, daemon peak RSS
+of the server. Targets: at least 20,000 calls/s for the find, daemon peak RSS
 at most 128 MiB at any size.
 """
 
