@@ -296,6 +296,15 @@ static int pack_bool(msgpack_packer *pk, bool b)
 	return b ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
 }
 
+/* An answer of one boolean field: {field: b}. */
+static int pack_bool_answer(struct call *c, enum rpc_field field, bool b)
+{
+	PACK(c, msgpack_pack_map(c->pk, 1));
+	PACK(c, rpc_pack_field(c->pk, field));
+	PACK(c, pack_bool(c->pk, b));
+	return 0;
+}
+
 static int pack_layout_fields(msgpack_packer *pk, const struct srv_layout *l)
 {
 	int r = 0;
@@ -778,10 +787,7 @@ static int do_put_value(struct srv_session *s, struct call *c)
 		return bad_type(c, 3, "final", "a bool");
 	if (srv_put_value(s->cache, key, len, off, data, dlen, final, &exists, &c->err) < 0)
 		return -1;
-	PACK(c, msgpack_pack_map(c->pk, 1));
-	PACK(c, rpc_pack_field(c->pk, RPC_F_EXISTS));
-	PACK(c, pack_bool(c->pk, exists));
-	return 0;
+	return pack_bool_answer(c, RPC_F_EXISTS, exists);
 }
 
 /* save(call, record): save.h's srv_save_call. */
@@ -798,10 +804,7 @@ static int do_save(struct srv_session *s, struct call *c)
 		return bad_type(c, 1, "record", "a bin or nil");
 	if (srv_save_call(s->cache, call, data, dlen, &existed, &c->err) < 0)
 		return -1;
-	PACK(c, msgpack_pack_map(c->pk, 1));
-	PACK(c, rpc_pack_field(c->pk, RPC_F_EXISTED));
-	PACK(c, pack_bool(c->pk, existed));
-	return 0;
+	return pack_bool_answer(c, RPC_F_EXISTED, existed);
 }
 
 /* Checks a query template's shape; the cache matches it. */
