@@ -29,6 +29,8 @@ SOURCE = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SOURCE, "tests", "e2e"))
 sys.path.insert(0, os.path.join(SOURCE, "python"))
 
+import common  # noqa: E402 (tests/e2e, on the path above)
+
 
 def reexec(build):
     py = os.path.join(build, "pyenv", "bin", "python")
@@ -38,14 +40,7 @@ def reexec(build):
 
 
 def hwm_kib(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+    return common.proc_status_kib(pid, "VmHWM")
 
 
 def timed(fn):

@@ -32,6 +32,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(SOURCE, "tests", "e2e"))
+
+import common  # noqa: E402 (tests/e2e, on the path above)
 KEYWORD = "greet"
 OPS = {
     "find": lambda d: "find %s -maxdepth 2 -name call.json | wc -l" % d,
@@ -47,14 +50,7 @@ def drop_caches():
 
 
 def hwm_kib(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return common.proc_status_kib(pid, "VmHWM") or 0
 
 
 def timed(cmd):

@@ -81,6 +81,19 @@ def build_dir():
     return os.path.abspath(path)
 
 
+def proc_status_kib(pid, field):
+    """A KiB figure of /proc/PID/status (field "VmRSS", "VmHWM", ...), or None when the
+    process or the field is gone."""
+    try:
+        with open("/proc/%d/status" % pid, encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def fleche_python():
     """The Python of the virtual environment holding the real fleche 0.22.2 (with
     cloudpickle, dill, numpy, msgpack, attrs); skips, or fails under CI, when it is

@@ -26,11 +26,10 @@ GROWTH_MAX = 32 << 20
 
 
 def rss_kib(pid, field="VmRSS"):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError("no %s in /proc/%d/status" % (field, pid))
+    kib = common.proc_status_kib(pid, field)
+    if kib is None:
+        raise AssertionError("no %s in /proc/%d/status" % (field, pid))
+    return kib
 
 
 def test_walk_sql():

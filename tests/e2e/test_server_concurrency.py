@@ -185,11 +185,7 @@ def test_hello_first(root, small):
 
 
 def rss_bytes(pid):
-    with open("/proc/%d/status" % pid, encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    return (common.proc_status_kib(pid, "VmRSS") or 0) * 1024
 
 
 def test_memory_bounded(root):
