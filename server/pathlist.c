@@ -195,6 +195,7 @@ int srv_pathlist_load(struct srv_cache *cache, const char *key, size_t len,
 	if (opened_open(cache, key, len, true, &o, err) < 0)
 		return -1;
 	memcpy(out->key, srv_value_key(o.value), RPC_KEY_LEN);
+	out->mtime = srv_value_mtime(o.value);
 	out->kind = srv_pathrec_kind_of(o.root);
 	if (out->kind == SRV_PATHREC_NONE) {
 		char type[160];

@@ -32,6 +32,7 @@ struct srv_pathlist_entry {
 struct srv_pathlist {
 	char key[RPC_KEY_LEN + 1];  /* the record's full key */
 	enum srv_pathrec_kind kind; /* what the record is */
+	double mtime;               /* the mtime of the record's value file */
 	struct srv_pathlist_entry *entries;
 	size_t n;
 };
