@@ -201,6 +201,10 @@ int fsd_recdirs_get(struct fsd_recdirs *rc, const char *key, struct fsd_recdir *
 
 	*out = NULL;
 	why[0] = '\0';
+	if (!rpc_key_valid(key, strlen(key))) {
+		snprintf(why, whylen, "'%s' is not a value key", key);
+		return -EINVAL;
+	}
 	pthread_mutex_lock(&rc->lock);
 	s = find_locked(rc, key);
 	if (s) {

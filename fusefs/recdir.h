@@ -71,11 +71,11 @@ void fsd_recdirs_release(struct fsd_recdirs *rc);
 
 /*
  * The listing of the record key (a full value key): from the cache, else asked of
- * the server with list_record. Returns 0 with *out a reference the caller drops with
- * fsd_recdir_unref, or -errno (*out NULL) with why (whylen bytes) saying why: the
- * server's errno (ENOTSUP: not a record; EINVAL: a name no file can have; ELOOP;
- * ...) and message, or EIO for an answer that breaks the protocol. Must not run on
- * the connection's reader thread.
+ * the server with list_record (EINVAL for a key that is not one). Returns 0 with *out
+ * a reference the caller drops with fsd_recdir_unref, or -errno (*out NULL) with why
+ * (whylen bytes) saying why: the server's errno (ENOTSUP: not a record; EINVAL: a
+ * name no file can have; ELOOP; ...) and message, or EIO for an answer that breaks
+ * the protocol. Must not run on the connection's reader thread.
  */
 int fsd_recdirs_get(struct fsd_recdirs *rc, const char *key, struct fsd_recdir **out,
                     char *why, size_t whylen);
