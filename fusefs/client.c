@@ -112,9 +112,13 @@ int fsd_rpc_load(struct fsd_conn *c, const char *key, struct fsd_result *r)
 	return send_key(c, RPC_M_LOAD, key, r);
 }
 
-int fsd_rpc_list_record(struct fsd_conn *c, const char *key, struct fsd_result *r)
+int fsd_rpc_list_record(struct fsd_conn *c, const char *key, struct fsd_result *r,
+                        struct rpc_list_record *l)
 {
-	return send_key(c, RPC_M_LIST_RECORD, key, r);
+	int rc = send_key(c, RPC_M_LIST_RECORD, key, r);
+	if (rc == 0 && rpc_decode_list_record(r->result, l, r->message, sizeof(r->message)))
+		return undecodable(r);
+	return rc;
 }
 
 int fsd_rpc_stat_value(struct fsd_conn *c, const char *key, enum rpc_view view,

@@ -24,8 +24,9 @@ int fsd_rpc_info(struct fsd_conn *c, struct fsd_result *r, struct rpc_info *info
 /* load(key): the record map, for fsd_record_build (callrec.h), in r->result. */
 int fsd_rpc_load(struct fsd_conn *c, const char *key, struct fsd_result *r);
 
-/* list_record(key): the listing map, for fsd_recdir_load (recdir.h), in r->result. */
-int fsd_rpc_list_record(struct fsd_conn *c, const char *key, struct fsd_result *r);
+/* list_record(key) into *l, which points into r->result (valid until r is released). */
+int fsd_rpc_list_record(struct fsd_conn *c, const char *key, struct fsd_result *r,
+                        struct rpc_list_record *l);
 
 /* stat_value(key, view) into *st. */
 int fsd_rpc_stat_value(struct fsd_conn *c, const char *key, enum rpc_view view,

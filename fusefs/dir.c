@@ -43,8 +43,8 @@ struct dirh {
 	uint8_t rviews[RPC_VIEW__COUNT];
 	size_t nrviews;
 	int rdir;
-	/* FSD_RECDIR: the record's entries */
-	struct fsd_recdir rd;
+	/* FSD_RECDIR: the record's entries (a reference) */
+	struct fsd_recdir *rd;
 	/* FSD_CALL_ARGS: the entries, in order */
 	struct arg_entry *ents;
 };
@@ -55,7 +55,7 @@ static void dirh_free(struct dirh *d)
 		return;
 	fsd_listing_unref(d->list);
 	fsd_record_unref(d->rec);
-	fsd_recdir_release(&d->rd);
+	fsd_recdir_unref(d->rd);
 	free(d->cands);
 	free(d->ents);
 	free(d);
@@ -187,7 +187,7 @@ void fsd_fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = fsd_fs_recdir_load(fs, i->key, i->path, &d->rd);
 		if (rc == -ENOTSUP || rc == -EINVAL)
 			rc = -EIO; /* it was a record folder when looked up */
-		d->n = d->rd.n;
+		d->n = d->rd ? d->rd->n : 0;
 		break;
 	case FSD_AMBIG:
 		fsd_itable_lock(&fs->it);
@@ -324,8 +324,8 @@ static const char *dir_entry(struct fsd_fs *fs, struct dirh *d, size_t k, char *
 		sp->target = d->cands[k].target;
 		return d->cands[k].key;
 	case FSD_RECDIR:
-		*kind = fsd_fs_recdir_child(&d->rd.entries[k], sp);
-		return d->rd.entries[k].name;
+		*kind = fsd_fs_recdir_child(&d->rd->entries[k], sp);
+		return d->rd->entries[k].name;
 	default:
 		return NULL;
 	}

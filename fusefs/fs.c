@@ -52,10 +52,13 @@
  *     eviction guard (below). Who may do what is the kernel's check of the modes
  *     shown (default_permissions, set by main.c): only the mounter evicts.
  *  7. A stored file or folder record (recdir.h) is an FSD_RECDIR inode keyed by the
- *     record: listed with list_record at each lookup in it and each opendir (values
- *     never change, so the kernel keeps what it learns for value_timeout); its files
- *     are FSD_VALUE inodes of their content key in the bin view, read as any value,
- *     and its folders FSD_RECDIR inodes again, at most FSD_RECDIR_DEPTH deep.
+ *     record, its mtime the record's: listed at each lookup in it and each opendir
+ *     from the cache of listings (recdir.h), which asks list_record once per record
+ *     (values never change, so the kernel keeps what it learns for value_timeout);
+ *     the result.d and arguments/<param>.d of a call folder come from that cache
+ *     too. Its files are FSD_VALUE inodes of their content key in the bin view, read
+ *     as any value, and its folders FSD_RECDIR inodes again, at most
+ *     FSD_RECDIR_DEPTH deep.
  */
 #include <errno.h>
 #include <math.h>
@@ -719,6 +722,12 @@ struct fsd_fs *fsd_fs_new(struct fsd_conn *conn, const struct fsd_fs_options *o)
 		free(fs);
 		return NULL;
 	}
+	if (fsd_recdirs_init(&fs->recdirs, conn)) {
+		fsd_viewcache_release(&fs->views);
+		fsd_itable_release(&fs->it);
+		free(fs);
+		return NULL;
+	}
 	fsd_workers_init(&fs->workers);
 	fsd_listings_init(&fs->lists, conn, &fs->workers, fs->page, fs->o.cache_timeout);
 	/* The top-level directories stay for the mount's life. */
@@ -749,6 +758,7 @@ void fsd_fs_free(struct fsd_fs *fs)
 	fsd_listings_release(&fs->lists);
 	fsd_workers_release(&fs->workers);
 	fsd_viewcache_release(&fs->views);
+	fsd_recdirs_release(&fs->recdirs);
 	fsd_itable_release(&fs->it);
 	pthread_mutex_destroy(&fs->ra_lock);
 	pthread_mutex_destroy(&fs->guard.lock);

@@ -73,6 +73,7 @@ struct fsd_fs {
 	uint64_t byname_ino;
 	struct fsd_listings lists;
 	struct fsd_viewcache views;
+	struct fsd_recdirs recdirs; /* listings of stored file and folder records */
 	struct evict_guard guard;
 	struct fsd_statfs_cache statfs;
 	/* The inodes that were last given a record, a ring (FS_RECORDS_KEPT): under
@@ -178,9 +179,11 @@ void fsd_fs_reply_child(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *par
 void fsd_fs_lookup(fuse_req_t req, fuse_ino_t pino, const char *name);
 
 /* Stored file and folder records (recdir.h). */
-/* Lists the record key into d; on failure logs why (at debug level when the value is
- * simply no record) and returns -errno. Release d either way. */
-int fsd_fs_recdir_load(struct fsd_fs *fs, const char *key, const char *path, struct fsd_recdir *d);
+/* The listing of the record key (fsd_recdirs_get: *d a reference, dropped with
+ * fsd_recdir_unref); on failure logs why (at debug level when the value is simply no
+ * record) and returns -errno with *d NULL. */
+int fsd_fs_recdir_load(struct fsd_fs *fs, const char *key, const char *path,
+                       struct fsd_recdir **d);
 /* The link to values/<vkey>.d from inside a call directory (up "../../" or
  * "../../../"): returns 1 and fills target (when not NULL) when vkey is a record
  * shown as a folder, else 0. */

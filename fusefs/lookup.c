@@ -118,14 +118,18 @@ static void lookup_recdir_root(struct fsd_fs *fs, fuse_req_t req, struct fsd_ino
                                const char *name)
 {
 	struct child_spec sp = {.size = -1};
-	char key[RPC_KEY_LEN + 1];
+	char key[RPC_KEY_LEN + 1], path[RPC_KEY_LEN + 16];
+	struct fsd_recdir *d;
 
 	memcpy(key, name, RPC_KEY_LEN);
 	key[RPC_KEY_LEN] = '\0';
-	if (!fsd_fs_recdir_link(fs, key, "", NULL, 0)) {
+	snprintf(path, sizeof(path), "values/%s", name);
+	if (fsd_fs_recdir_load(fs, key, path, &d)) {
 		reply_negative_for(req, fs->o.negative_timeout);
 		return;
 	}
+	sp.mtime = d->mtime; /* the record's */
+	fsd_recdir_unref(d);
 	sp.key = key;
 	fsd_fs_reply_child(fs, req, parent, name, FSD_RECDIR, &sp);
 }
@@ -134,34 +138,33 @@ static void lookup_recdir_root(struct fsd_fs *fs, fuse_req_t req, struct fsd_ino
 static void lookup_in_recdir(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *parent,
                              const char *name)
 {
-	struct fsd_recdir d;
+	struct fsd_recdir *d;
 	struct child_spec sp;
 	enum fsd_kind kind;
 	long k;
 	int rc = fsd_fs_recdir_load(fs, parent->key, parent->path, &d);
 
 	if (rc) {
-		fsd_recdir_release(&d);
 		fsd_fs_reply_err(req, rc == -ENOTSUP || rc == -EINVAL ? EIO : -rc);
 		return;
 	}
-	k = fsd_recdir_find(&d, name);
+	k = fsd_recdir_find(d, name);
 	if (k < 0) {
-		fsd_recdir_release(&d);
+		fsd_recdir_unref(d);
 		reply_negative_for(req, fs->o.value_timeout);
 		return;
 	}
-	kind = fsd_fs_recdir_child(&d.entries[k], &sp);
+	kind = fsd_fs_recdir_child(&d->entries[k], &sp);
 	if (kind == FSD_RECDIR && fsd_fs_recdir_depth(parent->path) + 1 > FSD_RECDIR_DEPTH) {
 		fsd_log(FSD_LOG_INFO,
 		        "%s/%s is not shown: stored folders nest deeper than %d levels there",
 		        parent->path, name, FSD_RECDIR_DEPTH);
-		fsd_recdir_release(&d);
+		fsd_recdir_unref(d);
 		fsd_fs_reply_err(req, ELOOP);
 		return;
 	}
 	fsd_fs_reply_child(fs, req, parent, name, kind, &sp);
-	fsd_recdir_release(&d);
+	fsd_recdir_unref(d);
 }
 
 static void lookup_keyed(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *parent,

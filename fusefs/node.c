@@ -470,11 +470,11 @@ int fsd_fs_is_hex(const char *s, size_t n)
 	return 1;
 }
 
-int fsd_fs_recdir_load(struct fsd_fs *fs, const char *key, const char *path, struct fsd_recdir *d)
+int fsd_fs_recdir_load(struct fsd_fs *fs, const char *key, const char *path,
+                       struct fsd_recdir **d)
 {
 	char why[600];
-	int definitive;
-	int rc = fsd_recdir_load(fs->conn, key, d, &definitive, why, sizeof(why));
+	int rc = fsd_recdirs_get(&fs->recdirs, key, d, why, sizeof(why));
 
 	if (rc == -ENOTSUP)
 		fsd_log(FSD_LOG_DEBUG, "%s is absent: %s", path, why);
@@ -486,13 +486,13 @@ int fsd_fs_recdir_load(struct fsd_fs *fs, const char *key, const char *path, str
 int fsd_fs_recdir_link(struct fsd_fs *fs, const char *vkey, const char *up, char *target,
                        size_t len)
 {
-	struct fsd_recdir d;
+	struct fsd_recdir *d;
 	char path[RPC_KEY_LEN + 16];
 	int rc;
 
 	snprintf(path, sizeof(path), "values/%s.d", vkey);
 	rc = fsd_fs_recdir_load(fs, vkey, path, &d);
-	fsd_recdir_release(&d);
+	fsd_recdir_unref(d);
 	if (rc)
 		return 0;
 	if (target)

@@ -41,15 +41,6 @@ struct fsd_viewcache_entry {
 	struct fsd_viewcache_entry *next;
 };
 
-static size_t key_hash(const char *key)
-{
-	/* Keys are SHA-256 digests: their first 16 hex digits are spread enough. */
-	uint64_t h = 0;
-	for (int k = 0; k < 16 && key[k]; k++)
-		h = h * 16 + (uint64_t)(key[k] <= '9' ? key[k] - '0' : key[k] - 'a' + 10);
-	return (size_t)h;
-}
-
 int fsd_viewcache_init(struct fsd_viewcache *vc, struct fsd_conn *conn)
 {
 	memset(vc, 0, sizeof(*vc));
@@ -88,7 +79,7 @@ void fsd_viewcache_release(struct fsd_viewcache *vc)
 
 static struct fsd_viewcache_entry *find_locked(struct fsd_viewcache *vc, const char *key)
 {
-	for (struct fsd_viewcache_entry *e = vc->bucket[key_hash(key) % vc->nbuckets]; e;
+	for (struct fsd_viewcache_entry *e = vc->bucket[rpc_key_hash(key) % vc->nbuckets]; e;
 	     e = e->next)
 		if (strcmp(e->key, key) == 0)
 			return e;
@@ -108,7 +99,7 @@ static struct fsd_viewcache_entry *entry_locked(struct fsd_viewcache *vc, const 
 		return NULL;
 	memcpy(e->key, key, RPC_KEY_LEN);
 	e->key[RPC_KEY_LEN] = 0;
-	size_t b = key_hash(key) % vc->nbuckets;
+	size_t b = rpc_key_hash(key) % vc->nbuckets;
 	e->next = vc->bucket[b];
 	vc->bucket[b] = e;
 	vc->count++;

@@ -414,6 +414,96 @@ int rpc_decode_names(const msgpack_object *result, struct rpc_names_page *out, c
 	return 0;
 }
 
+/* The kind of a record or entry as list_record names it: 1 for a folder, 0 for a file,
+ * -1 for anything else. */
+static int record_kind(const msgpack_object *o)
+{
+	if (rpc_obj_is_field(o, RPC_F_DIRECTORY))
+		return 1;
+	return rpc_obj_is_field(o, RPC_F_FILE) ? 0 : -1;
+}
+
+/* The items of list_record's array field f, of n items (the first one read sets n). */
+static const msgpack_object *record_array(const msgpack_object *result, enum rpc_field f,
+                                          uint32_t *n, bool *ok)
+{
+	const msgpack_object *a = rpc_map_field(result, f);
+
+	if (!a || a->type != MSGPACK_OBJECT_ARRAY) {
+		*ok = false;
+		return NULL;
+	}
+	if (*n == UINT32_MAX)
+		*n = a->via.array.size;
+	if (a->via.array.size != *n)
+		*ok = false;
+	return a->via.array.ptr;
+}
+
+/* Entry i of l: 0, or -1 when it is malformed. */
+static int record_entry(const struct rpc_list_record *l, uint32_t i,
+                        struct rpc_list_record_entry *out)
+{
+	const char *k;
+	size_t kl;
+	int kind = record_kind(&l->kinds[i]);
+
+	memset(out, 0, sizeof(*out));
+	if (kind < 0 || rpc_obj_str(&l->names[i], &out->name, &out->name_len) ||
+	    rpc_file_name_refused(out->name, out->name_len) ||
+	    rpc_obj_str(&l->keys[i], &k, &kl) || !rpc_key_valid(k, kl) ||
+	    rpc_obj_uint(&l->size[i], &out->size) || out->size > INT64_MAX ||
+	    rpc_obj_double(&l->mtimes[i], &out->mtime))
+		return -1;
+	out->is_dir = kind == 1;
+	memcpy(out->key, k, RPC_KEY_LEN);
+	return 0;
+}
+
+int rpc_decode_list_record(const msgpack_object *result, struct rpc_list_record *out, char *err,
+                           size_t errlen)
+{
+	struct rpc_list_record_entry e;
+	const char *k;
+	size_t kl;
+	int kind;
+	bool ok = true;
+
+	memset(out, 0, sizeof(*out));
+	if (!result || result->type != MSGPACK_OBJECT_MAP)
+		return bad(err, errlen, "the answer to list_record is not a map");
+	kind = record_kind(rpc_map_field(result, RPC_F_KIND));
+	if (kind < 0 || rpc_obj_str(rpc_map_field(result, RPC_F_KEY), &k, &kl) ||
+	    !rpc_key_valid(k, kl))
+		return bad(err, errlen, "the answer to list_record has no kind or no full key");
+	memcpy(out->key, k, RPC_KEY_LEN);
+	out->is_dir = kind == 1;
+	rpc_obj_double(rpc_map_field(result, RPC_F_RECORD_MTIME), &out->mtime);
+	out->n = UINT32_MAX;
+	out->names = record_array(result, RPC_F_NAMES, &out->n, &ok);
+	out->kinds = record_array(result, RPC_F_KINDS, &out->n, &ok);
+	out->keys = record_array(result, RPC_F_KEYS, &out->n, &ok);
+	out->size = record_array(result, RPC_F_SIZE, &out->n, &ok);
+	out->mtimes = record_array(result, RPC_F_MTIME, &out->n, &ok);
+	if (!ok) {
+		memset(out, 0, sizeof(*out));
+		return bad(err, errlen, "the answer to list_record has no parallel arrays");
+	}
+	for (uint32_t i = 0; i < out->n; i++)
+		if (record_entry(out, i, &e) < 0) {
+			memset(out, 0, sizeof(*out));
+			return bad(err, errlen, "entry %u of the answer to list_record is malformed",
+			           i);
+		}
+	return 0;
+}
+
+void rpc_list_record_entry(const struct rpc_list_record *l, uint32_t i,
+                           struct rpc_list_record_entry *out)
+{
+	record_entry(l, i, out);
+}
+
 void rpc_names_entry(const struct rpc_names_page *page, uint32_t i, const char **s, size_t *len)
 {
 	rpc_obj_str(&page->names->via.array.ptr[i], s, len);

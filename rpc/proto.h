@@ -127,6 +127,7 @@ enum rpc_view rpc_view_lookup(const char *s, size_t len);
 	X(PRESENT, "present")                                                                      \
 	X(PROGRAM, "program")                                                                      \
 	X(PROTOCOL, "protocol")                                                                    \
+	X(RECORD_MTIME, "record_mtime")                                                            \
 	X(READ_ONLY, "read_only")                                                                  \
 	X(RESULT, "result")                                                                        \
 	X(ROOT, "root")                                                                            \
@@ -275,6 +276,36 @@ int rpc_decode_key(const msgpack_object *result, char out[RPC_KEY_LEN + 1], char
 
 /* contains's result: a bool. */
 int rpc_decode_contains(const msgpack_object *result, bool *found, char *err, size_t errlen);
+
+/*
+ * list_record's result (section 5): the record's kind ("file" or "directory"), its
+ * full key and mtime (record_mtime; 0 when absent), and entries in parallel arrays
+ * of one length, each with a name that can be a file name (rpc_file_name_refused),
+ * a kind, a full key, a size and an mtime. Anything else is -EPROTO, err saying
+ * what: the whole answer is checked here, so rpc_list_record_entry cannot fail.
+ * Points into result (borrowed for result's life).
+ */
+struct rpc_list_record {
+	char key[RPC_KEY_LEN + 1];
+	bool is_dir;
+	double mtime;
+	const msgpack_object *names, *kinds, *keys, *size, *mtimes; /* the arrays' items */
+	uint32_t n;
+};
+int rpc_decode_list_record(const msgpack_object *result, struct rpc_list_record *out, char *err,
+                           size_t errlen);
+
+struct rpc_list_record_entry {
+	const char *name; /* not NUL-terminated; a checked file name (no NUL, no '/') */
+	size_t name_len;
+	bool is_dir;      /* key is a folder record, else the file's content value */
+	char key[RPC_KEY_LEN + 1];
+	uint64_t size;    /* a file's bytes (at most INT64_MAX); 0 for a folder */
+	double mtime;     /* of the entry's value file */
+};
+/* Entry i < l->n of a decoded answer. */
+void rpc_list_record_entry(const struct rpc_list_record *l, uint32_t i,
+                           struct rpc_list_record_entry *out);
 
 /* ---------------------------------------------------------------- response heads */
 

@@ -93,6 +93,14 @@ int rpc_key_valid(const char *s, size_t len)
 	return s && len == RPC_KEY_LEN && rpc_is_lower_hex(s, len);
 }
 
+uint64_t rpc_key_hash(const char *key)
+{
+	uint64_t h = 0;
+	for (int k = 0; k < 16 && key[k]; k++)
+		h = h * 16 + (uint64_t)(key[k] <= '9' ? key[k] - '0' : key[k] - 'a' + 10);
+	return h;
+}
+
 int rpc_hex_digit(int c)
 {
 	if (c >= '0' && c <= '9')

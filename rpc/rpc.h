@@ -88,6 +88,9 @@ int rpc_hex_digit(int c);
 int rpc_key_prefix_valid(const char *s, size_t len);
 /* True when s[0..len) is a full key: exactly 64 lowercase hex characters. */
 int rpc_key_valid(const char *s, size_t len);
+/* A hash of a key (or of the first 16 hex digits of a longer string of them) for hash
+ * tables: keys are SHA-256 digests, so those digits are spread enough. */
+uint64_t rpc_key_hash(const char *key);
 
 /*
  * Parses a size given on a command line: decimal BYTES with an optional K, M or G

@@ -958,11 +958,13 @@ static int do_list_record(struct srv_session *s, struct call *c)
 		return -1;
 	}
 	n = (uint32_t)l.n;
-	r |= msgpack_pack_map(pk, 7);
+	r |= msgpack_pack_map(pk, 8);
 	r |= rpc_pack_field(pk, RPC_F_KEY);
 	r |= rpc_pack_str(pk, l.key);
 	r |= rpc_pack_field(pk, RPC_F_KIND);
 	r |= rpc_pack_str(pk, pathrec_kind_name(l.kind));
+	r |= rpc_pack_field(pk, RPC_F_RECORD_MTIME);
+	r |= msgpack_pack_double(pk, l.mtime);
 	r |= rpc_pack_field(pk, RPC_F_NAMES);
 	r |= msgpack_pack_array(pk, n);
 	for (size_t i = 0; i < l.n; i++)

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "views.h"
+#include "pyclass.h"
 
 /* Parse limits: a record is small, but a folder may have many children, and a
  * file's content is one bytes object however large. */
@@ -95,35 +95,51 @@ static int opened_open(struct srv_cache *cache, const char *key, size_t len, boo
 	return 0;
 }
 
+int srv_pathlist_child(struct srv_cache *cache, const char *key, enum srv_pathrec_kind *kind,
+                       uint64_t *size, double *mtime, char *type, size_t typelen,
+                       struct srv_error *err)
+{
+	struct opened o;
+
+	*kind = SRV_PATHREC_NONE;
+	*size = 0;
+	if (typelen)
+		type[0] = '\0';
+	if (opened_open(cache, key, RPC_KEY_LEN, false, &o, err) < 0)
+		return -1;
+	*mtime = srv_value_mtime(o.value);
+	if (o.root->kind == PK_BYTES || o.root->kind == PK_BYTEARRAY) {
+		*kind = SRV_PATHREC_FILE;
+		*size = o.root->u.str.len;
+	} else {
+		*kind = srv_pathrec_kind_of(o.root) == SRV_PATHREC_DIR ? SRV_PATHREC_DIR
+		                                                       : SRV_PATHREC_NONE;
+		if (typelen)
+			srv_pyclass_type_name(o.root, type, typelen);
+	}
+	opened_close(&o);
+	return 0;
+}
+
 /* Fills e's kind, size and mtime from its value: the bytes of a file, or a folder
  * record when folders is true. */
 static int entry_examine(struct srv_cache *cache, const char *record, bool folders,
                          struct srv_pathlist_entry *e, struct srv_error *err)
 {
-	struct opened o;
 	char type[160];
-	int rc = 0;
 
-	if (opened_open(cache, e->key, RPC_KEY_LEN, false, &o, err) < 0) {
+	if (srv_pathlist_child(cache, e->key, &e->kind, &e->size, &e->mtime, type, sizeof(type),
+	                       err) < 0) {
 		if (err->code == RPC_E_ENOENT)
 			srv_fail(err, RPC_E_ENOENT, "'%s' of the stored record '%s' is missing from the cache",
 			         e->key, record);
 		return -1;
 	}
-	e->mtime = srv_value_mtime(o.value);
-	if (o.root->kind == PK_BYTES || o.root->kind == PK_BYTEARRAY) {
-		e->kind = SRV_PATHREC_FILE;
-		e->size = o.root->u.str.len;
-	} else if (folders && srv_pathrec_kind_of(o.root) == SRV_PATHREC_DIR) {
-		e->kind = SRV_PATHREC_DIR;
-	} else {
-		srv_view_type_name(o.root, type, sizeof(type));
-		rc = srv_fail(err, RPC_E_CORRUPT,
-		              "'%s' of the stored record '%s' is a %s, not the bytes of a file%s",
-		              e->key, record, type, folders ? " or a folder record" : "");
-	}
-	opened_close(&o);
-	return rc;
+	if (e->kind == SRV_PATHREC_FILE || (folders && e->kind == SRV_PATHREC_DIR))
+		return 0;
+	return srv_fail(err, RPC_E_CORRUPT,
+	                "'%s' of the stored record '%s' is a %s, not the bytes of a file%s", e->key,
+	                record, type, folders ? " or a folder record" : "");
 }
 
 /* Copies the checked name of r into e. */
@@ -195,10 +211,11 @@ int srv_pathlist_load(struct srv_cache *cache, const char *key, size_t len,
 	if (opened_open(cache, key, len, true, &o, err) < 0)
 		return -1;
 	memcpy(out->key, srv_value_key(o.value), RPC_KEY_LEN);
+	out->mtime = srv_value_mtime(o.value);
 	out->kind = srv_pathrec_kind_of(o.root);
 	if (out->kind == SRV_PATHREC_NONE) {
 		char type[160];
-		srv_view_type_name(o.root, type, sizeof(type));
+		srv_pyclass_type_name(o.root, type, sizeof(type));
 		srv_fail(err, RPC_E_ENOTSUP, "the value '%s' is a %s, not a stored file or folder",
 		         out->key, type);
 		goto out;

@@ -32,6 +32,7 @@ struct srv_pathlist_entry {
 struct srv_pathlist {
 	char key[RPC_KEY_LEN + 1];  /* the record's full key */
 	enum srv_pathrec_kind kind; /* what the record is */
+	double mtime;               /* the mtime of the record's value file */
 	struct srv_pathlist_entry *entries;
 	size_t n;
 };
@@ -48,5 +49,19 @@ struct srv_pathlist {
 int srv_pathlist_load(struct srv_cache *cache, const char *key, size_t len,
                       struct srv_pathlist *out, struct srv_error *err);
 void srv_pathlist_release(struct srv_pathlist *l);
+
+/*
+ * What the value key (a full key) is as a child of a stored record: into kind
+ * SRV_PATHREC_FILE for bytes or a bytearray (*size: their length), SRV_PATHREC_DIR
+ * for a folder record, SRV_PATHREC_NONE for anything else (type, typelen bytes, then
+ * names its type); *mtime is its file's. The value is opened and its pickle parsed,
+ * but a file's bytes are not read: for a plain value file only its first and last
+ * pages are, a signed one is read whole once to check its signature, a gzip'd one
+ * inflated once (cache.h keeps both for the next request). Returns 0, or -1 with err
+ * filled as for opening a value (ENOENT, EBADMSG, CORRUPT, EFBIG, EIO).
+ */
+int srv_pathlist_child(struct srv_cache *cache, const char *key, enum srv_pathrec_kind *kind,
+                       uint64_t *size, double *mtime, char *type, size_t typelen,
+                       struct srv_error *err);
 
 #endif

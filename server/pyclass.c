@@ -2,11 +2,13 @@
  * pyclass.c: recognises classes and functions in a pickle tree, by reference or
  * pickled by value by cloudpickle or dill (pyclass.h). Every part is checked for the
  * type it must have before it is used; a form that does not fit is not recognised
- * (the caller then shows the object as it is pickled).
+ * (the caller then shows the object as it is pickled); names a node's Python type for
+ * messages.
  */
 #include "pyclass.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char *const cloudpickle_modules[] = {"cloudpickle.cloudpickle",
@@ -289,4 +291,35 @@ bool srv_pyclass_enum_member(const struct pk_node *n, struct srv_pyclass *cls,
 			*name = k;
 	}
 	return true;
+}
+
+void srv_pyclass_type_name(const struct pk_node *n, char *out, size_t outlen)
+{
+	struct srv_pyclass c;
+
+	if (n && n->kind == PK_OBJECT && !n->u.obj.cls.module[0] && !n->u.obj.cls.name[0] &&
+	    srv_pyclass_of(n->u.obj.callable, &c)) {
+		/* an instance of a class pickled by value */
+		snprintf(out, outlen, "%.*s.%.*s", (int)c.module.len, c.module.ptr,
+		         (int)c.qualname.len, c.qualname.ptr);
+		return;
+	}
+	if (!n) {
+		snprintf(out, outlen, "nothing");
+	} else if (n->kind == PK_OBJECT && (n->u.obj.cls.module[0] || n->u.obj.cls.name[0])) {
+		if (pk_is_class(n, "dill._dill", "_create_array") ||
+		    pk_is_class(n, "numpy.core.numeric", "_frombuffer") ||
+		    pk_is_class(n, "numpy._core.numeric", "_frombuffer") ||
+		    pk_is_class(n, "numpy.core.multiarray", "_reconstruct") ||
+		    pk_is_class(n, "numpy._core.multiarray", "_reconstruct"))
+			snprintf(out, outlen, "numpy.ndarray");
+		else if (pk_is_class(n, "fleche.storage.destructuring", "DigestedIterable"))
+			snprintf(out, outlen, "list (destructured)");
+		else if (pk_is_class(n, "fleche.storage.destructuring", "DigestedDict"))
+			snprintf(out, outlen, "dict (destructured)");
+		else
+			snprintf(out, outlen, "%s.%s", n->u.obj.cls.module, n->u.obj.cls.name);
+	} else {
+		snprintf(out, outlen, "%s", pk_kind_name(n->kind));
+	}
 }

@@ -49,6 +49,9 @@ struct srv_pyclass {
  */
 bool srv_pyclass_of(const struct pk_node *node, struct srv_pyclass *out);
 
+/* A short name of the Python type of node for messages ("list", "numpy.ndarray"). */
+void srv_pyclass_type_name(const struct pk_node *node, char *out, size_t outlen);
+
 /* True when the class's bases (as pickled) include module.name. */
 bool srv_pyclass_has_base(const struct srv_pyclass *c, const char *module, const char *name);
 

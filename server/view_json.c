@@ -565,8 +565,26 @@ static int vj_slot(struct vj *j, const struct pk_node *n)
 /* ------------------------------------------------------------------------------ */
 /* Stored files and folders (pathrec.h) */
 
-/* {"$file": {"name": ..., "content": key, "size": n}}, root being the content value's
- * root and arg the entry that names it. */
+/* {"$file": {"name": ..., "content": key, "size": size}}, e naming the file. */
+static int vj_file_sized(struct vj *j, const struct srv_pathrec_entry *e, const char *key,
+                         uint64_t size)
+{
+	if (vj_tag(j, "$file") < 0 || vj_begin(j, NULL, '{') < 0 || vj_item(j, 0) < 0 ||
+	    vj_key(j, "name", 4) < 0)
+		return -1;
+	PUT(j, json_str(j->b, e->name, e->name_len));
+	if (vj_item(j, 1) < 0 || vj_key(j, "content", 7) < 0)
+		return -1;
+	PUT(j, rpc_json_string(j->b, key, RPC_KEY_LEN));
+	if (vj_item(j, 2) < 0 || vj_key(j, "size", 4) < 0)
+		return -1;
+	PUT(j, rpc_json_int(j->b, (int64_t)size));
+	if (vj_end(j, 3, '}') < 0)
+		return -1;
+	return vj_end(j, 1, '}');
+}
+
+/* The $file of the content value whose root is root, arg the entry that names it. */
 static int vj_file(struct vj *j, const struct pk_node *root, const char *key, const void *arg)
 {
 	const struct srv_pathrec_entry *e = arg;
@@ -577,19 +595,7 @@ static int vj_file(struct vj *j, const struct pk_node *root, const char *key, co
 		                "bytes",
 		                key, (int)(e->name_len > 255 ? 255 : e->name_len), e->name,
 		                j->root_key, pk_kind_name(root->kind));
-	if (vj_tag(j, "$file") < 0 || vj_begin(j, NULL, '{') < 0 || vj_item(j, 0) < 0 ||
-	    vj_key(j, "name", 4) < 0)
-		return -1;
-	PUT(j, json_str(j->b, e->name, e->name_len));
-	if (vj_item(j, 1) < 0 || vj_key(j, "content", 7) < 0)
-		return -1;
-	PUT(j, rpc_json_string(j->b, key, RPC_KEY_LEN));
-	if (vj_item(j, 2) < 0 || vj_key(j, "size", 4) < 0)
-		return -1;
-	PUT(j, rpc_json_int(j->b, (int64_t)root->u.str.len));
-	if (vj_end(j, 3, '}') < 0)
-		return -1;
-	return vj_end(j, 1, '}');
+	return vj_file_sized(j, e, key, root->u.str.len);
 }
 
 static int vj_directory(struct vj *j, const struct pk_node *n, const char *key);
@@ -601,6 +607,31 @@ static int vj_dir_child(struct vj *j, const struct pk_node *root, const char *ke
 	if (srv_pathrec_kind_of(root) == SRV_PATHREC_DIR)
 		return vj_directory(j, root, key);
 	return vj_file(j, root, key, arg);
+}
+
+/*
+ * The file or folder (when folders is true) a record names with e: a file's size is
+ * asked of the resolver's child when it has one (its bytes neither read nor counted
+ * against SRV_VIEW_REF_BYTES), anything else followed and rendered as a folder, or
+ * refused by vj_file.
+ */
+static int vj_record_child(struct vj *j, const struct srv_pathrec_entry *e, bool folders)
+{
+	vj_render_fn *render = folders ? vj_dir_child : vj_file;
+	enum srv_pathrec_kind kind;
+	uint64_t size;
+
+	if (!j->res || !j->res->child)
+		return vj_follow(j, e->key, RPC_KEY_LEN, render, e);
+	if (++j->nrefs > SRV_VIEW_REF_COUNT)
+		return srv_fail(j->err, RPC_E_EFBIG,
+		                "the destructured value '%s' has more than %u parts", j->root_key,
+		                SRV_VIEW_REF_COUNT);
+	if (j->res->child(j->res->ctx, e->key, &kind, &size, j->err) < 0)
+		return -1;
+	if (kind == SRV_PATHREC_FILE)
+		return vj_file_sized(j, e, e->key, size);
+	return vj_follow(j, e->key, RPC_KEY_LEN, render, e);
 }
 
 /* {"$directory": {child name: $file or $directory, ...}}, the children followed by
@@ -621,8 +652,7 @@ static int vj_directory(struct vj *j, const struct pk_node *n, const char *key)
 		return -1;
 	for (size_t i = 0; i < (size_t)count; i++)
 		if (srv_pathrec_child(contents, i, key, &e, j->err) < 0 || vj_item(j, i) < 0 ||
-		    vj_key(j, e.name, e.name_len) < 0 ||
-		    vj_follow(j, e.key, RPC_KEY_LEN, vj_dir_child, &e) < 0)
+		    vj_key(j, e.name, e.name_len) < 0 || vj_record_child(j, &e, true) < 0)
 			return -1;
 	if (vj_end(j, (size_t)count, '}') < 0)
 		return -1;
@@ -638,7 +668,7 @@ static int vj_pathrec(struct vj *j, const struct pk_node *n)
 		return vj_directory(j, n, j->nkeys ? j->keys[j->nkeys - 1] : j->root_key);
 	if (srv_pathrec_file(n, j->root_key, &e, j->err) < 0)
 		return -1;
-	return vj_follow(j, e.key, RPC_KEY_LEN, vj_file, &e);
+	return vj_record_child(j, &e, false);
 }
 
 /* ------------------------------------------------------------------------------ */

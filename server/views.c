@@ -30,6 +30,7 @@
 
 #include "json_writer.h"
 #include "npy.h"
+#include "pathlist.h"
 #include "pyclass.h"
 #include "pystd.h"
 #include "proto.h"
@@ -74,37 +75,6 @@ static int view_parse(const uint8_t *bytes, size_t len, const char *key, const c
 	                view, why[0] ? why : "malformed pickle");
 }
 
-void srv_view_type_name(const struct pk_node *n, char *out, size_t outlen)
-{
-	struct srv_pyclass c;
-
-	if (n && n->kind == PK_OBJECT && !n->u.obj.cls.module[0] && !n->u.obj.cls.name[0] &&
-	    srv_pyclass_of(n->u.obj.callable, &c)) {
-		/* an instance of a class pickled by value */
-		snprintf(out, outlen, "%.*s.%.*s", (int)c.module.len, c.module.ptr,
-		         (int)c.qualname.len, c.qualname.ptr);
-		return;
-	}
-	if (!n) {
-		snprintf(out, outlen, "nothing");
-	} else if (n->kind == PK_OBJECT && (n->u.obj.cls.module[0] || n->u.obj.cls.name[0])) {
-		if (pk_is_class(n, "dill._dill", "_create_array") ||
-		    pk_is_class(n, "numpy.core.numeric", "_frombuffer") ||
-		    pk_is_class(n, "numpy._core.numeric", "_frombuffer") ||
-		    pk_is_class(n, "numpy.core.multiarray", "_reconstruct") ||
-		    pk_is_class(n, "numpy._core.multiarray", "_reconstruct"))
-			snprintf(out, outlen, "numpy.ndarray");
-		else if (pk_is_class(n, "fleche.storage.destructuring", "DigestedIterable"))
-			snprintf(out, outlen, "list (destructured)");
-		else if (pk_is_class(n, "fleche.storage.destructuring", "DigestedDict"))
-			snprintf(out, outlen, "dict (destructured)");
-		else
-			snprintf(out, outlen, "%s.%s", n->u.obj.cls.module, n->u.obj.cls.name);
-	} else {
-		snprintf(out, outlen, "%s", pk_kind_name(n->kind));
-	}
-}
-
 int srv_view_raw(const struct pk_node *root, bool text, const struct pk_str **out,
                  struct srv_error *err)
 {
@@ -118,7 +88,7 @@ int srv_view_raw(const struct pk_node *root, bool text, const struct pk_str **ou
 		*out = &root->u.str;
 		return 0;
 	}
-	srv_view_type_name(root, type, sizeof(type));
+	srv_pyclass_type_name(root, type, sizeof(type));
 	return srv_fail(err, RPC_E_ENOTSUP, "the %s view is for %s values, not %s",
 	                rpc_view_name(text ? RPC_VIEW_TXT : RPC_VIEW_BIN),
 	                text ? "str (and datetime, Decimal, UUID, path and other standard)"
@@ -183,6 +153,22 @@ static int resolve_open(void *ctx, const char *key, const struct pk_node **root,
 	return 0;
 }
 
+static int resolve_child(void *ctx, const char *key, enum srv_pathrec_kind *kind,
+                         uint64_t *size, struct srv_error *err)
+{
+	struct resolver_ctx *rc = ctx;
+	double mtime;
+
+	if (srv_pathlist_child(rc->cache, key, kind, size, &mtime, NULL, 0, err) < 0) {
+		if (err->code == RPC_E_ENOENT)
+			srv_fail(err, RPC_E_ENOENT,
+			         "part '%s' of the destructured value '%s' is missing from the cache",
+			         key, rc->root_key);
+		return -1;
+	}
+	return 0;
+}
+
 static void resolve_close(void *ctx, void *token)
 {
 	struct resolved *r = token;
@@ -223,7 +209,7 @@ static int render_json(struct srv_cache *cache, struct srv_value *value, struct 
 	struct srv_layout l;
 	struct rpc_buf text = RPC_BUF_INIT(SRV_VIEW_JSON_MAX);
 	struct resolver_ctx rctx = {cache, key, 0};
-	struct srv_view_resolver res = {resolve_open, resolve_close, &rctx};
+	struct srv_view_resolver res = {resolve_open, resolve_close, &rctx, resolve_child};
 	struct srv_text *e = NULL;
 	char *id = NULL, *data;
 	size_t len;
@@ -357,7 +343,7 @@ static int render_npy(struct srv_value *value, struct rendering *r, struct srv_r
 		return srv_fail(err, err->code, "the value '%s' has no npy view: %s", key, why);
 	}
 	if (rc == 0) {
-		srv_view_type_name(root, type, sizeof(type));
+		srv_pyclass_type_name(root, type, sizeof(type));
 		return srv_fail(err, RPC_E_ENOTSUP,
 		                "the npy view is for numpy arrays, and the value '%s' is a %s", key,
 		                type);

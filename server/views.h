@@ -24,6 +24,7 @@
 
 #include "buf.h"
 #include "cache.h"
+#include "pathrec.h"
 #include "pickle.h"
 #include "proto.h"
 
@@ -91,6 +92,15 @@ struct srv_view_resolver {
 	            struct srv_error *err);
 	void (*close)(void *ctx, void *token);
 	void *ctx;
+	/*
+	 * Optional: what the value key is as a child of a stored file or folder record
+	 * (srv_pathlist_child): SRV_PATHREC_FILE with its size, told without reading the
+	 * bytes or counting them against the budget of values read, so that a record of
+	 * large files has a json view; anything else is then followed with open. NULL:
+	 * every child is followed with open. Returns 0, or -1 with err filled as open.
+	 */
+	int (*child)(void *ctx, const char *key, enum srv_pathrec_kind *kind, uint64_t *size,
+	             struct srv_error *err);
 };
 
 /*
@@ -109,8 +119,5 @@ int srv_view_json(const struct pk_node *root, const char *key, const struct srv_
  */
 int srv_view_raw(const struct pk_node *root, bool text, const struct pk_str **out,
                  struct srv_error *err);
-
-/* A short name of the Python type of node for messages ("list", "numpy.ndarray"). */
-void srv_view_type_name(const struct pk_node *node, char *out, size_t outlen);
 
 #endif

@@ -17,6 +17,13 @@ through flechefs-server's protocol and compared with what fleche materialises:
   every record, every file there equals the materialised one (cmp for the PNG, the
   CSV and the large file), with its size; calls/<key>/result.d and
   arguments/path.d are listed and lead there;
+- through the mount, mtimes are those of the value files: values/<key>.d has its
+  record's, a file in it its content value's (as values/<key> shows them);
+- listing a call folder again costs no server request for its result.d or
+  arguments/<param>.d: the daemon keeps list_record's answers (the requests are
+  counted on the way to the server);
+- the json view of a record holding a file larger than the 256 MiB the json view may
+  read of referenced values (--large-size of a separate cache) tells its size;
 - hostile records: names the filesystem cannot take are still shown as data in the
   json view; a folder that contains itself is ELOOP, one nested deeper than the
   documented limit EFBIG, a file record whose content is not bytes EIO (CORRUPT);
@@ -209,11 +216,25 @@ def check_record_mount(mp, out, name, r):
                         % (what, rel))
 
 
+def check_mtimes(mp, name, r):
+    """A record folder's mtime is its record value's, a file's its content value's."""
+    values = os.path.join(mp, "values")
+    top = os.path.join(values, r["key"] + ".d")
+    T.equal(os.stat(top).st_mtime_ns, os.stat(os.path.join(values, r["key"])).st_mtime_ns,
+            "%s: values/%s.d has the mtime of its record" % (name, r["key"][:12]))
+    for rel, f in sorted(r["files"].items())[:20]:
+        T.equal(os.stat(os.path.join(top, rel)).st_mtime_ns,
+                os.stat(os.path.join(values, f["content"])).st_mtime_ns,
+                "%s: '%s' in values/%s.d has the mtime of its content" % (
+                    name, rel, r["key"][:12]))
+
+
 def check_mount(out, name, c):
     records = {r["key"]: r for r in c["records"]}
     with ml.mounted(os.path.join(out, name), env=server_env(c)) as mp:
         for r in c["records"]:
             T.run(check_record_mount, mp, out, name, r)
+            T.run(check_mtimes, mp, name, r)
         for call in c["calls"]:
             d = os.path.join(mp, "calls", call["key"])
             if call["name"] == "count_lines":
@@ -230,6 +251,57 @@ def check_mount(out, name, c):
             T.equal(sorted(os.listdir(link)), sorted(
                 p for p in list(records[key]["files"]) + records[key]["dirs"] if "/" not in p),
                 "%s: ls of %s's %s" % (name, call["name"], os.path.basename(link)))
+
+
+def check_listings_cached(out, name, c):
+    """Every call folder and arguments/ listed twice through a server whose requests
+    are counted: the second round sends no list_record."""
+    with common.temp_dir() as d:
+        requests = os.path.join(d, "requests")
+        wrapper = os.path.join(d, "counting-server")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\ntee -a '%s' | '%s' \"$@\"\n" % (
+                requests, common.binary("flechefs-server")))
+        os.chmod(wrapper, 0o755)
+        with ml.mounted(os.path.join(out, name), opts=["-o", "server=" + wrapper],
+                        env=server_env(c)) as mp:
+            def list_calls():
+                for call in c["calls"]:
+                    d = os.path.join(mp, "calls", call["key"])
+                    os.listdir(d)
+                    os.listdir(os.path.join(d, "arguments"))
+                with open(requests, "rb") as f:
+                    return f.read().count(b"list_record")
+
+            first = list_calls()
+            second = list_calls()
+        T.check(first > 0, "%s: the first listing of the call folders asks list_record "
+                "(%d requests)" % (name, first))
+        T.equal(second - first, 0, "%s: list_record requests sent listing the %d call "
+                "folders again" % (name, len(c["calls"])))
+
+
+def check_large_json():
+    """The json view of a stored file larger than the json view's budget for the values
+    it reads, and of a folder holding it, tells its size."""
+    size = 300 << 20
+    with common.temp_dir() as d:
+        exp = common.generate_caches("gen_fleche_files.py", d, "--large-size", str(size),
+                                     "--only", "cloudpickle")
+        c = exp["caches"]["cloudpickle"]
+        large = [r for r in c["records"]
+                 if any(f["size"] == size for f in r["files"].values())]
+        T.check(large, "a record holds the file of %d bytes" % size)
+        with Server(common.binary("flechefs-server"),
+                    ["--serve", "--root", os.path.join(d, "cloudpickle")]) as s:
+            s.hello()
+            for r in large:
+                err = V.view_error(s, r["key"], "json")
+                T.check(err is None, "the json view of the record of a 300 MiB file: %s" % err)
+                if err is None:
+                    T.equal(json.loads(V.read_view(s, r["key"], "json")[1]), want_json(r),
+                            "the json view of the record of a 300 MiB file")
+            T.equal(s.wait(), 0, "the server ends cleanly")
 
 
 def check_hostile_mount(out, c):
@@ -274,6 +346,8 @@ def main():
             if name != "hostile":
                 T.run(check_mount, out, name, c)
         T.run(check_hostile_mount, out, exp["caches"]["hostile"])
+        T.run(check_listings_cached, out, "cloudpickle", exp["caches"]["cloudpickle"])
+    T.run(check_large_json)
     sys.exit(T.report())
 
 

@@ -46,6 +46,8 @@ static void fuzz_results(const msgpack_object *o)
 	struct rpc_page page;
 	struct rpc_page_entry e;
 	struct rpc_names_page names;
+	struct rpc_list_record rec;
+	struct rpc_list_record_entry re;
 	char key[RPC_KEY_LEN + 1], err[128];
 	bool found;
 
@@ -70,6 +72,16 @@ static void fuzz_results(const msgpack_object *o)
 	    !rpc_key_prefix_valid(key, strlen(key)))
 		abort();
 	(void)rpc_decode_contains(o, &found, err, sizeof(err));
+	if (rpc_decode_list_record(o, &rec, err, sizeof(err)) == 0) {
+		if (!rpc_key_valid(rec.key, strlen(rec.key)))
+			abort();
+		for (uint32_t i = 0; i < rec.n; i++) {
+			rpc_list_record_entry(&rec, i, &re);
+			if (!re.name || rpc_file_name_refused(re.name, re.name_len) ||
+			    !rpc_key_valid(re.key, strlen(re.key)) || re.size > INT64_MAX)
+				abort();
+		}
+	}
 }
 
 /*

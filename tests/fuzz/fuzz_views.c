@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "npy.h"
+#include "pyclass.h"
 #include "pickle.h"
 #include "pystd.h"
 #include "json_reader.h"
@@ -84,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (pk_parse(data, size, &lim, &doc, &end, why, sizeof(why)) != 0)
 		return 0;
 	root = pk_doc_root(doc);
-	struct srv_view_resolver res = {fake_open, fake_close, (void *)root};
+	struct srv_view_resolver res = {fake_open, fake_close, (void *)root, NULL};
 
 	memset(&err, 0, sizeof(err));
 	if (srv_view_json(root, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
@@ -112,7 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		sink += touch(out.data, out.len);
 	if (srv_view_raw(root, false, &s, &err) == 0)
 		sink += touch(s->ptr, s->len);
-	srv_view_type_name(root, type, sizeof(type));
+	srv_pyclass_type_name(root, type, sizeof(type));
 	sink += touch(type, strlen(type));
 
 	rpc_buf_release(&out);

@@ -4,7 +4,10 @@
  * and its failures, answers out of order matched by msgid, a request past its
  * deadline, the server's death failing every pending request at once, stable
  * inode numbers, and bins handed over in a pipe (splicing) for sizes around the
- * page and pipe boundaries, msgids of every width, and completions that leave bytes.
+ * page and pipe boundaries, msgids of every width, and completions that leave bytes;
+ * the cache of record listings (fusefs/recdir.c): a listing asked once and shared, a
+ * definitive refusal kept and a failure not, listings beyond the budget dropped least
+ * recently used first while a reference held stays good.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -20,6 +23,7 @@
 #include "conn.h"
 #include "frame.h"
 #include "inode.h"
+#include "recdir.h"
 #include "msg.h"
 #include "views.h"
 #include "check.h"
@@ -133,7 +137,61 @@ static void send_frame(int fd, msgpack_sbuffer *sb)
 	rpc_frame_begin(sb);
 }
 
-static atomic_int stat_requests;
+static atomic_int stat_requests, list_record_requests;
+
+/* Entries and name length of the listings of keys starting with 'c' (about 2.4 MiB of
+ * the recdir cache's budget each) and 'd' (more than a quarter of it). */
+#define C_ENTRIES 7000
+#define D_ENTRIES 40000
+#define BIG_NAME  240
+
+/* list_record of key k: 'a' a folder of "f.txt" and "sub", 'c' and 'd' listings of
+ * C_ENTRIES and D_ENTRIES files, 'b' ENOTSUP, anything else EIO. */
+static void answer_list_record(msgpack_packer *pk, uint32_t msgid, const char *k, size_t kl)
+{
+	static const char *fields[] = {"names", "kinds", "keys", "size", "mtime"};
+	uint32_t n = k[0] == 'a' ? 2 : k[0] == 'c' ? C_ENTRIES : D_ENTRIES;
+	char name[BIG_NAME + 1];
+
+	if (kl != 64 || k[0] == 'b' || (k[0] != 'a' && k[0] != 'c' && k[0] != 'd')) {
+		rpc_pack_response_error(pk, msgid, kl && k[0] == 'b' ? RPC_E_ENOTSUP : RPC_E_EIO,
+		                        kl && k[0] == 'b' ? "not a record" : "disk on fire");
+		return;
+	}
+	rpc_pack_response_ok_head(pk, msgid);
+	msgpack_pack_map(pk, 8);
+	rpc_pack_str(pk, "key");
+	msgpack_pack_str(pk, kl);
+	msgpack_pack_str_body(pk, k, kl);
+	rpc_pack_str(pk, "kind");
+	rpc_pack_str(pk, "directory");
+	rpc_pack_str(pk, "record_mtime");
+	msgpack_pack_double(pk, 5.0);
+	for (int f = 0; f < 5; f++) {
+		rpc_pack_str(pk, fields[f]);
+		msgpack_pack_array(pk, n);
+		for (uint32_t i = 0; i < n; i++) {
+			if (f == 0 && k[0] == 'a') {
+				rpc_pack_str(pk, i ? "sub" : "f.txt");
+			} else if (f == 0) {
+				memset(name, 'x', BIG_NAME);
+				snprintf(name, 12, "%u-", i);
+				name[strlen(name)] = 'x';
+				name[BIG_NAME] = 0;
+				rpc_pack_str(pk, name);
+			} else if (f == 1) {
+				rpc_pack_str(pk, k[0] == 'a' && i ? "directory" : "file");
+			} else if (f == 2) {
+				msgpack_pack_str(pk, kl);
+				msgpack_pack_str_body(pk, k, kl);
+			} else if (f == 3) {
+				msgpack_pack_uint64(pk, k[0] == 'a' && i ? 0 : 42);
+			} else {
+				msgpack_pack_double(pk, 1.0 + i);
+			}
+		}
+	}
+}
 
 /*
  * Answers hello, then: "echo" answers its first parameter, but held back until the
@@ -207,6 +265,13 @@ static void *server_main(void *arg)
 				rpc_pack_str(&pk, "size");
 				msgpack_pack_uint64(&pk, 10 + vl);
 			}
+			send_frame(s->fd, &sb);
+		} else if (req.method_len == 11 && memcmp(req.method, "list_record", 11) == 0) {
+			const char *k = "";
+			size_t kl = 0;
+			rpc_obj_str(rpc_array_get(req.params, 0), &k, &kl);
+			atomic_fetch_add(&list_record_requests, 1);
+			answer_list_record(&pk, req.msgid, k, kl);
 			send_frame(s->fd, &sb);
 		} else if (req.method_len == 4 && memcmp(req.method, "echo", 4) == 0) {
 			int64_t v = 0;
@@ -517,6 +582,105 @@ static void test_views(void)
 	pthread_join(s.th, NULL);
 }
 
+/* A key of 64 hex digits: kind, then n in hex, then zeros. */
+static void make_key(char key[65], char kind, unsigned n)
+{
+	memset(key, '0', 64);
+	key[64] = 0;
+	key[0] = kind;
+	char hex[9];
+	snprintf(hex, sizeof(hex), "%08x", n);
+	memcpy(key + 1, hex, 8);
+}
+
+static void test_recdirs(void)
+{
+	struct server s;
+	struct sp_connector cn;
+	struct fsd_recdirs rd;
+	struct fsd_recdir *d, *d2, *first_c;
+	char err[256], why[600], key[65];
+	int rc;
+	struct fsd_conn *c = start(&s, S_NORMAL, 5, &cn, &rc, err, sizeof(err), NULL, NULL);
+
+	CHECK(rc == 0, "hello failed: %s", err);
+	CHECK(fsd_recdirs_init(&rd, c) == 0, "recdirs init");
+	atomic_store(&list_record_requests, 0);
+
+	/* a listing: asked once, then shared */
+	make_key(key, 'a', 0);
+	CHECK(fsd_recdirs_get(&rd, key, &d, why, sizeof(why)) == 0, "a listing: %s", why);
+	CHECK(d && d->n == 2 && d->mtime == 5.0 && !strcmp(d->entries[0].name, "f.txt") &&
+	          !d->entries[0].is_dir && d->entries[0].size == 42 && d->entries[1].is_dir &&
+	          fsd_recdir_find(d, "sub") == 1 && fsd_recdir_find(d, "x") == -1,
+	      "the listing as answered");
+	CHECK(fsd_recdirs_get(&rd, key, &d2, why, sizeof(why)) == 0 && d2 == d &&
+	          atomic_load(&list_record_requests) == 1,
+	      "a listing is asked once (%d)", atomic_load(&list_record_requests));
+	fsd_recdir_unref(d2);
+	fsd_recdir_unref(d);
+
+	/* ENOTSUP is kept, EIO is not, a string that is no key is never sent */
+	make_key(key, 'b', 0);
+	CHECK(fsd_recdirs_get(&rd, key, &d, why, sizeof(why)) == -ENOTSUP && !d &&
+	          strstr(why, "not a record"),
+	      "not a record: %s", why);
+	CHECK(fsd_recdirs_get(&rd, key, &d, why, sizeof(why)) == -ENOTSUP &&
+	          strstr(why, "not a record") && atomic_load(&list_record_requests) == 2,
+	      "a refusal is kept with its reason (%d)", atomic_load(&list_record_requests));
+	make_key(key, 'e', 0);
+	CHECK(fsd_recdirs_get(&rd, key, &d, why, sizeof(why)) == -EIO, "EIO");
+	CHECK(fsd_recdirs_get(&rd, key, &d, why, sizeof(why)) == -EIO &&
+	          atomic_load(&list_record_requests) == 4,
+	      "EIO is asked again (%d)", atomic_load(&list_record_requests));
+	CHECK(fsd_recdirs_get(&rd, "abc", &d, why, sizeof(why)) == -EINVAL &&
+	          atomic_load(&list_record_requests) == 4,
+	      "no key: %s", why);
+
+	/* a listing over a quarter of the budget is served, not kept */
+	make_key(key, 'd', 0);
+	CHECK(fsd_recdirs_get(&rd, key, &d, why, sizeof(why)) == 0 && d->n == D_ENTRIES &&
+	          d->bytes > FSD_RECDIR_CACHE_BYTES / 4,
+	      "a large listing: %s", why);
+	fsd_recdir_unref(d);
+	CHECK(fsd_recdirs_get(&rd, key, &d, why, sizeof(why)) == 0 &&
+	          atomic_load(&list_record_requests) == 6,
+	      "a large listing is asked again (%d)", atomic_load(&list_record_requests));
+	fsd_recdir_unref(d);
+
+	/* listings beyond the budget: the least recently used dropped, a reference held
+	 * to one of them still good */
+	make_key(key, 'c', 0);
+	CHECK(fsd_recdirs_get(&rd, key, &first_c, why, sizeof(why)) == 0, "c0: %s", why);
+	unsigned nc = FSD_RECDIR_CACHE_BYTES / first_c->bytes + 2;
+	for (unsigned k = 1; k < nc; k++) {
+		make_key(key, 'c', k);
+		CHECK(fsd_recdirs_get(&rd, key, &d, why, sizeof(why)) == 0, "c%u: %s", k, why);
+		fsd_recdir_unref(d);
+		CHECK(rd.bytes <= FSD_RECDIR_CACHE_BYTES, "within the budget after c%u: %zu", k,
+		      rd.bytes);
+	}
+	int before = atomic_load(&list_record_requests);
+	make_key(key, 'c', nc - 1);
+	CHECK(fsd_recdirs_get(&rd, key, &d, why, sizeof(why)) == 0 &&
+	          atomic_load(&list_record_requests) == before,
+	      "the last listing is kept");
+	fsd_recdir_unref(d);
+	make_key(key, 'c', 0);
+	CHECK(fsd_recdirs_get(&rd, key, &d, why, sizeof(why)) == 0 && d != first_c &&
+	          atomic_load(&list_record_requests) == before + 1,
+	      "the least recently used listing was dropped");
+	fsd_recdir_unref(d);
+	CHECK(first_c->n == C_ENTRIES && fsd_recdir_find(first_c, "6999-") == -1 &&
+	          fsd_recdir_find(first_c, first_c->entries[C_ENTRIES - 1].name) == C_ENTRIES - 1,
+	      "a dropped listing stays readable while referenced");
+	fsd_recdir_unref(first_c);
+
+	fsd_recdirs_release(&rd);
+	fsd_conn_free(c);
+	pthread_join(s.th, NULL);
+}
+
 /* --- splicing --- */
 
 struct blob_outcome {
@@ -633,6 +797,7 @@ int main(void)
 	test_hello_failures();
 	test_inodes();
 	test_views();
+	test_recdirs();
 	test_splice();
 	return check_report("test_fsd_conn");
 }

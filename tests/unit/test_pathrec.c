@@ -5,7 +5,9 @@
  * refused as CORRUPT, every rule of rpc_file_name_refused, and the json view of a
  * file and of a folder whose parts come through a resolver: the content's size, a
  * nested folder, a folder that contains itself (ELOOP), folders nested deeper than
- * SRV_PATHREC_DEPTH (EFBIG) and a content that is not bytes (CORRUPT).
+ * SRV_PATHREC_DEPTH (EFBIG) and a content that is not bytes (CORRUPT); with a
+ * resolver that tells a child's kind, a file's size comes from it, its content never
+ * opened, so a file of 1 TiB is listed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,9 +116,62 @@ static void fake_close(void *ctx, void *token)
 static int json_of(const char *p, size_t len, const char *key, struct fake *f,
                    struct rpc_buf *out, struct srv_error *err)
 {
-	struct srv_view_resolver res = {fake_open, fake_close, f};
+	struct srv_view_resolver res = {fake_open, fake_close, f, NULL};
 
 	return json_with(p, len, key, &res, out, err);
+}
+
+/* A resolver that tells KEY_A a file of 1 TiB (nothing of the rest) and counts what
+ * open opens. */
+struct counted {
+	struct fake f;
+	unsigned opened_a, opened;
+};
+
+static int counted_open(void *ctx, const char *key, const struct pk_node **root, void **token,
+                        struct srv_error *err)
+{
+	struct counted *c = ctx;
+
+	c->opened++;
+	c->opened_a += strcmp(key, KEY_A) == 0;
+	return fake_open(&c->f, key, root, token, err);
+}
+
+static int counted_child(void *ctx, const char *key, enum srv_pathrec_kind *kind,
+                         uint64_t *size, struct srv_error *err)
+{
+	(void)ctx;
+	(void)err;
+	*size = 0;
+	*kind = SRV_PATHREC_NONE;
+	if (strcmp(key, KEY_A) == 0) {
+		*kind = SRV_PATHREC_FILE;
+		*size = 1ull << 40;
+	}
+	return 0; /* anything else is followed */
+}
+
+static void test_json_child(void)
+{
+	struct rpc_buf b = RPC_BUF_INIT(1 << 20);
+	struct srv_error err;
+	struct counted c = {{PK_HELLO, sizeof(PK_HELLO) - 1}, 0, 0};
+	struct srv_view_resolver res = {counted_open, fake_close, &c, counted_child};
+	int rc;
+
+	rc = json_with(PK_FILE, sizeof(PK_FILE) - 1, NULL, &res, &b, &err);
+	CHECK(rc == 0 && strstr(b.data, "\"size\": 1099511627776\n") && c.opened == 0,
+	      "a file of 1 TiB, its content not opened: %d %u %s", rc, c.opened,
+	      b.data ? b.data : err.message);
+	/* a folder: "a.csv" sized by child, "sub" (KEY_B: PK_HELLO) followed and rendered */
+	rc = json_with(PK_DIR, sizeof(PK_DIR) - 1, NULL, &res, &b, &err);
+	CHECK(rc == 0 && c.opened == 1 && c.opened_a == 0 &&
+	          strstr(b.data, "\"sub\": {\n      \"$file\": {\n        \"name\": \"sub\"") &&
+	          strstr(b.data, "\"size\": 1099511627776\n"),
+	      "a folder of a file sized by child: %d %u %s", rc, c.opened,
+	      b.data ? b.data : err.message);
+	rpc_buf_release(&b);
 }
 
 static void test_recognise(void)
@@ -307,7 +362,7 @@ static void deep_close(void *ctx, void *token)
 
 static void test_deep(void)
 {
-	struct srv_view_resolver res = {deep_open, deep_close, NULL};
+	struct srv_view_resolver res = {deep_open, deep_close, NULL, NULL};
 	struct rpc_buf b = RPC_BUF_INIT(1 << 20);
 	struct srv_error err;
 	const struct pk_node *root;
@@ -335,6 +390,7 @@ int main(void)
 	test_recognise();
 	test_names();
 	test_json();
+	test_json_child();
 	test_deep();
 	return check_report("test_pathrec");
 }

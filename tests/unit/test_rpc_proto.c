@@ -298,6 +298,113 @@ static void test_results(void)
 	msgpack_zone_destroy(&zone);
 }
 
+/* Packs a list_record answer of two entries; bad_at names the one field to break. */
+static void pack_list_record(msgpack_packer *pk, const char *key, const char *name0,
+                             const char *bad_at)
+{
+	const char *arrays[] = {"names", "kinds", "keys", "size", "mtime"};
+
+	msgpack_pack_map(pk, 8);
+	rpc_pack_str(pk, "key");
+	rpc_pack_str(pk, strcmp(bad_at, "key") ? key : "abcd");
+	rpc_pack_str(pk, "kind");
+	rpc_pack_str(pk, strcmp(bad_at, "kind") ? "directory" : "folder");
+	rpc_pack_str(pk, "record_mtime");
+	msgpack_pack_double(pk, 7.25);
+	for (size_t a = 0; a < sizeof(arrays) / sizeof(*arrays); a++) {
+		const char *f = arrays[a];
+		rpc_pack_str(pk, f);
+		msgpack_pack_array(pk, strcmp(bad_at, "short") || strcmp(f, "size") ? 2 : 1);
+		for (int i = 0; i < 2; i++) {
+			if (!strcmp(bad_at, "short") && !strcmp(f, "size") && i == 1)
+				break;
+			if (!strcmp(f, "names"))
+				rpc_pack_str(pk, i ? "sub" : name0);
+			else if (!strcmp(f, "kinds"))
+				rpc_pack_str(pk, i ? "directory" : "file");
+			else if (!strcmp(f, "keys"))
+				rpc_pack_str(pk, i && !strcmp(bad_at, "entry key") ? "abc" : key);
+			else if (!strcmp(f, "size"))
+				msgpack_pack_int64(pk, i ? 0 : (strcmp(bad_at, "size") ? 12 : -1));
+			else
+				msgpack_pack_double(pk, 1.5 + i);
+		}
+	}
+}
+
+static void test_list_record(void)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_zone zone;
+	msgpack_object o;
+	char key[RPC_KEY_LEN + 1], err[128];
+	struct rpc_list_record l;
+	struct rpc_list_record_entry e;
+	const char *bad[] = {"key", "kind", "short", "entry key", "size"};
+	const struct {
+		const char *s;
+		size_t len;
+	} bad_names[] = {{"", 0}, {".", 1}, {"..", 2}, {"a/b", 3}, {"a\0b", 3}};
+
+	memset(key, 'c', RPC_KEY_LEN);
+	key[RPC_KEY_LEN] = 0;
+	msgpack_zone_init(&zone, 4096);
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+
+	pack_list_record(&pk, key, "plot.png", "");
+	o = unpack(&sb, &zone);
+	CHECK(rpc_decode_list_record(&o, &l, err, sizeof(err)) == 0, "%s", err);
+	CHECK(l.n == 2 && l.is_dir && l.mtime == 7.25 && !strcmp(l.key, key));
+	rpc_list_record_entry(&l, 0, &e);
+	CHECK(!e.is_dir && e.size == 12 && e.mtime == 1.5 && !strcmp(e.key, key) &&
+	      e.name_len == 8 && !memcmp(e.name, "plot.png", 8));
+	rpc_list_record_entry(&l, 1, &e);
+	CHECK(e.is_dir && e.size == 0 && e.mtime == 2.5 && e.name_len == 3);
+
+	for (size_t k = 0; k < sizeof(bad) / sizeof(*bad); k++) {
+		msgpack_sbuffer_clear(&sb);
+		pack_list_record(&pk, key, "plot.png", bad[k]);
+		o = unpack(&sb, &zone);
+		CHECK(rpc_decode_list_record(&o, &l, err, sizeof(err)) == -EPROTO && l.n == 0,
+		      "a bad %s", bad[k]);
+	}
+	for (size_t k = 0; k < sizeof(bad_names) / sizeof(*bad_names); k++) {
+		const char *f[] = {"names", "kinds", "keys", "size", "mtime"};
+		msgpack_sbuffer_clear(&sb);
+		msgpack_pack_map(&pk, 7);
+		rpc_pack_str(&pk, "key");
+		rpc_pack_str(&pk, key);
+		rpc_pack_str(&pk, "kind");
+		rpc_pack_str(&pk, "file");
+		for (int a = 0; a < 5; a++) {
+			rpc_pack_str(&pk, f[a]);
+			msgpack_pack_array(&pk, 1);
+			if (a == 0) {
+				msgpack_pack_str(&pk, bad_names[k].len);
+				msgpack_pack_str_body(&pk, bad_names[k].s, bad_names[k].len);
+			} else if (a == 1) {
+				rpc_pack_str(&pk, "file");
+			} else if (a == 2) {
+				rpc_pack_str(&pk, key);
+			} else {
+				msgpack_pack_uint64(&pk, 1);
+			}
+		}
+		o = unpack(&sb, &zone);
+		CHECK(rpc_decode_list_record(&o, &l, err, sizeof(err)) == -EPROTO,
+		      "a name no file can have (%zu)", k);
+	}
+	msgpack_sbuffer_clear(&sb);
+	msgpack_pack_nil(&pk);
+	o = unpack(&sb, &zone);
+	CHECK(rpc_decode_list_record(&o, &l, err, sizeof(err)) == -EPROTO && strstr(err, "map"));
+
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_zone_destroy(&zone);
+}
+
 static void test_bin_head(void)
 {
 	msgpack_sbuffer sb;
@@ -331,6 +438,7 @@ int main(void)
 	test_spec();
 	test_requests();
 	test_results();
+	test_list_record();
 	test_bin_head();
 	return check_report("test_rpc_proto");
 }
