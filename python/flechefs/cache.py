@@ -210,8 +210,14 @@ class FlechefsCache(BaseCache):
     # first save under a limit lists the cache's calls
     _size_keys: list = field(init=False, default_factory=lambda: [None], repr=False,
                              compare=False, hash=False)
-    _size_lock: Any = field(init=False, default_factory=threading.RLock, repr=False,
+    # guards _size_keys and _uploading
+    _lock: Any = field(init=False, default_factory=threading.RLock, repr=False,
                             compare=False, hash=False)
+    # value key -> Event set when the one thread uploading it is done: the server
+    # keeps one temporary file per key and connection, so two uploads of a key at
+    # once on the one connection would spoil each other
+    _uploading: dict = field(init=False, default_factory=dict, repr=False,
+                             compare=False, hash=False)
 
     def __post_init__(self):
         for name in ("ssh_options", "setup_commands", "server_args"):
@@ -494,7 +500,7 @@ class FlechefsCache(BaseCache):
             if e.name == "EROFS":
                 raise Rejected("Cannot evict from a read-only remote cache", self, key) from None
             raise _key_error(e, key) from None
-        with self._size_lock:
+        with self._lock:
             if self._size_keys[0] is not None:
                 self._size_keys[0].discard(str(key))
 
@@ -529,10 +535,12 @@ class FlechefsCache(BaseCache):
         checks the value whole then)."""
         hello = self._hello()
         step = max(1 << 16, min(int(hello.get("max_frame") or (16 << 20)) - (1 << 16), 8 << 20))
+        missing, theirs = [], []
         try:
             if probes is None:
                 probes = self._probe(forms)
-            missing = [k for k, p in probes if not p.wait().get("exists")]
+            missing, theirs = self._claim_uploads(
+                [k for k, p in probes if not p.wait().get("exists")])
             pending, finals = [], []
             for k in missing:
                 data = forms[k]
@@ -554,6 +562,27 @@ class FlechefsCache(BaseCache):
             if e.name == "EROFS":
                 raise Rejected(str(e), self) from None
             raise
+        finally:
+            self._release_uploads(missing)
+        for done in theirs:
+            done.wait()
+
+    def _claim_uploads(self, keys):
+        """(the keys this thread uploads, Events of those another thread uploads)."""
+        mine, theirs = [], []
+        with self._lock:
+            for k in keys:
+                if k in self._uploading:
+                    theirs.append(self._uploading[k])
+                else:
+                    self._uploading[k] = threading.Event()
+                    mine.append(k)
+        return mine, theirs
+
+    def _release_uploads(self, keys):
+        with self._lock:
+            for k in keys:
+                self._uploading.pop(k).set()
 
     def _record_map(self, digested: DigestedCall, key: str) -> dict:
         return {
@@ -646,7 +675,7 @@ class FlechefsCache(BaseCache):
         limit = self.size_limit()
         if limit is None:
             return
-        with self._size_lock:
+        with self._lock:
             keys = self._size_keys[0]
             if keys is None:
                 keys = self._size_keys[0] = self._all_call_keys()
