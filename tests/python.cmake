@@ -6,3 +6,5 @@ flechefs_py_test(test_python_save e2e/test_python_save.py LABELS python server T
 flechefs_py_test(test_python_stress e2e/test_python_stress.py LABELS python server TIMEOUT 300)
 flechefs_py_test(test_python_conform e2e/test_python_conform.py LABELS python server TIMEOUT 300)
 flechefs_py_test(test_python_mount e2e/test_python_mount.py LABELS python mount TIMEOUT 120)
+flechefs_py_test(test_python_install e2e/test_python_install.py LABELS python install TIMEOUT 900)
+flechefs_py_test(test_python_fleche_suite e2e/test_python_fleche_suite.py LABELS python server TIMEOUT 900)
