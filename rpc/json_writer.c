@@ -214,7 +214,41 @@ static size_t rpc_utf8_seq(const uint8_t *s, size_t left, size_t *bad)
 	return need;
 }
 
-int rpc_json_string(struct rpc_buf *b, const char *s, size_t len)
+/* The code point of a well-formed UTF-8 sequence of n bytes (rpc_utf8_seq's). */
+static uint32_t rpc_utf8_decode(const uint8_t *s, size_t n)
+{
+	static const uint8_t lead_mask[5] = {0, 0x7f, 0x1f, 0x0f, 0x07};
+	uint32_t cp = s[0] & lead_mask[n];
+
+	for (size_t i = 1; i < n; i++)
+		cp = cp << 6 | (s[i] & 0x3f);
+	return cp;
+}
+
+/* \uXXXX of one UTF-16 unit, lower-case hex as Python's json module writes it. */
+static int rpc_json_u16(struct rpc_buf *b, uint32_t unit)
+{
+	char u[12];
+
+	snprintf(u, sizeof(u), "\\u%04x", (unsigned)(unit & 0xffff));
+	return rpc_buf_adds(b, u);
+}
+
+/* A code point as ASCII escapes: one \uXXXX, or a surrogate pair beyond the BMP. */
+static int rpc_json_escape_cp(struct rpc_buf *b, uint32_t cp)
+{
+	if (cp < 0x10000)
+		return rpc_json_u16(b, cp);
+	cp -= 0x10000;
+	RPC_TRY(rpc_json_u16(b, 0xd800 | cp >> 10));
+	return rpc_json_u16(b, 0xdc00 | (cp & 0x3ff));
+}
+
+/*
+ * The JSON string of s; ascii: every byte written is ASCII, what is not printable
+ * ASCII (DEL and beyond) escaped as Python's json.dumps(ensure_ascii=True) does.
+ */
+static int rpc_json_str(struct rpc_buf *b, const char *s, size_t len, bool ascii)
 {
 	const uint8_t *p = (const uint8_t *)s;
 	size_t i = 0, run = 0; /* bytes [i - run, i) are pending plain text */
@@ -226,16 +260,24 @@ int rpc_json_string(struct rpc_buf *b, const char *s, size_t len)
 		char u[8];
 		size_t n, bad = 1;
 
-		if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+		if (c >= 0x20 && c != '"' && c != '\\' && c < (ascii ? 0x7f : 0x80)) {
 			i++;
 			run++;
 			continue;
 		}
 		if (c >= 0x80) {
 			n = rpc_utf8_seq(p + i, len - i, &bad);
-			if (n) {
+			if (n && !ascii) {
 				i += n;
 				run += n;
+				continue;
+			}
+			if (n) {
+				if (run)
+					RPC_TRY(rpc_buf_add(b, p + i - run, run));
+				run = 0;
+				RPC_TRY(rpc_json_escape_cp(b, rpc_utf8_decode(p + i, n)));
+				i += n;
 				continue;
 			}
 		}
@@ -265,7 +307,7 @@ int rpc_json_string(struct rpc_buf *b, const char *s, size_t len)
 			esc = "\\f";
 			break;
 		default:
-			if (c < 0x20) {
+			if (c < 0x20 || c == 0x7f) { /* 0x7f: ascii only */
 				snprintf(u, sizeof(u), "\\u%04x", c);
 				esc = u;
 			}
@@ -274,13 +316,26 @@ int rpc_json_string(struct rpc_buf *b, const char *s, size_t len)
 			RPC_TRY(rpc_buf_adds(b, esc));
 			i++;
 		} else {
-			RPC_TRY(rpc_buf_add(b, "\xef\xbf\xbd", 3)); /* U+FFFD */
+			if (ascii)
+				RPC_TRY(rpc_json_u16(b, 0xfffd));
+			else
+				RPC_TRY(rpc_buf_add(b, "\xef\xbf\xbd", 3)); /* U+FFFD */
 			i += bad;
 		}
 	}
 	if (run)
 		RPC_TRY(rpc_buf_add(b, p + i - run, run));
 	return rpc_buf_addc(b, '"');
+}
+
+int rpc_json_string(struct rpc_buf *b, const char *s, size_t len)
+{
+	return rpc_json_str(b, s, len, false);
+}
+
+int rpc_json_string_ascii(struct rpc_buf *b, const char *s, size_t len)
+{
+	return rpc_json_str(b, s, len, true);
 }
 
 int rpc_base64(struct rpc_buf *b, const void *data, size_t n)

@@ -48,6 +48,12 @@ size_t rpc_format_double(char out[RPC_DOUBLE_CHARS], double d);
 
 /* A JSON string: quotes, escapes (", \, control chars), invalid UTF-8 -> U+FFFD. */
 int rpc_json_string(struct rpc_buf *b, const char *s, size_t len);
+/*
+ * The same in ASCII, as Python's json.dumps writes a str (ensure_ascii): DEL and
+ * every code point beyond as lower-case \uXXXX, surrogate pairs beyond the BMP;
+ * invalid UTF-8 -> \ufffd.
+ */
+int rpc_json_string_ascii(struct rpc_buf *b, const char *s, size_t len);
 /* rpc_format_double for finite d; {"$float": "nan"|"inf"|"-inf"} otherwise. */
 int rpc_json_double(struct rpc_buf *b, double d);
 int rpc_json_int(struct rpc_buf *b, int64_t v);

@@ -23,9 +23,11 @@
 #define META_DEPTH    64
 
 /*
- * A metadata value as Python's json.dumps writes it (what SQLAlchemy's JSON column
- * holds): NaN and the infinities as NaN / Infinity / -Infinity, {"$int": digits} as
- * the integer. -EINVAL for what JSON cannot hold (bytes, {"$object": ...}, a map
+ * A metadata value as Python's json.dumps writes it with its defaults (what
+ * SQLAlchemy's JSON column holds, and fleche's json.dumps(version)), byte for byte:
+ * strings in ASCII with \uXXXX escapes (ensure_ascii), ", " and ": " separators,
+ * NaN and the infinities as NaN / Infinity / -Infinity, {"$int": digits} as the
+ * integer. -EINVAL for what JSON cannot hold (bytes, {"$object": ...}, a map
  * with a key that is not a str).
  */
 static int meta_json(struct rpc_buf *b, const msgpack_object *o, unsigned depth)
@@ -53,7 +55,7 @@ static int meta_json(struct rpc_buf *b, const msgpack_object *o, unsigned depth)
 			return rpc_buf_adds(b, o->via.f64 > 0 ? "Infinity" : "-Infinity");
 		return rpc_json_double(b, o->via.f64);
 	case MSGPACK_OBJECT_STR:
-		return rpc_json_string(b, o->via.str.ptr, o->via.str.size);
+		return rpc_json_string_ascii(b, o->via.str.ptr, o->via.str.size);
 	case MSGPACK_OBJECT_ARRAY:
 		r |= rpc_buf_addc(b, '[');
 		for (uint32_t i = 0; i < o->via.array.size && r == 0; i++) {

@@ -14,7 +14,12 @@ read-only cache raise fleche's Rejected.
 """
 
 import logging
+import pathlib
+import random
 import shlex
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -120,6 +125,38 @@ def _key_error(e, key):
     return e
 
 
+class _TempPath(type(pathlib.Path())):
+    """A path whose temporary folder is removed once the path object is gone (for
+    a fleche without its own TempPath; paths derived from it do not keep the folder:
+    _temp_child hands the folder on to the one path it answers)."""
+
+    @classmethod
+    def mkdtemp(cls):
+        root = tempfile.TemporaryDirectory(suffix="fleche", ignore_cleanup_errors=True)
+        path = cls(root.name)
+        path._temp_root = root
+        return path
+
+
+def _temp_child(temp_path, name):
+    """<a new temporary folder>/name, the path keeping the folder alive."""
+    root = temp_path.mkdtemp()
+    child = root / name
+    if getattr(child, "_temp_root", None) is None:
+        object.__setattr__(child, "_temp_root", root._temp_root)
+    return child
+
+
+def _path_records():
+    """fleche's stored file and folder records (fleche.storage.paths FileBlob,
+    DirectoryBlob) and its temporary path class, when that module is loaded (a
+    fleche that stores paths has imported it); else None."""
+    paths = sys.modules.get("fleche.storage.paths")
+    if paths is None or not hasattr(paths, "FileBlob") or not hasattr(paths, "DirectoryBlob"):
+        return None
+    return paths.FileBlob, paths.DirectoryBlob, getattr(paths, "TempPath", _TempPath)
+
+
 class _ValueLoader:
     """What a destructured value's mend() reads its parts through."""
 
@@ -148,6 +185,10 @@ class FlechefsCache(BaseCache):
         server_args: more arguments for the server (`--read-only`, `--key-file F`).
         serializer: the serializer values were written with ("pickle",
             "cloudpickle" or "dill") when the server does not report it.
+        max_size: the most calls the cache keeps, as fleche's SizeLimitedCache: once
+            a save makes more, calls picked at random (_pick_eviction_target) are
+            evicted, their values left. None: the cache's `max_size` in the
+            server's fleche.toml, if any.
     """
 
     host: "str | None" = None
@@ -159,11 +200,24 @@ class FlechefsCache(BaseCache):
     workdir: "str | None" = None
     server_args: "tuple[str, ...]" = ()
     serializer: "str | None" = None
+    max_size: "int | None" = None
     _conn: Connection = field(init=False, repr=False, compare=False, hash=False)
     _info_cache: "dict | None" = field(init=False, default=None, repr=False,
                                        compare=False, hash=False)
     _uploaded: list = field(init=False, default_factory=lambda: [0], repr=False,
                             compare=False, hash=False)
+    # the call keys a size limit counts (SizeLimitedMixin's _keys): [None] until the
+    # first save under a limit lists the cache's calls
+    _size_keys: list = field(init=False, default_factory=lambda: [None], repr=False,
+                             compare=False, hash=False)
+    # guards _size_keys and _uploading
+    _lock: Any = field(init=False, default_factory=threading.RLock, repr=False,
+                            compare=False, hash=False)
+    # value key -> Event set when the one thread uploading it is done: the server
+    # keeps one temporary file per key and connection, so two uploads of a key at
+    # once on the one connection would spoil each other
+    _uploading: dict = field(init=False, default_factory=dict, repr=False,
+                             compare=False, hash=False)
 
     def __post_init__(self):
         for name in ("ssh_options", "setup_commands", "server_args"):
@@ -236,6 +290,14 @@ class FlechefsCache(BaseCache):
         """Whether the server refuses save and evict."""
         return bool(self._hello().get("read_only", False))
 
+    def _first_layer(self) -> dict:
+        """The configuration of the cache (of a stack: its first layer, the one
+        saves go to) as hello reports it; {} when not reported."""
+        cache = (self._hello().get("config") or {}).get("cache")
+        if isinstance(cache, list) and cache:
+            cache = cache[0]
+        return cache if isinstance(cache, dict) else {}
+
     def serializer_name(self) -> str:
         """The serializer values are read with: the server's report, else the
         `serializer` argument, else pickle."""
@@ -244,11 +306,7 @@ class FlechefsCache(BaseCache):
         values = layout.get("values") or {}
         name = values.get("serializer")
         if name is None:
-            cache = (hello.get("config") or {}).get("cache")
-            if isinstance(cache, list) and cache:
-                cache = cache[0]
-            if isinstance(cache, dict):
-                name = (cache.get("values") or {}).get("type")
+            name = (self._first_layer().get("values") or {}).get("type")
         if name not in SERIALIZERS:
             name = self.serializer or "pickle"
         return name
@@ -306,7 +364,37 @@ class FlechefsCache(BaseCache):
         value = _loads_for(self.serializer_name())(data)
         if isinstance(value, Digested):
             return value.mend(_ValueLoader(self))
+        return self._materialised(value, key)
+
+    def _materialised(self, value, key):
+        """A stored file or folder record as fleche's path storage loads it: a file
+        at <new temporary folder>/<its name>, a folder at <new temporary
+        folder>/<key> with its children by their names; any other value as it is."""
+        records = _path_records()
+        if records is None:
+            return value
+        file_blob, directory_blob, temp_path = records
+        if isinstance(value, file_blob):
+            target = _temp_child(temp_path, value.name)
+            target.write_bytes(self.load_value(value.content))
+            return target
+        if isinstance(value, directory_blob):
+            target = _temp_child(temp_path, str(key))
+            self._materialise_folder(target, value, directory_blob)
+            return target
         return value
+
+    def _materialise_folder(self, path, blob, directory_blob):
+        path.mkdir()
+        for name, ref in blob.contents.items():
+            child = _loads_for(self.serializer_name())(self.load_value_bytes(ref))
+            if isinstance(child, directory_blob):
+                self._materialise_folder(path / name, child, directory_blob)
+            elif isinstance(child, (bytes, bytearray)):
+                (path / name).write_bytes(child)
+            else:
+                raise TypeError("directory entry %r resolved to unexpected type %s"
+                                % (name, type(child).__name__))
 
     def load_value_bytes(self, key: str) -> bytes:
         """The stored pickle of a value (after gunzip and the signature check), read
@@ -412,6 +500,9 @@ class FlechefsCache(BaseCache):
             if e.name == "EROFS":
                 raise Rejected("Cannot evict from a read-only remote cache", self, key) from None
             raise _key_error(e, key) from None
+        with self._lock:
+            if self._size_keys[0] is not None:
+                self._size_keys[0].discard(str(key))
 
     @property
     def bytes_uploaded(self) -> int:
@@ -444,10 +535,12 @@ class FlechefsCache(BaseCache):
         checks the value whole then)."""
         hello = self._hello()
         step = max(1 << 16, min(int(hello.get("max_frame") or (16 << 20)) - (1 << 16), 8 << 20))
+        missing, theirs = [], []
         try:
             if probes is None:
                 probes = self._probe(forms)
-            missing = [k for k, p in probes if not p.wait().get("exists")]
+            missing, theirs = self._claim_uploads(
+                [k for k, p in probes if not p.wait().get("exists")])
             pending, finals = [], []
             for k in missing:
                 data = forms[k]
@@ -469,6 +562,27 @@ class FlechefsCache(BaseCache):
             if e.name == "EROFS":
                 raise Rejected(str(e), self) from None
             raise
+        finally:
+            self._release_uploads(missing)
+        for done in theirs:
+            done.wait()
+
+    def _claim_uploads(self, keys):
+        """(the keys this thread uploads, Events of those another thread uploads)."""
+        mine, theirs = [], []
+        with self._lock:
+            for k in keys:
+                if k in self._uploading:
+                    theirs.append(self._uploading[k])
+                else:
+                    self._uploading[k] = threading.Event()
+                    mine.append(k)
+        return mine, theirs
+
+    def _release_uploads(self, keys):
+        with self._lock:
+            for k in keys:
+                self._uploading.pop(k).set()
 
     def _record_map(self, digested: DigestedCall, key: str) -> dict:
         return {
@@ -530,7 +644,49 @@ class FlechefsCache(BaseCache):
             if e.name == "EROFS":
                 raise Rejected(str(e), self, call) from None
             raise
+        self._keep_size_limit(key)
         return key
+
+    # -- the size limit, as fleche's SizeLimitedMixin
+
+    def size_limit(self) -> "int | None":
+        """The `max_size` argument, else the first layer's `max_size` in the server's
+        fleche.toml (hello's config), else None."""
+        if self.max_size is not None:
+            return self.max_size
+        limit = self._first_layer().get("max_size")
+        return limit if isinstance(limit, int) and not isinstance(limit, bool) else None
+
+    def _all_call_keys(self) -> "set[str]":
+        keys, after = set(), None
+        while True:
+            page = self._call("query", {}, after, None, False)
+            got = page.get("keys") or []
+            keys.update(got)
+            if page.get("complete") or not got:
+                return keys
+            after = got[-1]
+
+    def _pick_eviction_target(self, keys: "list[str]") -> str:
+        """The call to evict (fleche's default policy: uniformly at random)."""
+        return random.choice(keys)
+
+    def _keep_size_limit(self, key: str) -> None:
+        limit = self.size_limit()
+        if limit is None:
+            return
+        with self._lock:
+            keys = self._size_keys[0]
+            if keys is None:
+                keys = self._size_keys[0] = self._all_call_keys()
+            keys.add(str(key))
+            while len(keys) > limit:
+                target = self._pick_eviction_target(sorted(keys))
+                try:
+                    self.evict(target)
+                except KeyError:  # evicted by another client meanwhile
+                    pass
+                keys.discard(target)
 
 
 def _warn_on_skew(hello):

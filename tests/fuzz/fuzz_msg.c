@@ -159,6 +159,16 @@ static void fuzz_payload(const uint8_t *p, size_t n)
 			abort();
 		fuzz_results(resp.result);
 	}
+	/* the input as a str written by rpc_json_string_ascii: ASCII only, quoted */
+	rpc_buf_init(&json, 1 << 20);
+	if (rpc_json_string_ascii(&json, (const char *)p, n) == 0) {
+		if (json.len < 2 || json.data[0] != '"' || json.data[json.len - 1] != '"')
+			abort();
+		for (size_t i = 0; i < json.len; i++)
+			if ((unsigned char)json.data[i] < 0x20 || (unsigned char)json.data[i] >= 0x7f)
+				abort();
+	}
+	rpc_buf_release(&json);
 	fuzz_bin_head(p, n);
 	msgpack_zone_destroy(&z);
 }

@@ -161,11 +161,19 @@ static void test_ints(void)
 }
 
 /* JSON of s[0..len). */
-static const char *json_str(struct rpc_buf *b, const char *s, size_t len)
+/* The text `write` makes of s, in b (reset first). */
+static const char *json_with(struct rpc_buf *b,
+                             int (*write)(struct rpc_buf *, const char *, size_t),
+                             const char *s, size_t len)
 {
 	rpc_buf_reset(b);
-	CHECK_EQ(rpc_json_string(b, s, len), 0);
+	CHECK_EQ(write(b, s, len), 0);
 	return b->data;
+}
+
+static const char *json_str(struct rpc_buf *b, const char *s, size_t len)
+{
+	return json_with(b, rpc_json_string, s, len);
 }
 
 static void test_strings(void)
@@ -208,6 +216,34 @@ static void test_strings(void)
 		CHECK_EQ(rpc_json_string(&small, "abcdef", 6), -EMSGSIZE);
 		rpc_buf_release(&small);
 	}
+	rpc_buf_release(&b);
+}
+
+static const char *json_ascii(struct rpc_buf *b, const char *s, size_t len)
+{
+	return json_with(b, rpc_json_string_ascii, s, len);
+}
+
+/* Expected texts are those of Python's json.dumps (ensure_ascii=True) of the same str. */
+static void test_strings_ascii(void)
+{
+	struct rpc_buf b;
+
+	rpc_buf_init(&b, 10000);
+	CHECK_STR(json_ascii(&b, "plain text", 10), "\"plain text\"");
+	CHECK_STR(json_ascii(&b, "a\"b\\c/d\n\x01", 9), "\"a\\\"b\\\\c/d\\n\\u0001\"");
+	CHECK_STR(json_ascii(&b, "~\x7f", 2), "\"~\\u007f\"");
+	/* é, U+00E9 */
+	CHECK_STR(json_ascii(&b, "caf\xc3\xa9", 5), "\"caf\\u00e9\"");
+	/* 日本, U+65E5 U+672C */
+	CHECK_STR(json_ascii(&b, "\xe6\x97\xa5\xe6\x9c\xac", 6), "\"\\u65e5\\u672c\"");
+	/* U+1F600 beyond the BMP: a surrogate pair */
+	CHECK_STR(json_ascii(&b, "\xf0\x9f\x98\x80!", 5), "\"\\ud83d\\ude00!\"");
+	/* U+FFFF, the last of the BMP, and U+10FFFF, the last code point */
+	CHECK_STR(json_ascii(&b, "\xef\xbf\xbf\xf4\x8f\xbf\xbf", 7),
+	          "\"\\uffff\\udbff\\udfff\"");
+	/* invalid UTF-8: a stray continuation byte, a truncated sequence */
+	CHECK_STR(json_ascii(&b, "a\x80" "b\xe6\x97", 5), "\"a\\ufffdb\\ufffd\"");
 	rpc_buf_release(&b);
 }
 
@@ -420,6 +456,7 @@ int main(void)
 	test_doubles();
 	test_ints();
 	test_strings();
+	test_strings_ascii();
 	test_base64();
 	test_msgpack();
 	return check_report("test_rpc_json");
