@@ -13,6 +13,7 @@ matching several keys is fleche's AmbiguousDigestError, save and evict on a
 read-only cache raise fleche's Rejected.
 """
 
+import collections
 import logging
 import shlex
 from dataclasses import dataclass, field
@@ -308,7 +309,7 @@ class FlechefsCache(BaseCache):
             return value.mend(_ValueLoader(self))
         return value
 
-    def load_value_bytes(self, key: str) -> bytes:
+    def load_value_bytes(self, key: str) -> bytearray:
         """The stored pickle of a value (after gunzip and the signature check), read
         in ranges of the server's max_read, several in flight."""
         try:
@@ -317,24 +318,35 @@ class FlechefsCache(BaseCache):
             raise _key_error(e, key) from None
         full, size = st["key"], st["size"]
         step = int(self._hello().get("max_read") or (1 << 20))
-        offsets = list(range(0, size, step))
-        parts = []
-        pending = []
+        data = bytearray(size)
+        view = memoryview(data)
+        pending = collections.deque()
         try:
-            for off in offsets:
-                pending.append(self._conn.send("load_value", full, off, step, None))
-                if len(pending) >= _WINDOW:
-                    parts.append(pending.pop(0).wait())
+            for off in range(0, size, step):
+                n = min(step, size - off)
+                pending.append((off, n, self._conn.send("load_value", full, off, step, None,
+                                                        sink=view[off:off + n])))
+                while len(pending) >= _WINDOW:
+                    self._range_done(full, *pending.popleft(), view)
             while pending:
-                parts.append(pending.pop(0).wait())
+                self._range_done(full, *pending.popleft(), view)
         except ServerError as e:
             raise _key_error(e, key) from None
-        data = b"".join(parts)
-        if len(data) != size:
-            raise ServerError({"errno": 5, "name": "EIO",
-                               "message": "value %s: read %d bytes of %d"
-                                          % (full, len(data), size)})
         return data
+
+    @staticmethod
+    def _range_done(full, off, n, p, view):
+        """Waits for one range of load_value_bytes: read into its place by the
+        connection, or (a small answer) copied there."""
+        got = p.wait()
+        if isinstance(got, (bytes, bytearray)):
+            take = got[:n]
+            view[off:off + len(take)] = take
+            got = len(got)
+        if got != n:
+            raise ServerError({"errno": 5, "name": "EIO",
+                               "message": "value %s: read %d bytes of %d at %d"
+                                          % (full, got, n, off)})
 
     def _query(self, call: QueryCall) -> Iterable[LazyCall]:
         template, exact = self._server_template(call)
