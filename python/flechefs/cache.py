@@ -16,6 +16,7 @@ read-only cache raise fleche's Rejected.
 import collections
 import logging
 import shlex
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -149,6 +150,13 @@ class FlechefsCache(BaseCache):
         server_args: more arguments for the server (`--read-only`, `--key-file F`).
         serializer: the serializer values were written with ("pickle",
             "cloudpickle" or "dill") when the server does not report it.
+        save_ahead: how many saves may be unconfirmed at once. 0 (the default):
+            save returns once the server has stored the call. N > 0: save returns
+            once its requests are sent, while at most N saves are unanswered, so
+            saves on a slow link overlap instead of taking a round trip each; a
+            save that failed is raised (naming its key) by the next operation on
+            this cache, by flush() or by close(), and every other operation waits
+            for the saves before it (a load sees what was saved).
     """
 
     host: "str | None" = None
@@ -160,11 +168,14 @@ class FlechefsCache(BaseCache):
     workdir: "str | None" = None
     server_args: "tuple[str, ...]" = ()
     serializer: "str | None" = None
+    save_ahead: int = 0
     _conn: Connection = field(init=False, repr=False, compare=False, hash=False)
     _info_cache: "dict | None" = field(init=False, default=None, repr=False,
                                        compare=False, hash=False)
     _uploaded: list = field(init=False, default_factory=lambda: [0], repr=False,
                             compare=False, hash=False)
+    _ahead: "_SavesAhead" = field(init=False, default_factory=lambda: _SavesAhead(),
+                                  repr=False, compare=False, hash=False)
 
     def __post_init__(self):
         for name in ("ssh_options", "setup_commands", "server_args"):
@@ -210,17 +221,36 @@ class FlechefsCache(BaseCache):
 
     def _call(self, method, *params):
         self._hello()
+        if self._ahead.entries:
+            self.flush()
         return self._conn.call(method, *params)
+
+    def flush(self) -> None:
+        """Waits for every save made with save_ahead; raises the first that failed
+        (a later operation is not told again)."""
+        self._ahead.settle(self._finish_save, 0)
 
     def reconnect(self) -> None:
         """Ends the server (or ssh); the next operation starts a new one. Never done
-        automatically: that could prompt for a password or 2FA again."""
+        automatically: that could prompt for a password or 2FA again. Saves still
+        unconfirmed are waited for first; their failures are logged."""
+        self._flush_logged()
         object.__setattr__(self, "_info_cache", None)
         self._conn.reconnect()
 
     def close(self) -> None:
-        """Ends the server (or ssh) if it runs."""
-        self._conn.close()
+        """Waits for unconfirmed saves (raising the first that failed, once the
+        server has ended), then ends the server (or ssh) if it runs."""
+        try:
+            self.flush()
+        finally:
+            self._conn.close()
+
+    def _flush_logged(self):
+        try:
+            self.flush()
+        except Exception as e:  # noqa: BLE001 (reported here, not raised)
+            logger.error("a save made ahead failed: %s", e)
 
     def info(self, *, refresh: bool = True) -> "dict[str, Any]":
         """The server's `hello` answer (program, version, hostname, pid, cwd,
@@ -293,6 +323,8 @@ class FlechefsCache(BaseCache):
 
     def _shrink(self, *keys: "Digest | str") -> "tuple[Digest, ...]":
         self._hello()
+        if self._ahead.entries:
+            self.flush()
         pending = [(k, self._conn.send("shrink", str(k))) for k in keys]
         out = []
         for k, p in pending:
@@ -504,7 +536,8 @@ class FlechefsCache(BaseCache):
 
     def save(self, call: "PreparedCall | Call | DigestedCall") -> str:
         """Stores the call's values the server lacks, then its record; answers the
-        call's key. Rejected when the server is read-only or refuses a value."""
+        call's key. Rejected when the server is read-only or refuses a value. With
+        save_ahead, returns once the requests are sent (see the class)."""
         if self.read_only:
             raise Rejected(self, call)
         forms = self._stored_forms()
@@ -529,20 +562,86 @@ class FlechefsCache(BaseCache):
         # Sent with the probes: when every value is there already (a call saved
         # again), the record is stored in the same round trip; else it is ENOENT and
         # sent again once the values are.
-        saving = self._conn.send("save", self._record_map(digested, key), record)
-        self._upload(forms.forms, probes)
+        record_map = self._record_map(digested, key)
+        saving = self._conn.send("save", record_map, record)
+        entry = _SaveAhead(key, forms.forms, probes, saving, record_map, record)
+        if self.save_ahead <= 0:
+            self._finish_save(entry)
+        else:
+            self._ahead.add(entry)
+            self._ahead.settle(self._finish_save, self.save_ahead)
+        return key
+
+    def _finish_save(self, e: "_SaveAhead") -> None:
+        """Uploads the values of save e the server lacks and waits until its record
+        is stored (sending it again when it came before its values)."""
+        self._upload(e.forms, e.probes)
         try:
             try:
-                saving.wait()
-            except ServerError as e:
-                if e.name != "ENOENT":
+                e.saving.wait()
+            except ServerError as err:
+                if err.name != "ENOENT":
                     raise
-                self._call("save", self._record_map(digested, key), record)
-        except ServerError as e:
-            if e.name == "EROFS":
-                raise Rejected(str(e), self, call) from None
+                self._conn.call("save", e.record_map, e.record)
+        except ServerError as err:
+            if err.name == "EROFS":
+                raise Rejected(str(err), self, e.key) from None
             raise
-        return key
+
+
+@dataclass
+class _SaveAhead:
+    """One save's requests in flight: its values' stored forms and probes, and the
+    record sent with them."""
+
+    key: str
+    forms: dict
+    probes: list
+    saving: Any
+    record_map: dict
+    record: "bytes | None"
+
+    def answered(self) -> bool:
+        return self.saving.done() and all(p.done() for _, p in self.probes)
+
+
+class _SavesAhead:
+    """The saves of one FlechefsCache not yet confirmed (save_ahead), oldest first.
+    One thread at a time finishes them (settle), in order, so that a flush that
+    returns has seen every save made before it."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._settling = threading.Lock()
+        self.entries = collections.deque()
+
+    def add(self, entry):
+        with self._lock:
+            self.entries.append(entry)
+
+    def settle(self, finish, keep):
+        """Finishes the saves answered already, and the oldest until at most keep
+        remain; raises the first failure (naming its key) once all those are done."""
+        first = None
+        with self._settling:
+            while True:
+                with self._lock:
+                    if not self.entries or (len(self.entries) <= keep
+                                            and not self.entries[0].answered()):
+                        break
+                    e = self.entries.popleft()
+                try:
+                    finish(e)
+                except Exception as err:  # noqa: BLE001 (raised below, once)
+                    if first is None:
+                        first = (e.key, err)
+                    else:
+                        logger.error("saving call %s failed: %s", e.key, err)
+        if first is not None:
+            key, err = first
+            if hasattr(err, "add_note"):
+                err.add_note("raised for the save of call %s made ahead" % key)
+            raise err
 
 
 def _warn_on_skew(hello):
