@@ -263,7 +263,14 @@ class Connection:
             if p is not None:
                 have = len(head) - m.end()
                 p.sink[:have] = memoryview(head)[m.end():]
-                if not self._read_into(stream, p.sink[have:size]):
+                ok = False
+                try:
+                    ok = self._read_into(stream, p.sink[have:size])
+                finally:
+                    if not ok:  # pending again, so that _lost fails it
+                        with self._lock:
+                            self._pending[msgid] = p
+                if not ok:
                     return None, None
                 return None, (p, size)
         rest = self._read_exact(stream, n - len(head))

@@ -12,7 +12,8 @@ however many); a blocking wait is one whose answer was not there yet.
   is unconfirmed after flush(); new calls saved ahead are there for the next
   operation; a save the server refuses
   is raised by the next operation (flush), naming nothing half-done;
-- load_value of a value of several ranges reads it whole and equal.
+- load_value of a value of several ranges reads it whole and equal; a connection
+  that ends in the middle of a value's bytes is ConnectionLost, not a hang.
 """
 
 import dataclasses
@@ -170,12 +171,69 @@ def test_load_value_ranges(d):
         fc.close()
 
 
+# A server that answers hello and stat_value, then cuts its answer to load_value off
+# in the middle of the value's bytes and exits.
+CUT_SERVER = r"""
+import struct, sys
+import msgpack
+out, inp = sys.stdout.buffer, sys.stdin.buffer
+def frame(msg):
+    body = msgpack.packb(msg, use_bin_type=True)
+    return struct.pack(">I", len(body)) + body
+while True:
+    head = inp.read(4)
+    if len(head) < 4:
+        sys.exit(0)
+    req = msgpack.unpackb(inp.read(struct.unpack(">I", head)[0]), raw=False)
+    msgid, method = req[1], req[2]
+    if method == "hello":
+        out.write(frame([1, msgid, None, {"protocol": 1, "max_read": 1 << 20}]))
+    elif method == "stat_value":
+        out.write(frame([1, msgid, None, {"key": "ab" * 32, "size": 1 << 20}]))
+    else:
+        whole = frame([1, msgid, None, b"x" * (1 << 20)])
+        out.write(whole[:len(whole) // 2])
+        out.flush()
+        sys.exit(3)
+    out.flush()
+"""
+
+
+def test_cut_in_a_value(d):
+    """The connection ends in the middle of a value's bytes: load_value raises
+    ConnectionLost (with the server's exit code), it does not wait forever."""
+    prog = os.path.join(d, "cut-server")
+    with open(prog, "w") as f:
+        f.write("#!%s\n%s" % (sys.executable, CUT_SERVER))
+    os.chmod(prog, 0o755)
+    fc = FlechefsCache(server=prog)
+    got = []
+    t = threading.Thread(target=lambda: got.append(
+        common_outcome(lambda: fc.load_value_bytes("ab" * 32))), daemon=True)
+    t.start()
+    t.join(30)
+    T.check(not t.is_alive(), "load_value returns when the connection ends in a value")
+    if got:
+        T.equal(type(got[0]).__name__, "ConnectionLost", "what load_value raises: %s"
+                % got[0])
+        T.check("exit code: 3" in str(got[0]), "the server's exit code is told")
+    fc.close()
+
+
+def common_outcome(fn):
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 (the outcome is checked)
+        return e
+
+
 def main():
     d = make_dir()
     try:
         T.run(test_save_rounds, d)
         T.run(test_save_ahead, d)
         T.run(test_load_value_ranges, d)
+        T.run(test_cut_in_a_value, d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
     sys.exit(T.report())
