@@ -14,6 +14,7 @@ read-only cache raise fleche's Rejected.
 """
 
 import collections
+import itertools
 import logging
 import shlex
 import threading
@@ -228,7 +229,7 @@ class FlechefsCache(BaseCache):
     def flush(self) -> None:
         """Waits for every save made with save_ahead; raises the first that failed
         (a later operation is not told again)."""
-        self._ahead.settle(self._finish_save, 0)
+        self._ahead.settle(self._advance_save, 0)
 
     def reconnect(self) -> None:
         """Ends the server (or ssh); the next operation starts a new one. Never done
@@ -483,32 +484,11 @@ class FlechefsCache(BaseCache):
 
     def _upload(self, forms: "dict[str, bytes]", probes=None) -> None:
         """Uploads the values the server lacks (probes: _probe's, made now when
-        None). The chunks of the values missing go in flight together, and each
-        value's final chunk once the others of all values are answered (the server
-        checks the value whole then)."""
-        hello = self._hello()
-        step = max(1 << 16, min(int(hello.get("max_frame") or (16 << 20)) - (1 << 16), 8 << 20))
+        None), waiting for each step of _Upload in turn."""
         try:
-            if probes is None:
-                probes = self._probe(forms)
-            missing = [k for k, p in probes if not p.wait().get("exists")]
-            pending, finals = [], []
-            for k in missing:
-                data = forms[k]
-                offs = list(range(0, len(data), step)) or [0]
-                for off in offs[:-1]:
-                    pending.append(self._conn.send("put_value", k, off,
-                                                   data[off:off + step], False))
-                    self._uploaded[0] += min(step, len(data) - off)
-                finals.append((k, offs[-1]))
-            for p in pending:
-                p.wait()
-            for i, (k, off) in enumerate(finals):
-                last = forms[k][off:]
-                self._uploaded[0] += len(last)
-                finals[i] = self._conn.send("put_value", k, off, last, True)
-            for p in finals:
-                p.wait()
+            upload = _Upload(self, forms, self._probe(forms) if probes is None else probes)
+            while not upload.advance():
+                pass
         except ServerError as e:
             if e.name == "EROFS":
                 raise Rejected(str(e), self) from None
@@ -566,33 +546,92 @@ class FlechefsCache(BaseCache):
         saving = self._conn.send("save", record_map, record)
         entry = _SaveAhead(key, forms.forms, probes, saving, record_map, record)
         if self.save_ahead <= 0:
-            self._finish_save(entry)
+            self._advance_save(entry)
         else:
             self._ahead.add(entry)
-            self._ahead.settle(self._finish_save, self.save_ahead)
+            self._ahead.settle(self._advance_save, self.save_ahead)
         return key
 
-    def _finish_save(self, e: "_SaveAhead") -> None:
-        """Uploads the values of save e the server lacks and waits until its record
-        is stored (sending it again when it came before its values)."""
-        self._upload(e.forms, e.probes)
+    def _advance_save(self, e: "_SaveAhead", block: bool = True) -> bool:
+        """Moves save e on: once its record is stored, True. Each step waits for
+        the answers of the one before (the record sent with the probes; when that
+        is ENOENT, the values' upload, _Upload; then the record again); with block
+        False it returns False instead of waiting for an answer not there yet."""
         try:
-            try:
-                e.saving.wait()
-            except ServerError as err:
-                if err.name != "ENOENT":
-                    raise
-                self._conn.call("save", e.record_map, e.record)
+            while True:
+                if not block and not e.answered():
+                    return False
+                if e.resave is not None:
+                    e.resave.wait()
+                    return True
+                if e.upload is not None:
+                    if e.upload.advance():
+                        e.resave = self._conn.send("save", e.record_map, e.record)
+                    continue
+                try:
+                    e.saving.wait()
+                    return True
+                except ServerError as err:
+                    if err.name != "ENOENT":
+                        raise
+                e.upload = _Upload(self, e.forms, e.probes)
         except ServerError as err:
             if err.name == "EROFS":
                 raise Rejected(str(err), self, e.key) from None
             raise
 
 
+class _Upload:
+    """The upload of the values of forms the server lacks, as steps that each send
+    requests without waiting (advance): the probes' answers tell which values are
+    missing; their chunks go in flight together, and each value's final chunk once
+    the others of all values are answered (the server checks the value whole
+    then)."""
+
+    def __init__(self, cache, forms, probes):
+        self._cache = cache
+        self._forms = forms
+        self._probes = probes
+        self._finals = None
+        self.waiting = [p for _, p in probes]
+
+    def _send(self, key, off, data, final):
+        self._cache._uploaded[0] += len(data)
+        return self._cache._conn.send("put_value", key, off, data, final)
+
+    def advance(self) -> bool:
+        """Waits for the answers the upload waits on and sends its next requests;
+        True once every value is there."""
+        for p in self.waiting:
+            p.wait()
+        self.waiting = []
+        if self._probes is not None:
+            hello = self._cache._hello()
+            step = max(1 << 16, min(int(hello.get("max_frame") or (16 << 20)) - (1 << 16),
+                                    8 << 20))
+            missing = [k for k, p in self._probes if not p.wait().get("exists")]
+            self._probes, self._finals = None, []
+            for k in missing:
+                data = self._forms[k]
+                offs = list(range(0, len(data), step)) or [0]
+                self.waiting += [self._send(k, off, data[off:off + step], False)
+                                 for off in offs[:-1]]
+                self._finals.append((k, offs[-1]))
+            if self.waiting:
+                return False
+        if self._finals:
+            self.waiting = [self._send(k, off, self._forms[k][off:], True)
+                            for k, off in self._finals]
+            self._finals = None
+            return False
+        return True
+
+
 @dataclass
 class _SaveAhead:
-    """One save's requests in flight: its values' stored forms and probes, and the
-    record sent with them."""
+    """One save's requests in flight: its values' stored forms and probes, the
+    record sent with them, and (when that came before the values) the upload and
+    the record sent again."""
 
     key: str
     forms: dict
@@ -600,9 +639,18 @@ class _SaveAhead:
     saving: Any
     record_map: dict
     record: "bytes | None"
+    upload: "_Upload | None" = None
+    resave: Any = None
 
     def answered(self) -> bool:
-        return self.saving.done() and all(p.done() for _, p in self.probes)
+        """Whether every answer its next step needs is there."""
+        if self.resave is not None:
+            waiting = [self.resave]
+        elif self.upload is not None:
+            waiting = self.upload.waiting
+        else:
+            waiting = [self.saving] + [p for _, p in self.probes]
+        return all(p.done() for p in waiting)
 
 
 class _SavesAhead:
@@ -619,29 +667,38 @@ class _SavesAhead:
         with self._lock:
             self.entries.append(entry)
 
-    def settle(self, finish, keep):
-        """Finishes the saves answered already, and the oldest until at most keep
-        remain; raises the first failure (naming its key) once all those are done."""
+    def settle(self, advance, keep):
+        """Moves every save on as far as its answers allow without waiting, then
+        finishes the oldest until at most keep remain; raises the first failure
+        (naming its key) once all those are done."""
         first = None
         with self._settling:
-            while True:
-                with self._lock:
-                    if not self.entries or (len(self.entries) <= keep
-                                            and not self.entries[0].answered()):
-                        break
-                    e = self.entries.popleft()
+            for e, block in itertools.chain(((e, False) for e in list(self.entries)),
+                                            self._oldest_beyond(keep)):
                 try:
-                    finish(e)
+                    done = advance(e, block)
                 except Exception as err:  # noqa: BLE001 (raised below, once)
+                    done = True
                     if first is None:
                         first = (e.key, err)
                     else:
                         logger.error("saving call %s failed: %s", e.key, err)
+                if done:
+                    with self._lock:
+                        self.entries.remove(e)
         if first is not None:
             key, err = first
             if hasattr(err, "add_note"):
                 err.add_note("raised for the save of call %s made ahead" % key)
             raise err
+
+    def _oldest_beyond(self, keep):
+        while True:
+            with self._lock:
+                if len(self.entries) <= keep:
+                    return
+                e = self.entries[0]
+            yield e, True
 
 
 def _warn_on_skew(hello):

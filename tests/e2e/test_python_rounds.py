@@ -8,9 +8,9 @@ however many); a blocking wait is one whose answer was not there yet.
 - a call saved the first time: the probes of all its values and the record in one
   round trip, the values the server lacks in a second, the record again in a third;
 - the same call saved again: one round trip, no value bytes uploaded;
-- with save_ahead, 100 calls saved again: no save waits for the server, and none
-  is unconfirmed after flush(); new calls saved ahead are there for the next
-  operation; a save the server refuses
+- with save_ahead, 100 calls saved again and 20 saved the first time: no save
+  waits for the server, none is unconfirmed after flush(), and the new calls are
+  there for the next operation; a save the server refuses
   is raised by the next operation (flush), naming nothing half-done;
 - load_value of a value of several ranges reads it whole and equal; a connection
   that ends in the middle of a value's bytes is ConnectionLost, not a hang.
@@ -22,6 +22,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
@@ -86,8 +87,10 @@ def make_dir():
 
 
 def calls(n, tag):
+    """n calls named after tag, with results of their own (values no other tag has)."""
+    salt = float(zlib.crc32(tag.encode()))
     return [Call(name="rounds_%s" % tag, arguments={"i": i, "xs": [i, "x" * i]},
-                 result=np.full(1 << 14, float(i))) for i in range(n)]
+                 result=np.full(1 << 14, salt + i)) for i in range(n)]
 
 
 def test_save_rounds(d):
@@ -125,10 +128,14 @@ def test_save_ahead(d):
         fc.flush()
         T.equal(len(fc._ahead.entries), 0, "saves unconfirmed after flush")
         T.equal(fc.bytes_uploaded, 0, "value bytes uploaded by saves of calls already there")
-        r.close()
-        # new calls: uploaded once flushed, then read back whole
+        # new calls: their values uploaded, each step sent once the one before is
+        # answered, without a save waiting; then read back whole
         new = calls(20, "ahead-new")
+        r.take()
         new_keys = [fc.save(c) for c in new]
+        T.equal(r.take()[1], 0, "blocking waits of 20 first saves made ahead")
+        T.check(fc.bytes_uploaded > 0, "the first saves made ahead upload their values")
+        r.close()
         T.equal([fc.contains(k) for k in new_keys], [True] * len(new),
                 "calls saved ahead are there for the next operation")
         for c, k in zip(new, new_keys):
