@@ -21,6 +21,11 @@ import threading
 
 import msgpack
 
+try:  # Linux and the BSDs; _widen_pipe is only a hint
+    import fcntl
+except ImportError:
+    fcntl = None
+
 try:  # the error fleche's own remote cache raises, when fleche can import it
     from fleche.remote import RemoteConnectionError as _ConnectionErrorBase
 except ImportError:  # fleche.remote needs cloudpickle, which flechefs does not
@@ -32,12 +37,23 @@ PROTOCOL = 1
 DEFAULT_MAX_FRAME = 16 << 20
 _HEADER = struct.Struct(">I")
 _STDERR_LINES = 50
+_PIPE_SIZE = 1 << 20
 # Frames of at least this many bytes may be answers read into a sink: the head of
 # such an answer, [1, msgid, nil, bin], is at most _SINK_HEAD_MAX bytes.
 _SINK_MIN = 1 << 16
 _SINK_HEAD_MAX = 16
 _SINK_HEAD = re.compile(rb"\x94\x01(?:([\x00-\x7f])|\xcc(.)|\xcd(..)|\xce(....))\xc0"
                         rb"(?:\xc4(.)|\xc5(..)|\xc6(....))", re.DOTALL)
+
+
+def _widen_pipe(pipe):
+    """Asks for a pipe of _PIPE_SIZE bytes (Linux; the default is 64 KiB), so that a
+    large answer or upload crosses it in fewer hand-offs between the processes.
+    Only a hint: a kernel that refuses leaves the pipe as it is."""
+    try:
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 class ConnectionLost(_ConnectionErrorBase):
@@ -148,6 +164,8 @@ class Connection:
         except OSError as e:
             raise ConnectionLost("cannot start %s (%s): %s"
                                  % (self._label, self._argv[0], e)) from e
+        for pipe in (proc.stdin, proc.stdout):
+            _widen_pipe(pipe)
         self._proc = proc
         self._stderr.clear()
         self._stderr_thread = threading.Thread(target=self._drain_stderr,
