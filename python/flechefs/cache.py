@@ -655,8 +655,8 @@ class _SaveAhead:
 
 class _SavesAhead:
     """The saves of one FlechefsCache not yet confirmed (save_ahead), oldest first.
-    One thread at a time finishes them (settle), in order, so that a flush that
-    returns has seen every save made before it."""
+    One thread at a time moves them on (settle: nothing it calls may settle again),
+    so that a flush that returns has seen every save made before it finished."""
 
     def __init__(self):
         self._lock = threading.Lock()
