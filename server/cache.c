@@ -1357,6 +1357,11 @@ int srv_value_check_file(struct srv_value *v, struct srv_error *err)
 	return 0;
 }
 
+void srv_value_drop_pages(struct srv_value *v, const uint8_t *p, size_t len)
+{
+	srv_blob_drop_pages(&v->blob, p, len);
+}
+
 void srv_value_close(struct srv_value *v)
 {
 	struct srv_cache *c;

@@ -213,6 +213,13 @@ int srv_value_check(struct srv_value *v, struct srv_error *err);
  * mapped from its file.
  */
 int srv_value_check_file(struct srv_value *v, struct srv_error *err);
+/*
+ * After serving bytes p[0..len) of srv_value_bytes (or of a view rendered from them):
+ * lets go of the memory they were mapped in when they are mapped from a file, so that
+ * a value read whole in ranges is never resident whole in this process; a later read
+ * maps them in again. No effect on bytes held otherwise.
+ */
+void srv_value_drop_pages(struct srv_value *v, const uint8_t *p, size_t len);
 void srv_value_close(struct srv_value *v);
 
 #endif

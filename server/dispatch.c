@@ -288,6 +288,23 @@ static int pack_view_range(msgpack_packer *pk, const struct srv_rendered *r, uin
 	return n == 0 ? 0 : -1;
 }
 
+/* After copying n bytes of the rendered view from offset: lets go of the value's
+ * pages they were read from (cache.h, srv_value_drop_pages). */
+static void drop_view_range(const struct view_value *vv, uint64_t offset, uint64_t n)
+{
+	for (size_t i = 0; i < vv->r.nseg && n > 0; i++) {
+		const struct srv_view_segment *sg = &vv->r.seg[i];
+		if (offset >= sg->len) {
+			offset -= sg->len;
+			continue;
+		}
+		uint64_t take = sg->len - offset < n ? sg->len - offset : n;
+		srv_value_drop_pages(vv->value, sg->bytes + offset, (size_t)take);
+		n -= take;
+		offset = 0;
+	}
+}
+
 /* -------------------------------------------------------------------------------- */
 /* Results */
 
@@ -703,6 +720,7 @@ static int do_load_value(struct srv_session *s, struct call *c)
 		view_close(&vv);
 		return -1;
 	}
+	drop_view_range(&vv, offset, n);
 	view_close(&vv);
 	return r ? pack_failed(c) : 0;
 }
@@ -1052,6 +1070,8 @@ const uint8_t *srv_worker_tail(const struct srv_worker *w, size_t *len)
 
 void srv_worker_tail_done(struct srv_worker *w)
 {
+	if (w->tail_len && w->held.value) /* written: not kept resident (cache.h) */
+		srv_value_drop_pages(w->held.value, w->tail, w->tail_len);
 	w->tail = NULL;
 	w->tail_len = 0;
 	view_close(&w->held);

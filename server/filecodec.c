@@ -150,6 +150,20 @@ void srv_blob_release(struct srv_blob *b)
 	memset(b, 0, sizeof(*b));
 }
 
+void srv_blob_drop_pages(const struct srv_blob *b, const uint8_t *p, size_t len)
+{
+	uintptr_t start = (uintptr_t)b->map, page, from, to, end;
+	long ps = sysconf(_SC_PAGESIZE);
+
+	if (!b->map || !len || (uintptr_t)p < start || (uintptr_t)p - start >= b->maplen)
+		return;
+	page = ps > 0 ? (uintptr_t)ps : 4096;
+	end = start + ((b->maplen + page - 1) & ~(page - 1)); /* map is page-aligned */
+	from = (uintptr_t)p & ~(page - 1);
+	to = len > end - (uintptr_t)p ? end : ((uintptr_t)p + len + page - 1) & ~(page - 1);
+	(void)madvise((void *)from, to - from, MADV_DONTNEED); /* only a hint */
+}
+
 bool srv_codec_has_trailer(const uint8_t *d, size_t len)
 {
 	if (len < SRV_SIG_HEX + 1 || d[len - SRV_SIG_HEX - 1] != '.')

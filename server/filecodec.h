@@ -70,6 +70,16 @@ struct srv_blob {
 void srv_blob_release(struct srv_blob *b);
 
 /*
+ * Lets go of the pages of b's mapping that hold p[0..len), rounded out to whole pages:
+ * the mapping is of a file and read-only, so a later read of them faults them in
+ * again from the page cache (or reads zeros where invariant 4 put them). Reading a
+ * large value in ranges and dropping each behind keeps the process's resident memory
+ * to the ranges being read, not the value. Bytes outside the mapping (a blob held on
+ * the heap, a rendered view) are left alone.
+ */
+void srv_blob_drop_pages(const struct srv_blob *b, const uint8_t *p, size_t len);
+
+/*
  * True when a read of b's mapping met a page its file no longer has (invariant 4):
  * the bytes read from there on were zeros, not the file's.
  */

@@ -10,3 +10,4 @@ flechefs_py_test(test_python_conform e2e/test_python_conform.py LABELS python se
 flechefs_py_test(test_python_mount e2e/test_python_mount.py LABELS python mount TIMEOUT 120)
 flechefs_py_test(test_python_install e2e/test_python_install.py LABELS python install TIMEOUT 900)
 flechefs_py_test(test_python_fleche_suite e2e/test_python_fleche_suite.py LABELS python server TIMEOUT 900)
+flechefs_py_test(test_python_rounds e2e/test_python_rounds.py LABELS python server)

@@ -3,7 +3,9 @@ running it) speaking rpc/PROTOCOL.md on its standard input and output.
 
 Requests are sent by any thread at any time under a write lock; one reader thread
 reads the answers and hands each to the request with its msgid, so threads sharing
-the connection never wait for each other's round trips. When the server's output
+the connection never wait for each other's round trips. A request may name a sink
+(a writable buffer) for its answer when that is one bin (load_value): the reader
+reads the bytes straight into it, copying them once. When the server's output
 ends or is not the protocol, every unanswered request and every later one fails
 with ConnectionLost, carrying the child's exit code and the last lines of its
 standard error, until reconnect() starts a new child.
@@ -12,11 +14,17 @@ standard error, until reconnect() starts a new child.
 import collections
 import itertools
 import logging
+import re
 import struct
 import subprocess
 import threading
 
 import msgpack
+
+try:  # Linux and the BSDs; _widen_pipe is only a hint
+    import fcntl
+except ImportError:
+    fcntl = None
 
 try:  # the error fleche's own remote cache raises, when fleche can import it
     from fleche.remote import RemoteConnectionError as _ConnectionErrorBase
@@ -29,6 +37,23 @@ PROTOCOL = 1
 DEFAULT_MAX_FRAME = 16 << 20
 _HEADER = struct.Struct(">I")
 _STDERR_LINES = 50
+_PIPE_SIZE = 1 << 20
+# Frames of at least this many bytes may be answers read into a sink: the head of
+# such an answer, [1, msgid, nil, bin], is at most _SINK_HEAD_MAX bytes.
+_SINK_MIN = 1 << 16
+_SINK_HEAD_MAX = 16
+_SINK_HEAD = re.compile(rb"\x94\x01(?:([\x00-\x7f])|\xcc(.)|\xcd(..)|\xce(....))\xc0"
+                        rb"(?:\xc4(.)|\xc5(..)|\xc6(....))", re.DOTALL)
+
+
+def _widen_pipe(pipe):
+    """Asks for a pipe of _PIPE_SIZE bytes (Linux; the default is 64 KiB), so that a
+    large answer or upload crosses it in fewer hand-offs between the processes.
+    Only a hint: a kernel that refuses leaves the pipe as it is."""
+    try:
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 class ConnectionLost(_ConnectionErrorBase):
@@ -48,12 +73,15 @@ class ServerError(OSError):
 
 
 class Pending:
-    """One request's answer, set by the reader thread."""
+    """One request's answer, set by the reader thread. With a sink (a writable
+    memoryview), an answer that is one bin of at most len(sink) bytes is read into
+    the sink and the result is its length instead of the bytes."""
 
-    __slots__ = ("method", "_done", "_result", "_error")
+    __slots__ = ("method", "sink", "_done", "_result", "_error")
 
-    def __init__(self, method):
+    def __init__(self, method, sink=None):
         self.method = method
+        self.sink = sink
         self._done = threading.Event()
         self._result = None
         self._error = None
@@ -61,6 +89,10 @@ class Pending:
     def _set(self, result=None, error=None):
         self._result, self._error = result, error
         self._done.set()
+
+    def done(self):
+        """Whether the answer (or the failure) is there."""
+        return self._done.is_set()
 
     def wait(self):
         """The result; raises ServerError or ConnectionLost."""
@@ -132,6 +164,8 @@ class Connection:
         except OSError as e:
             raise ConnectionLost("cannot start %s (%s): %s"
                                  % (self._label, self._argv[0], e)) from e
+        for pipe in (proc.stdin, proc.stdout):
+            _widen_pipe(pipe)
         self._proc = proc
         self._stderr.clear()
         self._stderr_thread = threading.Thread(target=self._drain_stderr,
@@ -179,11 +213,12 @@ class Connection:
 
     # -- requests
 
-    def send(self, method, *params):
-        """Sends one request; returns its Pending. Opens the connection first."""
+    def send(self, method, *params, sink=None):
+        """Sends one request; returns its Pending (see Pending for sink). Opens the
+        connection first."""
         if method != "hello":
             self.ensure_open()
-        p = Pending(method)
+        p = Pending(method, sink)
         with self._lock:
             if self._dead is not None:
                 raise self._dead
@@ -211,15 +246,55 @@ class Connection:
 
     # -- the reader
 
+    @staticmethod
+    def _read_into(stream, view):
+        """Fills view from stream; False when the stream ends first."""
+        while len(view):
+            got = stream.readinto(view)
+            if not got:
+                return False
+            view = view[got:]
+        return True
+
     def _read_exact(self, stream, n):
-        parts = []
-        while n > 0:
-            chunk = stream.read(n)
-            if not chunk:
-                return None
-            parts.append(chunk)
-            n -= len(chunk)
-        return b"".join(parts)
+        buf = bytearray(n)
+        return buf if self._read_into(stream, memoryview(buf)) else None
+
+    def _read_to_sink(self, stream, n):
+        """Reads a frame of n bytes whose answer may go to a request's sink.
+        Returns (frame body or None, pending answered or None); (None, None) at
+        the end of the stream."""
+        head = self._read_exact(stream, min(n, _SINK_HEAD_MAX))
+        if head is None:
+            return None, None
+        m = _SINK_HEAD.match(head)
+        if m:
+            msgid = int.from_bytes(next(g for g in m.group(1, 2, 3, 4) if g), "big")
+            size = int.from_bytes(next(g for g in m.group(5, 6, 7) if g), "big")
+            with self._lock:
+                p = self._pending.get(msgid)
+                if (p is not None and p.sink is not None and size <= len(p.sink)
+                        and m.end() + size == n):
+                    del self._pending[msgid]
+                else:
+                    p = None
+            if p is not None:
+                have = len(head) - m.end()
+                p.sink[:have] = memoryview(head)[m.end():]
+                ok = False
+                try:
+                    ok = self._read_into(stream, p.sink[have:size])
+                finally:
+                    if not ok:  # pending again, so that _lost fails it
+                        with self._lock:
+                            self._pending[msgid] = p
+                if not ok:
+                    return None, None
+                return None, (p, size)
+        rest = self._read_exact(stream, n - len(head))
+        if rest is None:
+            return None, None
+        return head + rest, None
 
     def _read_loop(self, proc):
         why = "the server's output ended"
@@ -233,7 +308,13 @@ class Connection:
                     why = ("the server's output is not a flechefs frame: it starts with %r"
                            % head)
                     break
-                body = self._read_exact(proc.stdout, n)
+                if n >= _SINK_MIN:
+                    body, sunk = self._read_to_sink(proc.stdout, n)
+                    if sunk is not None:
+                        sunk[0]._set(result=sunk[1])
+                        continue
+                else:
+                    body = self._read_exact(proc.stdout, n)
                 if body is None:
                     why = "the server's output ended inside a frame"
                     break

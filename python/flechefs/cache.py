@@ -13,6 +13,8 @@ matching several keys is fleche's AmbiguousDigestError, save and evict on a
 read-only cache raise fleche's Rejected.
 """
 
+import collections
+import itertools
 import logging
 import pathlib
 import random
@@ -189,6 +191,13 @@ class FlechefsCache(BaseCache):
             a save makes more, calls picked at random (_pick_eviction_target) are
             evicted, their values left. None: the cache's `max_size` in the
             server's fleche.toml, if any.
+        save_ahead: how many saves may be unconfirmed at once. 0 (the default):
+            save returns once the server has stored the call. N > 0: save returns
+            once its requests are sent, while at most N saves are unanswered, so
+            saves on a slow link overlap instead of taking a round trip each; a
+            save that failed is raised (naming its key) by the next operation on
+            this cache, by flush() or by close(), and every other operation waits
+            for the saves before it (a load sees what was saved).
     """
 
     host: "str | None" = None
@@ -201,6 +210,7 @@ class FlechefsCache(BaseCache):
     server_args: "tuple[str, ...]" = ()
     serializer: "str | None" = None
     max_size: "int | None" = None
+    save_ahead: int = 0
     _conn: Connection = field(init=False, repr=False, compare=False, hash=False)
     _info_cache: "dict | None" = field(init=False, default=None, repr=False,
                                        compare=False, hash=False)
@@ -218,6 +228,8 @@ class FlechefsCache(BaseCache):
     # once on the one connection would spoil each other
     _uploading: dict = field(init=False, default_factory=dict, repr=False,
                              compare=False, hash=False)
+    _ahead: "_SavesAhead" = field(init=False, default_factory=lambda: _SavesAhead(),
+                                  repr=False, compare=False, hash=False)
 
     def __post_init__(self):
         for name in ("ssh_options", "setup_commands", "server_args"):
@@ -263,17 +275,36 @@ class FlechefsCache(BaseCache):
 
     def _call(self, method, *params):
         self._hello()
+        if self._ahead.entries:
+            self.flush()
         return self._conn.call(method, *params)
+
+    def flush(self) -> None:
+        """Waits for every save made with save_ahead; raises the first that failed
+        (a later operation is not told again)."""
+        self._ahead.settle(self._advance_save, 0)
 
     def reconnect(self) -> None:
         """Ends the server (or ssh); the next operation starts a new one. Never done
-        automatically: that could prompt for a password or 2FA again."""
+        automatically: that could prompt for a password or 2FA again. Saves still
+        unconfirmed are waited for first; their failures are logged."""
+        self._flush_logged()
         object.__setattr__(self, "_info_cache", None)
         self._conn.reconnect()
 
     def close(self) -> None:
-        """Ends the server (or ssh) if it runs."""
-        self._conn.close()
+        """Waits for unconfirmed saves (raising the first that failed, once the
+        server has ended), then ends the server (or ssh) if it runs."""
+        try:
+            self.flush()
+        finally:
+            self._conn.close()
+
+    def _flush_logged(self):
+        try:
+            self.flush()
+        except Exception as e:  # noqa: BLE001 (reported here, not raised)
+            logger.error("a save made ahead failed: %s", e)
 
     def info(self, *, refresh: bool = True) -> "dict[str, Any]":
         """The server's `hello` answer (program, version, hostname, pid, cwd,
@@ -350,6 +381,8 @@ class FlechefsCache(BaseCache):
 
     def _shrink(self, *keys: "Digest | str") -> "tuple[Digest, ...]":
         self._hello()
+        if self._ahead.entries:
+            self.flush()
         pending = [(k, self._conn.send("shrink", str(k))) for k in keys]
         out = []
         for k, p in pending:
@@ -396,7 +429,7 @@ class FlechefsCache(BaseCache):
                 raise TypeError("directory entry %r resolved to unexpected type %s"
                                 % (name, type(child).__name__))
 
-    def load_value_bytes(self, key: str) -> bytes:
+    def load_value_bytes(self, key: str) -> bytearray:
         """The stored pickle of a value (after gunzip and the signature check), read
         in ranges of the server's max_read, several in flight."""
         try:
@@ -405,24 +438,35 @@ class FlechefsCache(BaseCache):
             raise _key_error(e, key) from None
         full, size = st["key"], st["size"]
         step = int(self._hello().get("max_read") or (1 << 20))
-        offsets = list(range(0, size, step))
-        parts = []
-        pending = []
+        data = bytearray(size)
+        view = memoryview(data)
+        pending = collections.deque()
         try:
-            for off in offsets:
-                pending.append(self._conn.send("load_value", full, off, step, None))
-                if len(pending) >= _WINDOW:
-                    parts.append(pending.pop(0).wait())
+            for off in range(0, size, step):
+                n = min(step, size - off)
+                pending.append((off, n, self._conn.send("load_value", full, off, step, None,
+                                                        sink=view[off:off + n])))
+                while len(pending) >= _WINDOW:
+                    self._range_done(full, *pending.popleft(), view)
             while pending:
-                parts.append(pending.pop(0).wait())
+                self._range_done(full, *pending.popleft(), view)
         except ServerError as e:
             raise _key_error(e, key) from None
-        data = b"".join(parts)
-        if len(data) != size:
-            raise ServerError({"errno": 5, "name": "EIO",
-                               "message": "value %s: read %d bytes of %d"
-                                          % (full, len(data), size)})
         return data
+
+    @staticmethod
+    def _range_done(full, off, n, p, view):
+        """Waits for one range of load_value_bytes: read into its place by the
+        connection, or (a small answer) copied there."""
+        got = p.wait()
+        if isinstance(got, (bytes, bytearray)):
+            take = got[:n]
+            view[off:off + len(take)] = take
+            got = len(got)
+        if got != n:
+            raise ServerError({"errno": 5, "name": "EIO",
+                               "message": "value %s: read %d bytes of %d at %d"
+                                          % (full, got, n, off)})
 
     def _query(self, call: QueryCall) -> Iterable[LazyCall]:
         template, exact = self._server_template(call)
@@ -522,67 +566,34 @@ class FlechefsCache(BaseCache):
         return _StoredForms(remaining_depth=depth,
                             dumps=_serializer(self.serializer_name())[0])
 
-    def _probe(self, forms: "dict[str, bytes]") -> list:
-        """Asks, all at once, which values the server holds: an empty first chunk of
-        each answers "exists" (see _upload)."""
+    def _probe(self, keys: "Iterable[str]") -> list:
+        """Asks, all at once, which of these values the server holds: an empty first
+        chunk of each answers "exists" (see _upload). It starts the value's upload
+        on this connection afresh, so only the save that claims a key probes it."""
         self._hello()
-        return [(k, self._conn.send("put_value", k, 0, b"", False)) for k in forms]
+        return [(k, self._conn.send("put_value", k, 0, b"", False)) for k in keys]
 
-    def _upload(self, forms: "dict[str, bytes]", probes=None) -> None:
-        """Uploads the values the server lacks (probes: _probe's, made now when
-        None). The chunks of the values missing go in flight together, and each
-        value's final chunk once the others of all values are answered (the server
-        checks the value whole then)."""
-        hello = self._hello()
-        step = max(1 << 16, min(int(hello.get("max_frame") or (16 << 20)) - (1 << 16), 8 << 20))
-        missing, theirs = [], []
+    def _upload(self, forms: "dict[str, bytes]") -> None:
+        """Uploads the values the server lacks, waiting for each step of _Upload in
+        turn."""
+        claims = _Claims(self, forms)
         try:
-            if probes is None:
-                probes = self._probe(forms)
-            missing, theirs = self._claim_uploads(
-                [k for k, p in probes if not p.wait().get("exists")])
-            pending, finals = [], []
-            for k in missing:
-                data = forms[k]
-                offs = list(range(0, len(data), step)) or [0]
-                for off in offs[:-1]:
-                    pending.append(self._conn.send("put_value", k, off,
-                                                   data[off:off + step], False))
-                    self._uploaded[0] += min(step, len(data) - off)
-                finals.append((k, offs[-1]))
-            for p in pending:
-                p.wait()
-            for i, (k, off) in enumerate(finals):
-                last = forms[k][off:]
-                self._uploaded[0] += len(last)
-                finals[i] = self._conn.send("put_value", k, off, last, True)
-            for p in finals:
-                p.wait()
+            upload = _Upload(self, forms, self._probe(claims.mine), claims)
+            while not upload.advance():
+                pass
         except ServerError as e:
             if e.name == "EROFS":
                 raise Rejected(str(e), self) from None
             raise
         finally:
-            self._release_uploads(missing)
-        for done in theirs:
-            done.wait()
+            claims.release()
 
-    def _claim_uploads(self, keys):
-        """(the keys this thread uploads, Events of those another thread uploads)."""
-        mine, theirs = [], []
-        with self._lock:
-            for k in keys:
-                if k in self._uploading:
-                    theirs.append(self._uploading[k])
-                else:
-                    self._uploading[k] = threading.Event()
-                    mine.append(k)
-        return mine, theirs
-
-    def _release_uploads(self, keys):
-        with self._lock:
-            for k in keys:
-                self._uploading.pop(k).set()
+    def _wait_upload_elsewhere(self, done: threading.Event) -> None:
+        """Waits for another save's upload of a value. Its save may be one made
+        ahead that nobody is moving on: the saves ahead are moved on meanwhile, when
+        no other thread is doing so."""
+        while not done.wait(0.05):
+            self._ahead.poke(self._advance_save)
 
     def _record_map(self, digested: DigestedCall, key: str) -> dict:
         return {
@@ -606,7 +617,8 @@ class FlechefsCache(BaseCache):
 
     def save(self, call: "PreparedCall | Call | DigestedCall") -> str:
         """Stores the call's values the server lacks, then its record; answers the
-        call's key. Rejected when the server is read-only or refuses a value."""
+        call's key. Rejected when the server is read-only or refuses a value. With
+        save_ahead, returns once the requests are sent (see the class)."""
         if self.read_only:
             raise Rejected(self, call)
         forms = self._stored_forms()
@@ -619,7 +631,6 @@ class FlechefsCache(BaseCache):
                 digested = call
         except SaveError as e:
             raise Rejected(e) from None
-        probes = self._probe(forms.forms)
         key = digested.to_lookup_key()
         record = None
         if ((self._hello().get("layout") or {}).get("calls") or {}).get("type") != "sql":
@@ -631,21 +642,56 @@ class FlechefsCache(BaseCache):
         # Sent with the probes: when every value is there already (a call saved
         # again), the record is stored in the same round trip; else it is ENOENT and
         # sent again once the values are.
-        saving = self._conn.send("save", self._record_map(digested, key), record)
-        self._upload(forms.forms, probes)
-        try:
-            try:
-                saving.wait()
-            except ServerError as e:
-                if e.name != "ENOENT":
-                    raise
-                self._call("save", self._record_map(digested, key), record)
-        except ServerError as e:
-            if e.name == "EROFS":
-                raise Rejected(str(e), self, call) from None
-            raise
+        record_map = self._record_map(digested, key)
+        with self._lock:
+            # claimed and queued at once, so that a save ahead waiting for another's
+            # upload is always queued after it (settle finishes the oldest first)
+            claims = _Claims(self, forms.forms)
+            probes = self._probe(k for k in forms.forms if k in claims.mine)
+            saving = self._conn.send("save", record_map, record)
+            entry = _SaveAhead(key, forms.forms, probes, saving, record_map, record, claims)
+            if self.save_ahead > 0:
+                self._ahead.add(entry)
+        if self.save_ahead <= 0:
+            self._advance_save(entry)
+        else:
+            self._ahead.settle(self._advance_save, self.save_ahead)
         self._keep_size_limit(key)
         return key
+
+    def _advance_save(self, e: "_SaveAhead", block: bool = True) -> bool:
+        """Moves save e on: once its record is stored, True. Each step waits for
+        the answers of the one before (the record sent with the probes; when that
+        is ENOENT, the values' upload, _Upload; then the record again); with block
+        False it returns False instead of waiting for an answer not there yet."""
+        try:
+            while True:
+                if not block and not e.answered():
+                    return False
+                if e.resave is not None:
+                    e.resave.wait()
+                    e.claims.release()
+                    return True
+                if e.upload is not None:
+                    if e.upload.advance():
+                        e.resave = self._conn.send("save", e.record_map, e.record)
+                    continue
+                try:
+                    e.saving.wait()
+                    e.claims.release()
+                    return True
+                except ServerError as err:
+                    if err.name != "ENOENT":
+                        raise
+                e.upload = _Upload(self, e.forms, e.probes, e.claims)
+        except ServerError as err:
+            e.claims.release()
+            if err.name == "EROFS":
+                raise Rejected(str(err), self, e.key) from None
+            raise
+        except BaseException:
+            e.claims.release()
+            raise
 
     # -- the size limit, as fleche's SizeLimitedMixin
 
@@ -688,6 +734,190 @@ class FlechefsCache(BaseCache):
                     pass
                 keys.discard(target)
 
+
+class _Claims:
+    """Which values of a save this one uploads and which another save is uploading
+    on the same connection: the server keeps one temporary file per value key and
+    connection, so two uploads of one key at once would spoil each other. A key is
+    claimed by one save at a time, until it releases it (once its values are
+    stored, or it failed); the others wait for it before saving their record."""
+
+    def __init__(self, cache, keys):
+        self._cache = cache
+        self.mine, self.theirs = set(), {}
+        with cache._lock:
+            for k in keys:
+                if k in cache._uploading:
+                    self.theirs[k] = cache._uploading[k]
+                else:
+                    cache._uploading[k] = threading.Event()
+                    self.mine.add(k)
+
+    def release(self):
+        with self._cache._lock:
+            for k in self.mine:
+                self._cache._uploading.pop(k).set()
+            self.mine = set()
+
+
+class _Done:
+    """An upload claimed by another save, waited on as an answer is."""
+
+    def __init__(self, cache, event):
+        self._cache, self._event = cache, event
+
+    def done(self):
+        return self._event.is_set()
+
+    def wait(self):
+        self._cache._wait_upload_elsewhere(self._event)
+
+
+class _Upload:
+    """The upload of the values of forms the server lacks, as steps that each send
+    requests without waiting (advance): the probes' answers tell which values are
+    missing among those this save claims (the only ones it probes); their chunks go
+    in flight together, and each value's final chunk once the others of all values
+    are answered (the server checks the value whole then); the values another save
+    claims are waited for."""
+
+    def __init__(self, cache, forms, probes, claims):
+        self._cache = cache
+        self._forms = forms
+        self._probes = probes
+        self._claims = claims
+        self._finals = None
+        self.waiting = [p for _, p in probes]
+
+    def _send(self, key, off, data, final):
+        self._cache._uploaded[0] += len(data)
+        return self._cache._conn.send("put_value", key, off, data, final)
+
+    def advance(self) -> bool:
+        """Waits for the answers the upload waits on and sends its next requests;
+        True once every value is there."""
+        for p in self.waiting:
+            p.wait()
+        self.waiting = []
+        if self._probes is not None:
+            hello = self._cache._hello()
+            step = max(1 << 16, min(int(hello.get("max_frame") or (16 << 20)) - (1 << 16),
+                                    8 << 20))
+            missing = [k for k, p in self._probes if not p.wait().get("exists")]
+            self._probes, self._finals = None, []
+            self.waiting += [_Done(self._cache, done) for done in self._claims.theirs.values()]
+            for k in missing:
+                data = self._forms[k]
+                offs = list(range(0, len(data), step)) or [0]
+                self.waiting += [self._send(k, off, data[off:off + step], False)
+                                 for off in offs[:-1]]
+                self._finals.append((k, offs[-1]))
+            if self.waiting:
+                return False
+        if self._finals:
+            self.waiting = [self._send(k, off, self._forms[k][off:], True)
+                            for k, off in self._finals]
+            self._finals = None
+            return False
+        return True
+
+
+@dataclass
+class _SaveAhead:
+    """One save's requests in flight: its values' stored forms and probes, the
+    record sent with them, and (when that came before the values) the upload and
+    the record sent again."""
+
+    key: str
+    forms: dict
+    probes: list
+    saving: Any
+    record_map: dict
+    record: "bytes | None"
+    claims: _Claims
+    upload: "_Upload | None" = None
+    resave: Any = None
+    error: "Exception | None" = None  # a failure met by poke, for settle to raise
+
+    def answered(self) -> bool:
+        """Whether every answer its next step needs is there."""
+        if self.error is not None:
+            return True
+        if self.resave is not None:
+            waiting = [self.resave]
+        elif self.upload is not None:
+            waiting = self.upload.waiting
+        else:
+            waiting = [self.saving] + [p for _, p in self.probes]
+        return all(p.done() for p in waiting)
+
+
+class _SavesAhead:
+    """The saves of one FlechefsCache not yet confirmed (save_ahead), oldest first.
+    One thread at a time moves them on (settle: nothing it calls may settle again),
+    so that a flush that returns has seen every save made before it finished."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._settling = threading.Lock()
+        self.entries = collections.deque()
+
+    def add(self, entry):
+        with self._lock:
+            self.entries.append(entry)
+
+    def settle(self, advance, keep):
+        """Moves every save on as far as its answers allow without waiting, then
+        finishes the oldest until at most keep remain; raises the first failure
+        (naming its key) once all those are done."""
+        first = None
+        with self._settling:
+            for e, block in itertools.chain(((e, False) for e in list(self.entries)),
+                                            self._oldest_beyond(keep)):
+                try:
+                    if e.error is not None:
+                        raise e.error
+                    done = advance(e, block)
+                except Exception as err:  # noqa: BLE001 (raised below, once)
+                    done = True
+                    if first is None:
+                        first = (e.key, err)
+                    else:
+                        logger.error("saving call %s failed: %s", e.key, err)
+                if done:
+                    with self._lock:
+                        self.entries.remove(e)
+        if first is not None:
+            key, err = first
+            if hasattr(err, "add_note"):
+                err.add_note("raised for the save of call %s made ahead" % key)
+            raise err
+
+    def poke(self, advance):
+        """Moves every save on as far as its answers allow, without waiting, unless
+        a thread is settling them already; failures are kept for settle to raise."""
+        if not self._settling.acquire(blocking=False):
+            return
+        try:
+            for e in list(self.entries):
+                if e.error is None and e.answered():
+                    try:
+                        done = advance(e, False)
+                    except Exception as err:  # noqa: BLE001 (raised by settle)
+                        done, e.error = False, err
+                    if done:
+                        with self._lock:
+                            self.entries.remove(e)
+        finally:
+            self._settling.release()
+
+    def _oldest_beyond(self, keep):
+        while True:
+            with self._lock:
+                if len(self.entries) <= keep:
+                    return
+                e = self.entries[0]
+            yield e, True
 
 def _warn_on_skew(hello):
     """Warns when the server speaks a newer protocol or is another version."""

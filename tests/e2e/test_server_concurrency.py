@@ -217,6 +217,36 @@ def test_memory_bounded(root):
         T.equal(got, n, "answers to the load_values, with the right bytes")
 
 
+def test_value_read_bounded(root):
+    """A value of 128 MiB read whole, in the largest ranges (written from the value
+    file itself) and in ranges too small for that (copied): the server's peak
+    memory stays below a bound that does not grow with the value, as it lets go
+    of the pages it has served."""
+    key = key_of("one hundred twenty-eight mib")
+    block = hashlib.sha256(b"block").digest() * (MIB // 32)
+    size = 128 * MIB
+    with open(os.path.join(root, "values", key), "wb") as f:
+        for _ in range(size // len(block)):
+            f.write(block)
+    want = hashlib.sha256(block * (size // len(block))).hexdigest()
+    for label, step in (("ranges written from the file", None),
+                        ("copied ranges", 64 * 1024)):
+        with Server(SERVER, ["--serve", "--root", root]) as s:
+            hello = s.hello()
+            step = step or hello["max_read"]
+            requests = [("load_value", [key, off, step, None])
+                        for off in range(0, size, step)]
+            h = hashlib.sha256()
+            for i in range(0, len(requests), 64):
+                for err, data in s.pipeline(requests[i:i + 64]):
+                    T.check(err is None, "load_value: %r" % (err,))
+                    h.update(data or b"")
+            T.equal(h.hexdigest(), want, "the value's bytes, %s" % label)
+            peak = common.proc_status_kib(s.proc.pid, "VmHWM") * 1024
+            T.check(peak < 48 * MIB, "the server's peak memory after reading 128 MiB in "
+                    "%s: %d MiB" % (label, peak // MIB))
+
+
 def test_mount(root, bomb, small, tmpdir):
     """Through a mount: other values and calls are read while the bomb's first access
     runs; the bomb reads as EFBIG."""
@@ -284,6 +314,7 @@ def main():
         T.run(test_gunzip_max, root, mid)
         T.run(test_hello_first, root, small)
         T.run(test_memory_bounded, root)
+        T.run(test_value_read_bounded, root)
         T.run(test_mount, root, bomb, small, tmpdir)
     sys.exit(T.report())
 
