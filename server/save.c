@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -295,9 +296,50 @@ out:
 	return rc;
 }
 
+/*
+ * The requests of one connection run on several threads while a value's upload is
+ * one temporary file per connection and key: two requests for one key never run at
+ * once (a chunk at offset 0 truncates the file that a final chunk's check has
+ * mapped, which would be SIGBUS). One lock per stripe of keys, so that different
+ * values still upload side by side.
+ */
+#define PUT_STRIPES 256
+static pthread_mutex_t put_stripes[PUT_STRIPES];
+static pthread_once_t put_stripes_once = PTHREAD_ONCE_INIT;
+
+static void put_stripes_init(void)
+{
+	for (size_t i = 0; i < PUT_STRIPES; i++)
+		pthread_mutex_init(&put_stripes[i], NULL);
+}
+
+static int put_value_locked(struct srv_cache *cache, const char *key, uint64_t off,
+                            const void *data, size_t len, bool final, bool *exists,
+                            struct srv_error *err);
+
 int srv_put_value(struct srv_cache *cache, const char *key, size_t keylen, uint64_t off,
                   const void *data, size_t len, bool final, bool *exists,
                   struct srv_error *err)
+{
+	pthread_mutex_t *stripe;
+	int rc;
+
+	if (!rpc_key_valid(key, keylen)) {
+		*exists = false;
+		return srv_fail(err, RPC_E_EINVAL, "'%.*s' is not a value key", (int)keylen, key);
+	}
+	pthread_once(&put_stripes_once, put_stripes_init);
+	stripe = &put_stripes[rpc_key_hash(key) % PUT_STRIPES];
+	pthread_mutex_lock(stripe);
+	rc = put_value_locked(cache, key, off, data, len, final, exists, err);
+	pthread_mutex_unlock(stripe);
+	return rc;
+}
+
+/* srv_put_value for a valid key, under its stripe's lock. */
+static int put_value_locked(struct srv_cache *cache, const char *key, uint64_t off,
+                            const void *data, size_t len, bool final, bool *exists,
+                            struct srv_error *err)
 {
 	struct srv_cache *layer = srv_cache_save_layer(cache);
 	struct srv_layout l;
@@ -305,8 +347,6 @@ int srv_put_value(struct srv_cache *cache, const char *key, size_t keylen, uint6
 	int fd;
 
 	*exists = false;
-	if (!rpc_key_valid(key, keylen))
-		return srv_fail(err, RPC_E_EINVAL, "'%.*s' is not a value key", (int)keylen, key);
 	memcpy(keyhex, key, RPC_KEY_LEN);
 	keyhex[RPC_KEY_LEN] = '\0';
 	srv_cache_layout(layer, &l);
