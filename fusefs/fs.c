@@ -42,6 +42,15 @@
  *     stamp differs marks the record stale at once: a call recorded again under its
  *     key is shown within cache_timeout. Directories keep the records of the last
  *     FS_RECORDS_KEPT given one (node.c, keep_record); an older one is loaded again.
+ *     A call's files keep only their size and time and are read from their
+ *     directory's record (an open file holds it).
+ *  8. The kernel holds at most about FS_CALL_INODES_KEPT inodes of calls/<key> and
+ *     what is inside it, besides those in use: each inode of them made
+ *     FS_CALL_INODES_KEPT such inodes ago is asked back (its entry invalidated, from
+ *     a worker: node.c, keep_inode), and the kernel forgets it when nothing uses it.
+ *     A walk of every call (find, du) then holds the daemon's inode table to that,
+ *     not to one inode per file of every call; a name asked back is looked up again
+ *     when used, answered from the listing or its folder's record.
  *  5. A view of a value (views.h) is an FSD_VALUE inode with its view set: found by
  *     lookup only (ls values/ lists the keys alone), its size exact from stat_value
  *     with the view, cached by the kernel as values are. Call directories list the
@@ -438,11 +447,18 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	} else {
-		int err = fsd_fs_metadata_refused(i, fs);
+		/* The open file holds its call's record until released: the inode does
+		 * not (fsd_fs_file_record). */
+		struct fsd_record *rec = NULL;
+		int err = fsd_fs_file_record(fs, i, &rec);
+		if (!err)
+			err = fsd_fs_metadata_refused(i, rec);
 		if (err) {
+			fsd_record_unref(rec);
 			fsd_fs_reply_err(req, err);
 			return;
 		}
+		fi->fh = (uint64_t)(uintptr_t)rec;
 	}
 	raise_readahead(fs);
 	/* A value never changes for its key: keep the kernel's pages. A record's
@@ -450,6 +466,14 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->keep_cache = i->kind == FSD_VALUE;
 	fi->noflush = 1;
 	fuse_reply_open(req, fi);
+}
+
+static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fsd_inode *i = fsd_fs_inode(fsd_fs_of_req(req), ino);
+	if (i && fsd_fs_is_record_file(i->kind))
+		fsd_record_unref((struct fsd_record *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
 }
 
 /* The largest read the kernel sends (FUSE's max_pages of 256). */
@@ -502,10 +526,8 @@ static void read_op(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	if (i->kind != FSD_VALUE) {
-		fsd_itable_lock(&fs->it);
-		struct fsd_record *rec = fsd_record_ref(i->rec);
-		const struct fsd_record_file *f = fsd_fs_record_file(i);
-		fsd_itable_unlock(&fs->it);
+		const struct fsd_record *rec = (const struct fsd_record *)(uintptr_t)fi->fh;
+		const struct fsd_record_file *f = fsd_fs_record_file(rec, i);
 		if (!f) {
 			fuse_reply_err(req, EIO);
 		} else if ((size_t)off >= f->len) {
@@ -514,7 +536,6 @@ static void read_op(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			size_t n = f->len - (size_t)off;
 			fuse_reply_buf(req, f->data + off, n < size ? n : size);
 		}
-		fsd_record_unref(rec);
 		return;
 	}
 	fsd_itable_lock(&fs->it);
@@ -670,6 +691,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
     .link = fs_link,
     .open = fs_open,
     .read = fs_read,
+    .release = fs_release,
     .write = fs_write,
     .opendir = fsd_fs_opendir,
     .readdir = fsd_fs_readdir,
