@@ -441,7 +441,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			fsd_itable_unlock(&fs->it);
 			break;
 		}
-		i->nlookup++;
+		if (i->nlookup++ == 0)
+			fsd_fs_keep_inode(fs, i);
 		fsd_itable_unlock(&fs->it);
 		used += need;
 	}

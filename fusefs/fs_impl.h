@@ -200,6 +200,12 @@ int fsd_fs_current_record(struct fsd_fs *fs, struct fsd_inode *i, struct fsd_rec
 int fsd_fs_reply_err(fuse_req_t req, int err);
 /* Replies "no such entry", cached by the kernel for the negative timeout. */
 void fsd_fs_reply_negative(struct fsd_fs *fs, fuse_req_t req);
+/*
+ * Notes that i, which the kernel did not know, was handed to it (its lookup count
+ * went from 0); for calls/<key> and what is inside it, queues the one handed
+ * FS_CALL_INODES_KEPT before it to be asked back (fs.c invariant 8). Lock held.
+ */
+void fsd_fs_keep_inode(struct fsd_fs *fs, struct fsd_inode *i);
 /* Creates or finds the child with `lookups` lookups and sets its attributes. Lock held. */
 struct fsd_inode *fsd_fs_make_child(struct fsd_fs *fs, struct fsd_inode *parent,
                                     const char *name, enum fsd_kind kind,

@@ -451,10 +451,10 @@ static void letgo_main(void *arg)
 	fsd_itable_unlock(&fs->it);
 }
 
-/* Notes that i, of calls/<key> or inside it, was made; queues the inode made
- * FS_CALL_INODES_KEPT before it to be asked back. Lock held. */
-static void keep_inode(struct fsd_fs *fs, struct fsd_inode *i)
+void fsd_fs_keep_inode(struct fsd_fs *fs, struct fsd_inode *i)
 {
+	if (i->kind != FSD_CALL && !fsd_fs_in_call_folder(i))
+		return;
 	uint64_t old = fs->made[fs->made_next];
 	fs->made[fs->made_next] = i->ino;
 	fs->made_next = (fs->made_next + 1) % FS_CALL_INODES_KEPT;
@@ -478,8 +478,8 @@ struct fsd_inode *fsd_fs_make_child(struct fsd_fs *fs, struct fsd_inode *parent,
 	    fsd_itable_child(&fs->it, parent, name, kind, sp->key, sp->target, lookups);
 	if (!i)
 		return NULL;
-	if (i->nlookup == lookups && lookups && (kind == FSD_CALL || fsd_fs_in_call_folder(i)))
-		keep_inode(fs, i); /* new: it had no lookups before */
+	if (i->nlookup == lookups && lookups)
+		fsd_fs_keep_inode(fs, i); /* handed to the kernel, which knew it not */
 	if (kind == FSD_VALUE)
 		i->view = sp->view; /* the same for the same path */
 	if (sp->rec && fsd_fs_is_record_file(kind)) {
