@@ -29,7 +29,8 @@
  *  3. Listings of calls/, values/ and by-name/ come from listing.h: cached for
  *     cache_timeout, streamed page by page to readdir, dropped after an eviction
  *     through this mount. Readdirplus hands the kernel every entry's attributes,
- *     so ls -l costs no request per entry; except inside a call directory, whose
+ *     so ls -l costs no request per entry (of calls/, for the last
+ *     FS_CALL_INODES_KEPT: invariant 8); except inside a call directory, whose
  *     entries are given with node id 0 (name and type only): a walk of the whole
  *     tree then leaves the kernel, and so the inode table, one inode per call, not
  *     one per file of every call, and ls -l of a call costs a lookup per entry,
@@ -44,13 +45,6 @@
  *     FS_RECORDS_KEPT given one (node.c, keep_record); an older one is loaded again.
  *     A call's files keep only their size and time and are read from their
  *     directory's record (an open file holds it).
- *  8. The kernel holds at most about FS_CALL_INODES_KEPT inodes of calls/<key> and
- *     what is inside it, besides those in use: each inode of them made
- *     FS_CALL_INODES_KEPT such inodes ago is asked back (its entry invalidated, from
- *     a worker: node.c, keep_inode), and the kernel forgets it when nothing uses it.
- *     A walk of every call (find, du) then holds the daemon's inode table to that,
- *     not to one inode per file of every call; a name asked back is looked up again
- *     when used, answered from the listing or its folder's record.
  *  5. A view of a value (views.h) is an FSD_VALUE inode with its view set: found by
  *     lookup only (ls values/ lists the keys alone), its size exact from stat_value
  *     with the view, cached by the kernel as values are. Call directories list the
@@ -65,6 +59,14 @@
  *     never change, so the kernel keeps what it learns for value_timeout); its files
  *     are FSD_VALUE inodes of their content key in the bin view, read as any value,
  *     and its folders FSD_RECDIR inodes again, at most FSD_RECDIR_DEPTH deep.
+ *  8. The kernel holds at most about FS_CALL_INODES_KEPT inodes of calls/<key> and
+ *     what is inside it, besides those in use: each inode of them handed to it
+ *     FS_CALL_INODES_KEPT such inodes before the newest is asked back (its entry
+ *     invalidated, from a worker: node.c, fsd_fs_keep_inode), and the kernel forgets
+ *     it when nothing uses it. A walk of every call (find, du) then holds the
+ *     daemon's inode table to that, not to one inode per file of every call; a name
+ *     asked back is looked up again when used, answered from the listing or its
+ *     folder's record.
  */
 #include <errno.h>
 #include <math.h>
