@@ -5,6 +5,7 @@ from the source tree after building:
 
     /usr/bin/python3 bench/bench-walk.py [--build build] [--calls 100000]
         [--layouts files,sql] [--ops find,grep,du] [--keep DIR]
+        [--baseline BUILD] [--no-reference]
 
 For each layout it makes a cache of NCALLS calls with examples/make-cache.py (kept in
 DIR with --keep, and reused from there), and once an ordinary tree: calls/<key>/ with
@@ -17,7 +18,9 @@ operation runs cold (page cache dropped, fresh mount):
   du -s MNT/calls
 
 and prints seconds, calls/s, and the peak resident memory (VmHWM) of the daemon and
-of the server. Targets: at least 20,000 calls/s for the find, daemon peak RSS
+of the server. With --baseline, the same walks run through that build's daemon too
+(rows "baseline"), side by side; --no-reference leaves the ordinary tree out (making
+it for a million calls takes long). Targets: at least 20,000 calls/s for the find, daemon peak RSS
 at most 128 MiB at any size.
 """
 
@@ -109,6 +112,8 @@ def main():
     ap.add_argument("--layouts", default="files,sql")
     ap.add_argument("--ops", default="find,grep,du")
     ap.add_argument("--keep", help="a directory keeping the caches and trees made")
+    ap.add_argument("--baseline", help="a build to walk the same mounts with, for comparison")
+    ap.add_argument("--no-reference", action="store_true", help="no ordinary tree")
     a = ap.parse_args()
     work = a.keep or tempfile.mkdtemp(prefix="bench-walk-")
     os.makedirs(work, exist_ok=True)
@@ -119,7 +124,7 @@ def main():
             cache = os.path.join(work, "%s-%d" % (layout, a.calls))
             ref = os.path.join(work, "reference-%d" % a.calls)
             make_cache(cache, layout, a.calls)
-            if not os.path.isdir(ref):
+            if not a.no_reference and not os.path.isdir(ref):
                 mp = tempfile.mkdtemp(prefix="bench-walk-")
                 subprocess.run([os.path.join(a.build, "fusefs", "flechefs"), cache, mp],
                                check=True)
@@ -129,14 +134,18 @@ def main():
                     subprocess.run(["fusermount3", "-u", mp])
                     os.rmdir(mp)
             for op in a.ops.split(","):
-                drop_caches()
-                secs, out = timed(OPS[op](os.path.join(ref, "calls")))
-                print("%-6s %-5s %-10s %9.1f %9.0f %12s %12s  %s" % (
-                    layout, op, "ordinary", secs, a.calls / secs, "-", "-", out), flush=True)
-                secs, out, d, s = walk_mount(a.build, cache, op)
-                print("%-6s %-5s %-10s %9.1f %9.0f %12.0f %12.0f  %s" % (
-                    layout, op, "flechefs", secs, a.calls / secs, d / 1024, s / 1024, out),
-                    flush=True)
+                if not a.no_reference:
+                    drop_caches()
+                    secs, out = timed(OPS[op](os.path.join(ref, "calls")))
+                    print("%-6s %-5s %-10s %9.1f %9.0f %12s %12s  %s" % (
+                        layout, op, "ordinary", secs, a.calls / secs, "-", "-", out),
+                        flush=True)
+                builds = [("baseline", a.baseline)] if a.baseline else []
+                for tree, build in builds + [("flechefs", a.build)]:
+                    secs, out, d, s = walk_mount(build, cache, op)
+                    print("%-6s %-5s %-10s %9.1f %9.0f %12.0f %12.0f  %s" % (
+                        layout, op, tree, secs, a.calls / secs, d / 1024, s / 1024, out),
+                        flush=True)
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)

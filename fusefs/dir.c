@@ -164,7 +164,7 @@ void fsd_fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	case FSD_CALL_META: {
 		int e = fsd_fs_current_record(fs, i, &d->rec, &d->fresh_until_ms);
 		if (!e && i->kind == FSD_CALL_META)
-			e = fsd_fs_metadata_refused(i, fs);
+			e = fsd_fs_metadata_refused(i, d->rec);
 		if (e) {
 			rc = -e;
 			break;
@@ -441,7 +441,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			fsd_itable_unlock(&fs->it);
 			break;
 		}
-		i->nlookup++;
+		if (i->nlookup++ == 0)
+			fsd_fs_keep_inode(fs, i);
 		fsd_itable_unlock(&fs->it);
 		used += need;
 	}

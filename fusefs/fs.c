@@ -29,7 +29,8 @@
  *  3. Listings of calls/, values/ and by-name/ come from listing.h: cached for
  *     cache_timeout, streamed page by page to readdir, dropped after an eviction
  *     through this mount. Readdirplus hands the kernel every entry's attributes,
- *     so ls -l costs no request per entry; except inside a call directory, whose
+ *     so ls -l costs no request per entry (of calls/, for the last
+ *     FS_CALL_INODES_KEPT: invariant 8); except inside a call directory, whose
  *     entries are given with node id 0 (name and type only): a walk of the whole
  *     tree then leaves the kernel, and so the inode table, one inode per call, not
  *     one per file of every call, and ls -l of a call costs a lookup per entry,
@@ -42,6 +43,8 @@
  *     stamp differs marks the record stale at once: a call recorded again under its
  *     key is shown within cache_timeout. Directories keep the records of the last
  *     FS_RECORDS_KEPT given one (node.c, keep_record); an older one is loaded again.
+ *     A call's files keep only their size and time and are read from their
+ *     directory's record (an open file holds it).
  *  5. A view of a value (views.h) is an FSD_VALUE inode with its view set: found by
  *     lookup only (ls values/ lists the keys alone), its size exact from stat_value
  *     with the view, cached by the kernel as values are. Call directories list the
@@ -59,6 +62,14 @@
  *     too. Its files are FSD_VALUE inodes of their content key in the bin view, read
  *     as any value, and its folders FSD_RECDIR inodes again, at most
  *     FSD_RECDIR_DEPTH deep.
+ *  8. The kernel holds at most about FS_CALL_INODES_KEPT inodes of calls/<key> and
+ *     what is inside it, besides those in use: each inode of them handed to it
+ *     FS_CALL_INODES_KEPT such inodes before the newest is asked back (its entry
+ *     invalidated, from a worker: node.c, fsd_fs_keep_inode), and the kernel forgets
+ *     it when nothing uses it. A walk of every call (find, du) then holds the
+ *     daemon's inode table to that, not to one inode per file of every call; a name
+ *     asked back is looked up again when used, answered from the listing or its
+ *     folder's record.
  */
 #include <errno.h>
 #include <math.h>
@@ -441,11 +452,18 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	} else {
-		int err = fsd_fs_metadata_refused(i, fs);
+		/* The open file holds its call's record until released: the inode does
+		 * not (fsd_fs_file_record). */
+		struct fsd_record *rec = NULL;
+		int err = fsd_fs_file_record(fs, i, &rec);
+		if (!err)
+			err = fsd_fs_metadata_refused(i, rec);
 		if (err) {
+			fsd_record_unref(rec);
 			fsd_fs_reply_err(req, err);
 			return;
 		}
+		fi->fh = (uint64_t)(uintptr_t)rec;
 	}
 	raise_readahead(fs);
 	/* A value never changes for its key: keep the kernel's pages. A record's
@@ -453,6 +471,14 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->keep_cache = i->kind == FSD_VALUE;
 	fi->noflush = 1;
 	fuse_reply_open(req, fi);
+}
+
+static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fsd_inode *i = fsd_fs_inode(fsd_fs_of_req(req), ino);
+	if (i && fsd_fs_is_record_file(i->kind))
+		fsd_record_unref((struct fsd_record *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
 }
 
 /* The largest read the kernel sends (FUSE's max_pages of 256). */
@@ -505,10 +531,8 @@ static void read_op(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	if (i->kind != FSD_VALUE) {
-		fsd_itable_lock(&fs->it);
-		struct fsd_record *rec = fsd_record_ref(i->rec);
-		const struct fsd_record_file *f = fsd_fs_record_file(i);
-		fsd_itable_unlock(&fs->it);
+		const struct fsd_record *rec = (const struct fsd_record *)(uintptr_t)fi->fh;
+		const struct fsd_record_file *f = fsd_fs_record_file(rec, i);
 		if (!f) {
 			fuse_reply_err(req, EIO);
 		} else if ((size_t)off >= f->len) {
@@ -517,7 +541,6 @@ static void read_op(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			size_t n = f->len - (size_t)off;
 			fuse_reply_buf(req, f->data + off, n < size ? n : size);
 		}
-		fsd_record_unref(rec);
 		return;
 	}
 	fsd_itable_lock(&fs->it);
@@ -673,6 +696,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
     .link = fs_link,
     .open = fs_open,
     .read = fs_read,
+    .release = fs_release,
     .write = fs_write,
     .opendir = fsd_fs_opendir,
     .readdir = fsd_fs_readdir,

@@ -43,10 +43,20 @@
  * The records the daemon keeps on directory inodes (fs.c invariant 4): those of the
  * last FS_RECORDS_KEPT directories given one. An older one is dropped and loaded
  * again when next asked for, so that a walk of every call holds this many records,
- * not one per call the kernel still knows. Files of a call the kernel holds keep
- * their own reference.
+ * not one per call the kernel still knows. A call's files hold no record (their
+ * size and time only) and are read from their directory's; an open file holds its
+ * record until released.
  */
 #define FS_RECORDS_KEPT 4096
+
+/*
+ * The inodes of calls/<key> and what is inside it the kernel is let hold (fs.c
+ * invariant 8): each one made FS_CALL_INODES_KEPT such inodes before the newest is
+ * asked back. At most FS_LETGO_QUEUED wait to be asked back; more are left to the
+ * kernel (asked back only when made again).
+ */
+#define FS_CALL_INODES_KEPT 32768
+#define FS_LETGO_QUEUED     FS_CALL_INODES_KEPT
 
 struct evict_guard {
 	pthread_mutex_t lock;
@@ -80,6 +90,15 @@ struct fsd_fs {
 	 * the table's lock; 0 where none. */
 	uint64_t kept[FS_RECORDS_KEPT];
 	size_t kept_next;
+	/* The inodes of calls/<key> and inside it, in the order they were made, a ring
+	 * (FS_CALL_INODES_KEPT), and those to ask back, a queue (FS_LETGO_QUEUED) that
+	 * one worker drains while letgo_running: all under the table's lock; 0 where
+	 * none. */
+	uint64_t made[FS_CALL_INODES_KEPT];
+	size_t made_next;
+	uint64_t letgo[FS_LETGO_QUEUED];
+	size_t letgo_head, letgo_len;
+	int letgo_running;
 };
 
 /* The parameters of a new child, beyond its name and kind. */
@@ -120,14 +139,29 @@ int fsd_fs_inside_call(enum fsd_kind k);
 /* Nonzero when s[0..n) is lowercase hex. */
 int fsd_fs_is_hex(const char *s, size_t n);
 
-/* The record file a call-file inode stands for (NULL when none). Lock held. */
-const struct fsd_record_file *fsd_fs_record_file(struct fsd_inode *i);
+/* The longest path of a directory holding a call's files: "calls/<key>/metadata". */
+#define FSD_CALL_DIR_PATH_MAX (sizeof("calls//metadata") + RPC_KEY_LEN)
+
+/* Nonzero for the kinds of a call's files (call.json..., metadata/<block>.json). */
+int fsd_fs_is_record_file(enum fsd_kind k);
+/* Nonzero for what is inside a call folder (calls/<key>/...), not the folder. */
+int fsd_fs_in_call_folder(const struct fsd_inode *i);
+/* The file of rec that call-file inode i stands for (NULL when none). */
+const struct fsd_record_file *fsd_fs_record_file(const struct fsd_record *rec,
+                                                 const struct fsd_inode *i);
+/*
+ * The current record of call-file inode i: its directory's (fsd_fs_current_record),
+ * loaded again when that one has dropped it. A file inode holds no record, only its
+ * size and time. Returns 0 and *rec (a reference, the caller's to drop) or a
+ * positive errno. Lock not held.
+ */
+int fsd_fs_file_record(struct fsd_fs *fs, struct fsd_inode *i, struct fsd_record **rec);
 /*
  * EIO, logged with the server's reason, when i is a part of a call that is rendered
  * from metadata the server cannot send (call.json, metadata/ and what is in it); 0
- * otherwise. Lock not held.
+ * otherwise. rec: i's record, or its directory's for a file (borrowed).
  */
-int fsd_fs_metadata_refused(struct fsd_inode *i, struct fsd_fs *fs);
+int fsd_fs_metadata_refused(const struct fsd_inode *i, const struct fsd_record *rec);
 /* Fills st with i's attributes. Lock held. */
 void fsd_fs_fill_attr(struct fsd_fs *fs, struct fsd_inode *i, struct stat *st);
 /* How long the kernel may cache entries and attributes of kind k, in seconds. */
@@ -167,6 +201,12 @@ int fsd_fs_current_record(struct fsd_fs *fs, struct fsd_inode *i, struct fsd_rec
 int fsd_fs_reply_err(fuse_req_t req, int err);
 /* Replies "no such entry", cached by the kernel for the negative timeout. */
 void fsd_fs_reply_negative(struct fsd_fs *fs, fuse_req_t req);
+/*
+ * Notes that i, which the kernel did not know, was handed to it (its lookup count
+ * went from 0); for calls/<key> and what is inside it, queues the one handed
+ * FS_CALL_INODES_KEPT before it to be asked back (fs.c invariant 8). Lock held.
+ */
+void fsd_fs_keep_inode(struct fsd_fs *fs, struct fsd_inode *i);
 /* Creates or finds the child with `lookups` lookups and sets its attributes. Lock held. */
 struct fsd_inode *fsd_fs_make_child(struct fsd_fs *fs, struct fsd_inode *parent,
                                     const char *name, enum fsd_kind kind,

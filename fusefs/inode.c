@@ -140,6 +140,30 @@ struct fsd_inode *fsd_itable_get_locked(struct fsd_itable *t, uint64_t ino)
 	return find_locked(t, ino);
 }
 
+/* The number of path's inode, or of the free slot it would take (invariant 2). */
+static uint64_t path_slot(struct fsd_itable *t, const char *path, struct fsd_inode **found)
+{
+	uint64_t ino = fsd_path_hash(path);
+	for (;; ino++) {
+		if (ino <= 1)
+			continue;
+		struct fsd_inode *i = find_locked(t, ino);
+		if (!i || strcmp(i->path, path) == 0) {
+			*found = i;
+			return ino;
+		}
+	}
+}
+
+struct fsd_inode *fsd_itable_find_path(struct fsd_itable *t, const char *path)
+{
+	struct fsd_inode *i;
+	if (!*path)
+		return t->root;
+	path_slot(t, path, &i);
+	return i;
+}
+
 static void grow(struct fsd_itable *t)
 {
 	size_t n = t->nbuckets * 2;
@@ -175,20 +199,14 @@ struct fsd_inode *fsd_itable_child(struct fsd_itable *t, struct fsd_inode *paren
 	} else {
 		memcpy(path, name, nlen + 1);
 	}
-	uint64_t ino = fsd_path_hash(path);
-	for (;; ino++) {
-		if (ino <= 1)
-			continue;
-		struct fsd_inode *i = find_locked(t, ino);
-		if (!i)
-			break;
-		if (strcmp(i->path, path) == 0) {
-			free(path);
-			i->nlookup += lookups;
-			return i;
-		}
+	struct fsd_inode *i;
+	uint64_t ino = path_slot(t, path, &i);
+	if (i) {
+		free(path);
+		i->nlookup += lookups;
+		return i;
 	}
-	struct fsd_inode *i = calloc(1, sizeof(*i));
+	i = calloc(1, sizeof(*i));
 	if (!i) {
 		free(path);
 		return NULL;

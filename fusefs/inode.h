@@ -14,7 +14,9 @@
  *     follows from the path); the attribute fields (size, mtime, err, rec, aux)
  *     change under the table's lock only.
  *  4. A record (struct fsd_record) is immutable once built and reference counted;
- *     every inode of a call directory's subtree may hold a reference.
+ *     only the directories of a call (calls/<key>/, its arguments/ and metadata/)
+ *     hold a reference. A call's file holds its size and time, and an open file
+ *     its record; a link holds its target.
  *  5. fresh_until_ms, nonzero for the inodes of a call directory's subtree only, is
  *     when what the inode holds (its record, its attributes, its existence) stops
  *     being known current: cache_timeout after the load or listing that told it.
@@ -111,7 +113,7 @@ struct fsd_inode {
 	uint64_t size;
 	double mtime;                /* 0: the mount's time */
 	int err;                     /* nonzero: opening or reading fails with this errno */
-	struct fsd_record *rec;      /* call directories and their contents */
+	struct fsd_record *rec;      /* a call's directories (invariant 4), or NULL */
 	uint64_t fresh_until_ms;     /* invariant 5 (CLOCK_MONOTONIC); 0: not a call's */
 	struct fsd_candidate *cands; /* FSD_AMBIG */
 	size_t ncands;
@@ -139,6 +141,10 @@ void fsd_itable_unlock(struct fsd_itable *t);
 struct fsd_inode *fsd_itable_get(struct fsd_itable *t, uint64_t ino);
 /* The same with the table's lock held by the caller. */
 struct fsd_inode *fsd_itable_get_locked(struct fsd_itable *t, uint64_t ino);
+
+/* Finds the inode of a path inside the mount; NULL when unknown. Caller holds the
+ * lock. */
+struct fsd_inode *fsd_itable_find_path(struct fsd_itable *t, const char *path);
 
 /*
  * Finds or creates the inode for child `name` of `parent` with the given kind, and

@@ -557,7 +557,7 @@ static void lookup_in_call(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *
 	struct fsd_record *rec = NULL;
 	int e = fsd_fs_current_record(fs, parent, &rec, &sp.fresh_until_ms);
 	if (!e && parent->kind == FSD_CALL_META)
-		e = fsd_fs_metadata_refused(parent, fs);
+		e = fsd_fs_metadata_refused(parent, rec);
 	if (e) {
 		fsd_record_unref(rec);
 		fsd_fs_reply_err(req, e);

@@ -74,40 +74,79 @@ static void set_time(struct timespec *ts, double t)
 		ts->tv_nsec = 0;
 }
 
-/* Contents of a record file inode (call files and metadata), or NULL. Lock held. */
-const struct fsd_record_file *fsd_fs_record_file(struct fsd_inode *i)
+/* The file of rec a call file inode of that kind and name stands for, or NULL. */
+static const struct fsd_record_file *record_file(const struct fsd_record *rec, enum fsd_kind kind,
+                                                 const char *name)
 {
-	if (!i->rec)
+	if (!rec)
 		return NULL;
-	if (i->kind == FSD_CALL_FILE) {
-		for (size_t k = 0; k < i->rec->nfiles; k++)
-			if (strcmp(i->rec->files[k].name, i->name) == 0)
-				return &i->rec->files[k];
-	} else if (i->kind == FSD_CALL_META_FILE) {
-		for (size_t k = 0; k < i->rec->nmeta; k++)
-			if (strcmp(i->rec->meta[k].name, i->name) == 0)
-				return &i->rec->meta[k];
+	if (kind == FSD_CALL_FILE) {
+		for (size_t k = 0; k < rec->nfiles; k++)
+			if (strcmp(rec->files[k].name, name) == 0)
+				return &rec->files[k];
+	} else if (kind == FSD_CALL_META_FILE) {
+		for (size_t k = 0; k < rec->nmeta; k++)
+			if (strcmp(rec->meta[k].name, name) == 0)
+				return &rec->meta[k];
 	}
 	return NULL;
+}
+
+const struct fsd_record_file *fsd_fs_record_file(const struct fsd_record *rec,
+                                                 const struct fsd_inode *i)
+{
+	return record_file(rec, i->kind, i->name);
+}
+
+int fsd_fs_in_call_folder(const struct fsd_inode *i)
+{
+	const char *p = i->path;
+	return strncmp(p, "calls/", 6) == 0 && strlen(p) > 6 + RPC_KEY_LEN &&
+	       p[6 + RPC_KEY_LEN] == '/' && fsd_fs_is_hex(p + 6, RPC_KEY_LEN);
+}
+
+int fsd_fs_is_record_file(enum fsd_kind k)
+{
+	return k == FSD_CALL_FILE || k == FSD_CALL_META_FILE;
+}
+
+int fsd_fs_file_record(struct fsd_fs *fs, struct fsd_inode *i, struct fsd_record **rec)
+{
+	*rec = NULL;
+	const char *slash = strrchr(i->path, '/');
+	if (!fsd_fs_is_record_file(i->kind) || !slash)
+		return EIO;
+	char dir[FSD_CALL_DIR_PATH_MAX];
+	size_t n = (size_t)(slash - i->path);
+	if (n >= sizeof(dir))
+		return EIO;
+	memcpy(dir, i->path, n);
+	dir[n] = 0;
+	fsd_itable_lock(&fs->it);
+	struct fsd_inode *d = fsd_itable_find_path(&fs->it, dir);
+	fsd_itable_unlock(&fs->it);
+	/* The kernel holds a file's directory while it holds the file (its dentry's
+	 * parent), so d stays while i does. */
+	if (!d || !fsd_fs_inside_call(d->kind))
+		return ESTALE;
+	uint64_t fresh;
+	return fsd_fs_current_record(fs, d, rec, &fresh);
 }
 
 /*
  * EIO, logged with the server's reason, when i is a part of a call that is rendered
  * from metadata the server cannot send (call.json, metadata/ and what is in it); 0
- * otherwise. Lock not held.
+ * otherwise. rec is i's record (or its directory's, for a file).
  */
-int fsd_fs_metadata_refused(struct fsd_inode *i, struct fsd_fs *fs)
+int fsd_fs_metadata_refused(const struct fsd_inode *i, const struct fsd_record *rec)
 {
-	fsd_itable_lock(&fs->it);
-	struct fsd_record *rec = fsd_record_ref(i->rec);
-	const struct fsd_record_file *f = i->kind == FSD_CALL_FILE ? fsd_fs_record_file(i) : NULL;
+	const struct fsd_record_file *f =
+	    i->kind == FSD_CALL_FILE ? fsd_fs_record_file(rec, i) : NULL;
 	int refused = rec && rec->meta_error &&
 	              (i->kind == FSD_CALL_META || i->kind == FSD_CALL_META_FILE ||
 	               (f && f == &rec->files[0])); /* files[0] is call.json */
-	fsd_itable_unlock(&fs->it);
 	if (refused)
 		fsd_log(FSD_LOG_WARN, "cannot read '%s': %s", i->path, rec->meta_error);
-	fsd_record_unref(rec);
 	return refused ? EIO : 0;
 }
 
@@ -164,8 +203,7 @@ void fsd_fs_fill_attr(struct fsd_fs *fs, struct fsd_inode *i, struct stat *st)
 		st->st_size = (off_t)i->size;
 		st->st_blksize = FS_VALUE_BLKSIZE;
 	} else {
-		const struct fsd_record_file *f = fsd_fs_record_file(i);
-		st->st_size = f ? (off_t)f->len : 0;
+		st->st_size = (off_t)i->size; /* a call's file: from its record, when looked up */
 	}
 	st->st_blocks = (st->st_size + 511) / 512;
 }
@@ -376,6 +414,61 @@ void fsd_fs_reply_negative(struct fsd_fs *fs, fuse_req_t req)
 }
 
 
+/* --- the call inodes the kernel holds (fs.c invariant 8) --- */
+
+/* A worker: asks the kernel to let go of the queued inodes' entries, until none is
+ * left. Each is looked up again here: one forgotten meanwhile is skipped. */
+static void letgo_main(void *arg)
+{
+	struct fsd_fs *fs = arg;
+	char name[256];
+	fsd_itable_lock(&fs->it);
+	while (fs->letgo_len) {
+		uint64_t ino = fs->letgo[fs->letgo_head];
+		fs->letgo_head = (fs->letgo_head + 1) % FS_LETGO_QUEUED;
+		fs->letgo_len--;
+		struct fsd_inode *i = fsd_itable_get_locked(&fs->it, ino);
+		const char *slash = i ? strrchr(i->path, '/') : NULL;
+		char dir[FSD_CALL_DIR_PATH_MAX];
+		size_t n = slash ? (size_t)(slash - i->path) : 0;
+		if (!slash || n >= sizeof(dir) || strlen(i->name) >= sizeof(name))
+			continue;
+		memcpy(dir, i->path, n);
+		dir[n] = 0;
+		struct fsd_inode *d = fsd_itable_find_path(&fs->it, dir);
+		if (!d)
+			continue;
+		uint64_t dino = d->ino;
+		size_t nl = strlen(i->name);
+		memcpy(name, i->name, nl + 1);
+		fsd_itable_unlock(&fs->it);
+		/* -ENOENT when the kernel has let go of it already. */
+		if (fs->se)
+			fuse_lowlevel_notify_inval_entry(fs->se, dino, name, nl);
+		fsd_itable_lock(&fs->it);
+	}
+	fs->letgo_running = 0;
+	fsd_itable_unlock(&fs->it);
+}
+
+void fsd_fs_keep_inode(struct fsd_fs *fs, struct fsd_inode *i)
+{
+	if (i->kind != FSD_CALL && !fsd_fs_in_call_folder(i))
+		return;
+	uint64_t old = fs->made[fs->made_next];
+	fs->made[fs->made_next] = i->ino;
+	fs->made_next = (fs->made_next + 1) % FS_CALL_INODES_KEPT;
+	if (!old || old == i->ino || fs->letgo_len == FS_LETGO_QUEUED)
+		return;
+	fs->letgo[(fs->letgo_head + fs->letgo_len) % FS_LETGO_QUEUED] = old;
+	fs->letgo_len++;
+	if (!fs->letgo_running && fs->se) {
+		fs->letgo_running = fsd_workers_start(&fs->workers, letgo_main, fs) == 0;
+		if (!fs->letgo_running)
+			fs->letgo_len = 0; /* no thread: the kernel keeps them */
+	}
+}
+
 /* Creates or finds the child with `lookups` lookups and sets its attributes. Lock held. */
 struct fsd_inode *fsd_fs_make_child(struct fsd_fs *fs, struct fsd_inode *parent, const char *name,
                                     enum fsd_kind kind, const struct child_spec *sp,
@@ -385,18 +478,26 @@ struct fsd_inode *fsd_fs_make_child(struct fsd_fs *fs, struct fsd_inode *parent,
 	    fsd_itable_child(&fs->it, parent, name, kind, sp->key, sp->target, lookups);
 	if (!i)
 		return NULL;
+	if (i->nlookup == lookups && lookups)
+		fsd_fs_keep_inode(fs, i); /* handed to the kernel, which knew it not */
 	if (kind == FSD_VALUE)
 		i->view = sp->view; /* the same for the same path */
-	if (sp->rec && i->rec != sp->rec &&
-	    !(i->rec && sp->rec->stamp && i->rec->stamp == sp->rec->stamp)) {
+	if (sp->rec && fsd_fs_is_record_file(kind)) {
+		/* A file keeps what its attributes need, not its record: it is read from
+		 * its directory's when opened (fsd_fs_file_record). */
+		const struct fsd_record_file *f = record_file(sp->rec, kind, name);
+		i->size = f ? f->len : 0;
+		i->have_size = 1;
+		i->err = 0;
+	} else if (sp->rec && fsd_fs_inside_call(kind) && i->rec != sp->rec &&
+	           !(i->rec && sp->rec->stamp && i->rec->stamp == sp->rec->stamp)) {
 		/* A newer load of the record (a call may be evicted and recorded again
 		 * under the same key, with other metadata); the same stamp is the same
 		 * record. */
 		fsd_record_unref(i->rec);
 		i->rec = fsd_record_ref(sp->rec);
 		i->err = 0;
-		if (fsd_fs_inside_call(kind))
-			keep_record(fs, i);
+		keep_record(fs, i);
 	}
 	if (sp->listed) {
 		/* calls/<key> from a listing: it confirms the record when the stamps agree,
