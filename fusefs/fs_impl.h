@@ -21,6 +21,7 @@
 #include "fs.h"
 #include "inode.h"
 #include "listing.h"
+#include "prefetch.h"
 #include "recdir.h"
 #include "views.h"
 #include "workers.h"
@@ -73,6 +74,7 @@ struct fsd_fs {
 	uint64_t byname_ino;
 	struct fsd_listings lists;
 	struct fsd_viewcache views;
+	struct fsd_prefetch prefetch; /* records ahead of a walk of calls/ */
 	struct evict_guard guard;
 	struct fsd_statfs_cache statfs;
 	/* The inodes that were last given a record, a ring (FS_RECORDS_KEPT): under

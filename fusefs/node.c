@@ -299,6 +299,15 @@ int fsd_fs_ensure_record(struct fsd_fs *fs, struct fsd_inode *i)
 		return 0;
 	}
 	struct fsd_result r;
+	uint64_t loaded_ms;
+	struct fsd_record *rec = i->kind == FSD_CALL ? fsd_prefetch_take(&fs->prefetch, i->key,
+	                                                                 &loaded_ms)
+	                                             : NULL;
+	if (rec) {
+		/* current since its load was sent (prefetch.h invariant 1) */
+		now = loaded_ms;
+		goto loaded;
+	}
 	int rc = fsd_rpc_load(fs->conn, i->key, &r);
 	if (rc) {
 		fsd_fs_log_failure(i->path, &r);
@@ -315,13 +324,13 @@ int fsd_fs_ensure_record(struct fsd_fs *fs, struct fsd_inode *i)
 		fsd_result_release(&r);
 		return e;
 	}
-	struct fsd_record *rec = NULL;
 	rc = fsd_record_build(r.result, &rec);
 	fsd_result_release(&r);
 	if (rc) {
 		fsd_log(FSD_LOG_WARN, "cannot render the record '%s': %s", i->key, strerror(-rc));
 		return rc == -ENOMEM ? ENOMEM : EIO;
 	}
+loaded:
 	fsd_itable_lock(&fs->it);
 	if (!i->rec || !rec->stamp || i->rec->stamp != rec->stamp) {
 		/* new, or recorded again: the files of the call change with it */
@@ -329,7 +338,7 @@ int fsd_fs_ensure_record(struct fsd_fs *fs, struct fsd_inode *i)
 		i->rec = rec;
 		i->mtime = rec->mtime;
 		rec = NULL;
-	keep_record(fs, i);
+		keep_record(fs, i);
 	}
 	i->err = 0;
 	i->fresh_until_ms = fsd_fs_fresh_after(fs, now);
@@ -470,11 +479,12 @@ int fsd_fs_is_hex(const char *s, size_t n)
 	return 1;
 }
 
-int fsd_fs_recdir_load(struct fsd_fs *fs, const char *key, const char *path, struct fsd_recdir *d)
+/* fsd_fs_recdir_load, telling whether the answer holds for the value's life. */
+static int recdir_load_logged(struct fsd_fs *fs, const char *key, const char *path,
+                              struct fsd_recdir *d, int *definitive)
 {
 	char why[600];
-	int definitive;
-	int rc = fsd_recdir_load(fs->conn, key, d, &definitive, why, sizeof(why));
+	int rc = fsd_recdir_load(fs->conn, key, d, definitive, why, sizeof(why));
 
 	if (rc == -ENOTSUP)
 		fsd_log(FSD_LOG_DEBUG, "%s is absent: %s", path, why);
@@ -483,17 +493,29 @@ int fsd_fs_recdir_load(struct fsd_fs *fs, const char *key, const char *path, str
 	return rc;
 }
 
+int fsd_fs_recdir_load(struct fsd_fs *fs, const char *key, const char *path, struct fsd_recdir *d)
+{
+	int definitive;
+	return recdir_load_logged(fs, key, path, d, &definitive);
+}
+
 int fsd_fs_recdir_link(struct fsd_fs *fs, const char *vkey, const char *up, char *target,
                        size_t len)
 {
 	struct fsd_recdir d;
 	char path[RPC_KEY_LEN + 16];
-	int rc;
+	int definitive, state = fsd_viewcache_folder(&fs->views, vkey);
 
-	snprintf(path, sizeof(path), "values/%s.d", vkey);
-	rc = fsd_fs_recdir_load(fs, vkey, path, &d);
-	fsd_recdir_release(&d);
-	if (rc)
+	if (state == FSD_VS_UNKNOWN) {
+		/* asked once: a definitive answer is kept (values never change) */
+		snprintf(path, sizeof(path), "values/%s.d", vkey);
+		state = recdir_load_logged(fs, vkey, path, &d, &definitive) ? FSD_VS_NO
+		                                                            : FSD_VS_YES;
+		fsd_recdir_release(&d);
+		if (definitive)
+			fsd_viewcache_put_folder(&fs->views, vkey, state);
+	}
+	if (state != FSD_VS_YES)
 		return 0;
 	if (target)
 		snprintf(target, len, "%svalues/%s.d", up, vkey);
