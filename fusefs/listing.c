@@ -398,6 +398,15 @@ struct fsd_listing *fsd_listings_fresh(struct fsd_listings *ls, const char *kind
 	return l;
 }
 
+struct fsd_listing *fsd_listings_latest(struct fsd_listings *ls, const char *kind)
+{
+	struct fsd_listing **slot = slot_of(ls, kind);
+	pthread_mutex_lock(&ls->lock);
+	struct fsd_listing *l = listing_ref(*slot);
+	pthread_mutex_unlock(&ls->lock);
+	return l;
+}
+
 long fsd_listing_find(struct fsd_listing *l, const char *key, struct fsd_list_item *it)
 {
 	long found = -1;

@@ -73,6 +73,9 @@ long fsd_listings_find(struct fsd_listings *ls, const char *kind, const char *ke
 
 /* The fresh cached listing of kind (a reference), or NULL when there is none. */
 struct fsd_listing *fsd_listings_fresh(struct fsd_listings *ls, const char *kind);
+/* The cached listing of kind however old (a reference: what it says is not current,
+ * but its order is the order a walk of it goes in), or NULL. */
+struct fsd_listing *fsd_listings_latest(struct fsd_listings *ls, const char *kind);
 /* The index of a full key among the entries of l appended so far (and its entry in
  * *it when not NULL), or -1. */
 long fsd_listing_find(struct fsd_listing *l, const char *key, struct fsd_list_item *it);

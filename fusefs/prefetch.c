@@ -302,6 +302,16 @@ static void fetch(struct fsd_prefetch *pf, char (*keys)[RPC_KEY_LEN + 1], const 
 	free(vkeys);
 }
 
+/* Drops the records past cache_timeout (invariant 1), from the oldest. Lock held. */
+static void drop_stale_locked(struct fsd_prefetch *pf, uint64_t now)
+{
+	while (pf->oldest && now >= pf->oldest->loaded_ms + pf->cache_timeout_ms) {
+		struct fsd_prefetch_entry *e = pf->oldest;
+		unlink_entry(pf, e);
+		free_entry(e);
+	}
+}
+
 static void prefetch_thread(void *arg)
 {
 	struct fsd_prefetch *pf = arg;
@@ -313,7 +323,12 @@ static void prefetch_thread(void *arg)
 		uint64_t now = (uint64_t)fsd_now_ms();
 		if (now - pf->last_open_ms > FSD_PREFETCH_IDLE_MS)
 			break;
-		if (pf->next >= pf->reached + FSD_PREFETCH_AHEAD) {
+		drop_stale_locked(pf, now);
+		if (pf->next >= pf->reached + FSD_PREFETCH_AHEAD ||
+		    (pf->count >= FSD_PREFETCH_BATCH &&
+		     now - pf->oldest->loaded_ms > pf->cache_timeout_ms / 2)) {
+			/* far enough ahead, or further than the walk goes in cache_timeout / 2
+			 * (records kept longer would be stale when it comes) */
 			struct timespec ts;
 			clock_gettime(CLOCK_MONOTONIC, &ts);
 			ts.tv_nsec += 100 * 1000000L;
@@ -416,9 +431,10 @@ struct fsd_record *fsd_prefetch_take(struct fsd_prefetch *pf, const char *key,
 		return rec;
 	}
 
-	/* A miss: where is it in the listing of calls/, or in the one walked (which may
-	 * have gone stale in a long walk: it still tells what comes next)? */
-	struct fsd_listing *l = fsd_listings_fresh(pf->lists, "calls");
+	/* A miss: where is it in the listing of calls/, or in the one walked? Either may
+	 * be older than cache_timeout (a walk starts after reading a long listing, and
+	 * lasts): it still tells what comes next, and load_many what is current. */
+	struct fsd_listing *l = fsd_listings_latest(pf->lists, "calls");
 	long i = l ? fsd_listing_find(l, key, NULL) : -1;
 	if (i < 0) {
 		fsd_listing_unref(l);

@@ -38,10 +38,10 @@
 #include "views.h"
 #include "workers.h"
 
-#define FSD_PREFETCH_BATCH   256  /* keys per load_many (RPC_LOAD_MANY_MAX) */
+#define FSD_PREFETCH_BATCH   128  /* keys per load_many (at most RPC_LOAD_MANY_MAX) */
 #define FSD_PREFETCH_THREADS 4
-#define FSD_PREFETCH_AHEAD   2048 /* entries fetched beyond the furthest opened */
-#define FSD_PREFETCH_KEPT    4096 /* records stored */
+#define FSD_PREFETCH_AHEAD   1024 /* entries fetched beyond the furthest opened */
+#define FSD_PREFETCH_KEPT    2048 /* records stored */
 #define FSD_PREFETCH_IDLE_MS 2000
 
 struct fsd_prefetch_entry;
