@@ -253,13 +253,13 @@ static void add_value(char (*vkeys)[RPC_KEY_LEN + 1], size_t *nv, size_t cap, co
 
 /*
  * Loads keys[0..n) (entries idx[] of l) with load_many, as many requests as the
- * frame limit makes it take, and stores the records; then learns about the values
- * their results and first arguments name.
+ * frame limit makes it take, and stores the records; then learns what the answers
+ * did not say of their results' views and folder links.
  */
 static void fetch(struct fsd_prefetch *pf, char (*keys)[RPC_KEY_LEN + 1], const size_t *idx,
                   size_t n, const struct fsd_listing *l)
 {
-	size_t cap = n * 4, nv = 0;
+	size_t cap = n, nv = 0;
 	char(*vkeys)[RPC_KEY_LEN + 1] = calloc(cap ? cap : 1, sizeof(*vkeys));
 
 	for (size_t done = 0; done < n;) {
@@ -280,11 +280,8 @@ static void fetch(struct fsd_prefetch *pf, char (*keys)[RPC_KEY_LEN + 1], const 
 			/* an error is left for the opening of the folder to meet and tell */
 			if (!record || fsd_record_build(record, &rec) != 0)
 				continue;
-			if (vkeys) {
+			if (vkeys)
 				add_value(vkeys, &nv, cap, rec->result);
-				for (size_t a = 0; a < rec->nargs && a < 3; a++)
-					add_value(vkeys, &nv, cap, rec->args[a].value);
-			}
 			pthread_mutex_lock(&pf->lock);
 			store_locked(pf, rec, sent, l, idx[done + k]);
 			pthread_mutex_unlock(&pf->lock);

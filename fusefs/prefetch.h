@@ -4,7 +4,7 @@
  * du, grep -r and file managers do), threads of the prefetcher load the records of
  * the entries that follow with load_many, a batch at a time, into a bounded store
  * from which opening a call folder takes its record (node.c, fsd_fs_ensure_record).
- * With each batch they learn which views the results and arguments have and whether
+ * With each batch they learn which views the results have and whether
  * they are stored file or folder records (views.h), so that listing a call folder
  * costs no round trip either.
  *

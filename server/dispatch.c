@@ -713,8 +713,8 @@ static int pack_value_info(struct srv_session *s, msgpack_packer *pk, const char
 	return r;
 }
 
-/* The value keys a load_many answer has described (at most LOAD_MANY_VALUES). */
-#define LOAD_MANY_VALUES (4 * RPC_LOAD_MANY_MAX)
+/* The value keys a load_many answer has described (one result per record). */
+#define LOAD_MANY_VALUES RPC_LOAD_MANY_MAX
 struct value_set {
 	char copies[LOAD_MANY_VALUES][RPC_KEY_LEN + 1];
 	size_t n;
@@ -733,8 +733,9 @@ static bool value_set_add(struct value_set *set, const char *key)
 	return true;
 }
 
-/* Packs the value infos of the values rec names that set has not described yet into
- * pk; *count grows by their number. 0 or nonzero. */
+/* Packs the value info of rec's result unless set has described it already into pk;
+ * *count grows by their number. Only results: a walk of call folders lists its
+ * result's views, and every value described costs opening it cold. 0 or nonzero. */
 static int pack_record_values(struct srv_session *s, msgpack_packer *pk,
                               const struct srv_record *rec, struct value_set *set,
                               uint32_t *count)
@@ -744,12 +745,6 @@ static int pack_record_values(struct srv_session *s, msgpack_packer *pk,
 		r |= pack_value_info(s, pk, rec->result);
 		(*count)++;
 	}
-	for (size_t a = 0; a < rec->narguments && !r; a++)
-		if (rpc_key_valid(rec->arguments[a].value, strlen(rec->arguments[a].value)) &&
-		    value_set_add(set, rec->arguments[a].value)) {
-			r |= pack_value_info(s, pk, rec->arguments[a].value);
-			(*count)++;
-		}
 	return r;
 }
 
