@@ -7,6 +7,9 @@
 #include "prefetch.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,6 +22,98 @@
 
 /* Keys whose views one fsd_viewcache_get asks for at once. */
 #define PREFETCH_VIEW_KEYS 64
+
+/* An order of a listing's entries: at[p] is the entry at position p, pos[i] the
+ * position of entry i; immutable, reference counted. */
+struct fsd_walk_order {
+	atomic_int refs;
+	uint32_t n;
+	uint32_t *at, *pos;
+};
+
+static struct fsd_walk_order *order_ref(struct fsd_walk_order *o)
+{
+	if (o)
+		atomic_fetch_add(&o->refs, 1);
+	return o;
+}
+
+static void order_unref(struct fsd_walk_order *o)
+{
+	if (!o || atomic_fetch_sub(&o->refs, 1) != 1)
+		return;
+	free(o->at);
+	free(o->pos);
+	free(o);
+}
+
+struct ino_entry {
+	uint64_t ino;
+	uint32_t index;
+};
+
+static int by_ino(const void *a, const void *b)
+{
+	const struct ino_entry *x = a, *y = b;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* The entries of l (waiting for all of them) in the order of their inode numbers
+ * (inode.h: the hash of "calls/<key>"); NULL when out of memory or too many. */
+static struct fsd_walk_order *inode_order(struct fsd_listing *l)
+{
+	struct ino_entry *v = NULL;
+	struct fsd_walk_order *o = NULL;
+	size_t n = 0, cap = 0;
+	struct fsd_list_item it;
+	char path[300];
+
+	for (size_t k = 0; fsd_listing_item(l, k, &it) == 0 && k < UINT32_MAX; k++) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 4096;
+			struct ino_entry *nv = realloc(v, cap * sizeof(*v));
+			if (!nv)
+				goto fail;
+			v = nv;
+		}
+		snprintf(path, sizeof(path), "calls/%s", it.name);
+		v[n].ino = fsd_path_hash(path);
+		v[n].index = (uint32_t)k;
+		n++;
+	}
+	qsort(v, n, sizeof(*v), by_ino);
+	o = calloc(1, sizeof(*o));
+	if (!o || !(o->at = calloc(n ? n : 1, sizeof(*o->at))) ||
+	    !(o->pos = calloc(n ? n : 1, sizeof(*o->pos))))
+		goto fail;
+	atomic_init(&o->refs, 1);
+	o->n = (uint32_t)n;
+	for (size_t p = 0; p < n; p++) {
+		o->at[p] = v[p].index;
+		o->pos[v[p].index] = (uint32_t)p;
+	}
+	free(v);
+	return o;
+fail:
+	free(v);
+	if (o) {
+		free(o->at);
+		free(o->pos);
+		free(o);
+	}
+	return NULL;
+}
+
+/* The position of listing entry i in order o (the listing's own when NULL), or
+ * SIZE_MAX when o does not hold it. */
+static size_t walk_pos(const struct fsd_walk_order *o, size_t i)
+{
+	if (!o)
+		return i;
+	return i < o->n ? o->pos[i] : SIZE_MAX;
+}
 
 struct fsd_prefetch_entry {
 	struct fsd_record *rec;
@@ -118,6 +213,8 @@ void fsd_prefetch_release(struct fsd_prefetch *pf)
 	        "without one", (unsigned long long)pf->fetched, (unsigned long long)pf->served,
 	        (unsigned long long)pf->missed);
 	fsd_listing_unref(pf->walk);
+	order_unref(pf->order);
+	order_unref(pf->by_ino);
 	free(pf->bucket);
 	pf->bucket = NULL;
 	pthread_cond_destroy(&pf->cv);
@@ -337,14 +434,15 @@ static void prefetch_thread(void *arg)
 			continue;
 		}
 		struct fsd_listing *l = fsd_listing_ref(pf->walk);
+		struct fsd_walk_order *o = order_ref(pf->order);
 		size_t from = pf->next, n = 0, k;
 		int rc = 0;
 		pf->next += FSD_PREFETCH_BATCH;
 		pthread_mutex_unlock(&pf->lock);
 		for (k = from; k < from + FSD_PREFETCH_BATCH; k++) {
 			struct fsd_list_item it;
-			rc = fsd_listing_item(l, k, &it); /* waits for its page */
-			if (rc)
+			rc = o && k >= o->n ? 1 : fsd_listing_item(l, o ? o->at[k] : k, &it);
+			if (rc) /* fsd_listing_item waits for its page */
 				break;
 			if (!rpc_key_valid(it.name, strlen(it.name)))
 				continue;
@@ -359,9 +457,10 @@ static void prefetch_thread(void *arg)
 		if (n)
 			fetch(pf, keys, idx, n, l);
 		pthread_mutex_lock(&pf->lock);
-		if (rc && pf->walk == l)
+		if (rc && pf->walk == l && pf->order == o)
 			pf->end = k; /* the end of the listing: nothing beyond to claim */
 		fsd_listing_unref(l);
+		order_unref(o);
 		if (rc)
 			break;
 	}
@@ -442,23 +541,46 @@ struct fsd_record *fsd_prefetch_take(struct fsd_prefetch *pf, const char *key,
 	}
 	pthread_mutex_lock(&pf->lock);
 	pf->missed++;
-	if (i >= 0) {
-		if (l == pf->walk && (size_t)i + 1 < pf->reached) {
-			/* the walk starts again (a second find): fetch again from here (what is
-			 * still stored is skipped) */
-			pf->next = pf->reached = (size_t)i + 1;
-			pf->end = SIZE_MAX;
-		} else if (l == pf->walk) {
-			/* the walk went past what was fetched: go on from here */
-			pf->reached = (size_t)i + 1;
-			if (pf->next < pf->reached)
-				pf->next = pf->reached;
-		} else if (l == pf->missed_in && i == pf->last_miss + 1) {
+	if (i >= 0 && l != pf->walk && l == pf->missed_in && pf->last_miss >= 0 &&
+	    i != pf->last_miss + 1 && !pf->by_ino) {
+		/* not the listing's neighbour: perhaps the inode order's (invariant 6) */
+		pthread_mutex_unlock(&pf->lock);
+		struct fsd_walk_order *o = inode_order(l);
+		pthread_mutex_lock(&pf->lock);
+		if (!pf->by_ino && pf->missed_in == l)
+			pf->by_ino = o;
+		else
+			order_unref(o);
+	}
+	size_t p = i >= 0 && l == pf->walk ? walk_pos(pf->order, (size_t)i) : SIZE_MAX;
+	if (p != SIZE_MAX && p + 1 < pf->reached) {
+		/* the walk starts again (a second find): fetch again from here (what is
+		 * still stored is skipped) */
+		pf->next = pf->reached = p + 1;
+		pf->end = SIZE_MAX;
+	} else if (p != SIZE_MAX) {
+		/* the walk went past what was fetched: go on from here */
+		pf->reached = p + 1;
+		if (pf->next < pf->reached)
+			pf->next = pf->reached;
+	} else if (i >= 0 && l == pf->missed_in) {
+		size_t q = walk_pos(pf->by_ino, (size_t)i),
+		       last = walk_pos(pf->by_ino, (size_t)pf->last_miss);
+		int in_listing = i == pf->last_miss + 1;
+		if (in_listing || (pf->by_ino && q != SIZE_MAX && last != SIZE_MAX && q == last + 1)) {
 			/* two neighbours opened one after the other: a walk */
 			fsd_listing_unref(pf->walk);
 			pf->walk = fsd_listing_ref(l);
-			pf->next = pf->reached = (size_t)i + 1;
+			order_unref(pf->order);
+			pf->order = in_listing ? NULL : order_ref(pf->by_ino);
+			pf->next = pf->reached = (in_listing ? (size_t)i : q) + 1;
 			pf->end = SIZE_MAX;
+		}
+	}
+	if (i >= 0) {
+		if (l != pf->missed_in) {
+			order_unref(pf->by_ino);
+			pf->by_ino = NULL;
 		}
 		pf->missed_in = l;
 		pf->last_miss = i;

@@ -24,6 +24,9 @@
  *     or at fsd_prefetch_stop; an opening that finds none running starts them again.
  *  5. An eviction through the mount takes the call's record out of the store
  *     (fsd_prefetch_forget).
+ *  6. A walk goes in the listing's order, or in the order of the entries' inode
+ *     numbers (GNU find and du read a directory of more than 10,000 entries in that
+ *     order): the order two neighbouring openings follow is the one read ahead in.
  */
 #ifndef FLECHEFS_FUSEFS_PREFETCH_H
 #define FLECHEFS_FUSEFS_PREFETCH_H
@@ -45,6 +48,7 @@
 #define FSD_PREFETCH_IDLE_MS 2000
 
 struct fsd_prefetch_entry;
+struct fsd_walk_order;
 
 struct fsd_prefetch {
 	struct fsd_conn *conn;           /* borrowed */
@@ -56,8 +60,10 @@ struct fsd_prefetch {
 	pthread_cond_t cv;
 	/* the walk, under lock */
 	struct fsd_listing *walk;     /* the listing walked (a reference), or NULL */
-	size_t next;                  /* the next entry of walk to fetch */
-	size_t reached;               /* one past the furthest entry of walk opened */
+	struct fsd_walk_order *order; /* the order it is walked in (a reference); NULL: its own */
+	size_t next;                  /* the next position of the walk to fetch */
+	size_t reached;               /* one past the furthest position of the walk opened */
+	struct fsd_walk_order *by_ino; /* missed_in's entries by inode number, or NULL */
 	const struct fsd_listing *missed_in; /* compared only: where last_miss is */
 	long last_miss;               /* the entry last opened without the store, -1 */
 	uint64_t last_open_ms;        /* when a call folder was last opened */
