@@ -23,7 +23,7 @@ import mountlib as ml
 
 T = common.Checks("mount_walk")
 NCALLS = 16000
-GROWTH_MAX = 40 << 20
+GROWTH_MAX = 32 << 20
 
 
 def rss_kib(pid, field="VmRSS"):
