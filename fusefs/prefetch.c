@@ -209,9 +209,11 @@ void fsd_prefetch_release(struct fsd_prefetch *pf)
 		unlink_entry(pf, e);
 		free_entry(e);
 	}
-	fsd_log(FSD_LOG_INFO, "prefetch: %llu records fetched ahead, %llu served, %llu opened "
-	        "without one", (unsigned long long)pf->fetched, (unsigned long long)pf->served,
-	        (unsigned long long)pf->missed);
+	if (pf->fetched)
+		fsd_log(FSD_LOG_INFO,
+		        "prefetch: %llu records fetched ahead, %llu served, %llu opened without one",
+		        (unsigned long long)pf->fetched, (unsigned long long)pf->served,
+		        (unsigned long long)pf->missed);
 	fsd_listing_unref(pf->walk);
 	order_unref(pf->order);
 	order_unref(pf->by_ino);
