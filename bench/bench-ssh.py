@@ -381,14 +381,8 @@ def main():
     a.sshread = find(a.build, "sshread", ("tests",))
     tmp = tempfile.mkdtemp(prefix="bench-ssh-")
     os.chmod(tmp, 0o755)
-    proxy = None
     results = []
     try:
-        proxy_bin = os.path.join(a.build, "bench", "delay-proxy")
-        if not os.access(proxy_bin, os.X_OK):
-            proxy_bin = os.path.join(tmp, "delay-proxy")
-            subprocess.run(["cc", "-O2", "-pthread", "-o", proxy_bin,
-                            os.path.join(HERE, "delay-proxy.c")], check=True, timeout=120)
         make_cache(a, tmp)
         home = os.path.join(tmp, "home")
         os.makedirs(home)
@@ -398,29 +392,13 @@ def main():
             warm_value(a)
             run_link(a, d, d.port, d.known_hosts, env, "loopback", results, True, a.repeat)
             if not a.no_proxy:
-                port_file = os.path.join(tmp, "proxy.port")
-                proxy = subprocess.Popen([proxy_bin, "0", "127.0.0.1", str(d.port),
-                                          str(a.delay), port_file],
-                                         stdout=subprocess.DEVNULL)
-                end = time.monotonic() + 10
-                pport = None
-                while pport is None and time.monotonic() < end:
-                    with contextlib.suppress(OSError, ValueError):
-                        pport = int(open(port_file).read())  # written, maybe not yet whole
-                    time.sleep(0.05)
-                if pport is None:
-                    raise RuntimeError("delay-proxy wrote no port")
-                kh = os.path.join(tmp, "known_hosts_proxy")
-                with open(kh, "w") as f:
-                    f.write(d.host_key_line().replace(":%d " % d.port, ":%d " % pport))
-                run_link(a, d, pport, kh, env, "%d ms each way" % a.delay, results, False, 1)
+                with sf.delay_proxy(d, a.delay, a.build, tmp) as (pport, kh):
+                    run_link(a, d, pport, kh, env, "%d ms each way" % a.delay, results,
+                             False, 1)
         log("\nresults (%s, %d-byte value, %d calls):" % (CIPHER, a.size, a.calls))
         for label, what, val in results:
             log("  %-16s %-40s %s" % (label, what, val))
     finally:
-        if proxy is not None:
-            proxy.terminate()
-            proxy.wait(timeout=10)
         if not a.cache or a.cache.startswith(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
         else:

@@ -121,6 +121,36 @@ int fsd_rpc_list_record(struct fsd_conn *c, const char *key, struct fsd_result *
 	return rc;
 }
 
+void fsd_rpc_list_record_async(struct fsd_conn *c, const char *key, fsd_done_fn done, void *ctx)
+{
+	struct key_args a = {RPC_M_LIST_RECORD, key};
+	struct fsd_request req = {rpc_method_name(RPC_M_LIST_RECORD), pack_key, &a, 0};
+	fsd_conn_send(c, &req, done, ctx);
+}
+
+struct many_args {
+	const char (*keys)[RPC_KEY_LEN + 1];
+	size_t n;
+	bool values;
+};
+
+static int pack_many(msgpack_packer *pk, uint32_t msgid, const void *args)
+{
+	const struct many_args *a = args;
+	return rpc_pack_load_many(pk, msgid, a->keys, a->n, a->values);
+}
+
+int fsd_rpc_load_many(struct fsd_conn *c, const char (*keys)[RPC_KEY_LEN + 1], size_t n,
+                      bool values, struct fsd_result *r, struct rpc_load_many *lm)
+{
+	struct many_args a = {keys, n, values};
+	struct fsd_request req = {rpc_method_name(RPC_M_LOAD_MANY), pack_many, &a, 0};
+	int rc = fsd_conn_send_sync(c, &req, r);
+	if (rc == 0 && rpc_decode_load_many(r->result, n, lm, r->message, sizeof(r->message)))
+		return undecodable(r);
+	return rc;
+}
+
 int fsd_rpc_stat_value(struct fsd_conn *c, const char *key, enum rpc_view view,
                        struct fsd_result *r, struct rpc_stat_value *st)
 {

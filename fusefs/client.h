@@ -27,6 +27,12 @@ int fsd_rpc_load(struct fsd_conn *c, const char *key, struct fsd_result *r);
 /* list_record(key) into *l, which points into r->result (valid until r is released). */
 int fsd_rpc_list_record(struct fsd_conn *c, const char *key, struct fsd_result *r,
                         struct rpc_list_record *l);
+void fsd_rpc_list_record_async(struct fsd_conn *c, const char *key, fsd_done_fn done, void *ctx);
+
+/* load_many(keys[0..n), values), 1 <= n <= RPC_LOAD_MANY_MAX, decoded into *lm
+ * (borrowed from r): its entries are load's record maps or error maps. */
+int fsd_rpc_load_many(struct fsd_conn *c, const char (*keys)[RPC_KEY_LEN + 1], size_t n,
+                      bool values, struct fsd_result *r, struct rpc_load_many *lm);
 
 /* stat_value(key, view) into *st. */
 int fsd_rpc_stat_value(struct fsd_conn *c, const char *key, enum rpc_view view,

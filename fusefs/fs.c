@@ -356,6 +356,7 @@ static void rmdir_op(fuse_req_t req, fuse_ino_t pino, const char *name)
 	        (int)who->pid);
 	fsd_listings_drop(&fs->lists, "calls");
 	fsd_listings_drop(&fs->lists, "names");
+	fsd_prefetch_forget(&fs->prefetch, name);
 	struct inval_job *j = calloc(1, sizeof(*j));
 	if (j) {
 		j->fs = fs;
@@ -754,6 +755,15 @@ struct fsd_fs *fsd_fs_new(struct fsd_conn *conn, const struct fsd_fs_options *o)
 	}
 	fsd_workers_init(&fs->workers);
 	fsd_listings_init(&fs->lists, conn, &fs->workers, fs->page, fs->o.cache_timeout);
+	if (fsd_prefetch_init(&fs->prefetch, conn, &fs->lists, &fs->views, &fs->workers,
+	                      fs->o.cache_timeout)) {
+		fsd_listings_release(&fs->lists);
+		fsd_workers_release(&fs->workers);
+		fsd_viewcache_release(&fs->views);
+		fsd_itable_release(&fs->it);
+		free(fs);
+		return NULL;
+	}
 	/* The top-level directories stay for the mount's life. */
 	fsd_itable_lock(&fs->it);
 	for (size_t k = 0; k < FS_NTOP; k++) {
@@ -772,6 +782,8 @@ int fsd_fs_quiesce(struct fsd_fs *fs)
 {
 	/* After the unmount and the connection's close, invalidations (a few writes to
 	 * /dev/fuse) and listing fillers (requests) fail at once. */
+	if (fs)
+		fsd_prefetch_stop(&fs->prefetch);
 	return !fs || fsd_workers_join(&fs->workers, FSD_FS_QUIESCE_MS) == 0;
 }
 
@@ -779,6 +791,7 @@ void fsd_fs_free(struct fsd_fs *fs)
 {
 	if (!fs)
 		return;
+	fsd_prefetch_release(&fs->prefetch);
 	fsd_listings_release(&fs->lists);
 	fsd_workers_release(&fs->workers);
 	fsd_viewcache_release(&fs->views);

@@ -21,6 +21,7 @@
 #include "fs.h"
 #include "inode.h"
 #include "listing.h"
+#include "prefetch.h"
 #include "recdir.h"
 #include "views.h"
 #include "workers.h"
@@ -84,6 +85,7 @@ struct fsd_fs {
 	struct fsd_listings lists;
 	struct fsd_viewcache views;
 	struct fsd_recdirs recdirs; /* listings of stored file and folder records */
+	struct fsd_prefetch prefetch; /* records ahead of a walk of calls/ */
 	struct evict_guard guard;
 	struct fsd_statfs_cache statfs;
 	/* The inodes that were last given a record, a ring (FS_RECORDS_KEPT): under

@@ -19,6 +19,7 @@
 #include "workers.h"
 
 static struct fsd_listing **slot_of(struct fsd_listings *ls, const char *kind);
+static struct fsd_listing *listing_ref(struct fsd_listing *l);
 
 /*
  * A listing of calls/, values/, by-name/ or by-name/<f>/, filled page by page. A
@@ -63,6 +64,11 @@ void fsd_listing_unref(struct fsd_listing *l)
 	pthread_cond_destroy(&l->cv);
 	pthread_mutex_destroy(&l->m);
 	free(l);
+}
+
+struct fsd_listing *fsd_listing_ref(struct fsd_listing *l)
+{
+	return listing_ref(l);
 }
 
 static struct fsd_listing *listing_ref(struct fsd_listing *l)
@@ -383,16 +389,27 @@ static struct fsd_listing **slot_of(struct fsd_listings *ls, const char *kind)
 	                                     : &ls->names;
 }
 
-long fsd_listings_find(struct fsd_listings *ls, const char *kind, const char *key,
-                       struct fsd_list_item *it)
+struct fsd_listing *fsd_listings_fresh(struct fsd_listings *ls, const char *kind)
 {
 	struct fsd_listing **slot = slot_of(ls, kind);
-	long found = -1;
 	pthread_mutex_lock(&ls->lock);
 	struct fsd_listing *l = listing_fresh(ls, *slot) ? listing_ref(*slot) : NULL;
 	pthread_mutex_unlock(&ls->lock);
-	if (!l)
-		return -1;
+	return l;
+}
+
+struct fsd_listing *fsd_listings_latest(struct fsd_listings *ls, const char *kind)
+{
+	struct fsd_listing **slot = slot_of(ls, kind);
+	pthread_mutex_lock(&ls->lock);
+	struct fsd_listing *l = listing_ref(*slot);
+	pthread_mutex_unlock(&ls->lock);
+	return l;
+}
+
+long fsd_listing_find(struct fsd_listing *l, const char *key, struct fsd_list_item *it)
+{
+	long found = -1;
 	pthread_mutex_lock(&l->m);
 	if (l->keys) {
 		size_t lo = 0, hi = l->n;
@@ -401,7 +418,8 @@ long fsd_listings_find(struct fsd_listings *ls, const char *kind, const char *ke
 			int c = strcmp(l->keys[mid], key);
 			if (c == 0) {
 				found = (long)mid;
-				item_copy(l, mid, it);
+				if (it)
+					item_copy(l, mid, it);
 				break;
 			}
 			if (c < 0)
@@ -411,6 +429,16 @@ long fsd_listings_find(struct fsd_listings *ls, const char *kind, const char *ke
 		}
 	}
 	pthread_mutex_unlock(&l->m);
+	return found;
+}
+
+long fsd_listings_find(struct fsd_listings *ls, const char *kind, const char *key,
+                       struct fsd_list_item *it)
+{
+	struct fsd_listing *l = fsd_listings_fresh(ls, kind);
+	if (!l)
+		return -1;
+	long found = fsd_listing_find(l, key, it);
 	fsd_listing_unref(l);
 	return found;
 }

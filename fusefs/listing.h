@@ -71,6 +71,15 @@ int fsd_listing_template(struct fsd_listings *ls, const char *tmpl, size_t len, 
 long fsd_listings_find(struct fsd_listings *ls, const char *kind, const char *key,
                        struct fsd_list_item *it);
 
+/* The fresh cached listing of kind (a reference), or NULL when there is none. */
+struct fsd_listing *fsd_listings_fresh(struct fsd_listings *ls, const char *kind);
+/* The cached listing of kind however old (a reference: what it says is not current,
+ * but its order is the order a walk of it goes in), or NULL. */
+struct fsd_listing *fsd_listings_latest(struct fsd_listings *ls, const char *kind);
+/* The index of a full key among the entries of l appended so far (and its entry in
+ * *it when not NULL), or -1. */
+long fsd_listing_find(struct fsd_listing *l, const char *key, struct fsd_list_item *it);
+
 /* Forgets the cached listing of kind (after an eviction). */
 void fsd_listings_drop(struct fsd_listings *ls, const char *kind);
 
@@ -80,6 +89,8 @@ void fsd_listings_drop(struct fsd_listings *ls, const char *kind);
  */
 int fsd_listing_item(struct fsd_listing *l, size_t k, struct fsd_list_item *it);
 
+/* One more reference to l (NULL: NULL). */
+struct fsd_listing *fsd_listing_ref(struct fsd_listing *l);
 void fsd_listing_unref(struct fsd_listing *l);
 
 #endif

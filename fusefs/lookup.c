@@ -210,6 +210,20 @@ static void lookup_keyed(struct fsd_fs *fs, fuse_req_t req, struct fsd_inode *pa
 			return;
 		}
 	}
+	if (calls && n == RPC_KEY_LEN) {
+		/* a walk longer than cache_timeout: its records are still fetched ahead */
+		uint64_t loaded_ms;
+		struct fsd_record *rec = fsd_prefetch_take(&fs->prefetch, name, &loaded_ms);
+		if (rec) {
+			sp.key = rec->key;
+			sp.rec = rec;
+			sp.mtime = rec->mtime;
+			sp.fresh_until_ms = fsd_fs_fresh_after(fs, loaded_ms);
+			fsd_fs_reply_child(fs, req, parent, rec->key, FSD_CALL, &sp);
+			fsd_record_unref(rec);
+			return;
+		}
+	}
 	if (calls)
 		sp.fresh_until_ms = fsd_fs_fresh_after(fs, (uint64_t)fsd_now_ms());
 	struct rpc_stat_value st;

@@ -337,6 +337,15 @@ int fsd_fs_ensure_record(struct fsd_fs *fs, struct fsd_inode *i)
 		return 0;
 	}
 	struct fsd_result r;
+	uint64_t loaded_ms;
+	struct fsd_record *rec = i->kind == FSD_CALL ? fsd_prefetch_take(&fs->prefetch, i->key,
+	                                                                 &loaded_ms)
+	                                             : NULL;
+	if (rec) {
+		/* current since its load was sent (prefetch.h invariant 1) */
+		now = loaded_ms;
+		goto loaded;
+	}
 	int rc = fsd_rpc_load(fs->conn, i->key, &r);
 	if (rc) {
 		fsd_fs_log_failure(i->path, &r);
@@ -353,13 +362,13 @@ int fsd_fs_ensure_record(struct fsd_fs *fs, struct fsd_inode *i)
 		fsd_result_release(&r);
 		return e;
 	}
-	struct fsd_record *rec = NULL;
 	rc = fsd_record_build(r.result, &rec);
 	fsd_result_release(&r);
 	if (rc) {
 		fsd_log(FSD_LOG_WARN, "cannot render the record '%s': %s", i->key, strerror(-rc));
 		return rc == -ENOMEM ? ENOMEM : EIO;
 	}
+loaded:
 	fsd_itable_lock(&fs->it);
 	if (!i->rec || !rec->stamp || i->rec->stamp != rec->stamp) {
 		/* new, or recorded again: the files of the call change with it */
@@ -367,7 +376,7 @@ int fsd_fs_ensure_record(struct fsd_fs *fs, struct fsd_inode *i)
 		i->rec = rec;
 		i->mtime = rec->mtime;
 		rec = NULL;
-	keep_record(fs, i);
+		keep_record(fs, i);
 	}
 	i->err = 0;
 	i->fresh_until_ms = fsd_fs_fresh_after(fs, now);
@@ -589,12 +598,16 @@ int fsd_fs_recdir_link(struct fsd_fs *fs, const char *vkey, const char *up, char
 {
 	struct fsd_recdir *d;
 	char path[RPC_KEY_LEN + 16];
-	int rc;
+	/* known from a walk's read-ahead (load_many's values), else from the cache of
+	 * listings, which asks the server once per record */
+	int state = fsd_viewcache_folder(&fs->views, vkey);
 
-	snprintf(path, sizeof(path), "values/%s.d", vkey);
-	rc = fsd_fs_recdir_load(fs, vkey, path, &d);
-	fsd_recdir_unref(d);
-	if (rc)
+	if (state == FSD_VS_UNKNOWN) {
+		snprintf(path, sizeof(path), "values/%s.d", vkey);
+		state = fsd_fs_recdir_load(fs, vkey, path, &d) ? FSD_VS_NO : FSD_VS_YES;
+		fsd_recdir_unref(d);
+	}
+	if (state != FSD_VS_YES)
 		return 0;
 	if (target)
 		snprintf(target, len, "%svalues/%s.d", up, vkey);

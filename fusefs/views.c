@@ -121,6 +121,28 @@ void fsd_viewcache_put(struct fsd_viewcache *vc, const char *key, int view, int 
 	pthread_mutex_unlock(&vc->lock);
 }
 
+int fsd_viewcache_folder(struct fsd_viewcache *vc, const char *key)
+{
+	int state = FSD_VS_UNKNOWN;
+	pthread_mutex_lock(&vc->lock);
+	struct fsd_viewcache_entry *e = find_locked(vc, key);
+	if (e)
+		state = e->info.folder;
+	pthread_mutex_unlock(&vc->lock);
+	return state;
+}
+
+void fsd_viewcache_put_folder(struct fsd_viewcache *vc, const char *key, int state)
+{
+	if (state == FSD_VS_UNKNOWN || !rpc_key_valid(key, strlen(key)))
+		return;
+	pthread_mutex_lock(&vc->lock);
+	struct fsd_viewcache_entry *e = entry_locked(vc, key);
+	if (e)
+		e->info.folder = (uint8_t)state;
+	pthread_mutex_unlock(&vc->lock);
+}
+
 /* Answers being gathered for one fsd_viewcache_get. */
 struct batch {
 	pthread_mutex_t m;

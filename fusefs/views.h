@@ -15,7 +15,8 @@
  *     Anything else (a connection failure, a missing value, a bad signature) is not
  *     kept and is asked again next time.
  *  2. The cache's lock is never held while a request is sent or a completion waited
- *     for; completions (reader thread) only take the lock of their batch.
+ *     for; completions (reader thread) take the lock of their batch, or the cache's
+ *     own for fsd_viewcache_put_folder, and nothing else.
  */
 #ifndef FLECHEFS_FUSEFS_VIEWS_H
 #define FLECHEFS_FUSEFS_VIEWS_H
@@ -47,6 +48,9 @@ enum fsd_view_state {
 struct fsd_viewinfo {
 	uint8_t state[RPC_VIEW__COUNT];
 	uint64_t size[RPC_VIEW__COUNT];
+	/* whether the value is a stored file or folder record shown as <key>.d
+	 * (list_record): FSD_VS_*, kept under the same rule as the views */
+	uint8_t folder;
 };
 
 #define FSD_VIEWCACHE_MAX 32768
@@ -76,6 +80,11 @@ int fsd_viewcache_get(struct fsd_viewcache *vc, char (*keys)[65], size_t n,
 /* Records a definitive answer learnt elsewhere (a lookup in values/). */
 void fsd_viewcache_put(struct fsd_viewcache *vc, const char *key, int view, int state,
                        uint64_t size);
+
+/* What is known of whether key is a stored file or folder record (FSD_VS_*). */
+int fsd_viewcache_folder(struct fsd_viewcache *vc, const char *key);
+/* Records a definitive answer of list_record for key (FSD_VS_YES or FSD_VS_NO). */
+void fsd_viewcache_put_folder(struct fsd_viewcache *vc, const char *key, int state);
 
 /*
  * Whether a server error answered for a derived view means "this view does not

@@ -253,6 +253,20 @@ int rpc_pack_list_record(msgpack_packer *pk, uint32_t msgid, const char *key)
 	return pack_key_request(pk, msgid, RPC_M_LIST_RECORD, key);
 }
 
+int rpc_pack_load_many(msgpack_packer *pk, uint32_t msgid, const char (*keys)[RPC_KEY_LEN + 1],
+                       size_t n, bool values)
+{
+	if (n == 0 || n > RPC_LOAD_MANY_MAX)
+		return -EINVAL;
+	TRY(head(pk, msgid, RPC_M_LOAD_MANY, values ? 2 : 1));
+	TRY(msgpack_pack_array(pk, (uint32_t)n));
+	for (size_t i = 0; i < n; i++)
+		TRY(rpc_pack_str(pk, keys[i]));
+	if (values)
+		TRY(msgpack_pack_true(pk));
+	return 0;
+}
+
 /* ---------------------------------------------------------------- results */
 
 __attribute__((format(printf, 3, 4))) static int bad(char *err, size_t errlen, const char *fmt,
@@ -534,6 +548,110 @@ int rpc_decode_key(const msgpack_object *result, char out[RPC_KEY_LEN + 1], char
 	memcpy(out, k, kl);
 	out[kl] = '\0';
 	return 0;
+}
+
+int rpc_decode_load_many(const msgpack_object *result, size_t asked, struct rpc_load_many *out,
+                         char *err, size_t errlen)
+{
+	const msgpack_object *recs, *errs;
+
+	memset(out, 0, sizeof(*out));
+	if (!result || result->type != MSGPACK_OBJECT_MAP)
+		return bad(err, errlen, "the answer to load_many is not a map");
+	recs = rpc_map_field(result, RPC_F_RECORDS);
+	errs = rpc_map_field(result, RPC_F_ERRORS);
+	if (!recs || !errs || recs->type != MSGPACK_OBJECT_ARRAY ||
+	    errs->type != MSGPACK_OBJECT_ARRAY)
+		return bad(err, errlen, "the answer to load_many has no records or errors array");
+	if (recs->via.array.size != errs->via.array.size)
+		return bad(err, errlen, "load_many answered %u records but %u errors",
+		           recs->via.array.size, errs->via.array.size);
+	if (recs->via.array.size > asked)
+		return bad(err, errlen, "load_many answered %u entries for %zu keys",
+		           recs->via.array.size, asked);
+	for (uint32_t i = 0; i < recs->via.array.size; i++) {
+		msgpack_object_type r = recs->via.array.ptr[i].type, e = errs->via.array.ptr[i].type;
+		if (!((r == MSGPACK_OBJECT_MAP && e == MSGPACK_OBJECT_NIL) ||
+		      (r == MSGPACK_OBJECT_NIL && e == MSGPACK_OBJECT_MAP)))
+			return bad(err, errlen,
+			           "entry %u of load_many's answer is not one record or one error", i);
+	}
+	out->records = recs;
+	out->errors = errs;
+	out->n = recs->via.array.size;
+	out->values = rpc_map_field(result, RPC_F_VALUES);
+	if (out->values && out->values->type != MSGPACK_OBJECT_MAP)
+		out->values = NULL;
+	out->nvalues = out->values ? out->values->via.map.size : 0;
+	return 0;
+}
+
+/* Sets the views named in o (an array of view names) to state; -EPROTO when o is
+ * not an array of str. */
+static int view_names(const msgpack_object *o, struct rpc_value_info *out)
+{
+	if (o->type != MSGPACK_OBJECT_ARRAY)
+		return -EPROTO;
+	for (uint32_t k = 0; k < o->via.array.size; k++) {
+		const char *s;
+		size_t len;
+		if (rpc_obj_str(&o->via.array.ptr[k], &s, &len))
+			return -EPROTO;
+		enum rpc_view v = rpc_view_lookup(s, len);
+		if (v != RPC_VIEW__COUNT && v != RPC_VIEW_PICKLE)
+			out->state[v] = RPC_VIEW_REFUSED;
+	}
+	return 0;
+}
+
+int rpc_load_many_value(const struct rpc_load_many *lm, uint32_t i, struct rpc_value_info *out)
+{
+	const msgpack_object_kv *kv = &lm->values->via.map.ptr[i];
+	const msgpack_object *views, *no, *folder;
+	const char *s;
+	size_t len;
+	bool b;
+
+	memset(out, 0, sizeof(*out));
+	out->folder = -1;
+	if (rpc_obj_str(&kv->key, &s, &len) || !rpc_key_valid(s, len) ||
+	    kv->val.type != MSGPACK_OBJECT_MAP)
+		return -EPROTO;
+	memcpy(out->key, s, RPC_KEY_LEN);
+	views = rpc_map_field(&kv->val, RPC_F_VIEWS);
+	if (views) {
+		if (views->type != MSGPACK_OBJECT_MAP)
+			return -EPROTO;
+		for (uint32_t k = 0; k < views->via.map.size; k++) {
+			const msgpack_object_kv *e = &views->via.map.ptr[k];
+			uint64_t size;
+			if (rpc_obj_str(&e->key, &s, &len) || rpc_obj_uint(&e->val, &size))
+				return -EPROTO;
+			enum rpc_view v = rpc_view_lookup(s, len);
+			if (v == RPC_VIEW__COUNT || v == RPC_VIEW_PICKLE)
+				continue;
+			out->state[v] = RPC_VIEW_APPLIES;
+			out->size[v] = size;
+		}
+	}
+	no = rpc_map_field(&kv->val, RPC_F_NO_VIEWS);
+	if (no && view_names(no, out))
+		return -EPROTO;
+	folder = rpc_map_field(&kv->val, RPC_F_FOLDER);
+	if (folder && !rpc_obj_is_nil(folder)) {
+		if (rpc_obj_bool(folder, &b))
+			return -EPROTO;
+		out->folder = b;
+	}
+	return 0;
+}
+
+void rpc_load_many_entry(const struct rpc_load_many *lm, uint32_t i,
+                         const msgpack_object **record, const msgpack_object **error)
+{
+	const msgpack_object *r = &lm->records->via.array.ptr[i];
+	*record = r->type == MSGPACK_OBJECT_MAP ? r : NULL;
+	*error = *record ? NULL : &lm->errors->via.array.ptr[i];
 }
 
 int rpc_decode_contains(const msgpack_object *result, bool *found, char *err, size_t errlen)

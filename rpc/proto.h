@@ -48,7 +48,8 @@
 	X(NAMES, "names", 0, 2, 0)                                                                 \
 	X(PUT_VALUE, "put_value", 4, 4, RPC_METHOD_WRITES)                                         \
 	X(SAVE, "save", 2, 2, RPC_METHOD_WRITES)                                                   \
-	X(LIST_RECORD, "list_record", 1, 1, 0)
+	X(LIST_RECORD, "list_record", 1, 1, 0)                                                     \
+	X(LOAD_MANY, "load_many", 1, 2, 0)
 
 enum rpc_method {
 #define RPC_METHOD_ENUM(id, name, min, max, flags) RPC_M_##id,
@@ -101,10 +102,12 @@ enum rpc_view rpc_view_lookup(const char *s, size_t len);
 	X(CONFIG, "config")                                                                        \
 	X(CWD, "cwd")                                                                              \
 	X(DIRECTORY, "directory")                                                                  \
+	X(ERRORS, "errors")                                                                        \
 	X(FILE, "file")                                                                            \
 	X(EXISTED, "existed")                                                                      \
 	X(EXISTS, "exists")                                                                        \
 	X(FLECHE_TOML, "fleche_toml")                                                              \
+	X(FOLDER, "folder")                                                                        \
 	X(HOSTNAME, "hostname")                                                                    \
 	X(KEY, "key")                                                                              \
 	X(KEY_COUNT, "key_count")                                                                  \
@@ -120,6 +123,7 @@ enum rpc_view rpc_view_lookup(const char *s, size_t len);
 	X(MTIME, "mtime")                                                                          \
 	X(NAME, "name")                                                                            \
 	X(NAMES, "names")                                                                          \
+	X(NO_VIEWS, "no_views")                                                                    \
 	X(PAGE_DEFAULT, "page_default")                                                            \
 	X(PAGE_MAX, "page_max")                                                                    \
 	X(PATH, "path")                                                                            \
@@ -129,6 +133,7 @@ enum rpc_view rpc_view_lookup(const char *s, size_t len);
 	X(PROTOCOL, "protocol")                                                                    \
 	X(RECORD_MTIME, "record_mtime")                                                            \
 	X(READ_ONLY, "read_only")                                                                  \
+	X(RECORDS, "records")                                                                      \
 	X(RESULT, "result")                                                                        \
 	X(ROOT, "root")                                                                            \
 	X(SERIALIZER, "serializer")                                                                \
@@ -194,6 +199,10 @@ int rpc_pack_put_value(msgpack_packer *pk, uint32_t msgid, const char *key, uint
 int rpc_pack_save(msgpack_packer *pk, uint32_t msgid, const void *call, size_t call_len,
                   const void *record, size_t record_len);
 int rpc_pack_list_record(msgpack_packer *pk, uint32_t msgid, const char *key);
+/* load_many of keys[0..n): n from 1 to RPC_LOAD_MANY_MAX (else -EINVAL); values asks
+ * for what is known of the values the records name. */
+int rpc_pack_load_many(msgpack_packer *pk, uint32_t msgid, const char (*keys)[RPC_KEY_LEN + 1],
+                       size_t n, bool values);
 
 /* ---------------------------------------------------------------- results */
 
@@ -273,6 +282,36 @@ int rpc_decode_info(const msgpack_object *result, struct rpc_info *out, char *er
 /* The result of expand or shrink: a key or prefix of 4 to 64 lowercase hex characters. */
 int rpc_decode_key(const msgpack_object *result, char out[RPC_KEY_LEN + 1], char *err,
                    size_t errlen);
+
+/*
+ * load_many's result (PROTOCOL.md): records and errors, arrays of the same length n,
+ * at most `asked` (the keys sent); entry i answers key i: exactly one of the two is
+ * not nil, a record a map (for fsd_record_build), an error an error map. Anything
+ * else is -EPROTO. Read the entries with rpc_load_many_entry.
+ */
+struct rpc_load_many {
+	const msgpack_object *records, *errors;
+	uint32_t n;
+	const msgpack_object *values; /* the values map, NULL when absent or not a map */
+	uint32_t nvalues;
+};
+int rpc_decode_load_many(const msgpack_object *result, size_t asked, struct rpc_load_many *out,
+                         char *err, size_t errlen);
+/* Entry i < lm->n: *record the record map, or NULL and *error the error map. */
+void rpc_load_many_entry(const struct rpc_load_many *lm, uint32_t i,
+                         const msgpack_object **record, const msgpack_object **error);
+
+/* What load_many's values map says of one value (PROTOCOL.md). */
+enum rpc_view_state { RPC_VIEW_UNKNOWN, RPC_VIEW_APPLIES, RPC_VIEW_REFUSED };
+struct rpc_value_info {
+	char key[RPC_KEY_LEN + 1];
+	uint8_t state[RPC_VIEW__COUNT]; /* enum rpc_view_state of each view; pickle unused */
+	uint64_t size[RPC_VIEW__COUNT]; /* RPC_VIEW_APPLIES: the view's exact size */
+	int folder;                     /* 1 a stored file or folder record, 0 not, -1 unknown */
+};
+/* Entry i < lm->nvalues of the values map: 0, or -EPROTO when it is malformed (a key
+ * that is not a key, an info that is not a map); views it does not know are skipped. */
+int rpc_load_many_value(const struct rpc_load_many *lm, uint32_t i, struct rpc_value_info *out);
 
 /* contains's result: a bool. */
 int rpc_decode_contains(const msgpack_object *result, bool *found, char *err, size_t errlen);

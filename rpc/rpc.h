@@ -28,6 +28,8 @@
 /* list and query page sizes: nil limit means the default; larger limits are cut. */
 #define RPC_PAGE_DEFAULT 1000u
 #define RPC_PAGE_MAX     10000u
+/* The most keys one load_many asks for. */
+#define RPC_LOAD_MANY_MAX 256u
 
 /* Keys: 64 lowercase hex characters; prefixes 4 to 64 of them. */
 #define RPC_KEY_LEN        64

@@ -542,80 +542,340 @@ static int do_list(struct srv_session *s, struct call *c)
 	return ret;
 }
 
-static int do_load(struct srv_session *s, struct call *c)
+/*
+ * Loads the record of key[0..len) into *rec (released by the caller on success),
+ * its metadata checked to nest no deeper than a load answer can carry. 0, or -1 with
+ * err filled.
+ */
+static int load_record(struct srv_session *s, const char *key, size_t len, struct srv_record *rec,
+                       struct srv_error *err)
 {
-	const char *key;
-	size_t len;
-	struct srv_record rec;
-	msgpack_packer *pk = c->pk;
-	int r = 0;
 	char q[256];
 
-	if (param_key(c, 0, "key", false, &key, &len) < 0)
-		return -1;
-	memset(&rec, 0, sizeof(rec));
-	if (srv_load(s->cache, key, len, &rec, &c->err) < 0)
+	memset(rec, 0, sizeof(*rec));
+	if (srv_load(s->cache, key, len, rec, err) < 0)
 		return -1;
 	/* every store keeps its metadata within SRV_META_MAX_DEPTH (record.h); checked
 	 * again here because a message nested deeper must never be sent */
-	if (!rec.metadata_error && rec.metadata && rec.metadata_len &&
-	    rpc_msgpack_check(rec.metadata, rec.metadata_len, SRV_META_MAX_DEPTH, NULL, 0) != 0 &&
-	    srv_record_meta_fail(&rec,
+	if (!rec->metadata_error && rec->metadata && rec->metadata_len &&
+	    rpc_msgpack_check(rec->metadata, rec->metadata_len, SRV_META_MAX_DEPTH, NULL, 0) != 0 &&
+	    srv_record_meta_fail(rec,
 	                         "the metadata of call '%s' nests deeper than the %d levels a "
 	                         "load answer can carry",
-	                         srv_quote(q, sizeof(q), rec.key, strlen(rec.key)),
+	                         srv_quote(q, sizeof(q), rec->key, strlen(rec->key)),
 	                         SRV_META_VALUE_DEPTH) != 0) {
-		srv_record_release(&rec);
-		return srv_fail(&c->err, RPC_E_ENOMEM, "out of memory loading '%s'",
+		srv_record_release(rec);
+		return srv_fail(err, RPC_E_ENOMEM, "out of memory loading '%s'",
 		                srv_quote(q, sizeof(q), key, len));
 	}
+	return 0;
+}
+
+/* Packs load's result map of rec into out (through pk, a packer of out). 0 or nonzero. */
+static int pack_record(msgpack_packer *pk, msgpack_sbuffer *out, const struct srv_record *rec)
+{
+	int r = 0;
+
 	r |= msgpack_pack_map(pk, 11);
 	r |= rpc_pack_field(pk, RPC_F_KEY);
-	r |= rpc_pack_str(pk, rec.key);
+	r |= rpc_pack_str(pk, rec->key);
 	r |= rpc_pack_field(pk, RPC_F_NAME);
-	r |= rpc_pack_str(pk, rec.name ? rec.name : "");
+	r |= rpc_pack_str(pk, rec->name ? rec->name : "");
 	r |= rpc_pack_field(pk, RPC_F_MODULE);
-	r |= rpc_pack_str(pk, rec.module);
+	r |= rpc_pack_str(pk, rec->module);
 	r |= rpc_pack_field(pk, RPC_F_VERSION);
-	switch (rec.version_kind) {
+	switch (rec->version_kind) {
 	case SRV_VERSION_STR:
-		r |= rpc_pack_str(pk, rec.version_str);
+		r |= rpc_pack_str(pk, rec->version_str);
 		break;
 	case SRV_VERSION_INT:
-		r |= msgpack_pack_int64(pk, rec.version_int);
+		r |= msgpack_pack_int64(pk, rec->version_int);
 		break;
 	default:
 		r |= msgpack_pack_nil(pk);
 		break;
 	}
 	r |= rpc_pack_field(pk, RPC_F_CODE_DIGEST);
-	r |= rpc_pack_str(pk, rec.code_digest);
+	r |= rpc_pack_str(pk, rec->code_digest);
 	r |= rpc_pack_field(pk, RPC_F_ARGUMENTS);
-	r |= msgpack_pack_array(pk, (uint32_t)rec.narguments);
-	for (size_t i = 0; i < rec.narguments; i++) {
+	r |= msgpack_pack_array(pk, (uint32_t)rec->narguments);
+	for (size_t i = 0; i < rec->narguments; i++) {
 		r |= msgpack_pack_array(pk, 2);
-		r |= rpc_pack_str(pk, rec.arguments[i].name ? rec.arguments[i].name : "");
-		r |= rpc_pack_str(pk, rec.arguments[i].value);
+		r |= rpc_pack_str(pk, rec->arguments[i].name ? rec->arguments[i].name : "");
+		r |= rpc_pack_str(pk, rec->arguments[i].value);
 	}
 	r |= rpc_pack_field(pk, RPC_F_RESULT);
-	r |= rpc_pack_str(pk, rec.has_result ? rec.result : NULL);
+	r |= rpc_pack_str(pk, rec->has_result ? rec->result : NULL);
 	r |= rpc_pack_field(pk, RPC_F_METADATA);
-	if (rec.metadata && rec.metadata_len)
+	if (rec->metadata && rec->metadata_len)
 		/* already msgpack: one copy into the response */
-		r |= msgpack_sbuffer_write(c->out, rec.metadata, rec.metadata_len);
+		r |= msgpack_sbuffer_write(out, rec->metadata, rec->metadata_len);
 	else
 		r |= msgpack_pack_map(pk, 0);
 	r |= rpc_pack_field(pk, RPC_F_METADATA_ERROR);
-	if (rec.metadata_error)
-		r |= rpc_pack_error_map(pk, RPC_E_CORRUPT, rec.metadata_error, NULL, 0, 0);
+	if (rec->metadata_error)
+		r |= rpc_pack_error_map(pk, RPC_E_CORRUPT, rec->metadata_error, NULL, 0, 0);
 	else
 		r |= msgpack_pack_nil(pk);
 	r |= rpc_pack_field(pk, RPC_F_MTIME);
-	r |= msgpack_pack_double(pk, rec.mtime);
+	r |= msgpack_pack_double(pk, rec->mtime);
 	r |= rpc_pack_field(pk, RPC_F_STAMP);
-	r |= msgpack_pack_uint64(pk, rec.stamp);
+	r |= msgpack_pack_uint64(pk, rec->stamp);
+	return r;
+}
+
+static int do_load(struct srv_session *s, struct call *c)
+{
+	const char *key;
+	size_t len;
+	struct srv_record rec;
+	int r;
+
+	if (param_key(c, 0, "key", false, &key, &len) < 0)
+		return -1;
+	if (load_record(s, key, len, &rec, &c->err) < 0)
+		return -1;
+	r = pack_record(c->pk, c->out, &rec);
 	srv_record_release(&rec);
 	return r ? pack_failed(c) : 0;
+}
+
+/* Packs e as an error map (with its candidates when AMBIGUOUS). */
+static int pack_error_map(msgpack_packer *pk, const struct srv_error *e)
+{
+	enum rpc_error code = e->code;
+	const char *cand[SRV_MAX_CANDIDATES];
+	size_t n = 0;
+
+	if (code <= RPC_OK || code >= RPC_E__COUNT)
+		code = RPC_E_EIO;
+	if (code == RPC_E_AMBIGUOUS) {
+		n = e->ncandidates < SRV_MAX_CANDIDATES ? e->ncandidates : SRV_MAX_CANDIDATES;
+		for (size_t i = 0; i < n; i++)
+			cand[i] = e->candidates[i];
+	}
+	return rpc_pack_error_map(pk, code, e->message[0] ? e->message : NULL, cand, n,
+	                          code == RPC_E_AMBIGUOUS ? e->needed : 0);
+}
+
+/* A server error that says, for the value's life, that a view does not apply (and,
+ * with CORRUPT and EINVAL, that a value is no folder record list_record lists). */
+static bool definitive_refusal(enum rpc_error code, bool folder)
+{
+	return code == RPC_E_ENOTSUP || code == RPC_E_EFBIG || code == RPC_E_ELOOP ||
+	       (folder && (code == RPC_E_EINVAL || code == RPC_E_CORRUPT));
+}
+
+/*
+ * Packs what load_many's values map says of value key (PROTOCOL.md): the views that
+ * apply with their sizes, as stat_value would answer them, those that do not for
+ * good, and whether list_record lists it. What cannot be found out now (the value
+ * is missing or unreadable) is left out, for the client to ask about. 0 or nonzero.
+ */
+static int pack_value_info(struct srv_session *s, msgpack_packer *pk, const char *key)
+{
+	struct srv_value *v = NULL;
+	struct srv_error err;
+	struct srv_pathlist l;
+	uint64_t size[RPC_VIEW__COUNT] = {0};
+	uint8_t state[RPC_VIEW__COUNT] = {0};
+	uint32_t napply = 0, nrefuse = 0;
+	int folder = -1, r = 0;
+
+	memset(&err, 0, sizeof(err));
+	if (srv_value_open(s->cache, key, RPC_KEY_LEN, &v, &err) == 0) {
+		for (int view = 0; view < RPC_VIEW__COUNT; view++) {
+			struct srv_rendered out;
+			if (view == RPC_VIEW_PICKLE)
+				continue;
+			memset(&out, 0, sizeof(out));
+			memset(&err, 0, sizeof(err));
+			if (srv_view_render(s->cache, v, (enum rpc_view)view, &out, &err) == 0) {
+				state[view] = RPC_VIEW_APPLIES;
+				size[view] = out.size;
+				napply++;
+			} else if (definitive_refusal(err.code, false)) {
+				state[view] = RPC_VIEW_REFUSED;
+				nrefuse++;
+			}
+			if (out.release)
+				out.release(out.priv);
+		}
+		srv_value_close(v);
+	}
+	memset(&err, 0, sizeof(err));
+	if (srv_pathlist_load(s->cache, key, RPC_KEY_LEN, &l, &err) == 0)
+		folder = 1;
+	else if (definitive_refusal(err.code, true))
+		folder = 0;
+	srv_pathlist_release(&l);
+
+	r |= rpc_pack_str(pk, key);
+	r |= msgpack_pack_map(pk, 3);
+	r |= rpc_pack_field(pk, RPC_F_VIEWS);
+	r |= msgpack_pack_map(pk, napply);
+	for (int view = 0; view < RPC_VIEW__COUNT; view++)
+		if (state[view] == RPC_VIEW_APPLIES) {
+			r |= rpc_pack_str(pk, rpc_view_name((enum rpc_view)view));
+			r |= msgpack_pack_uint64(pk, size[view]);
+		}
+	r |= rpc_pack_field(pk, RPC_F_NO_VIEWS);
+	r |= msgpack_pack_array(pk, nrefuse);
+	for (int view = 0; view < RPC_VIEW__COUNT; view++)
+		if (state[view] == RPC_VIEW_REFUSED)
+			r |= rpc_pack_str(pk, rpc_view_name((enum rpc_view)view));
+	r |= rpc_pack_field(pk, RPC_F_FOLDER);
+	r |= folder < 0 ? msgpack_pack_nil(pk)
+	                : folder ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+	return r;
+}
+
+/* The value keys a load_many answer has described (one result per record). */
+#define LOAD_MANY_VALUES RPC_LOAD_MANY_MAX
+struct value_set {
+	char copies[LOAD_MANY_VALUES][RPC_KEY_LEN + 1];
+	size_t n;
+};
+
+/* Adds key to set: true when it is new and there was room. */
+static bool value_set_add(struct value_set *set, const char *key)
+{
+	if (!key || !key[0] || set->n == LOAD_MANY_VALUES)
+		return false;
+	for (size_t k = 0; k < set->n; k++)
+		if (strcmp(set->copies[k], key) == 0)
+			return false;
+	memcpy(set->copies[set->n], key, RPC_KEY_LEN + 1);
+	set->n++;
+	return true;
+}
+
+/* Packs the value info of rec's result unless set has described it already into pk;
+ * *count grows by their number. Only results: a walk of call folders lists its
+ * result's views, and every value described costs opening it cold. 0 or nonzero. */
+static int pack_record_values(struct srv_session *s, msgpack_packer *pk,
+                              const struct srv_record *rec, struct value_set *set,
+                              uint32_t *count)
+{
+	int r = 0;
+	if (rec->has_result && value_set_add(set, rec->result)) {
+		r |= pack_value_info(s, pk, rec->result);
+		(*count)++;
+	}
+	return r;
+}
+
+/*
+ * load_many(keys, values): load of each key, the records and errors in two parallel
+ * arrays, and with values what is known of the values they name. Entries are packed
+ * one at a time into buffers of their own and appended while the answer stays
+ * within the frame (less RPC_RESPONSE_OVERHEAD for the head and the headers of the
+ * arrays and maps); the first that would not fit ends the answer, which then holds
+ * the entries before it (PROTOCOL.md: the client asks again for the rest), or, when
+ * it is the first, an EMSGSIZE error in its place.
+ */
+static int do_load_many(struct srv_session *s, struct call *c)
+{
+	const msgpack_object *keys = param(c, 0);
+	msgpack_sbuffer recs, errs, vals, one, vone;
+	msgpack_packer rpk, epk, opk, vpk;
+	uint32_t n = 0, nkeys, nvals = 0;
+	size_t budget = s->max_frame - RPC_RESPONSE_OVERHEAD;
+	struct value_set *set = NULL;
+	bool values;
+	int ret = -1;
+	char q[256];
+
+	if (!keys || keys->type != MSGPACK_OBJECT_ARRAY || keys->via.array.size == 0 ||
+	    keys->via.array.size > RPC_LOAD_MANY_MAX)
+		return srv_fail(&c->err, RPC_E_EINVAL,
+		                "parameter 1 (keys) of %s must be an array of 1 to %u keys", c->method,
+		                RPC_LOAD_MANY_MAX);
+	nkeys = keys->via.array.size;
+	for (uint32_t i = 0; i < nkeys; i++)
+		if (keys->via.array.ptr[i].type != MSGPACK_OBJECT_STR)
+			return srv_fail(&c->err, RPC_E_EINVAL, "key %u of %s is not a str", i + 1,
+			                c->method);
+	if (param_opt_bool(c, 1, "values", &values) < 0)
+		return -1;
+	if (values && !(set = calloc(1, sizeof(*set))))
+		return pack_failed(c);
+	msgpack_sbuffer_init(&recs);
+	msgpack_sbuffer_init(&errs);
+	msgpack_sbuffer_init(&vals);
+	msgpack_sbuffer_init(&one);
+	msgpack_sbuffer_init(&vone);
+	msgpack_packer_init(&rpk, &recs, msgpack_sbuffer_write);
+	msgpack_packer_init(&epk, &errs, msgpack_sbuffer_write);
+	msgpack_packer_init(&opk, &one, msgpack_sbuffer_write);
+	msgpack_packer_init(&vpk, &vone, msgpack_sbuffer_write);
+	for (; n < nkeys; n++) {
+		const char *key;
+		size_t len;
+		struct srv_record rec;
+		struct srv_error err;
+		bool loaded = false;
+		uint32_t nv = 0;
+		int r = 0;
+
+		memset(&err, 0, sizeof(err));
+		rpc_obj_str(&keys->via.array.ptr[n], &key, &len);
+		one.size = vone.size = 0;
+		if (!rpc_key_prefix_valid(key, len))
+			srv_fail(&err, RPC_E_EINVAL, "malformed key '%s' in %s: %s",
+			         srv_quote(q, sizeof(q), key, len), c->method,
+			         "a key or prefix is 4 to 64 lowercase hex characters");
+		else if (load_record(s, key, len, &rec, &err) == 0)
+			loaded = true;
+		if (loaded) {
+			r = pack_record(&opk, &one, &rec);
+			if (!r && set)
+				r = pack_record_values(s, &vpk, &rec, set, &nv);
+			srv_record_release(&rec);
+		} else {
+			r = pack_error_map(&opk, &err);
+		}
+		if (r)
+			goto oom;
+		/* each entry also takes one byte (nil) in the other array */
+		if (recs.size + errs.size + vals.size + one.size + vone.size + 2 > budget) {
+			if (n > 0)
+				break;
+			srv_fail(&err, RPC_E_EMSGSIZE,
+			         "the record '%s' is larger than the frame limit of %u bytes",
+			         srv_quote(q, sizeof(q), key, len), s->max_frame);
+			one.size = vone.size = 0;
+			nv = 0;
+			loaded = false;
+			if (pack_error_map(&opk, &err))
+				goto oom;
+		}
+		if (msgpack_sbuffer_write(loaded ? &recs : &errs, one.data, one.size) ||
+		    (loaded ? msgpack_pack_nil(&epk) : msgpack_pack_nil(&rpk)) ||
+		    msgpack_sbuffer_write(&vals, vone.data, vone.size))
+			goto oom;
+		nvals += nv;
+	}
+	if (msgpack_pack_map(c->pk, set ? 3 : 2) || rpc_pack_field(c->pk, RPC_F_RECORDS) ||
+	    msgpack_pack_array(c->pk, n) || msgpack_sbuffer_write(c->out, recs.data, recs.size) ||
+	    rpc_pack_field(c->pk, RPC_F_ERRORS) || msgpack_pack_array(c->pk, n) ||
+	    msgpack_sbuffer_write(c->out, errs.data, errs.size))
+		goto oom;
+	if (set && (rpc_pack_field(c->pk, RPC_F_VALUES) || msgpack_pack_map(c->pk, nvals) ||
+	            msgpack_sbuffer_write(c->out, vals.data, vals.size)))
+		goto oom;
+	ret = 0;
+	goto out;
+oom:
+	ret = pack_failed(c);
+out:
+	msgpack_sbuffer_destroy(&recs);
+	msgpack_sbuffer_destroy(&errs);
+	msgpack_sbuffer_destroy(&vals);
+	msgpack_sbuffer_destroy(&one);
+	msgpack_sbuffer_destroy(&vone);
+	free(set);
+	return ret;
 }
 
 static int do_stat_value(struct srv_session *s, struct call *c)
@@ -1024,6 +1284,7 @@ static const handler_fn handlers[RPC_M__COUNT] = {
     [RPC_M_PUT_VALUE] = do_put_value,
     [RPC_M_SAVE] = do_save,
     [RPC_M_LIST_RECORD] = do_list_record,
+    [RPC_M_LOAD_MANY] = do_load_many,
 };
 
 /* -------------------------------------------------------------------------------- */

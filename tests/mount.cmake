@@ -10,7 +10,8 @@
 # test_mount_metadata.py: a call whose metadata is nested too deep to send;
 # test_mount_deadline.py: a server stopped during a streaming read, locally and over SSH;
 # test_mount_rewrite.py: a call recorded again under its key, files and SQLite;
-# test_mount_walk.py: the daemon's memory through a walk of every call folder). They
+# test_mount_walk.py: the daemon's memory through a walk of every call folder;
+# test_mount_prefetch.py: load_many, and the records a walk of calls/ reads ahead). They
 # need /dev/fuse and root or fusermount3; without them they skip (fail under CI=true).
 # test_mount_config.py: caches named in fleche.toml (--cache, -o cache=), also over SSH.
 # The benchmark bench/bench-mount is run by hand, not by ctest.
@@ -34,3 +35,4 @@ flechefs_py_test(mount_query e2e/test_mount_query.py LABELS mount TIMEOUT 300 SE
 flechefs_py_test(mount_deadline e2e/test_mount_deadline.py LABELS mount TIMEOUT 300 SERIAL)
 flechefs_py_test(mount_rewrite e2e/test_mount_rewrite.py LABELS mount TIMEOUT 300 SERIAL)
 flechefs_py_test(mount_walk e2e/test_mount_walk.py LABELS mount TIMEOUT 300 SERIAL)
+flechefs_py_test(mount_prefetch e2e/test_mount_prefetch.py LABELS mount TIMEOUT 600 SERIAL)

@@ -30,6 +30,7 @@ the server described above):
 Needs root (sshd must start as root to log users in) and /usr/sbin/sshd.
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -331,6 +332,39 @@ class Sshd:
         return ["-o", "port=%d" % self.port, "-o", "IdentityFile=" + (key or self.user_key),
                 "-o", "UserKnownHostsFile=" + (known_hosts or self.known_hosts),
                 "-o", "ssh_config=/dev/null"]
+
+
+@contextlib.contextmanager
+def delay_proxy(sshd, delay_ms, build, tmp):
+    """bench/delay-proxy in front of sshd, delaying every byte delay_ms each way (built
+    from its source into tmp when the build has none); yields (port, a known_hosts
+    file in tmp naming the proxy's port with sshd's host key)."""
+    source = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "bench", "delay-proxy.c")
+    binary = os.path.join(build, "bench", "delay-proxy")
+    if not os.access(binary, os.X_OK):
+        binary = os.path.join(tmp, "delay-proxy")
+        subprocess.run(["cc", "-O2", "-pthread", "-o", binary, source], check=True,
+                       timeout=120)
+    port_file = os.path.join(tmp, "proxy.port")
+    proc = subprocess.Popen([binary, "0", "127.0.0.1", str(sshd.port), str(delay_ms),
+                             port_file], stdout=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 10
+        port = None
+        while port is None and time.monotonic() < end:
+            with contextlib.suppress(OSError, ValueError):
+                port = int(open(port_file).read())  # written, maybe not yet whole
+            time.sleep(0.05)
+        if port is None:
+            raise RuntimeError("delay-proxy wrote no port")
+        kh = os.path.join(tmp, "known_hosts_proxy")
+        with open(kh, "w") as f:
+            f.write(sshd.host_key_line().replace(":%d " % sshd.port, ":%d " % port))
+        yield port, kh
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def require_sshd():

@@ -7,15 +7,19 @@ foreground (so the daemon's pid is known). The walk must find every call.json; t
 daemon's resident memory may grow during it by at most GROWTH_MAX bytes: the inodes of
 the call folders the kernel keeps, and records of the last few thousand folders only
 (each call folder's files are handed to the kernel without a node of their own, and
-older records are dropped, to be loaded again when asked for). Holding every record and
+older records are dropped, to be loaded again when asked for), and the records read
+ahead of the walk (at most FSD_PREFETCH_KEPT, fusefs/prefetch.h). Holding every record and
 one inode per file, as the daemon did, grows it by about 3.5 KiB a call. Records
 dropped must load again: call.json of the first call folder is read after the walk.
 
-du looks every file of every call up and the kernel keeps what it looked up while its
-entry is valid: the files of a call folder are handed to it with no entry timeout (it
-forgets them once stated) and hold no record, so du grows the daemon by no more than
-the find does. A file inode holding its call's whole record, as it did, grows it by
-about 7 KiB a call, twice GROWTH_MAX over NCALLS.
+du looks every file of every call up and the kernel keeps what it looked up: the
+daemon lets it keep the last 32768 inodes of call folders and their files only
+(it asks the older ones back), and a call's files hold no record, so du grows the
+daemon by its fixed budgets, not by the calls: those inodes, the records of the last
+4096 call folders, the records read ahead of the walk, the views of the values and the
+cache of record listings (and refusals) together stay under GROWTH_MAX. A file inode
+holding its call's whole record, as it did, grows it by about 7 KiB a call (over 100
+MiB for NCALLS).
 """
 
 import json
@@ -28,7 +32,7 @@ import mountlib as ml
 
 T = common.Checks("mount_walk")
 NCALLS = 16000
-GROWTH_MAX = 32 << 20
+GROWTH_MAX = 48 << 20
 
 
 def rss_kib(pid, field="VmRSS"):

@@ -432,6 +432,142 @@ static void test_bin_head(void)
 	CHECK(rpc_bin_head_length(req) == 0, "a request is no response head");
 }
 
+/* load_many: the request's keys and values flag; the answer's parallel arrays (one
+ * record or one error per entry, never more entries than keys asked) and its values
+ * map, malformed ones refused. */
+static void test_load_many(void)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_zone zone;
+	msgpack_object o;
+	struct rpc_request req;
+	struct rpc_load_many lm;
+	struct rpc_value_info vi;
+	const msgpack_object *rec, *error;
+	char keys[3][RPC_KEY_LEN + 1], err[160];
+	bool b;
+
+	for (int k = 0; k < 3; k++) {
+		memset(keys[k], 'a' + k, RPC_KEY_LEN);
+		keys[k][RPC_KEY_LEN] = 0;
+	}
+	msgpack_zone_init(&zone, 4096);
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	CHECK(rpc_pack_load_many(&pk, 9, (const char(*)[RPC_KEY_LEN + 1])keys, 3, true) == 0);
+	req = decode(&sb, &zone);
+	CHECK(req.msgid == 9 && rpc_method_lookup(req.method, req.method_len) == RPC_M_LOAD_MANY);
+	CHECK(req.params->via.array.size == 2 && req.params->via.array.ptr[0].via.array.size == 3);
+	CHECK(rpc_obj_bool(&req.params->via.array.ptr[1], &b) == 0 && b);
+	CHECK(req.params->via.array.ptr[0].via.array.ptr[2].via.str.size == RPC_KEY_LEN &&
+	      !memcmp(req.params->via.array.ptr[0].via.array.ptr[2].via.str.ptr, keys[2],
+	              RPC_KEY_LEN));
+	msgpack_sbuffer_clear(&sb);
+	CHECK(rpc_pack_load_many(&pk, 9, (const char(*)[RPC_KEY_LEN + 1])keys, 1, false) == 0);
+	req = decode(&sb, &zone);
+	CHECK(req.params->via.array.size == 1, "values false is left out");
+	CHECK(rpc_pack_load_many(&pk, 9, (const char(*)[RPC_KEY_LEN + 1])keys, 0, false) ==
+	      -EINVAL);
+	CHECK(rpc_pack_load_many(&pk, 9, (const char(*)[RPC_KEY_LEN + 1])keys,
+	                         RPC_LOAD_MANY_MAX + 1, false) == -EINVAL);
+
+	/* two entries: a record, then an error; a values map of one value */
+	msgpack_sbuffer_clear(&sb);
+	msgpack_pack_map(&pk, 3);
+	rpc_pack_str(&pk, "records");
+	msgpack_pack_array(&pk, 2);
+	msgpack_pack_map(&pk, 1);
+	rpc_pack_str(&pk, "key");
+	rpc_pack_str(&pk, keys[0]);
+	msgpack_pack_nil(&pk);
+	rpc_pack_str(&pk, "errors");
+	msgpack_pack_array(&pk, 2);
+	msgpack_pack_nil(&pk);
+	rpc_pack_error_map(&pk, RPC_E_ENOENT, "no call", NULL, 0, 0);
+	rpc_pack_str(&pk, "values");
+	msgpack_pack_map(&pk, 1);
+	rpc_pack_str(&pk, keys[2]);
+	msgpack_pack_map(&pk, 3);
+	rpc_pack_str(&pk, "views");
+	msgpack_pack_map(&pk, 2);
+	rpc_pack_str(&pk, "json");
+	msgpack_pack_uint64(&pk, 12);
+	rpc_pack_str(&pk, "future-view");
+	msgpack_pack_uint64(&pk, 1);
+	rpc_pack_str(&pk, "no_views");
+	msgpack_pack_array(&pk, 2);
+	rpc_pack_str(&pk, "npy");
+	rpc_pack_str(&pk, "bin");
+	rpc_pack_str(&pk, "folder");
+	msgpack_pack_false(&pk);
+	o = unpack(&sb, &zone);
+	CHECK(rpc_decode_load_many(&o, 3, &lm, err, sizeof(err)) == 0, "%s", err);
+	CHECK(lm.n == 2 && lm.nvalues == 1);
+	rpc_load_many_entry(&lm, 0, &rec, &error);
+	CHECK(rec && !error && rec->type == MSGPACK_OBJECT_MAP);
+	rpc_load_many_entry(&lm, 1, &rec, &error);
+	CHECK(!rec && error && error->type == MSGPACK_OBJECT_MAP);
+	CHECK(rpc_load_many_value(&lm, 0, &vi) == 0);
+	CHECK(!strcmp(vi.key, keys[2]) && vi.folder == 0);
+	CHECK(vi.state[RPC_VIEW_JSON] == RPC_VIEW_APPLIES && vi.size[RPC_VIEW_JSON] == 12);
+	CHECK(vi.state[RPC_VIEW_NPY] == RPC_VIEW_REFUSED && vi.state[RPC_VIEW_BIN] ==
+	      RPC_VIEW_REFUSED && vi.state[RPC_VIEW_TXT] == RPC_VIEW_UNKNOWN);
+	CHECK(rpc_decode_load_many(&o, 1, &lm, err, sizeof(err)) == -EPROTO,
+	      "more entries than keys");
+
+	/* an entry with both, or neither; arrays of different lengths; no map */
+	const char *bad[] = {"both", "neither", "lengths", "not a map"};
+	for (int t = 0; t < 4; t++) {
+		msgpack_sbuffer_clear(&sb);
+		if (t == 3) {
+			msgpack_pack_array(&pk, 0);
+		} else {
+			msgpack_pack_map(&pk, 2);
+			rpc_pack_str(&pk, "records");
+			msgpack_pack_array(&pk, 1);
+			if (t == 0) {
+				msgpack_pack_map(&pk, 0);
+			} else {
+				msgpack_pack_nil(&pk);
+			}
+			rpc_pack_str(&pk, "errors");
+			msgpack_pack_array(&pk, t == 2 ? 2 : 1);
+			if (t == 0)
+				msgpack_pack_map(&pk, 0);
+			else
+				msgpack_pack_nil(&pk);
+			if (t == 2)
+				msgpack_pack_nil(&pk);
+		}
+		o = unpack(&sb, &zone);
+		CHECK(rpc_decode_load_many(&o, 3, &lm, err, sizeof(err)) == -EPROTO, "%s", bad[t]);
+	}
+
+	/* a values entry whose key is no key, or whose size is negative */
+	for (int t = 0; t < 2; t++) {
+		msgpack_sbuffer_clear(&sb);
+		msgpack_pack_map(&pk, 3);
+		rpc_pack_str(&pk, "records");
+		msgpack_pack_array(&pk, 0);
+		rpc_pack_str(&pk, "errors");
+		msgpack_pack_array(&pk, 0);
+		rpc_pack_str(&pk, "values");
+		msgpack_pack_map(&pk, 1);
+		rpc_pack_str(&pk, t == 0 ? "abc" : keys[1]);
+		msgpack_pack_map(&pk, 1);
+		rpc_pack_str(&pk, "views");
+		msgpack_pack_map(&pk, 1);
+		rpc_pack_str(&pk, "json");
+		msgpack_pack_int64(&pk, t == 0 ? 1 : -1);
+		o = unpack(&sb, &zone);
+		CHECK(rpc_decode_load_many(&o, 3, &lm, err, sizeof(err)) == 0 && lm.nvalues == 1);
+		CHECK(rpc_load_many_value(&lm, 0, &vi) == -EPROTO, "bad values entry %d", t);
+	}
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_zone_destroy(&zone);
+}
+
 int main(void)
 {
 	test_tables();
@@ -439,6 +575,7 @@ int main(void)
 	test_requests();
 	test_results();
 	test_list_record();
+	test_load_many();
 	test_bin_head();
 	return check_report("test_rpc_proto");
 }
