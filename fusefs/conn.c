@@ -40,7 +40,9 @@
  *     c->answered_seq is the highest number answered. When a request passes its
  *     deadline after waiting the whole timeout (not an operation's shorter one),
  *     and nothing that entered after it has been answered (answered_seq < its seq:
- *     the server took nothing behind it), the connection is stalled
+ *     the server took nothing behind it) or no frame has come from the server for
+ *     half the timeout (c->heard_ms: it answered some behind it, out of order, and
+ *     then went silent), the connection is stalled
  *     (c->stalled, under c->lock): the timer fails every request in the table at
  *     once, and new requests fail at once, unsent, until any frame arrives from the
  *     server (the reader clears c->stalled) or a new transport is up. So a system
@@ -110,6 +112,7 @@ struct fsd_conn {
 	char why[512];
 	/* invariant 8 */
 	uint64_t next_seq, answered_seq;
+	uint64_t heard_ms; /* when the last frame came, or the transport came up */
 	int stalled, probing;
 
 	pthread_mutex_t wlock; /* c->t for writers */
@@ -241,6 +244,7 @@ static void fail_list(struct pending *list, int err, const char *message)
 static void conn_heard(struct fsd_conn *c, const struct pending *p)
 {
 	c->stalled = 0;
+	c->heard_ms = fsd_now_ms();
 	if (p && p->seq > c->answered_seq)
 		c->answered_seq = p->seq;
 }
@@ -1140,6 +1144,7 @@ static void *reader_main(void *arg)
 			up = c->state == CONN_UP;
 			c->why[0] = 0;
 			c->stalled = 0;
+			c->heard_ms = fsd_now_ms();
 			pthread_cond_broadcast(&c->space);
 			pthread_mutex_unlock(&c->lock);
 			if (!up) {
@@ -1191,8 +1196,9 @@ static void *timer_main(void *arg)
 		struct pending *list = c->npending ? table_take_all(c, now) : NULL;
 		int stall = 0;
 		for (struct pending *p = list; p && !c->stalled && !stall; p = p->next)
-			stall = p->seq > c->answered_seq &&
-			        now - p->sent_ms >= (uint64_t)c->opt.timeout * 1000;
+			stall = now - p->sent_ms >= (uint64_t)c->opt.timeout * 1000 &&
+			        (p->seq > c->answered_seq ||
+			         now - c->heard_ms >= (uint64_t)c->opt.timeout * 1000 / 2);
 		if (stall) {
 			/* invariant 8: nothing behind it was answered; what waits behind it
 			 * fails now rather than each at its own deadline */
@@ -1265,6 +1271,7 @@ int fsd_conn_start(struct fsd_conn *c, int interactive, char *err, size_t errlen
 	}
 	c->t = t;
 	c->state = CONN_UP;
+	c->heard_ms = fsd_now_ms();
 	if (pthread_create(&c->reader, NULL, reader_main, c) != 0) {
 		snprintf(err, errlen, "cannot start the reader thread");
 		goto fail;

@@ -436,6 +436,36 @@ static void test_out_of_order(void)
 	CHECK(atomic_load(&downs) == 0, "no on_down when closing");
 }
 
+/* A request is not answered while one sent after it is, and then the server says
+ * nothing more (stopped while its workers answered out of order): at the first one's
+ * deadline the connection is stalled all the same, since nothing was heard for half
+ * the timeout, so that a request sent then (the kernel's read after its read-ahead
+ * failed) fails at once instead of waiting a deadline of its own. */
+static void test_silence_after_answers_behind(void)
+{
+	struct server s;
+	struct sp_connector sc;
+	char err[512];
+	int rc;
+	struct fsd_conn *c = start(&s, S_NORMAL, 1, &sc, &rc, err, sizeof(err), NULL, NULL);
+	CHECK(rc == 0, "hello failed: %s", err);
+	struct outcome never, answered, behind;
+	memset(&never, 0, sizeof(never));
+	memset(&answered, 0, sizeof(answered));
+	memset(&behind, 0, sizeof(behind));
+	call(c, "never", 0, record, &never, 0, 0, 0);
+	call(c, "contains", 0, record, &answered, 0, 0, 0);
+	CHECK(wait_done(&answered, 2000) && answered.err == 0,
+	      "the request behind the unanswered one is answered (%d)", answered.err);
+	CHECK(wait_done(&never, 5000) && never.err == ETIMEDOUT,
+	      "the unanswered request fails at its deadline (%d)", never.err);
+	call(c, "echo", 0, record, &behind, 1, (uint64_t)3, 0);
+	CHECK(wait_done(&behind, 100) && behind.err == ETIMEDOUT,
+	      "after a silence of half the timeout a request fails at once (%d)", behind.err);
+	fsd_conn_free(c);
+	pthread_join(s.th, NULL);
+}
+
 static void test_deadline_and_death(void)
 {
 	struct server s;
@@ -794,6 +824,7 @@ int main(void)
 {
 	test_out_of_order();
 	test_deadline_and_death();
+	test_silence_after_answers_behind();
 	test_hello_failures();
 	test_inodes();
 	test_views();
