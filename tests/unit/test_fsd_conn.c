@@ -462,6 +462,15 @@ static void test_silence_after_answers_behind(void)
 	call(c, "echo", 0, record, &behind, 1, (uint64_t)3, 0);
 	CHECK(wait_done(&behind, 100) && behind.err == ETIMEDOUT,
 	      "after a silence of half the timeout a request fails at once (%d)", behind.err);
+	/* the probe's answer ends the stall; the server is then idle when closed */
+	struct fsd_result fr;
+	rc = -ETIMEDOUT;
+	for (int k = 0; k < 100 && rc == -ETIMEDOUT; k++) {
+		usleep(10000);
+		rc = call_sync(c, "flush", &fr);
+		fsd_result_release(&fr);
+	}
+	CHECK(rc == -ENOENT, "the probe's answer ends the stall (%d)", rc);
 	fsd_conn_free(c);
 	pthread_join(s.th, NULL);
 }
