@@ -94,18 +94,12 @@ def behind_slow(server, root, slow, fast, tmpdir):
         return lat, got[ids[0]][0], after, err.get("name") if err else None
 
 
-def drop_caches():
-    os.sync()
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
-
-
 def cold_cat(flechefs, server, root, key, size):
     mp = tempfile.mkdtemp(prefix="bench-conc-mnt-")
     try:
         subprocess.run([flechefs, "-o", "server=" + server, root, mp], check=True)
         time.sleep(0.3)  # the readahead is raised just after the kernel's INIT
-        drop_caches()
+        common.drop_caches()
         t = time.perf_counter()
         subprocess.run(["cat", os.path.join(mp, "values", key)], check=True,
                        stdout=subprocess.DEVNULL)

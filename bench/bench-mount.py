@@ -32,6 +32,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(SOURCE, "tests", "e2e"))
+
+import common  # noqa: E402 (tests/e2e, on the path above)
 
 
 def sh(cmd, **kw):
@@ -42,12 +45,6 @@ def timed(cmd):
     t = time.perf_counter()
     sh(cmd + " > /dev/null")
     return time.perf_counter() - t
-
-
-def drop_caches():
-    os.sync()
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
 
 
 def mounted_pid(mp):
@@ -73,7 +70,6 @@ def children(pid):
 
 def server_list_time(server, root):
     """Seconds flechefs-server takes to answer every page of list("calls", detail)."""
-    sys.path.insert(0, os.path.join(SOURCE, "tests", "e2e"))
     import client  # the tests' protocol client (needs /usr/bin/python3's msgpack)
     with client.Server(server, ["--serve", "--root", root]) as s:
         s.hello()
@@ -154,7 +150,7 @@ def main():
 
         # 2. cat of the value
         path = os.path.join(root, "values", key)
-        drop_caches()
+        common.drop_caches()
         t = timed("cat " + path)
         row("cold cat of the value file itself (%d MiB)" % a.mib, "%.0f MB/s" % (size / t / 1e6),
             "(reference)", True)
@@ -164,7 +160,7 @@ def main():
                                     "(reference)")):
             best = 0
             for _ in range(3):
-                drop_caches()
+                common.drop_caches()
                 m = Mount(flechefs, root, mp, opts)
                 mounts.append(m)
                 t = timed("cat %s/values/%s" % (mp, key))

@@ -53,6 +53,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SOURCE, "tests", "e2e"))
 
+import common  # noqa: E402
 import sshd_fixture as sf  # noqa: E402
 
 CIPHER = "aes128-ctr"
@@ -206,14 +207,6 @@ def evict_records(a):
             os.close(fd)
 
 
-def drop_all_caches():
-    """Drops the whole page cache and the dentry and inode caches (as root): the
-    first `ls -l` of a cache nobody has touched since the machine started."""
-    os.sync()
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
-
-
 def warm_records(a):
     """Reads every call record once, so that they are in the page cache."""
     calls = os.path.join(a.cache, "calls")
@@ -229,7 +222,7 @@ def make_cold(state, a):
     if state == "cold":
         evict_records(a)
     elif state == "all dropped":
-        drop_all_caches()
+        common.drop_caches()
     else:
         warm_records(a)  # the other contender's "all dropped" dropped them
 

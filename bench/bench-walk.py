@@ -51,12 +51,6 @@ OPS = {
 }
 
 
-def drop_caches():
-    subprocess.run("sync", shell=True, check=True)
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
-
-
 def hwm_kib(pid):
     return common.proc_status_kib(pid, "VmHWM") or 0
 
@@ -107,7 +101,7 @@ def walk_mount(build, cache, op, link):
                                     stdout=subprocess.PIPE, check=True).stdout)
         server_pid = int(subprocess.run(["pgrep", "-n", "-f", "^%s --serve .*%s" % (server, cache)],
                                         stdout=subprocess.PIPE, check=True).stdout)
-        drop_caches()
+        common.drop_caches()
         secs, out = timed(OPS[op](os.path.join(mp, "calls")))
         return secs, out, hwm_kib(daemon), hwm_kib(server_pid)
     finally:
@@ -185,7 +179,7 @@ def main():
                         os.rmdir(mp)
                 for op in a.ops.split(","):
                     if not a.no_reference:
-                        drop_caches()
+                        common.drop_caches()
                         secs, out = timed(OPS[op](os.path.join(ref, "calls")))
                         print("%-6s %-5s %-10s %9.1f %9.0f %12s %12s  %s" % (
                             layout, op, "ordinary", secs, a.calls / secs, "-", "-", out),

@@ -81,6 +81,14 @@ def build_dir():
     return os.path.abspath(path)
 
 
+def drop_caches():
+    """Writes dirty pages back and drops the page cache and the dentry and inode
+    caches, so that what runs next reads cold. Root only: OSError otherwise."""
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
 def proc_status_kib(pid, field):
     """A KiB figure of /proc/PID/status (field "VmRSS", "VmHWM", ...), or None when the
     process or the field is gone."""
