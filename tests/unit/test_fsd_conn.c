@@ -436,6 +436,20 @@ static void test_out_of_order(void)
 	CHECK(atomic_load(&downs) == 0, "no on_down when closing");
 }
 
+/* Sends "flush" until it is answered (the fake server answers it AMBIGUOUS: -ENOENT)
+ * rather than failed unsent (-ETIMEDOUT): the stall's probe was answered. */
+static int stall_end(struct fsd_conn *c)
+{
+	struct fsd_result fr;
+	int rc = -ETIMEDOUT;
+	for (int k = 0; k < 100 && rc == -ETIMEDOUT; k++) {
+		usleep(10000);
+		rc = call_sync(c, "flush", &fr);
+		fsd_result_release(&fr);
+	}
+	return rc;
+}
+
 /* A request is not answered while one sent after it is, and then the server says
  * nothing more (stopped while its workers answered out of order): at the first one's
  * deadline the connection is stalled all the same, since nothing was heard for half
@@ -463,14 +477,7 @@ static void test_silence_after_answers_behind(void)
 	CHECK(wait_done(&behind, 100) && behind.err == ETIMEDOUT,
 	      "after a silence of half the timeout a request fails at once (%d)", behind.err);
 	/* the probe's answer ends the stall; the server is then idle when closed */
-	struct fsd_result fr;
-	rc = -ETIMEDOUT;
-	for (int k = 0; k < 100 && rc == -ETIMEDOUT; k++) {
-		usleep(10000);
-		rc = call_sync(c, "flush", &fr);
-		fsd_result_release(&fr);
-	}
-	CHECK(rc == -ENOENT, "the probe's answer ends the stall (%d)", rc);
+	CHECK((rc = stall_end(c)) == -ENOENT, "the probe's answer ends the stall (%d)", rc);
 	fsd_conn_free(c);
 	pthread_join(s.th, NULL);
 }
@@ -500,14 +507,7 @@ static void test_deadline_and_death(void)
 	call(c, "echo", 0, record, &behind, 1, (uint64_t)3, 0);
 	CHECK(wait_done(&behind, 100) && behind.err == ETIMEDOUT,
 	      "a request behind an unanswered one fails at once (%d)", behind.err);
-	struct fsd_result fr;
-	rc = -ETIMEDOUT;
-	for (int k = 0; k < 100 && rc == -ETIMEDOUT; k++) {
-		usleep(10000);
-		rc = call_sync(c, "flush", &fr);
-		fsd_result_release(&fr);
-	}
-	CHECK(rc == -ENOENT, "the probe's answer ends the stall (%d)", rc);
+	CHECK((rc = stall_end(c)) == -ENOENT, "the probe's answer ends the stall (%d)", rc);
 	call(c, "echo", 0, record, &pending, 1, (uint64_t)7, 0);
 	struct outcome dead;
 	memset(&dead, 0, sizeof(dead));
